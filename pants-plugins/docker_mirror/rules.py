@@ -1,0 +1,101 @@
+"""Rules that generate one target per spec-file line."""
+
+from __future__ import annotations
+
+from docker_mirror.generation import (
+    check_override_names,
+    docker_image_field_values,
+    plan_images,
+    spec_file_relative_path,
+)
+from docker_mirror.spec import SpecError
+from docker_mirror.target_types import DockerMirrorImagesTargetGenerator, DockerMirrorSpecSourcesField
+from pants.backend.docker.target_types import DockerImageTarget
+from pants.core.target_types import (
+    TargetGeneratorSourcesHelperSourcesField,
+    TargetGeneratorSourcesHelperTarget,
+)
+from pants.engine.addresses import Address
+from pants.engine.fs import Digest, DigestContents
+from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.target import (
+    GeneratedTargets,
+    GenerateTargetsRequest,
+    HydratedSources,
+    HydrateSourcesRequest,
+    InvalidTargetException,
+)
+from pants.engine.unions import UnionMembership, UnionRule
+from pants.util.logging import LogLevel
+
+
+class GenerateFromDockerMirrorImagesRequest(GenerateTargetsRequest):
+    generate_from = DockerMirrorImagesTargetGenerator
+
+
+class DockerMirrorSpecError(InvalidTargetException):
+    """A spec file does not parse; its message lists every bad line as `path:line: ...`."""
+
+
+@rule(desc="Generate images to mirror from `docker_mirror_images` spec files", level=LogLevel.DEBUG)
+async def generate_docker_mirror_images(
+    request: GenerateFromDockerMirrorImagesRequest, union_membership: UnionMembership
+) -> GeneratedTargets:
+    generator_address = request.template_address
+    sources = await Get(
+        HydratedSources, HydrateSourcesRequest(request.generator[DockerMirrorSpecSourcesField])
+    )
+    contents = await Get(DigestContents, Digest, sources.snapshot.digest)
+    if not contents:
+        raise InvalidTargetException(
+            f"{generator_address}: no spec file matches the `sources` globs "
+            f"{list(request.generator[DockerMirrorSpecSourcesField].globs)}."
+        )
+    try:
+        images = plan_images((file.path, file.content) for file in contents)
+    except SpecError as e:
+        raise DockerMirrorSpecError(
+            f"{generator_address}: invalid spec file, no image generated:\n{e}"
+        ) from None
+    overrides = request.require_unparametrized_overrides()
+    check_override_names(overrides, images, generator=str(generator_address))
+
+    # One private helper target per spec file, owning that file: each image depends only on its
+    # own file's helper, so `--changed-since` selects the images of the files that changed.
+    helpers = {
+        file.path: TargetGeneratorSourcesHelperTarget(
+            {
+                TargetGeneratorSourcesHelperSourcesField.alias: spec_file_relative_path(
+                    file.path, generator_address.spec_path
+                )
+            },
+            Address(
+                generator_address.spec_path,
+                target_name=generator_address.target_name,
+                relative_file_path=spec_file_relative_path(file.path, generator_address.spec_path),
+            ),
+            union_membership,
+        )
+        for file in contents
+    }
+    mirror_images = [
+        DockerImageTarget(
+            docker_image_field_values(
+                image,
+                template=request.template,
+                overrides=overrides.get(image.name, {}),
+                helper_spec=helpers[image.entry.path].address.spec,
+            ),
+            generator_address.create_generated(image.name),
+            union_membership,
+        )
+        for image in images
+    ]
+    return GeneratedTargets(request.generator, [*mirror_images, *helpers.values()])
+
+
+def rules():
+    return (
+        *collect_rules(),
+        UnionRule(GenerateTargetsRequest, GenerateFromDockerMirrorImagesRequest),
+    )

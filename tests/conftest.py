@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+from mirror_testing import PantsRepo, Registry, ensure_docker_engine, start_registry
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    ensure_docker_engine()
+
+
+@pytest.fixture(scope="session")
+def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], Registry]]:
+    """Starts registries on demand for the session, and stops them all at its end."""
+    started: list[Registry] = []
+
+    def start() -> Registry:
+        registry = start_registry(tmp_path_factory.mktemp("registry"))
+        started.append(registry)
+        return registry
+
+    yield start
+    for registry in started:
+        registry.stop()
+
+
+@pytest.fixture
+def pants_repo(tmp_path: Path) -> PantsRepo:
+    return PantsRepo(tmp_path)
