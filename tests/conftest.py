@@ -13,12 +13,13 @@ def docker_engine() -> None:
 
 
 @pytest.fixture(scope="session")
-def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], Registry]]:
-    """Starts registries on demand for the session, and stops them all at its end."""
+def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Registry]]:
+    """Starts registries on demand for the session, and stops them all at its end; `start(htpasswd)`
+    starts one that requires basic auth from that htpasswd file."""
     started: list[Registry] = []
 
-    def start() -> Registry:
-        registry = start_registry(tmp_path_factory.mktemp("registry"))
+    def start(htpasswd: Path | None = None) -> Registry:
+        registry = start_registry(tmp_path_factory.mktemp("registry"), htpasswd)
         started.append(registry)
         return registry
 

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -85,6 +86,15 @@ class Registry:
         with urllib.request.urlopen(f"http://{self.address}/v2/_catalog", timeout=10) as response:
             return sorted(json.load(response).get("repositories") or [])
 
+    def access_log(self) -> list[str]:
+        """The registry's access log, one request a line (`"GET /v2/... HTTP/1.1" 200 ...`),
+        oldest first: `log[n:]` after `n = len(registry.access_log())` are the newer requests."""
+        log = self.state_dir / "registry.log"
+        if not log.exists():
+            return []
+        lines = log.read_text().splitlines()
+        return [line for line in lines if " /v2/" in line and not line.startswith("time=")]
+
     def stop(self) -> None:
         pid_file = self.state_dir / "registry.pid"
         if pid_file.exists():
@@ -93,12 +103,19 @@ class Registry:
             except ProcessLookupError:
                 pass
 
+    def start(self) -> None:
+        """Starts this registry again after `stop()`: same address, same stored images."""
+        port = self.address.rsplit(":", 1)[1]
+        subprocess.run([SCRIPTS / "start-registry", port, str(self.state_dir)], check=True)
 
-def start_registry(state_dir: Path) -> Registry:
+
+def start_registry(state_dir: Path, htpasswd: Path | None = None) -> Registry:
+    """A registry on a free loopback port; with `htpasswd`, requests need basic auth from it."""
     if not shutil.which("docker-registry"):
         unavailable("docker-registry is not installed (scripts/install-deps installs it)")
     port = free_port()
-    subprocess.run([SCRIPTS / "start-registry", str(port), str(state_dir)], check=True)
+    auth = [str(htpasswd)] if htpasswd else []
+    subprocess.run([SCRIPTS / "start-registry", str(port), str(state_dir), *auth], check=True)
     return Registry(f"127.0.0.1:{port}", state_dir)
 
 
@@ -161,8 +178,15 @@ class PantsRepo:
             check=True,
         ).stdout
 
-    def pants(self, *args: str, registry: Registry | None = None, timeout: int = 600) -> PantsResult:
-        """Runs the real `./pants` (no daemon); `registry` becomes the only default registry."""
+    def pants(
+        self,
+        *args: str,
+        registry: Registry | None = None,
+        timeout: int = 600,
+        env: dict[str, str] | None = None,
+    ) -> PantsResult:
+        """Runs the real `./pants` (no daemon); `registry` becomes the only default registry;
+        `env` is added to this process's environment."""
         options = ["--no-pantsd"]
         if registry is not None:
             options.append(
@@ -184,5 +208,40 @@ class PantsRepo:
             text=True,
             timeout=timeout,
             check=False,
+            env={**os.environ, **env} if env else None,
         )
         return PantsResult(result.returncode, result.stdout, result.stderr)
+
+
+def require_skopeo() -> None:
+    if not shutil.which("skopeo"):
+        unavailable("skopeo is not installed (scripts/install-deps installs it)")
+
+
+@dataclass(frozen=True)
+class OciImage:
+    """A multi-platform image made by `scripts/make-oci-image`: its index and manifest digests."""
+
+    index: str
+    manifests: dict[str, str]
+
+
+def push_oci_image(reference: str, label: str, *platforms: str) -> OciImage:
+    """Makes a multi-platform image offline (no Docker engine) and pushes it to `reference` on
+    a loopback registry with every platform and digest kept."""
+    require_skopeo()
+    with tempfile.TemporaryDirectory() as layout:
+        made = subprocess.run(
+            [SCRIPTS / "make-oci-image", layout, label, *platforms],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        subprocess.run(
+            ["skopeo", "copy", "--all", "--preserve-digests", "--dest-tls-verify=false",
+             f"oci:{layout}", f"docker://{reference}"],
+            capture_output=True,
+            check=True,
+        )
+    image = json.loads(made.stdout)
+    return OciImage(image["index"], image["manifests"])

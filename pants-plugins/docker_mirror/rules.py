@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from docker_mirror.copy_generation import COPY, check_copy_method_fields, copy_image_field_values
+from docker_mirror.copy_target_types import DockerMirrorImageTarget
 from docker_mirror.generation import (
     check_override_names,
     docker_image_field_values,
@@ -9,23 +11,26 @@ from docker_mirror.generation import (
     spec_file_relative_path,
 )
 from docker_mirror.spec import SpecError
-from docker_mirror.target_types import DockerMirrorImagesTargetGenerator, DockerMirrorSpecSourcesField
+from docker_mirror.target_types import (
+    DockerMirrorImagesTargetGenerator,
+    DockerMirrorMethodField,
+    DockerMirrorSpecSourcesField,
+)
 from pants.backend.docker.target_types import DockerImageTarget
 from pants.core.target_types import (
     TargetGeneratorSourcesHelperSourcesField,
     TargetGeneratorSourcesHelperTarget,
 )
 from pants.engine.addresses import Address
-from pants.engine.fs import Digest, DigestContents
+from pants.engine.fs import DigestContents, PathGlobs
 from pants.engine.rules import Get, collect_rules, rule
 from pants.engine.target import (
     GeneratedTargets,
     GenerateTargetsRequest,
-    HydratedSources,
-    HydrateSourcesRequest,
     InvalidTargetException,
 )
 from pants.engine.unions import UnionMembership, UnionRule
+from pants.option.global_options import UnmatchedBuildFileGlobs
 from pants.util.logging import LogLevel
 
 
@@ -39,13 +44,17 @@ class DockerMirrorSpecError(InvalidTargetException):
 
 @rule(desc="Generate images to mirror from `docker_mirror_images` spec files", level=LogLevel.DEBUG)
 async def generate_docker_mirror_images(
-    request: GenerateFromDockerMirrorImagesRequest, union_membership: UnionMembership
+    request: GenerateFromDockerMirrorImagesRequest,
+    union_membership: UnionMembership,
+    unmatched_build_file_globs: UnmatchedBuildFileGlobs,
 ) -> GeneratedTargets:
     generator_address = request.template_address
-    sources = await Get(
-        HydratedSources, HydrateSourcesRequest(request.generator[DockerMirrorSpecSourcesField])
+    # The generator's `sources` is not a `SourcesField` (see its docstring): read the files here.
+    contents = await Get(
+        DigestContents,
+        PathGlobs,
+        request.generator[DockerMirrorSpecSourcesField].path_globs(unmatched_build_file_globs),
     )
-    contents = await Get(DigestContents, Digest, sources.snapshot.digest)
     if not contents:
         raise InvalidTargetException(
             f"{generator_address}: no spec file matches the `sources` globs "
@@ -78,9 +87,18 @@ async def generate_docker_mirror_images(
         )
         for file in contents
     }
+    # method="copy": a `docker_mirror_image` per line, from the same field values.
+    copy = request.generator[DockerMirrorMethodField].value == COPY
+    if copy:
+        check_copy_method_fields(request.template, overrides, generator=str(generator_address))
+    target_cls, field_values = (
+        (DockerMirrorImageTarget, copy_image_field_values)
+        if copy
+        else (DockerImageTarget, docker_image_field_values)
+    )
     mirror_images = [
-        DockerImageTarget(
-            docker_image_field_values(
+        target_cls(
+            field_values(
                 image,
                 template=request.template,
                 overrides=overrides.get(image.name, {}),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterable, Optional, Tuple
+
 from pants.backend.docker.target_types import (
     DockerImageBuildArgsField,
     DockerImageBuildImageLabelsOptionField,
@@ -11,7 +13,19 @@ from pants.backend.docker.target_types import (
     DockerImageTagsField,
     DockerImageTarget,
 )
-from pants.engine.target import COMMON_TARGET_FIELDS, MultipleSourcesField, OverridesField, TargetGenerator
+from pants.engine.addresses import Address
+from pants.engine.fs import GlobExpansionConjunction, GlobMatchErrorBehavior, PathGlobs
+from pants.engine.target import (
+    COMMON_TARGET_FIELDS,
+    AsyncFieldMixin,
+    InvalidFieldException,
+    OverridesField,
+    SourcesField,
+    StringField,
+    StringSequenceField,
+    TargetGenerator,
+)
+from pants.option.global_options import UnmatchedBuildFileGlobs
 from pants.util.strutil import help_text
 
 SPEC_FORMAT_HELP = help_text(
@@ -40,18 +54,70 @@ SPEC_FORMAT_HELP = help_text(
 )
 
 
-class DockerMirrorSpecSourcesField(MultipleSourcesField):
-    default = ("images.txt", "*.images.txt")
-    expected_file_extensions = None
-    help = help_text(
-        f"""
-        The spec files listing the images to mirror, as globs relative to this BUILD file's
-        directory.
+class DockerMirrorSpecSourcesField(AsyncFieldMixin, StringSequenceField):
+    """The generator's spec-file globs.
 
-        Each spec file is tracked on its own, so `pants --changed-since=<rev> publish` mirrors
-        the images of the spec files that changed.
+    Deliberately not a `SourcesField`: the generator owns no file. Each spec file is owned by its
+    own `_generator_sources_helper` target, which only that file's images depend on. Were the
+    generator an owner, Pants would report it as the owner of a deleted spec file (owners of
+    deleted files are looked up among unexpanded targets), and `--changed-since` would then
+    expand it to every image of every spec file of the generator.
+    """
+
+    alias = "sources"
+    default = ("images.txt", "*.images.txt")
+    help = help_text(
+        """
+        The spec files listing the images to mirror, as globs relative to this BUILD file's
+        directory (`!` excludes a pattern; `../` is not allowed).
+
+        Each spec file is owned by a private helper target `<dir>/<file>:<generator>` that only
+        that file's images depend on; the generator itself owns no file. So, with
+        `[changed] dependents = "direct"`, `pants --changed-since=<rev> publish` mirrors the
+        images of exactly the spec files that changed: every image of an edited file, nothing
+        for a deleted file, and every image of this generator when its BUILD file is edited.
         """
     ) + f"\n\n{SPEC_FORMAT_HELP}"
+
+    @classmethod
+    def compute_value(
+        # `Optional`, not `X | None`: `pants help` evaluates this annotation on Python 3.9.
+        cls, raw_value: Optional[Iterable[str]], address: Address
+    ) -> Optional[Tuple[str, ...]]:
+        value = super().compute_value(raw_value, address)
+        if any(glob.lstrip("!").startswith("../") or "/../" in glob for glob in value or ()):
+            raise InvalidFieldException(
+                f"The {cls.alias!r} field in target {address} must not have globs with `../`: "
+                f"spec files live in the BUILD file's directory or below. It was set to: "
+                f"{sorted(value or ())}"
+            )
+        return value
+
+    @property
+    def globs(self) -> tuple[str, ...]:
+        return self.value or ()
+
+    def path_globs(self, unmatched_build_file_globs: UnmatchedBuildFileGlobs) -> PathGlobs:
+        """The globs relative to the build root, matched as a `sources` field would be.
+
+        Explicit globs must all match (else `[GLOBAL].unmatched_build_file_globs` applies); the
+        default globs need only match one file, and an empty result is left to the caller.
+        """
+        explicit = set(self.globs) != set(self.default)
+        return PathGlobs(
+            (SourcesField.prefix_glob_with_dirpath(self.address.spec_path, g) for g in self.globs),
+            conjunction=(
+                GlobExpansionConjunction.all_match
+                if explicit
+                else GlobExpansionConjunction.any_match
+            ),
+            glob_match_error_behavior=(
+                unmatched_build_file_globs.error_behavior
+                if explicit
+                else GlobMatchErrorBehavior.ignore
+            ),
+            description_of_origin=f"{self.address}'s `{self.alias}` field" if explicit else None,
+        )
 
 
 class DockerMirrorOverridesField(OverridesField):
@@ -142,6 +208,31 @@ class DockerMirrorPullField(DockerImageBuildPullOptionField):
     )
 
 
+class DockerMirrorMethodField(StringField):
+    alias = "method"
+    default = "build"
+    valid_choices = ("build", "copy")
+    help = help_text(
+        """
+        How the images are mirrored.
+
+        `"build"` (the default) generates a `docker_image` per line whose Dockerfile is
+        `FROM <line>`: `docker build` pulls one platform of the source and `docker push` writes
+        it. It needs a Docker engine; it can add labels (`image_labels`) and build arguments.
+        A multi-platform source arrives as one platform under a new digest, so references by
+        the source's index digest do not resolve at the mirror.
+
+        `"copy"` generates a `docker_mirror_image` per line, mirrored registry to registry with
+        `skopeo copy --all --preserve-digests`: every platform, and the image index under the
+        source's own digest, or just the line's `--platform=`. No Docker engine is involved, and
+        a destination that already serves the source digest is skipped (reported as up to date)
+        after a single manifest request. `pull`, `extra_build_args` and `image_labels` do not
+        apply and are an error with `"copy"`. See `pants help docker_mirror_image` and
+        `pants help docker-mirror`.
+        """
+    )
+
+
 class DockerMirrorImagesTargetGenerator(TargetGenerator):
     alias = "docker_mirror_images"
     help = help_text(
@@ -161,6 +252,10 @@ class DockerMirrorImagesTargetGenerator(TargetGenerator):
         The pushed repository is the source path without the registry host (`bitnami/redis`);
         add a prefix with the registry's `repository` option in `[docker].registries`, e.g.
         `repository = "mirror/{{target_repository}}"`.
+
+        With `method="copy"`, each line becomes a `docker_mirror_image` instead, with the same
+        name, repository, tags and registries, copied registry to registry by `skopeo` with every
+        platform and digest kept; see the `method` field.
         """
     ) + f"\n\n{SPEC_FORMAT_HELP}"
     generated_target_cls = DockerImageTarget
@@ -168,6 +263,7 @@ class DockerMirrorImagesTargetGenerator(TargetGenerator):
         *COMMON_TARGET_FIELDS,
         DockerMirrorSpecSourcesField,
         DockerMirrorOverridesField,
+        DockerMirrorMethodField,
     )
     copied_fields = COMMON_TARGET_FIELDS
     moved_fields = (

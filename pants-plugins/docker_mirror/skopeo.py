@@ -1,0 +1,275 @@
+"""The `skopeo` command lines of `method="copy"`, and what its errors mean.
+
+Pure functions and a tool description, no Pants engine calls: building a `Process` does not run
+it. Every reference is passed with the `docker://` transport; credentials never appear in argv
+(skopeo reads them from the Docker config or the containers auth file named by the environment).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from docker_mirror.manifests import split_platform
+from docker_mirror.registry_access import tls_verify
+from pants.engine.process import Process, ProcessCacheScope
+from pants.util.frozendict import FrozenDict
+from pants.util.logging import LogLevel
+
+# Where skopeo (containers/image) and Docker look for credentials and their own configuration;
+# always passed through to skopeo.
+CREDENTIAL_ENV_VARS = ("DOCKER_CONFIG", "REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "HOME")
+
+INSTALL_HINT = (
+    "Install it with `apt-get install skopeo` (Debian, Ubuntu), `dnf install skopeo` (Fedora, "
+    "RHEL) or `brew install skopeo` (macOS), or point `[docker-mirror].executable_search_paths` "
+    "at the directory that holds it."
+)
+
+
+def docker_transport(reference: str) -> str:
+    return f"docker://{reference}"
+
+
+def tls_flag(option: str, verify: bool) -> tuple[str, ...]:
+    """`--<option>=false` when TLS is not verified; nothing (skopeo verifies) otherwise."""
+    return () if verify else (f"--{option}=false",)
+
+
+def inspect_argv(skopeo: str, reference: str, *, verify_tls: bool) -> tuple[str, ...]:
+    """Fetches the raw manifest of `reference` and nothing else: no config, no layer."""
+    return (
+        skopeo,
+        "inspect",
+        "--raw",
+        *tls_flag("tls-verify", verify_tls),
+        docker_transport(reference),
+    )
+
+
+def copy_argv(
+    skopeo: str,
+    source: str,
+    destination: str,
+    *,
+    platform: str | None,
+    verify_source_tls: bool,
+    verify_destination_tls: bool,
+) -> tuple[str, ...]:
+    """Copies `source` to `destination` registry to registry, keeping every digest.
+
+    Without `platform`: `--all`, every platform of an index and the index itself. With it: only
+    that platform's manifest (`--override-os/--override-arch/--override-variant`, no `--all`).
+    `--preserve-digests` makes skopeo fail rather than write anything under another digest.
+    """
+    if platform is None:
+        selection: tuple[str, ...] = ("--all",)
+    else:
+        os_name, arch, variant = split_platform(platform)
+        selection = ("--override-os", os_name, "--override-arch", arch)
+        if variant:
+            selection += ("--override-variant", variant)
+    return (
+        skopeo,
+        "copy",
+        *selection,
+        "--preserve-digests",
+        *tls_flag("src-tls-verify", verify_source_tls),
+        *tls_flag("dest-tls-verify", verify_destination_tls),
+        docker_transport(source),
+        docker_transport(destination),
+    )
+
+
+def registry_of(reference: str) -> str | None:
+    """The registry host of a reference, as the distribution grammar reads it; None: Docker Hub."""
+    first, slash, _ = reference.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return None
+
+
+# The copy runs as this script, so that it only ever writes what was decided: it re-reads the
+# destination first, does nothing if it already serves the wanted digest, and refuses to write if
+# the destination changed since it was checked. That matters beyond races with other writers:
+# with pantsd, Pants re-runs the processes a previous run depended on while it checks whether
+# their results can be reused, so a previous run's copy can run again; this guard makes that
+# re-run a manifest read (it finds its own earlier copy in place) instead of a second push, and
+# keeps it from overwriting a newer copy.
+GUARDED_COPY_SCRIPT = r"""want=$1 seen=$2 count=$3; shift 3
+inspect=("${@:1:$count}"); shift "$count"
+if "${inspect[@]}" >destination-manifest 2>/dev/null; then
+  current=$("${inspect[0]}" manifest-digest destination-manifest) || current=unreadable
+else
+  current=none
+fi
+if [ "$current" = "$want" ]; then
+  echo "docker-mirror: up to date"
+  exit 0
+fi
+if [ "$current" != "$seen" ]; then
+  echo "docker-mirror: the destination changed since it was checked" \
+    "(it served $seen, now $current); not overwriting it" >&2
+  exit 75
+fi
+exec "$@"
+"""
+UP_TO_DATE_OUTPUT = b"docker-mirror: up to date"
+DESTINATION_CHANGED_EXIT_CODE = 75
+NOTHING = "none"
+
+
+def guarded_copy_argv(
+    bash: str,
+    *,
+    want: str,
+    seen: str | None,
+    inspect_destination: tuple[str, ...],
+    copy: tuple[str, ...],
+) -> tuple[str, ...]:
+    """Runs `copy` unless the destination (read with `inspect_destination`) already serves
+    `want`, or no longer serves `seen` (None: nothing), what it served when it was checked."""
+    return (
+        bash,
+        "-c",
+        GUARDED_COPY_SCRIPT,
+        "docker-mirror-copy",
+        want,
+        seen or NOTHING,
+        str(len(inspect_destination)),
+        *inspect_destination,
+        *copy,
+    )
+
+
+@dataclass(frozen=True)
+class Skopeo:
+    """The `skopeo` binary with the environment and TLS settings every invocation shares."""
+
+    path: str
+    bash: str
+    env: FrozenDict[str, str]
+    insecure_registries: tuple[str, ...] = ()
+
+    def verifies_tls(self, reference: str) -> bool:
+        return tls_verify(registry_of(reference), self.insecure_registries)
+
+    def inspect_raw(self, reference: str) -> Process:
+        return Process(
+            argv=inspect_argv(self.path, reference, verify_tls=self.verifies_tls(reference)),
+            description=f"Reading the manifest of {reference}",
+            level=LogLevel.DEBUG,
+            env=self.env,
+            # Registries change between runs: ask them again in every run, once per run.
+            cache_scope=ProcessCacheScope.PER_SESSION,
+        )
+
+    def copy(
+        self, source: str, destination: str, *, platform: str | None, want: str, seen: str | None
+    ) -> Process:
+        """Copies `source` (pinned to the digest `want`) to `destination`, which served `seen`
+        when it was checked; see `GUARDED_COPY_SCRIPT`."""
+        what = f"the {platform} image" if platform else "all platforms"
+        return Process(
+            argv=guarded_copy_argv(
+                self.bash,
+                want=want,
+                seen=seen,
+                inspect_destination=inspect_argv(
+                    self.path, destination, verify_tls=self.verifies_tls(destination)
+                ),
+                copy=copy_argv(
+                    self.path,
+                    source,
+                    destination,
+                    platform=platform,
+                    verify_source_tls=self.verifies_tls(source),
+                    verify_destination_tls=self.verifies_tls(destination),
+                ),
+            ),
+            description=f"Copying {source} to {destination} ({what})",
+            env=self.env,
+            cache_scope=ProcessCacheScope.PER_SESSION,
+        )
+
+
+# skopeo logs like logrus: time="..." level=fatal msg="...".
+_LOG_MESSAGE = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
+_NOISE_PREFIXES = (
+    re.compile(r'^Error parsing image name "[^"]*": '),
+    re.compile(r"^initializing source docker://\S+: "),
+    re.compile(r"^initializing destination docker://\S+: "),
+)
+
+# (what the message contains, what it means), checked in order.
+_PROBLEMS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("manifest unknown", "name unknown", "not found"), "not found"),
+    (
+        ("unauthorized", "authentication required", "denied"),
+        "access denied (credentials come from the Docker config or the containers auth file)",
+    ),
+    (
+        ("server gave HTTP response to HTTPS client",),
+        "the registry speaks plain HTTP; list it in `[docker-mirror].insecure_registries`",
+    ),
+    (
+        ("x509:", "certificate"),
+        "TLS verification failed; list the registry in `[docker-mirror].insecure_registries` "
+        "if that is expected",
+    ),
+    (
+        (
+            "connection refused",
+            "no such host",
+            "i/o timeout",
+            "connection reset",
+            "network is unreachable",
+        ),
+        "registry unreachable",
+    ),
+    (("policy.json", "trust policy"), "skopeo's signature policy refused the image"),
+)
+
+
+def skopeo_error_message(stderr: bytes | str) -> str:
+    """The message of skopeo's last error line, without the boilerplate it wraps it in."""
+    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return "no error message"
+    for line in reversed(lines):
+        match = _LOG_MESSAGE.search(line)
+        if match:
+            message = match.group(1).replace('\\"', '"').replace("\\\\", "\\")
+            break
+    else:
+        message = lines[-1].strip()
+    for prefix in _NOISE_PREFIXES:
+        message = prefix.sub("", message)
+    return message
+
+
+def describe_failure(stderr: bytes | str, *, subject: str) -> str:
+    """One line: `subject` (which image, at which registry), what went wrong in plain words, and
+    skopeo's own message in parentheses."""
+    message = skopeo_error_message(stderr)
+    lowered = message.lower()
+    for needles, meaning in _PROBLEMS:
+        if any(needle.lower() in lowered for needle in needles):
+            break
+    else:
+        meaning = "failed"
+    return f"{subject}: {meaning} ({message})"
+
+
+def at_registry(reference: str) -> str:
+    """`<reference> at registry <host>`, naming Docker Hub when the reference has no host."""
+    return f"{reference} at registry {registry_of(reference) or 'docker.io'}"
+
+
+def reporter_script() -> str:
+    """A shell script that prints `$DOCKER_MIRROR_MESSAGE` (if any) to stderr and exits with
+    `$DOCKER_MIRROR_EXIT_CODE`: how a copy that already ran reports its outcome to `publish`."""
+    return (
+        'if [ -n "$DOCKER_MIRROR_MESSAGE" ]; then printf "%s\\n" "$DOCKER_MIRROR_MESSAGE" >&2; fi; '
+        'exit "$DOCKER_MIRROR_EXIT_CODE"'
+    )
