@@ -587,18 +587,21 @@ def _decode_lines(content: bytes, path: str) -> tuple[list[str], dict[int, SpecL
     errors: dict[int, SpecLineError] = {}
     # Splitting bytes on b"\n" is safe: 0x0A never occurs inside a multi-byte UTF-8 sequence.
     for line_number, raw in enumerate(content.split(b"\n"), start=1):
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
+        body = raw[:-1] if raw.endswith(b"\r") else raw
         try:
-            lines.append(raw.decode("utf-8"))
+            body.decode("utf-8")
         except UnicodeDecodeError as e:
-            shown = raw.decode("utf-8", "backslashreplace")
+            shown = body.decode("utf-8", "backslashreplace")
             lines.append(shown)
             message = (
-                f"invalid UTF-8: byte 0x{raw[e.start]:02x} at byte {e.start + 1} "
+                f"invalid UTF-8: byte 0x{body[e.start]:02x} at byte {e.start + 1} "
                 f"of the line ({e.reason})"
             )
             errors[line_number] = SpecLineError(path, line_number, message, shown)
+        else:
+            # With its CR, as when the whole file decodes: `_parse_content` removes exactly one
+            # (removing it here too would turn a line "x\r\r" into a valid "x").
+            lines.append(raw.decode("utf-8"))
     return lines, errors
 
 
