@@ -193,3 +193,37 @@ def test_no_matching_spec_file_is_an_error(rule_runner: RuleRunner) -> None:
         rule_runner.get_target(Address("src", target_name="mirror"))
         generated(rule_runner, "python")
     assert "missing.txt" in str(exc.value)
+
+
+def test_two_sources_for_one_destination_are_refused(rule_runner: RuleRunner) -> None:
+    # The destination drops the registry host: both lines would push `python:3.12`.
+    rule_runner.write_files(
+        {
+            "src/BUILD": "docker_mirror_images(name='mirror', sources=['images.txt'])",
+            "src/images.txt": "python:3.12\nevil.example.com/python:3.12\nredis:7\n",
+        }
+    )
+    with pytest.raises(ExecutionError) as exc:
+        generated(rule_runner, "redis")
+    message = str(exc.value)
+    assert (
+        'src/images.txt:2: pushes to the same repository and tag "python:3.12" as the image on '
+        "src/images.txt:1" in message
+    ), message
+    assert "no image generated" in message
+
+
+def test_overrides_can_separate_two_sources_of_one_repository(rule_runner: RuleRunner) -> None:
+    rule_runner.write_files(
+        {
+            "src/BUILD": (
+                "docker_mirror_images(name='mirror', sources=['images.txt'], "
+                "overrides={'mirror.example.com/python': {'image_tags': ['3.12-internal']}})"
+            ),
+            "src/images.txt": "python:3.12\nmirror.example.com/python:3.12\n",
+        }
+    )
+    assert generated(rule_runner, "python")[DockerImageTagsField].value == ("3.12",)
+    assert generated(rule_runner, "mirror.example.com/python")[DockerImageTagsField].value == (
+        "3.12-internal",
+    )

@@ -6,9 +6,10 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from docker_mirror.spec import SpecEntry, assign_names, parse_spec_files
+from docker_mirror.spec import SpecEntry, SpecError, SpecLineError, assign_names, parse_spec_files
 from pants.backend.docker.target_types import (
     DockerImageBuildPullOptionField,
+    DockerImageRegistriesField,
     DockerImageInstructionsField,
     DockerImageRepositoryField,
     DockerImageSourceField,
@@ -82,3 +83,35 @@ def check_override_names(
                 """
             )
         )
+
+
+def check_destination_clashes(images: Iterable[tuple[PlannedImage, Mapping[str, Any]]]) -> None:
+    """Refuses two images that would be pushed to the same repository and tag.
+
+    The destination drops the source's registry host, so `python:3.12` and
+    `evil.example.com/python:3.12` would both land on `<registry>/python:3.12`, and the last
+    push would win. Raises `SpecError` naming both lines.
+    """
+    first_at: dict[tuple[str, str, str], PlannedImage] = {}
+    errors: list[SpecLineError] = []
+    for image, values in images:
+        registries = values.get(DockerImageRegistriesField.alias) or ("<default>",)
+        repository = values[DockerImageRepositoryField.alias]
+        tags = values.get(DockerImageTagsField.alias) or ()
+        keys = [(registry, repository, tag) for tag in tags for registry in registries]
+        clash = next((key for key in keys if key in first_at), None)
+        if clash is None:
+            first_at.update((key, image) for key in keys)
+            continue
+        errors.append(
+            SpecLineError(
+                image.entry.path,
+                image.entry.line_number,
+                f'pushes to the same repository and tag "{repository}:{clash[2]}" as the image on '
+                f"{first_at[clash].entry.location}; give one of them other `image_tags` or "
+                "`registries` in `overrides`",
+                image.entry.line,
+            )
+        )
+    if errors:
+        raise SpecError(errors)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from docker_mirror.copy_generation import COPY, check_copy_method_fields, copy_image_field_values
 from docker_mirror.copy_target_types import DockerMirrorImageTarget
 from docker_mirror.generation import (
+    check_destination_clashes,
     check_override_names,
     docker_image_field_values,
     plan_images,
@@ -96,18 +97,27 @@ async def generate_docker_mirror_images(
         if copy
         else (DockerImageTarget, docker_image_field_values)
     )
-    mirror_images = [
-        target_cls(
+    planned = [
+        (
+            image,
             field_values(
                 image,
                 template=request.template,
                 overrides=overrides.get(image.name, {}),
                 helper_spec=helpers[image.entry.path].address.spec,
             ),
-            generator_address.create_generated(image.name),
-            union_membership,
         )
         for image in images
+    ]
+    try:
+        check_destination_clashes(planned)
+    except SpecError as e:
+        raise DockerMirrorSpecError(
+            f"{generator_address}: images would overwrite each other, no image generated:\n{e}"
+        ) from None
+    mirror_images = [
+        target_cls(values, generator_address.create_generated(image.name), union_membership)
+        for image, values in planned
     ]
     return GeneratedTargets(request.generator, [*mirror_images, *helpers.values()])
 

@@ -693,21 +693,32 @@ def assign_names(entries: Sequence[SpecEntry]) -> dict[str, SpecEntry]:
     A name depends only on the entry's own content and on which other names exist, never on
     line order, so moving lines around keeps every name.
     """
-    explicit = {entry.stage_name for entry in entries if entry.stage_name is not None}
     default_counts: dict[str, int] = {}
+    first_with_default: dict[str, SpecEntry] = {}
     for entry in entries:
         if entry.stage_name is None:
             base = _default_name(entry)
             default_counts[base] = default_counts.get(base, 0) + 1
+            first_with_default.setdefault(base, entry)
 
     names: dict[str, SpecEntry] = {}
     errors: list[SpecLineError] = []
     for entry in entries:
         if entry.stage_name is not None:
             name = entry.stage_name
+            # An `AS` name must not take another line's default name: that would silently
+            # rename the other image and hand it this line's `overrides` entry.
+            taken = first_with_default.get(name)
+            if taken is not None:
+                message = (
+                    f"AS name {_quote(name)} is the name of the image on {taken.location}; "
+                    "choose another AS name"
+                )
+                errors.append(SpecLineError(entry.path, entry.line_number, message, entry.line))
+                continue
         else:
             name = _default_name(entry)
-            if default_counts[name] > 1 or name in explicit:
+            if default_counts[name] > 1:
                 name = f"{name}_{_name_suffix(entry)}"
         first = names.get(name)
         if first is not None:
