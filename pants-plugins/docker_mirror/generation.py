@@ -9,8 +9,8 @@ from typing import Any, Iterable, Mapping
 from docker_mirror.spec import SpecEntry, SpecError, SpecLineError, assign_names, parse_spec_files
 from pants.backend.docker.target_types import (
     DockerImageBuildPullOptionField,
-    DockerImageRegistriesField,
     DockerImageInstructionsField,
+    DockerImageRegistriesField,
     DockerImageRepositoryField,
     DockerImageSourceField,
     DockerImageTagsField,

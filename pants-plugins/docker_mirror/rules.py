@@ -72,21 +72,21 @@ async def generate_docker_mirror_images(
 
     # One private helper target per spec file, owning that file: each image depends only on its
     # own file's helper, so `--changed-since` selects the images of the files that changed.
+    relative_paths = {
+        file.path: spec_file_relative_path(file.path, generator_address.spec_path)
+        for file in contents
+    }
     helpers = {
-        file.path: TargetGeneratorSourcesHelperTarget(
-            {
-                TargetGeneratorSourcesHelperSourcesField.alias: spec_file_relative_path(
-                    file.path, generator_address.spec_path
-                )
-            },
+        path: TargetGeneratorSourcesHelperTarget(
+            {TargetGeneratorSourcesHelperSourcesField.alias: relative_path},
             Address(
                 generator_address.spec_path,
                 target_name=generator_address.target_name,
-                relative_file_path=spec_file_relative_path(file.path, generator_address.spec_path),
+                relative_file_path=relative_path,
             ),
             union_membership,
         )
-        for file in contents
+        for path, relative_path in relative_paths.items()
     }
     # method="copy": a `docker_mirror_image` per line, from the same field values.
     copy = request.generator[DockerMirrorMethodField].value == COPY
