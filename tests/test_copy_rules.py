@@ -15,10 +15,12 @@ from typing import Callable
 
 import pytest
 from docker_mirror import register
-from docker_mirror.skopeo import Skopeo
+from docker_mirror.skopeo import Skopeo, manifest_reads
 from docker_mirror.copy_rules import (
     DockerMirrorCopyPackageFieldSet,
     DockerMirrorCopyPublishFieldSet,
+    ImageReadsRequest,
+    ManifestReads,
     PublishDockerMirrorImageRequest,
 )
 from mirror_testing import OciImage, Registry, push_oci_image, require_skopeo
@@ -45,6 +47,7 @@ def rule_runner() -> RuleRunner:
             *system_binaries.rules(),
             QueryRule(BuiltPackage, [DockerMirrorCopyPackageFieldSet]),
             QueryRule(PublishProcesses, [PublishDockerMirrorImageRequest]),
+            QueryRule(ManifestReads, [ImageReadsRequest]),
             QueryRule(DigestContents, [Digest]),
         ],
         target_types=[
@@ -365,3 +368,70 @@ def test_a_repeated_copy_neither_pushes_again_nor_overwrites_a_newer_image(
     assert stale.returncode == 75
     assert b"changed since it was checked" in stale.stderr
     assert mirror.manifest_digest("mirror/team/app", "1") == new.index
+
+
+def test_one_image_reads_its_whole_batch_sources_and_destinations_in_one_go(
+    rule_runner: RuleRunner, registries: Callable[..., Registry]
+) -> None:
+    """Packaging one image reads what every image of its batch needs, so packaging the others
+    asks no registry again; and `publish` decides from those reads alone."""
+    upstream, mirror = registries(), registries()
+    pushed = {
+        name: push_oci_image(f"{upstream.address}/team/{name}:1", name) for name in ("a", "b", "c")
+    }
+    configure(rule_runner, mirror)
+    mirror_spec(
+        rule_runner,
+        "".join(f"{upstream.address}/team/{name}:1 AS {name}\n" for name in pushed),
+        registries="['@mirror', '@archive']",
+    )
+    address = Address("src", target_name="m", generated_name="b")
+    reads = rule_runner.request(ManifestReads, [ImageReadsRequest(address)])
+
+    # Every source and every destination to be written (not `skip_push` ones), read once.
+    assert set(reads.by_reference) == {
+        *(f"{upstream.address}/team/{name}:1" for name in pushed),
+        *(f"{mirror.address}/mirror/team/{name}:1" for name in pushed),
+    }
+    for name, image in pushed.items():
+        source = reads.by_reference[f"{upstream.address}/team/{name}:1"]
+        assert source.exit_code == 0 and manifest_digest_of(source.stdout) == image.index
+        assert reads.served_digest(f"{mirror.address}/mirror/team/{name}:1") is None
+
+    # The package carries what the destination served; a first publish copies (and skips the
+    # `skip_push` registry).
+    _, jobs = package_and_publish(rule_runner, "b")
+    assert [outcome(rule_runner, job) for job in jobs] == ["skipped", "published"]
+    assert mirror.manifest_digest("mirror/team/b", "1") == pushed["b"].index
+
+
+def manifest_digest_of(manifest: bytes) -> str:
+    return "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+
+def test_the_batch_read_process_returns_each_result_in_order(
+    registries: Callable[..., Registry], tmp_path: Path
+) -> None:
+    """The real script against a real registry: found and missing references, more of them
+    than it runs at once, each paired with its own manifest or error."""
+    require_skopeo()
+    registry = registries()
+    images = {i: push_oci_image(f"{registry.address}/batch/img{i}:1", f"batch {i}") for i in range(10)}
+    references = [f"{registry.address}/batch/img{i}:1" for i in images]
+    references.insert(4, f"{registry.address}/batch/missing:1")
+    skopeo = Skopeo(shutil.which("skopeo") or "skopeo", shutil.which("bash") or "bash", FrozenDict())
+    process = skopeo.read_manifests(references)
+
+    # As Pants runs it: no PATH, in an empty directory, outputs collected by name.
+    result = subprocess.run(process.argv, env=dict(process.env), capture_output=True, cwd=tmp_path)
+
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    outputs = {path: (tmp_path / path).read_bytes() for path in process.output_files}
+    reads = manifest_reads(references, outputs)
+    assert [read.reference for read in reads] == references
+    missing = reads[4]
+    assert missing.exit_code != 0 and b"manifest unknown" in missing.stderr
+    found = [read for read in reads if read is not missing]
+    assert [manifest_digest_of(read.stdout) for read in found] == [
+        image.index for image in images.values()
+    ]

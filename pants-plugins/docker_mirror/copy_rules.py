@@ -1,9 +1,9 @@
-"""Engine rules of `method="copy"`: find `skopeo`, resolve sources, `package` and `publish`.
+"""Engine rules of `method="copy"`: find `skopeo`, read registries, `package` and `publish`.
 
 The registry work of a run is spread so that the engine can run it concurrently and nothing is
-asked twice: each source is resolved once (`skopeo inspect --raw`, shared by `package` and
-`publish`); every destination reference is checked once; copies run as `Process`es of the
-publish rules, which the engine runs in parallel (up to
+asked twice. `package` reads, in one process per batch of images (see `copy_batches`), every
+source manifest and what every destination serves now; `publish` decides from those reads and
+copies only what is stale, as `Process`es the engine runs in parallel (up to
 `[GLOBAL].process_execution_local_parallelism` at a time). Every process that talks to a
 registry is cached for the current run only (`ProcessCacheScope.PER_SESSION`): registries
 change between runs. See `copy_publish` for how outcomes reach the publish summary.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from docker_mirror.copy_batches import batch_images, destinations_to_check
 from docker_mirror.copy_publish import (
     CopyOutcome,
     by_repository,
@@ -39,9 +40,11 @@ from docker_mirror.skopeo import (
     DESTINATION_CHANGED_EXIT_CODE,
     INSTALL_HINT,
     UP_TO_DATE_OUTPUT,
+    ManifestRead,
     Skopeo,
     at_registry,
     describe_failure,
+    manifest_reads,
     skopeo_error_message,
 )
 from docker_mirror.subsystem import DockerMirrorSubsystem
@@ -61,11 +64,14 @@ from pants.core.util_rules.system_binaries import (
     BinaryPaths,
     BinaryPathTest,
 )
+from pants.engine.addresses import Address, Addresses
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
-from pants.engine.fs import CreateDigest, Digest, FileContent
+from pants.engine.fs import CreateDigest, Digest, DigestContents, FileContent
 from pants.engine.process import FallibleProcessResult, Process
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.target import Targets
 from pants.engine.unions import UnionRule
+from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
 logger = logging.getLogger(__name__)
@@ -105,32 +111,7 @@ async def find_skopeo(
 
 
 # ---------------------------------------------------------------------------------------------
-# Resolving a source
-
-
-@dataclass(frozen=True)
-class ResolveSourceRequest:
-    reference: str
-    platform: str | None
-
-
-@rule(desc="Resolving a source image to a digest", level=LogLevel.DEBUG)
-async def resolve_mirror_source(request: ResolveSourceRequest, skopeo: Skopeo) -> ResolvedSource:
-    unresolved = ResolvedSource(request.reference, request.platform)
-    result = await Get(
-        FallibleProcessResult, Process, skopeo.inspect_raw(unresolved.lookup_reference)
-    )
-    return resolve_source(
-        request.reference,
-        request.platform,
-        exit_code=result.exit_code,
-        stdout=result.stdout,
-        stderr=result.stderr,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# package
+# Reading manifests, a batch of images at a time
 
 
 @dataclass(frozen=True)
@@ -142,7 +123,120 @@ class DockerMirrorCopyPackageFieldSet(PackageFieldSet):
     registries: DockerMirrorImageRegistriesField
     repository: DockerMirrorImageRepositoryField
     image_tags: DockerMirrorImageTagsField
+    skip_push: DockerMirrorImageSkipPushField
     output_path: DockerMirrorImageOutputPathField
+
+
+@dataclass(frozen=True)
+class ReadManifestsRequest:
+    references: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ManifestReads:
+    """What each reference of a batch served (`skopeo inspect --raw`), by reference."""
+
+    by_reference: FrozenDict[str, ManifestRead]
+
+    def served_digest(self, reference: str) -> str | None:
+        """The digest `reference` serves now; None if it serves nothing (or cannot be read:
+        then the copy is attempted, and reports the real problem)."""
+        read = self.by_reference[reference]
+        return manifest_digest(read.stdout) if read.exit_code == 0 else None
+
+
+@rule(desc="Reading manifests from registries", level=LogLevel.DEBUG)
+async def read_manifests(request: ReadManifestsRequest, skopeo: Skopeo) -> ManifestReads:
+    if not request.references:
+        return ManifestReads(FrozenDict())
+    result = await Get(
+        FallibleProcessResult, Process, skopeo.read_manifests(request.references)
+    )
+    outputs = await Get(DigestContents, Digest, result.output_digest)
+    reads = manifest_reads(
+        request.references,
+        {file.path: file.content for file in outputs},
+        batch_stderr=result.stderr,
+    )
+    return ManifestReads(FrozenDict((read.reference, read) for read in reads))
+
+
+@dataclass(frozen=True)
+class ImageBatchesRequest:
+    generator: Address
+
+
+@dataclass(frozen=True)
+class ImageBatches:
+    """The read batch of each `docker_mirror_image` a generator made (see `copy_batches`)."""
+
+    by_image: FrozenDict[Address, tuple[Address, ...]]
+
+
+@rule(desc="Grouping mirrored images into batches of registry reads", level=LogLevel.DEBUG)
+async def image_batches(request: ImageBatchesRequest) -> ImageBatches:
+    generated = await Get(Targets, Addresses([request.generator]))
+    images = (t.address for t in generated if DockerMirrorCopyPackageFieldSet.is_applicable(t))
+    return ImageBatches(FrozenDict(batch_images(images)))
+
+
+@dataclass(frozen=True)
+class BatchReadsRequest:
+    images: tuple[Address, ...]
+
+
+@dataclass(frozen=True)
+class ImageReadsRequest:
+    image: Address
+
+
+def _unresolved_source(field_set: DockerMirrorCopyPackageFieldSet) -> ResolvedSource:
+    return ResolvedSource(field_set.source_image.value, field_set.platform.value)
+
+
+def _destinations(
+    field_set: DockerMirrorCopyPackageFieldSet, docker: DockerOptions
+) -> tuple[Destination, ...]:
+    return mirror_destinations(
+        field_set.address,
+        registries=field_set.registries.value,
+        repository=field_set.repository.value,
+        image_tags=field_set.image_tags.value,
+        docker_registries=docker.registries(),
+        default_repository=docker.default_repository,
+    )
+
+
+@rule(desc="Reading the manifests of a batch of mirrored images", level=LogLevel.DEBUG)
+async def batch_reads(request: BatchReadsRequest, docker: DockerOptions) -> ManifestReads:
+    targets = await Get(Targets, Addresses(request.images))
+    references: set[str] = set()
+    for target in targets:
+        field_set = DockerMirrorCopyPackageFieldSet.create(target)
+        references.add(_unresolved_source(field_set).lookup_reference)
+        references.update(
+            d.reference
+            for d in destinations_to_check(
+                _destinations(field_set, docker), skip_push=field_set.skip_push.value
+            )
+        )
+    return await Get(ManifestReads, ReadManifestsRequest(tuple(sorted(references))))
+
+
+@rule(desc="Reading the manifests a mirrored image needs", level=LogLevel.DEBUG)
+async def image_reads(request: ImageReadsRequest) -> ManifestReads:
+    image = request.image
+    batch: tuple[Address, ...] = (image,)
+    if image.is_generated_target:
+        batches = await Get(
+            ImageBatches, ImageBatchesRequest(image.maybe_convert_to_target_generator())
+        )
+        batch = batches.by_image.get(image, batch)
+    return await Get(ManifestReads, BatchReadsRequest(batch))
+
+
+# ---------------------------------------------------------------------------------------------
+# package
 
 
 @dataclass(frozen=True)
@@ -151,6 +245,8 @@ class BuiltMirrorImage(BuiltPackageArtifact):
 
     source: ResolvedSource = ResolvedSource("", None)
     destinations: tuple[Destination, ...] = ()
+    # (reference, the digest it serves now or None) of each destination `publish` writes to.
+    served: tuple[tuple[str, str | None], ...] = ()
 
 
 @rule(desc="Resolving an image to mirror")
@@ -160,17 +256,20 @@ async def package_docker_mirror_image(
     # A source that cannot be resolved does not fail the rule: `publish` builds every package
     # before it publishes anything, so raising here would stop every other image of the run.
     # The failure is logged, recorded, and reported by `publish` as this image's failure.
-    source = await Get(
-        ResolvedSource,
-        ResolveSourceRequest(field_set.source_image.value, field_set.platform.value),
+    reads = await Get(ManifestReads, ImageReadsRequest(field_set.address))
+    unresolved = _unresolved_source(field_set)
+    read = reads.by_reference[unresolved.lookup_reference]
+    source = resolve_source(
+        unresolved.reference,
+        unresolved.platform,
+        exit_code=read.exit_code,
+        stdout=read.stdout,
+        stderr=read.stderr,
     )
-    destinations = mirror_destinations(
-        field_set.address,
-        registries=field_set.registries.value,
-        repository=field_set.repository.value,
-        image_tags=field_set.image_tags.value,
-        docker_registries=docker.registries(),
-        default_repository=docker.default_repository,
+    destinations = _destinations(field_set, docker)
+    served = tuple(
+        (d.reference, reads.served_digest(d.reference))
+        for d in destinations_to_check(destinations, skip_push=field_set.skip_push.value)
     )
     relpath = field_set.output_path.value_or_default(file_ending="docker-mirror.json")
     digest = await Get(
@@ -186,7 +285,11 @@ async def package_docker_mirror_image(
         line = f"Resolved {source.reference} to {source.summary}"
     return BuiltPackage(
         digest,
-        (BuiltMirrorImage(relpath, (line,), source=source, destinations=destinations),),
+        (
+            BuiltMirrorImage(
+                relpath, (line,), source=source, destinations=destinations, served=served
+            ),
+        ),
     )
 
 
@@ -215,29 +318,6 @@ class DockerMirrorCopyPublishFieldSet(PublishFieldSet):
                 **super().get_output_data(),
             }
         )
-
-
-@dataclass(frozen=True)
-class DestinationDigestRequest:
-    reference: str
-
-
-@dataclass(frozen=True)
-class DestinationDigest:
-    """The digest a destination reference serves now; None if it serves nothing (or cannot be
-    read: then the copy is attempted, and reports the real problem)."""
-
-    reference: str
-    digest: str | None
-
-
-@rule(desc="Reading the digest a destination serves", level=LogLevel.DEBUG)
-async def destination_digest(
-    request: DestinationDigestRequest, skopeo: Skopeo
-) -> DestinationDigest:
-    result = await Get(FallibleProcessResult, Process, skopeo.inspect_raw(request.reference))
-    digest = manifest_digest(result.stdout) if result.exit_code == 0 else None
-    return DestinationDigest(request.reference, digest)
 
 
 @dataclass(frozen=True)
@@ -353,10 +433,8 @@ async def publish_docker_mirror_image(
             jobs.append(unresolved_packages(source, pushed, bash=bash.path))
             continue
 
-        served = await MultiGet(
-            Get(DestinationDigest, DestinationDigestRequest(d.reference)) for d in pushed
-        )
-        seen = {s.reference: s.digest for s in served}
+        # What each destination served when `package` read it, alongside the source.
+        seen = dict(image.served)
         up_to_date, stale = split_up_to_date(source.digest, pushed, seen)
         jobs.extend(up_to_date_packages(source, d) for d in up_to_date)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Mapping, Sequence
+
 from docker_mirror.manifests import split_platform
 from docker_mirror.registry_access import tls_verify
 from pants.engine.process import Process, ProcessCacheScope
@@ -141,6 +143,65 @@ def guarded_copy_argv(
     )
 
 
+# Reads the manifests of many references in one process, a few at a time. A `Process` per
+# reference cost Pants a sandbox and skopeo a start-up each, which was most of a re-mirror's
+# time. Arguments: the parallelism, then per reference the length of its argv and the argv.
+# Reference n's result lands in `manifest-<n>` (stdout), `manifest-<n>.err` and
+# `manifest-<n>.exit`. Builtins only: the process gets no PATH.
+READ_MANIFESTS_SCRIPT = r"""parallel=$1; shift
+index=0 running=0
+while [ "$#" -gt 0 ]; do
+  count=$1; shift
+  ("${@:1:$count}" >"manifest-$index" 2>"manifest-$index.err"
+   echo "$?" >"manifest-$index.exit") &
+  shift "$count"
+  index=$((index + 1)) running=$((running + 1))
+  if [ "$running" -ge "$parallel" ]; then wait -n; running=$((running - 1)); fi
+done
+wait
+"""
+# Registry reads wait on the network, so more run at once than Pants runs processes (one per
+# core); few enough to stay polite to a rate-limited registry.
+READ_MANIFESTS_PARALLELISM = 8
+
+
+def manifest_read_path(index: int) -> str:
+    return f"manifest-{index}"
+
+
+@dataclass(frozen=True)
+class ManifestRead:
+    """`skopeo inspect --raw <reference>`: its exit code and output."""
+
+    reference: str
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+def manifest_reads(
+    references: Sequence[str], outputs: Mapping[str, bytes], *, batch_stderr: bytes = b""
+) -> tuple[ManifestRead, ...]:
+    """The result of each reference of a `Skopeo.read_manifests` process, from its output files
+    (path -> content). A reference without a result (the batch itself failed) gets a failure
+    carrying the batch's stderr."""
+    reads = []
+    for index, reference in enumerate(references):
+        path = manifest_read_path(index)
+        exit_text = outputs.get(f"{path}.exit", b"").strip()
+        if not exit_text.isdigit():
+            reads.append(
+                ManifestRead(reference, 1, b"", batch_stderr or b"the manifest was not read")
+            )
+            continue
+        reads.append(
+            ManifestRead(
+                reference, int(exit_text), outputs.get(path, b""), outputs.get(f"{path}.err", b"")
+            )
+        )
+    return tuple(reads)
+
+
 @dataclass(frozen=True)
 class Skopeo:
     """The `skopeo` binary with the environment and TLS settings every invocation shares."""
@@ -153,12 +214,30 @@ class Skopeo:
     def verifies_tls(self, reference: str) -> bool:
         return tls_verify(registry_of(reference), self.insecure_registries)
 
-    def inspect_raw(self, reference: str) -> Process:
+    def read_manifests(self, references: Sequence[str]) -> Process:
+        """Reads the raw manifest of each reference (no config, no layer); see
+        `READ_MANIFESTS_SCRIPT` and `manifest_reads`."""
+        argv = [
+            self.bash,
+            "-c",
+            READ_MANIFESTS_SCRIPT,
+            "docker-mirror-read-manifests",
+            str(READ_MANIFESTS_PARALLELISM),
+        ]
+        for reference in references:
+            inspect = inspect_argv(self.path, reference, verify_tls=self.verifies_tls(reference))
+            argv += [str(len(inspect)), *inspect]
+        more = f" and {len(references) - 1} more" if len(references) > 1 else ""
         return Process(
-            argv=inspect_argv(self.path, reference, verify_tls=self.verifies_tls(reference)),
-            description=f"Reading the manifest of {reference}",
+            argv=tuple(argv),
+            description=f"Reading the manifests of {references[0]}{more}",
             level=LogLevel.DEBUG,
             env=self.env,
+            output_files=tuple(
+                manifest_read_path(index) + suffix
+                for index in range(len(references))
+                for suffix in ("", ".err", ".exit")
+            ),
             # Registries change between runs: ask them again in every run, once per run.
             cache_scope=ProcessCacheScope.PER_SESSION,
         )
