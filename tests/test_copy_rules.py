@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import crypt
-import hashlib
 import json
 import os
 import shutil
@@ -15,7 +14,6 @@ from typing import Callable
 
 import pytest
 from docker_mirror import register
-from docker_mirror.skopeo import Skopeo, manifest_reads
 from docker_mirror.copy_rules import (
     DockerMirrorCopyPackageFieldSet,
     DockerMirrorCopyPublishFieldSet,
@@ -23,6 +21,8 @@ from docker_mirror.copy_rules import (
     ManifestReads,
     PublishDockerMirrorImageRequest,
 )
+from docker_mirror.manifests import manifest_digest
+from docker_mirror.skopeo import Skopeo, manifest_reads
 from mirror_testing import OciImage, Registry, push_oci_image, require_skopeo
 from pants.backend.docker.target_types import DockerImageTarget
 from pants.core.goals.package import BuiltPackage
@@ -288,7 +288,7 @@ def _digest_with_auth(registry: Registry, reference: str, docker_config: Path) -
         capture_output=True,
         check=True,
     ).stdout
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
+    return manifest_digest(raw)
 
 
 def test_missing_skopeo_names_the_packages_to_install(
@@ -395,7 +395,7 @@ def test_one_image_reads_its_whole_batch_sources_and_destinations_in_one_go(
     }
     for name, image in pushed.items():
         source = reads.by_reference[f"{upstream.address}/team/{name}:1"]
-        assert source.exit_code == 0 and manifest_digest_of(source.stdout) == image.index
+        assert source.exit_code == 0 and manifest_digest(source.stdout) == image.index
         assert reads.served_digest(f"{mirror.address}/mirror/team/{name}:1") is None
 
     # The package carries what the destination served; a first publish copies (and skips the
@@ -403,10 +403,6 @@ def test_one_image_reads_its_whole_batch_sources_and_destinations_in_one_go(
     _, jobs = package_and_publish(rule_runner, "b")
     assert [outcome(rule_runner, job) for job in jobs] == ["skipped", "published"]
     assert mirror.manifest_digest("mirror/team/b", "1") == pushed["b"].index
-
-
-def manifest_digest_of(manifest: bytes) -> str:
-    return "sha256:" + hashlib.sha256(manifest).hexdigest()
 
 
 def test_the_batch_read_process_returns_each_result_in_order(
@@ -432,6 +428,6 @@ def test_the_batch_read_process_returns_each_result_in_order(
     missing = reads[4]
     assert missing.exit_code != 0 and b"manifest unknown" in missing.stderr
     found = [read for read in reads if read is not missing]
-    assert [manifest_digest_of(read.stdout) for read in found] == [
+    assert [manifest_digest(read.stdout) for read in found] == [
         image.index for image in images.values()
     ]
