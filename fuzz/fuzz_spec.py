@@ -1,11 +1,11 @@
 """Coverage-guided fuzzing of the spec parser (atheris, libFuzzer for Python). Run via `fuzz/run`.
 
 Each input is the raw bytes of a spec file. For each, the harness checks (1-4 are
-`spec_grammar.check_spec_input`, which `tests/test_fuzz_corpus.py` runs on the committed corpus):
+`spec_grammar.check_spec_input`, which `pants-plugins/docker_mirror/spec_fuzz_corpus_test.py` runs on the committed corpus):
 
 1. `parse_spec` returns entries or raises `SpecError`, never anything else; entries yield a single
    safe `FROM` line, and every line of a `SpecError` starts with `path:line:` or `path:`;
-2. the parser agrees with the independent grammar model in `tests/spec_grammar.py`, line by line;
+2. the parser agrees with the independent grammar model in `pants-plugins/docker_mirror/testutil/spec_grammar.py`, line by line;
 3. the parser's fast path (whole-line regex) and slow path (per-part checks) agree;
 4. `parse_spec_files` and `assign_names` raise only `SpecError`, and every name is safe;
 5. BuildKit's own Dockerfile parser (the `dockerfile` package Pants uses) reads every generated
@@ -24,15 +24,15 @@ from pathlib import Path
 import atheris
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "pants-plugins"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "pants-plugins")]
 
 # Regex hook: atheris learns strings the parser's regexes match and feeds them to the mutator.
 # (Not the "str" hook: atheris 2.3.0 reads `s.startswith("[")`'s argument as a regex and crashes.)
 atheris.enabled_hooks.add("RegEx")
 
-with atheris.instrument_imports(include=["docker_mirror", "spec_grammar"]):
+with atheris.instrument_imports(include=["docker_mirror"]):
     from docker_mirror.spec import SpecEntry, SpecError
-    from spec_grammar import check_spec_input
+    from docker_mirror.testutil.spec_grammar import check_spec_input
 
 import dockerfile  # noqa: E402  (not instrumented: Go code, and only an oracle)
 

@@ -1,4 +1,9 @@
-"""Turns parsed spec entries into target field values: pure functions, no engine calls."""
+"""Turns parsed spec entries into the field values of the targets a `docker_mirror_images`
+generator makes: pure functions, no engine calls.
+
+Both methods share names, repositories, tags, precedence and the per-spec-file helper dependency
+(which `--changed-since` relies on); `method="copy"` leaves out what only `docker build` needs.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,13 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from docker_mirror.spec import SpecEntry, SpecError, SpecLineError, assign_names, parse_spec_files
+from docker_mirror.target_types import (
+    DockerMirrorImagesBuildArgsField,
+    DockerMirrorImagesLabelsField,
+    DockerMirrorImagesPullField,
+    DockerMirrorPlatformField,
+    DockerMirrorSourceImageField,
+)
 from pants.backend.docker.target_types import (
     DockerImageBuildPullOptionField,
     DockerImageInstructionsField,
@@ -15,13 +27,42 @@ from pants.backend.docker.target_types import (
     DockerImageSourceField,
     DockerImageTagsField,
 )
+from pants.engine.internals.parametrize import Parametrize
 from pants.engine.target import Dependencies, InvalidFieldException
 from pants.util.strutil import softwrap
+
+BUILD = "build"
+COPY = "copy"
+
+# Generator fields that only configure `docker build`.
+BUILD_ONLY_FIELDS = (
+    DockerMirrorImagesPullField.alias,
+    DockerMirrorImagesBuildArgsField.alias,
+    DockerMirrorImagesLabelsField.alias,
+)
+# What `docker build` needs that a copied image has no use for.
+_DOCKER_BUILD_VALUES = (
+    DockerImageInstructionsField.alias,
+    DockerImageSourceField.alias,
+    DockerImageBuildPullOptionField.alias,
+)
+# What each spec line decides for its own image: `__defaults__` never replace these (the
+# generator's fields and `overrides` may).
+LINE_FIELDS = frozenset(
+    {
+        DockerImageInstructionsField.alias,
+        DockerImageSourceField.alias,
+        DockerImageRepositoryField.alias,
+        DockerImageTagsField.alias,
+        DockerMirrorSourceImageField.alias,
+        DockerMirrorPlatformField.alias,
+    }
+)
 
 
 @dataclass(frozen=True)
 class PlannedImage:
-    """One image to generate: its generated name, its spec line and its spec file's helper."""
+    """One image to generate: its generated name and its spec line."""
 
     name: str
     entry: SpecEntry
@@ -33,32 +74,66 @@ def plan_images(spec_files: Iterable[tuple[str, bytes]]) -> tuple[PlannedImage, 
     return tuple(PlannedImage(name, entry) for name, entry in assign_names(entries).items())
 
 
-def docker_image_field_values(
+def applicable_defaults(
+    defaults: Mapping[str, Any], *, target_alias: str, generator: str
+) -> dict[str, Any]:
+    """The `__defaults__` for the generated target type that apply to a generated image: all but
+    the per-line fields. Refuses `parametrize`, which would make several images of one line."""
+    parametrized = sorted(alias for alias, value in defaults.items() if isinstance(value, Parametrize))
+    if parametrized:
+        raise InvalidFieldException(
+            softwrap(
+                f"""
+                `__defaults__` for `{target_alias}` parametrize {", ".join(f"`{a}`" for a in
+                parametrized)}, which the images that {generator} generates cannot take: one
+                spec line makes one image. Parametrize {generator} itself instead.
+                """
+            )
+        )
+    return {alias: value for alias, value in defaults.items() if alias not in LINE_FIELDS}
+
+
+def image_field_values(
     image: PlannedImage,
     *,
+    method: str,
+    defaults: Mapping[str, Any],
     template: Mapping[str, Any],
     overrides: Mapping[str, Any],
     helper_spec: str,
 ) -> dict[str, Any]:
-    """The field values of the `docker_image` that mirrors `image`.
+    """The field values of the target that mirrors `image`: a `docker_image` with
+    `method="build"`, a `docker_mirror_image` with `method="copy"`.
 
-    Precedence, lowest first: per-entry defaults, the generator's moved fields (`template`), then
-    the image's `overrides`. The image always depends on its own spec file's helper target, so
-    a change to that file (and only that file) marks the image as changed.
+    Precedence, lowest first: `defaults` (see `applicable_defaults`), the spec line's values and
+    the generator's own field defaults, the generator's fields (`template`), then the image's
+    `overrides`. The image always depends on its own spec file's helper target, so a change to
+    that file (and only that file) marks the image as changed.
     """
+    entry = image.entry
     values: dict[str, Any] = {
-        DockerImageTagsField.alias: [image.entry.default_image_tag],
+        **defaults,
+        DockerImageTagsField.alias: [entry.default_image_tag],
         DockerImageBuildPullOptionField.alias: True,
         **template,
-        DockerImageInstructionsField.alias: [image.entry.from_instruction],
+        DockerImageInstructionsField.alias: [entry.from_instruction],
         # No Dockerfile from the source tree, even if the directory happens to hold one.
         DockerImageSourceField.alias: None,
-        DockerImageRepositoryField.alias: image.entry.reference.repository,
-        Dependencies.alias: [helper_spec],
+        DockerImageRepositoryField.alias: entry.reference.repository,
         **overrides,
     }
-    if Dependencies.alias in overrides:
-        values[Dependencies.alias] = [*overrides[Dependencies.alias], helper_spec]
+    values[Dependencies.alias] = [
+        *overrides.get(Dependencies.alias, defaults.get(Dependencies.alias, ())),
+        helper_spec,
+    ]
+    if method == COPY:
+        for alias in _DOCKER_BUILD_VALUES:
+            values.pop(alias, None)
+        values = {
+            DockerMirrorSourceImageField.alias: str(entry.reference),
+            DockerMirrorPlatformField.alias: entry.platform,
+            **values,
+        }
     return values
 
 
@@ -80,6 +155,30 @@ def check_override_names(
                 The `overrides` field of {generator} names images that its spec files do not
                 generate: {", ".join(repr(n) for n in unknown)}. Valid names:
                 {", ".join(repr(n) for n in sorted(names)) or "(none)"}.
+                """
+            )
+        )
+
+
+def check_copy_method_fields(
+    template: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any]], *, generator: str
+) -> None:
+    """Refuses `docker build` fields given to a `method="copy"` generator or its `overrides`."""
+    problems = [f"`{alias}`" for alias in BUILD_ONLY_FIELDS if alias in template]
+    problems.extend(
+        f"`{alias}` (in `overrides` for {name!r})"
+        for name, values in sorted(overrides.items())
+        for alias in BUILD_ONLY_FIELDS
+        if alias in values
+    )
+    if problems:
+        raise InvalidFieldException(
+            softwrap(
+                f"""
+                {generator} has `method="copy"`, which copies images registry to registry as
+                they are, but sets {", ".join(problems)}, which only apply to `docker build`
+                (`method="build"`). Remove them, or use `method="build"` to change the images:
+                a copy cannot add labels or build arguments, and always reads the source afresh.
                 """
             )
         )

@@ -3,14 +3,20 @@
 Enable with `backend_packages.add = ["pants.backend.docker", "docker_mirror"]`.
 """
 
-from docker_mirror import copy_rules
-from docker_mirror import rules as mirror_rules
-from docker_mirror.copy_target_types import DockerMirrorImageTarget
-from docker_mirror.target_types import DockerMirrorImagesTargetGenerator
+from docker_mirror import generator
+from docker_mirror.goals import package, publish
+from docker_mirror.target_types import DockerMirrorImagesTargetGenerator, DockerMirrorImageTarget
+from docker_mirror.util_rules import manifest_reads, skopeo
 
 
 def rules():
-    return [*mirror_rules.rules(), *copy_rules.rules()]
+    return [
+        *generator.rules(),
+        *manifest_reads.rules(),
+        *skopeo.rules(),
+        *package.rules(),
+        *publish.rules(),
+    ]
 
 
 def target_types():

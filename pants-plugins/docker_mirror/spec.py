@@ -7,9 +7,9 @@ A spec file lists one image per line in the Dockerfile `FROM` syntax without the
     --platform=linux/arm64/v8 ghcr.io/org/app:1.2@sha256:<64 lowercase hex> AS app
 
 This is a trust boundary: an accepted reference, platform and stage name end up verbatim in a
-generated Dockerfile `FROM` line and in target names. Every part is checked with anchored
-whitelist regexes (`fullmatch`, ASCII only), so no accepted value can contain whitespace,
-quotes, `$`, `;`, backslashes, control characters or anything else outside the grammar.
+generated Dockerfile `FROM` line and in target names. References and platforms are checked by
+`image_reference`'s anchored whitelist regexes; stage names, comments, encodings and line
+structure here, the same way.
 
 Parsing is linear: the regexes have no nested ambiguous repetition, and the whole-line regex
 (the fast path for valid lines) only ever sees length-bounded input. A line it does not accept
@@ -18,113 +18,45 @@ goes through per-part checks, which decide on their own and name the part that i
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence, TypeVar
+from typing import Iterable, Sequence
 
-_T = TypeVar("_T")
+from docker_mirror.image_reference import (
+    FAST_PATH_MAX_LENGTH,
+    PLATFORM_SOURCE,
+    REFERENCE_SOURCE,
+    ImageReference,
+    build_validated,
+    check_reference,
+    fast_name_ok,
+    platform_problem,
+)
+from docker_mirror.untrusted_text import QUOTE_LIMIT, quote, shorten, visible
 
-# The grammar, as regex sources; error messages quote them so users see what is allowed.
-_PATH_COMPONENT_SOURCE = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
-_DOMAIN_LABEL_SOURCE = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-_IPV6_SOURCE = r"\[[0-9A-Fa-f:]+\]"
-_TAG_SOURCE = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
-_DIGEST_SOURCE = r"sha256:[0-9a-f]{64}"
-_PLATFORM_COMPONENT_SOURCE = r"[a-z0-9]+(?:[._-][a-z0-9]+)*"
 _STAGE_NAME_SOURCE = r"[A-Za-z][A-Za-z0-9_.-]{0,127}"
-
-# Only what `_looks_like_host` calls a host: with a '.' or a port, `localhost`, or IPv6. So a
-# plain first path component never takes a detour through this branch.
-_HOST_SOURCE = (
-    rf"(?:localhost|{_DOMAIN_LABEL_SOURCE}(?:\.{_DOMAIN_LABEL_SOURCE})+|{_IPV6_SOURCE})"
-    rf"(?::[0-9]+)?|{_DOMAIN_LABEL_SOURCE}:[0-9]+"
-)
-_REFERENCE_SOURCE = (
-    rf"(?:(?P<registry>{_HOST_SOURCE})/)?"
-    rf"(?P<repository>{_PATH_COMPONENT_SOURCE}(?:/{_PATH_COMPONENT_SOURCE})*)"
-    rf"(?::(?P<tag>{_TAG_SOURCE}))?"
-    rf"(?:@(?P<digest>{_DIGEST_SOURCE}))?"
-)
-_PLATFORM_SOURCE = rf"{_PLATFORM_COMPONENT_SOURCE}(?:/{_PLATFORM_COMPONENT_SOURCE}){{1,2}}"
-
-# re.ASCII so that classes never widen to Unicode; always used with fullmatch, never with `$`
-# (which would also match before a trailing newline).
-_PATH_COMPONENT = re.compile(_PATH_COMPONENT_SOURCE, re.ASCII)
-_PATH = re.compile(rf"{_PATH_COMPONENT_SOURCE}(?:/{_PATH_COMPONENT_SOURCE})*", re.ASCII)
-# With `.match` on path + "/": ends where the first invalid component starts.
-_VALID_PATH_PREFIX = re.compile(rf"(?:{_PATH_COMPONENT_SOURCE}/)*", re.ASCII)
-_PATH_FORBIDDEN_CHAR = re.compile(r"[^a-z0-9._-]", re.ASCII)
-_DOMAIN_LABEL = re.compile(_DOMAIN_LABEL_SOURCE, re.ASCII)
-_IPV6_BODY = re.compile(r"[0-9A-Fa-f:]+", re.ASCII)
-_PORT = re.compile(r"[0-9]+", re.ASCII)
-_TAG = re.compile(_TAG_SOURCE, re.ASCII)
-_DIGEST = re.compile(_DIGEST_SOURCE, re.ASCII)
-_DIGEST_ALGORITHM = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*", re.ASCII)
-_PLATFORM = re.compile(_PLATFORM_SOURCE, re.ASCII)
-_PLATFORM_COMPONENT = re.compile(_PLATFORM_COMPONENT_SOURCE, re.ASCII)
 _STAGE_NAME = re.compile(_STAGE_NAME_SOURCE, re.ASCII)
-_REFERENCE = re.compile(_REFERENCE_SOURCE, re.ASCII)
 # A whole valid line (comment and surrounding blanks removed): one regex call per line keeps
 # large files fast. Token separators are the same as in `_TOKEN_SEPARATOR`.
 _LINE = re.compile(
-    rf"(?:--platform=(?P<platform>{_PLATFORM_SOURCE})[ \t]+)?"
-    rf"{_REFERENCE_SOURCE}"
+    rf"(?:--platform=(?P<platform>{PLATFORM_SOURCE})[ \t]+)?"
+    rf"{REFERENCE_SOURCE}"
     rf"(?:[ \t]+[Aa][Ss][ \t]+(?P<stage_name>{_STAGE_NAME_SOURCE}))?",
     re.ASCII,
 )
-# Defense in depth: the union of all characters any part of a reference may contain.
-_REFERENCE_CHARS = re.compile(r"[A-Za-z0-9._:/@\[\]-]+", re.ASCII)
+
 
 # Only space and tab separate tokens: other whitespace (NBSP, \v, \f) must stay inside a token
 # and be refused there, instead of silently acting as a separator.
 _TOKEN_SEPARATOR = re.compile(r"[ \t]+")
 _BLANKS = " \t"
 _COMMENT_START = re.compile(r"[ \t]#")
-
-_MAX_NAME_LENGTH = 255
-_MAX_TAG_LENGTH = 128
-# Longer input skips the fast-path regexes, so they never run on unbounded text.
-_FAST_PATH_MAX_LENGTH = 1024
 _UTF8_BOM = b"\xef\xbb\xbf"
 # The UTF-32 LE mark starts with the UTF-16 LE one, so these cover all four encodings.
 _UTF16_OR_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 # Keep messages readable when a line is huge (e.g. a 1 MB garbage line).
 _ECHO_LIMIT = 200
-_QUOTE_LIMIT = 80
 _CONTROL_NAMES = {0x00: "NUL", 0x0A: "LF", 0x0D: "CR", 0x1B: "ESC", 0x7F: "DEL"}
-
-
-# --------------------------------------------------------------------------------------------
-# Display helpers: error messages echo untrusted text, so make it visible and bounded.
-
-
-def _escape_char(char: str) -> str:
-    code = ord(char)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
-def _visible(text: str) -> str:
-    """`text` with non-printable characters escaped (tabs kept), so terminals show them."""
-    if text.replace("\t", " ").isprintable():
-        return text
-    return "".join(c if c == "\t" or c.isprintable() else _escape_char(c) for c in text)
-
-
-def _shorten(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text)} characters)"
-
-
-def _quote(text: str) -> str:
-    shown = _visible(_shorten(text, _QUOTE_LIMIT))
-    # Switch quotes rather than escape, so a stray quote in the input stays recognisable.
-    return f"'{shown}'" if '"' in shown and "'" not in shown else f'"{shown}"'
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,7 +79,7 @@ class SpecLineError:
     def __str__(self) -> str:
         if self.line_number <= 0:
             return f"{self.path}: {self.message}"
-        return f"{self.location}: {self.message}: {_visible(_shorten(self.line, _ECHO_LIMIT))}"
+        return f"{self.location}: {self.message}: {visible(shorten(self.line, _ECHO_LIMIT))}"
 
 
 class SpecError(ValueError):
@@ -163,242 +95,13 @@ class SpecError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------
-# Image references
-
-
-def _build(cls: type[_T], values: tuple[Any, ...]) -> _T:
-    """An instance of a frozen dataclass from values the parser has just validated.
-
-    Skips `__post_init__`, whose re-validation (meant for direct construction) would double
-    the cost of parsing large files; filling `__dict__` directly bypasses the frozen
-    `__setattr__` just like the dataclass-generated `__init__` does, only faster.
-    """
-    instance = object.__new__(cls)
-    instance.__dict__.update(zip(cls.__dataclass_fields__, values))  # type: ignore[attr-defined]
-    return instance
-
-
-def _looks_like_host(component: str) -> bool:
-    # The distribution grammar's rule: otherwise `bitnami/redis` would read as host "bitnami".
-    return "." in component or ":" in component or component == "localhost"
-
-
-def _is_ipv6(text: str) -> bool:
-    try:
-        ipaddress.IPv6Address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _fast_name_ok(registry: str | None, repository: str) -> bool:
-    """The rules the fast-path regexes cannot express; False sends to the slow path.
-
-    A path component with '.' (like `a_b.c`) is valid, but as a first component followed by
-    '/' it is a host, and an invalid one; lengths and IPv6 values are not checked by regexes.
-    """
-    if registry is None:
-        if "/" in repository and _looks_like_host(repository.partition("/")[0]):
-            return False
-        return len(repository) <= _MAX_NAME_LENGTH
-    if registry[0] == "[" and not _is_ipv6(registry[1 : registry.index("]")]):
-        return False
-    return len(registry) + 1 + len(repository) <= _MAX_NAME_LENGTH
-
-
-def _check_registry(registry: str) -> None:
-    if registry.startswith("["):
-        end = registry.find("]")
-        if end == -1:
-            raise ValueError(
-                f"invalid registry host {_quote(registry)}: missing ']' after IPv6 address"
-            )
-        body, rest = registry[1:end], registry[end + 1 :]
-        if not _IPV6_BODY.fullmatch(body) or not _is_ipv6(body):
-            raise ValueError(
-                f"invalid IPv6 address {_quote(body)} in registry host {_quote(registry)}"
-            )
-        if rest and not rest.startswith(":"):
-            raise ValueError(
-                f"invalid registry host {_quote(registry)}: unexpected {_quote(rest)} after ']'"
-            )
-        port = rest[1:] if rest else None
-    else:
-        hostname, colon, port_text = registry.partition(":")
-        port = port_text if colon else None
-        for label in hostname.split("."):
-            if not _DOMAIN_LABEL.fullmatch(label):
-                what = "empty label" if not label else f"invalid label {_quote(label)}"
-                raise ValueError(
-                    f"invalid registry host {_quote(registry)}: {what} "
-                    f"(labels must match {_DOMAIN_LABEL_SOURCE})"
-                )
-    if port is not None and not _PORT.fullmatch(port):
-        raise ValueError(
-            f"invalid registry port {_quote(port)} in {_quote(registry)} (digits only)"
-        )
-
-
-def _path_component_problem(component: str, name: str) -> ValueError:
-    """The error for an invalid path component, saying what is wrong with it."""
-    where = f" in image name {_quote(name)}" if component != name else ""
-    if not component:
-        return ValueError(f"empty path component{where}")
-    bad_char = _PATH_FORBIDDEN_CHAR.search(component)
-    if bad_char:
-        problem = f"character {_quote(bad_char.group())} is not allowed"
-        if _PATH_COMPONENT.fullmatch(component.lower()):
-            problem = "upper-case letters are not allowed"
-    else:
-        problem = "separators . _ __ - must sit between lowercase letters or digits"
-    return ValueError(
-        f"invalid path component {_quote(component)}{where}: {problem} "
-        f"(allowed: {_PATH_COMPONENT_SOURCE})"
-    )
-
-
-def _check_tag(tag: str) -> None:
-    if _TAG.fullmatch(tag):
-        return
-    if not tag:
-        raise ValueError("empty tag after ':'")
-    if len(tag) > _MAX_TAG_LENGTH:
-        raise ValueError(
-            f"tag is {len(tag)} characters long (at most {_MAX_TAG_LENGTH} allowed)"
-        )
-    raise ValueError(f"invalid tag {_quote(tag)} (allowed: {_TAG_SOURCE})")
-
-
-def _check_digest(digest: str) -> None:
-    if _DIGEST.fullmatch(digest):
-        return
-    if not digest:
-        raise ValueError("empty digest after '@'")
-    algorithm, colon, _ = digest.partition(":")
-    if colon and algorithm != "sha256" and _DIGEST_ALGORITHM.fullmatch(algorithm):
-        raise ValueError(
-            f"unsupported digest algorithm {_quote(algorithm)} (only sha256 is accepted)"
-        )
-    raise ValueError(
-        f"invalid digest {_quote(digest)} (expected sha256: followed by 64 lowercase hex digits)"
-    )
-
-
-def _check_reference(text: str) -> tuple[str | None, str, str | None, str | None]:
-    """The slow path: splits `text` by hand and checks each part, naming the first bad one."""
-    if not text:
-        raise ValueError("empty image reference")
-    if text.startswith("-"):
-        # Would be read as an option by `docker` and friends.
-        raise ValueError(f"image reference {_quote(text)} must not start with '-'")
-    name_and_tag, at, digest_text = text.partition("@")
-    digest = digest_text if at else None
-    # The tag colon is the last one after the last '/': earlier colons belong to a host:port.
-    last_slash = name_and_tag.rfind("/")
-    colon = name_and_tag.rfind(":")
-    tag: str | None
-    if colon > last_slash:
-        name, tag = name_and_tag[:colon], name_and_tag[colon + 1 :]
-    else:
-        name, tag = name_and_tag, None
-    if not name:
-        raise ValueError(f"missing image name in {_quote(text)}")
-    # Checked first: it also bounds the input of the regexes below.
-    if len(name) > _MAX_NAME_LENGTH:
-        raise ValueError(
-            f"image name is {len(name)} characters long (at most {_MAX_NAME_LENGTH} allowed)"
-        )
-    registry: str | None = None
-    path = name
-    first, slash, rest = name.partition("/")
-    if slash and _looks_like_host(first):
-        registry, path = first, rest
-        _check_registry(registry)
-    # One regex call for the whole path, and one more to find the bad component if any.
-    if not _PATH.fullmatch(path):
-        start = _VALID_PATH_PREFIX.match(path + "/").end()  # type: ignore[union-attr]
-        raise _path_component_problem(path[start:].partition("/")[0], name)
-    if tag is not None:
-        _check_tag(tag)
-    if digest is not None:
-        _check_digest(digest)
-    if not _REFERENCE_CHARS.fullmatch(text):  # pragma: no cover - unreachable by construction
-        raise ValueError(f"invalid character in image reference {_quote(text)}")
-    return registry, path, tag, digest
-
-
-def _split_reference(text: str) -> tuple[str | None, str, str | None, str | None]:
-    """(registry, repository, tag, digest) of `text`; raises ValueError naming the bad part."""
-    if len(text) <= _FAST_PATH_MAX_LENGTH:
-        match = _REFERENCE.fullmatch(text)
-        if match and _fast_name_ok(match["registry"], match["repository"]):
-            return match["registry"], match["repository"], match["tag"], match["digest"]
-    return _check_reference(text)
-
-
-@dataclass(frozen=True)
-class ImageReference:
-    """An image reference as written, split into its parts; valid by construction."""
-
-    registry: str | None
-    repository: str
-    tag: str | None
-    digest: str | None
-
-    def __post_init__(self) -> None:
-        # Direct construction must not bypass validation: the value ends up in a Dockerfile.
-        parts = (self.registry, self.repository, self.tag, self.digest)
-        if not isinstance(self.repository, str) or not all(
-            part is None or isinstance(part, str) for part in parts
-        ):
-            raise ValueError(f"image reference parts must be strings: {parts!r}")
-        if _split_reference(str(self)) != parts:
-            raise ValueError(f"image reference parts do not round-trip: {parts!r}")
-
-    @property
-    def name(self) -> str:
-        return f"{self.registry}/{self.repository}" if self.registry else self.repository
-
-    def __str__(self) -> str:
-        text = self.name
-        if self.tag is not None:
-            text += f":{self.tag}"
-        if self.digest is not None:
-            text += f"@{self.digest}"
-        return text
-
-    @classmethod
-    def parse(cls, text: str) -> ImageReference:
-        return _build(cls, _split_reference(text))
-
-
-# --------------------------------------------------------------------------------------------
 # Spec entries
-
-
-def _platform_problem(platform: str) -> str | None:
-    if _PLATFORM.fullmatch(platform):
-        return None
-    expected = "expected <os>/<arch>[/<variant>], e.g. linux/amd64 or linux/arm64/v8"
-    if not platform:
-        return f"empty --platform value ({expected})"
-    components = platform.split("/")
-    if not 2 <= len(components) <= 3:
-        return f"invalid platform {_quote(platform)}: {len(components)} component(s), {expected}"
-    for component in components:
-        if not _PLATFORM_COMPONENT.fullmatch(component):
-            what = "empty component" if not component else f"invalid component {_quote(component)}"
-            return (
-                f"invalid platform {_quote(platform)}: {what} "
-                f"(allowed: {_PLATFORM_COMPONENT_SOURCE})"
-            )
-    return f"invalid platform {_quote(platform)}"  # pragma: no cover - the checks above cover it
 
 
 def _stage_name_problem(stage_name: str) -> str | None:
     if _STAGE_NAME.fullmatch(stage_name):
         return None
-    return f"invalid stage name {_quote(stage_name)} after AS (allowed: {_STAGE_NAME_SOURCE})"
+    return f"invalid stage name {quote(stage_name)} after AS (allowed: {_STAGE_NAME_SOURCE})"
 
 
 @dataclass(frozen=True)
@@ -419,7 +122,7 @@ class SpecEntry:
         if self.line_number < 1:
             raise ValueError(f"line_number is 1-based: {self.line_number}")
         if self.platform is not None:
-            problem = _platform_problem(self.platform)
+            problem = platform_problem(self.platform)
             if problem:
                 raise ValueError(problem)
         if self.stage_name is not None:
@@ -459,7 +162,7 @@ def _parse_tokens(
     if first.startswith("--platform="):
         platform = first[len("--platform=") :]
         rest = tokens[1:]
-        problem = _platform_problem(platform)
+        problem = platform_problem(platform)
         if problem:
             problems.append(problem)
     elif first == "--platform":
@@ -470,7 +173,7 @@ def _parse_tokens(
     elif first.startswith("--"):
         option = first.partition("=")[0]
         problems.append(
-            f"unsupported option {_quote(option)} "
+            f"unsupported option {quote(option)} "
             "(only --platform=<os>/<arch>[/<variant>] is allowed)"
         )
     if problems and platform is None:
@@ -481,7 +184,7 @@ def _parse_tokens(
     stage_name: str | None = None
     if not rest:
         problems.append(
-            f"missing image reference after --platform={_shorten(platform, _QUOTE_LIMIT)}"
+            f"missing image reference after --platform={shorten(platform or '', QUOTE_LIMIT)}"
         )
     elif len(rest) == 2 and rest[0].lower() == "as":
         # "as" alone is a valid image name; "AS <name>" is a forgotten reference.
@@ -490,13 +193,13 @@ def _parse_tokens(
         token = rest[0]
         if token.startswith("--"):
             problems.append(
-                f"unexpected option {_quote(token)} "
+                f"unexpected option {quote(token)} "
                 "(only one --platform=..., before the reference, is allowed)"
             )
         else:
             try:
                 # Straight to the checks that name the problem: the regexes already failed.
-                reference = _build(ImageReference, _check_reference(token))
+                reference = build_validated(ImageReference, check_reference(token))
             except ValueError as e:
                 hint = ""
                 if "#" in token:
@@ -506,7 +209,7 @@ def _parse_tokens(
         if after:
             if after[0].lower() != "as":
                 problems.append(
-                    f"unexpected {_quote(' '.join(after))} after the image reference "
+                    f"unexpected {quote(' '.join(after))} after the image reference "
                     "(only 'AS <name>' may follow it)"
                 )
             elif len(after) == 1:
@@ -514,7 +217,7 @@ def _parse_tokens(
             elif len(after) > 2:
                 problems.append(
                     f"{after[0]} takes exactly one stage name, "
-                    f"got extra {_quote(' '.join(after[2:]))}"
+                    f"got extra {quote(' '.join(after[2:]))}"
                 )
             else:
                 stage_name = after[1]
@@ -524,7 +227,7 @@ def _parse_tokens(
 
     if problems or reference is None:
         return None, [SpecLineError(path, line_number, p, line) for p in problems]
-    return _build(SpecEntry, (path, line_number, line, reference, platform, stage_name)), []
+    return build_validated(SpecEntry, (path, line_number, line, reference, platform, stage_name)), []
 
 
 def _unprintable_problem(line: str) -> str | None:
@@ -564,15 +267,15 @@ def _parse_line(
         return None, []
 
     # The fast path: the one regex call that most lines need.
-    if len(code) <= _FAST_PATH_MAX_LENGTH:
+    if len(code) <= FAST_PATH_MAX_LENGTH:
         match = _LINE.fullmatch(code)
         if match:
             platform, registry, repository, tag, digest, stage_name = match.group(
                 "platform", "registry", "repository", "tag", "digest", "stage_name"
             )
-            if _fast_name_ok(registry, repository):
-                reference = _build(ImageReference, (registry, repository, tag, digest))
-                entry = _build(
+            if fast_name_ok(registry, repository):
+                reference = build_validated(ImageReference, (registry, repository, tag, digest))
+                entry = build_validated(
                     SpecEntry, (path, line_number, line, reference, platform, stage_name)
                 )
                 return entry, []
@@ -658,7 +361,7 @@ def parse_spec_files(files: Iterable[tuple[str, bytes]]) -> tuple[SpecEntry, ...
             key = str(entry.reference)
             first = first_seen.get(key)
             if first is not None:
-                message = f"duplicate image {_quote(key)}, first listed at {first.location}"
+                message = f"duplicate image {quote(key)}, first listed at {first.location}"
                 errors.append(SpecLineError(entry.path, entry.line_number, message, entry.line))
             else:
                 first_seen[key] = entry
@@ -711,7 +414,7 @@ def assign_names(entries: Sequence[SpecEntry]) -> dict[str, SpecEntry]:
             taken = first_with_default.get(name)
             if taken is not None:
                 message = (
-                    f"AS name {_quote(name)} is the name of the image on {taken.location}; "
+                    f"AS name {quote(name)} is the name of the image on {taken.location}; "
                     "choose another AS name"
                 )
                 errors.append(SpecLineError(entry.path, entry.line_number, message, entry.line))
@@ -722,7 +425,7 @@ def assign_names(entries: Sequence[SpecEntry]) -> dict[str, SpecEntry]:
                 name = f"{name}_{_name_suffix(entry)}"
         first = names.get(name)
         if first is not None:
-            message = f"name {_quote(name)} is also used by {first.location}"
+            message = f"name {quote(name)} is also used by {first.location}"
             errors.append(SpecLineError(entry.path, entry.line_number, message, entry.line))
         else:
             names[name] = entry

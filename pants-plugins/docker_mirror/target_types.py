@@ -1,9 +1,19 @@
-"""The `docker_mirror_images` target generator and its fields."""
+"""The targets of the plugin and all their fields: the `docker_mirror_images` generator, and the
+`docker_mirror_image` it generates with `method="copy"`.
+
+With `method="build"` the generator makes Pants' own `docker_image` targets instead. The
+`docker_mirror_image` fields share their aliases and meaning with `docker_image`'s
+(`registries`, `repository`, `image_tags`, `skip_push`) but are distinct classes, so that Pants'
+docker backend neither builds nor pushes those targets.
+"""
 
 from __future__ import annotations
 
 from typing import Iterable, Optional, Tuple
 
+from docker_mirror.compat import UnmatchedBuildFileGlobs
+from docker_mirror.image_reference import ImageReference, is_valid_platform
+from pants.backend.docker.registries import ALL_DEFAULT_REGISTRIES
 from pants.backend.docker.target_types import (
     DockerImageBuildArgsField,
     DockerImageBuildImageLabelsOptionField,
@@ -11,24 +21,26 @@ from pants.backend.docker.target_types import (
     DockerImageRegistriesField,
     DockerImageSkipPushField,
     DockerImageTagsField,
-    DockerImageTarget,
 )
+from pants.core.goals.package import OutputPathField
 from pants.engine.addresses import Address
 from pants.engine.fs import GlobExpansionConjunction, GlobMatchErrorBehavior, PathGlobs
 from pants.engine.target import (
     COMMON_TARGET_FIELDS,
     AsyncFieldMixin,
+    BoolField,
+    Dependencies,
     InvalidFieldException,
     OverridesField,
     SourcesField,
     StringField,
     StringSequenceField,
+    Target,
     TargetGenerator,
 )
-from pants.option.global_options import UnmatchedBuildFileGlobs
-from pants.util.strutil import help_text
+from pants.util.strutil import help_text, softwrap
 
-SPEC_FORMAT_HELP = help_text(
+SPEC_FORMAT_HELP = softwrap(
     """
     Spec file format: UTF-8 text, one image per line, the Dockerfile `FROM` syntax without the
     keyword:
@@ -54,7 +66,7 @@ SPEC_FORMAT_HELP = help_text(
 )
 
 
-class DockerMirrorSpecSourcesField(AsyncFieldMixin, StringSequenceField):
+class DockerMirrorImagesSourcesField(AsyncFieldMixin, StringSequenceField):
     """The generator's spec-file globs.
 
     Deliberately not a `SourcesField`: the generator owns no file. Each spec file is owned by its
@@ -66,7 +78,7 @@ class DockerMirrorSpecSourcesField(AsyncFieldMixin, StringSequenceField):
 
     alias = "sources"
     default = ("images.txt", "*.images.txt")
-    help = help_text(
+    help = softwrap(
         """
         The spec files listing the images to mirror, as globs relative to this BUILD file's
         directory (`!` excludes a pattern; `../` is not allowed).
@@ -120,7 +132,7 @@ class DockerMirrorSpecSourcesField(AsyncFieldMixin, StringSequenceField):
         )
 
 
-class DockerMirrorOverridesField(OverridesField):
+class DockerMirrorImagesOverridesField(OverridesField):
     help = help_text(
         """
         Override the field values of individual generated images, keyed by generated name (see
@@ -144,7 +156,7 @@ class DockerMirrorOverridesField(OverridesField):
 # passed on by alias.
 
 
-class DockerMirrorRegistriesField(DockerImageRegistriesField):
+class DockerMirrorImagesRegistriesField(DockerImageRegistriesField):
     help = help_text(
         """
         The registries to push the mirrored images to: addresses, or `@alias`es of the
@@ -160,8 +172,9 @@ class DockerMirrorRegistriesField(DockerImageRegistriesField):
     )
 
 
-class DockerMirrorImageTagsField(DockerImageTagsField):
-    default = None
+class DockerMirrorImagesTagsField(DockerImageTagsField):
+    # No default: without `image_tags` on the generator, each line's own tag applies.
+    default = None  # type: ignore[assignment]
     help = help_text(
         """
         The tags to push every mirrored image under, replacing the per-image default.
@@ -174,11 +187,11 @@ class DockerMirrorImageTagsField(DockerImageTagsField):
     )
 
 
-class DockerMirrorSkipPushField(DockerImageSkipPushField):
+class DockerMirrorImagesSkipPushField(DockerImageSkipPushField):
     help = "If true, `pants publish` pushes none of the generated images."
 
 
-class DockerMirrorBuildArgsField(DockerImageBuildArgsField):
+class DockerMirrorImagesBuildArgsField(DockerImageBuildArgsField):
     help = help_text(
         """
         Build arguments (`NAME` or `NAME=value`) for every generated image's `docker build`, for
@@ -188,7 +201,7 @@ class DockerMirrorBuildArgsField(DockerImageBuildArgsField):
     )
 
 
-class DockerMirrorImageLabelsField(DockerImageBuildImageLabelsOptionField):
+class DockerMirrorImagesLabelsField(DockerImageBuildImageLabelsOptionField):
     help = help_text(
         """
         Labels to set on every generated image (`docker build --label`). A label changes the
@@ -197,7 +210,7 @@ class DockerMirrorImageLabelsField(DockerImageBuildImageLabelsOptionField):
     )
 
 
-class DockerMirrorPullField(DockerImageBuildPullOptionField):
+class DockerMirrorImagesPullField(DockerImageBuildPullOptionField):
     default = True
     help = help_text(
         """
@@ -208,7 +221,7 @@ class DockerMirrorPullField(DockerImageBuildPullOptionField):
     )
 
 
-class DockerMirrorMethodField(StringField):
+class DockerMirrorImagesMethodField(StringField):
     alias = "method"
     default = "build"
     valid_choices = ("build", "copy")
@@ -235,7 +248,7 @@ class DockerMirrorMethodField(StringField):
 
 class DockerMirrorImagesTargetGenerator(TargetGenerator):
     alias = "docker_mirror_images"
-    help = help_text(
+    help = softwrap(
         f"""
         Generate a `docker_image` for each image listed in spec files, to mirror images from
         one registry to another with `pants package` and `pants publish`.
@@ -256,21 +269,174 @@ class DockerMirrorImagesTargetGenerator(TargetGenerator):
         With `method="copy"`, each line becomes a `docker_mirror_image` instead, with the same
         name, repository, tags and registries, copied registry to registry by `skopeo` with every
         platform and digest kept; see the `method` field.
+
+        Field values of a generated image come, lowest precedence first, from `__defaults__` for
+        its target type (`docker_image`, or `docker_mirror_image` with `method="copy"`), then
+        from its spec line (the `FROM` line, `repository` and the default `image_tags`, which
+        `__defaults__` never replace), then from this generator's fields (`__defaults__` for
+        `docker_mirror_images` included), and last from `overrides`.
         """
     ) + f"\n\n{SPEC_FORMAT_HELP}"
-    generated_target_cls = DockerImageTarget
+    # No `generated_target_cls`: Pants 2.21+ would seed every generated target with
+    # `__defaults__` for that one class, over the per-line values and whatever `method` makes.
+    # The generator rule applies the defaults of the type it generates instead (`generation`).
     core_fields = (
         *COMMON_TARGET_FIELDS,
-        DockerMirrorSpecSourcesField,
-        DockerMirrorOverridesField,
-        DockerMirrorMethodField,
+        DockerMirrorImagesSourcesField,
+        DockerMirrorImagesOverridesField,
+        DockerMirrorImagesMethodField,
     )
     copied_fields = COMMON_TARGET_FIELDS
     moved_fields = (
-        DockerMirrorRegistriesField,
+        DockerMirrorImagesRegistriesField,
+        DockerMirrorImagesTagsField,
+        DockerMirrorImagesSkipPushField,
+        DockerMirrorImagesBuildArgsField,
+        DockerMirrorImagesLabelsField,
+        DockerMirrorImagesPullField,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# docker_mirror_image
+
+
+class DockerMirrorSourceImageField(StringField):
+    alias = "source_image"
+    required = True
+    value: str
+    help = help_text(
+        """
+        The image to mirror: a reference such as `python:3.12`, `ghcr.io/org/app:1.4` or
+        `registry.example.com/team/app@sha256:<hex>` (the registry defaults to Docker Hub).
+
+        The reference is resolved to a digest once per run (`pants package` records it); what is
+        copied is that digest, so a tag that moves during the run cannot mix two images.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
+        value = super().compute_value(raw_value, address)
+        assert value is not None  # required
+        try:
+            ImageReference.parse(value)
+        except ValueError as e:
+            raise InvalidFieldException(
+                f"The `{cls.alias}` field of {address} is not an image reference: {e}"
+            ) from None
+        return value
+
+
+class DockerMirrorPlatformField(StringField):
+    alias = "platform"
+    help = help_text(
+        """
+        Mirror just this platform of a multi-platform image, as `<os>/<arch>[/<variant>]`
+        (e.g. `linux/arm64`): the destination then serves that platform's manifest, under the
+        digest it has in the source's image index.
+
+        By default every platform is mirrored, and the destination serves the source's image
+        index under the source's digest, so `image@sha256:<index digest>` references resolve at
+        the mirror as they do upstream.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None and not is_valid_platform(value):
+            raise InvalidFieldException(
+                f"The `{cls.alias}` field of {address} must be `<os>/<arch>[/<variant>]` in "
+                f"lower case, e.g. `linux/arm64` or `linux/arm/v7`, not {value!r}."
+            )
+        return value
+
+
+class DockerMirrorImageRegistriesField(StringSequenceField):
+    alias = "registries"
+    default = (ALL_DEFAULT_REGISTRIES,)
+    help = help_text(
+        """
+        The registries to copy the image to: addresses, or `@alias`es of the
+        `[docker].registries` configuration, resolved exactly as for `docker_image` (each
+        registry's `repository`, `extra_image_tags` and `skip_push` apply). By default, every
+        registry configured with `default = true`.
+
+        Registries on loopback (`localhost`, `127.0.0.0/8`, `[::1]`) are reached over plain HTTP,
+        as Docker does; every other registry over verified TLS, unless it is listed in
+        `[docker-mirror].insecure_registries`.
+        """
+    )
+
+
+class DockerMirrorImageRepositoryField(StringField):
+    alias = "repository"
+    help = help_text(
+        """
+        The repository to copy the image to, e.g. `library/python`. A registry's `repository`
+        setting in `[docker].registries` can refer to it as `{target_repository}`; by default
+        `[docker].default_repository` applies, as for `docker_image`.
+        """
+    )
+
+
+class DockerMirrorImageTagsField(StringSequenceField):
+    alias = "image_tags"
+    default = ("latest",)
+    help = help_text(
+        """
+        The tags to write the image under at each registry. Each tag is compared with the source
+        digest before copying: a tag that already serves it is skipped.
+        """
+    )
+
+
+class DockerMirrorImageSkipPushField(BoolField):
+    alias = "skip_push"
+    default = False
+    help = "If true, `pants publish` copies this image nowhere (`pants package` still resolves it)."
+
+
+class DockerMirrorImageDependenciesField(Dependencies):
+    pass
+
+
+class DockerMirrorImageOutputPathField(OutputPathField):
+    help = help_text(
+        """
+        Where `pants package` writes the JSON record of the mirrored image (source reference,
+        resolved digest, media type, platforms, destination references), relative to
+        `--distdir`. By default `<dir with dots>/<name>.docker-mirror.json`.
+        """
+    )
+
+
+class DockerMirrorImageTarget(Target):
+    alias = "docker_mirror_image"
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        DockerMirrorSourceImageField,
+        DockerMirrorPlatformField,
+        DockerMirrorImageRegistriesField,
+        DockerMirrorImageRepositoryField,
         DockerMirrorImageTagsField,
-        DockerMirrorSkipPushField,
-        DockerMirrorBuildArgsField,
-        DockerMirrorImageLabelsField,
-        DockerMirrorPullField,
+        DockerMirrorImageSkipPushField,
+        DockerMirrorImageDependenciesField,
+        DockerMirrorImageOutputPathField,
+    )
+    help = help_text(
+        """
+        An image mirrored registry to registry with `skopeo copy`, digest for digest, with no
+        Docker engine: what `docker_mirror_images(method="copy")` generates for each spec line.
+
+        `pants package` resolves the source to a digest (one manifest request, no blob), reads
+        the digest each destination reference serves (batched with up to 31 other images of the
+        same generator, in one process) and writes a JSON record under `dist/`. `pants publish`
+        then compares, for every destination reference, that digest with the source's: equal is
+        reported as up to date and costs nothing more; otherwise `skopeo copy --all
+        --preserve-digests` copies every platform and the image index, keeping their digests
+        (or, with `platform`, just that platform's manifest). A failing image is reported as
+        failed without stopping the others.
+        """
     )

@@ -1,0 +1,291 @@
+"""End to end: `./pants --changed-since=main publish` in a real git repository mirrors the images
+of exactly the spec files changed on a branch, and publish failures are reported and recoverable.
+
+Each test commits spec files on `main`, changes them on a `feature` branch, and runs the
+README's commands with the real `./pants` (pants.toml as in this repository, so
+`[changed] dependents = "direct"`), a real Docker engine and real registries. What was mirrored
+is read back from the destination registry's API.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.error
+import urllib.request
+from typing import Callable
+
+import pytest
+from docker_mirror.testutil.images import make_image
+from docker_mirror.testutil.pants_repo import PantsRepo, PantsResult
+from docker_mirror.testutil.registries import Registry
+
+CHANGED = "--changed-since=main"
+
+# Source images, pushed once per module to an upstream registry (`U` stands for its address).
+UPSTREAM_IMAGES = [
+    "library/python:3.12",
+    "library/redis:7.2",
+    "library/redis:7.4",
+    "library/nginx:1.25",
+    "library/memcached:1.6",
+    "library/busybox:1.36",
+    "library/alpine:3.19",
+    "team/app:2.0",
+    "team/web:1.0",
+    "team/red:1",
+    "team/blue:1",
+    "infra/proxy:1",
+    "infra/cache:1",
+]
+
+# Spec files in several directories; `base:mirror` has three sibling spec files.
+LAYOUT = {
+    ".gitignore": "/.pants.*\n/dist/\n",
+    "base/BUILD": "docker_mirror_images(name='mirror', sources=['*.images.txt'])\n",
+    "base/runtime.images.txt": (
+        "# runtime images\n"
+        "U/library/python:3.12\n"
+        "U/library/redis:7.2 AS redis\n"
+        "U/library/nginx:1.25\n"
+        "U/library/memcached:1.6\n"
+    ),
+    "base/tools.images.txt": "U/library/busybox:1.36\n",
+    "base/extra.images.txt": "U/library/alpine:3.19\n",
+    "apps/BUILD": "docker_mirror_images(name='mirror')\n",
+    "apps/images.txt": "U/team/app:2.0\nU/team/web:1.0\n",
+    "teams/BUILD": "docker_mirror_images(name='mirror', sources=['*/images.txt'])\n",
+    "teams/red/images.txt": "U/team/red:1\n",
+    "teams/blue/images.txt": "U/team/blue:1\n",
+    "infra/BUILD": (
+        "docker_mirror_images(name='proxy', sources=['proxy.images.txt'])\n"
+        "docker_mirror_images(name='cache', sources=['cache.images.txt'])\n"
+    ),
+    "infra/proxy.images.txt": "U/infra/proxy:1\n",
+    "infra/cache.images.txt": "U/infra/cache:1\n",
+}
+
+
+@pytest.fixture(scope="module")
+def upstream(docker_engine: None, registries: Callable[[], Registry]) -> Registry:
+    registry = registries()
+    for image in UPSTREAM_IMAGES:
+        make_image(f"{registry.address}/{image}")
+    return registry
+
+
+def with_upstream(files: dict[str, str], upstream: Registry) -> dict[str, str]:
+    return {path: text.replace("U/", f"{upstream.address}/") for path, text in files.items()}
+
+
+def start_on_main(pants_repo: PantsRepo, files: dict[str, str], upstream: Registry) -> None:
+    """Commits `files` (with `U` replaced by the upstream address) on `main`, then branches."""
+    pants_repo.write(with_upstream(files, upstream))
+    pants_repo.git("init", "-q", "-b", "main")
+    pants_repo.git("add", "-A")
+    pants_repo.git("commit", "-q", "-m", "specs")
+    pants_repo.git("checkout", "-q", "-b", "feature")
+
+
+def change(
+    pants_repo: PantsRepo, upstream: Registry, edits: dict[str, str], deletes: tuple[str, ...] = ()
+) -> None:
+    """Commits `edits` and `deletes` on the `feature` branch."""
+    pants_repo.write(with_upstream(edits, upstream))
+    for path in deletes:
+        pants_repo.git("rm", "-q", path)
+    pants_repo.git("commit", "-q", "-a", "-m", "change")
+
+
+def image(generator: str, upstream: Registry, reference: str) -> str:
+    """The address of the image generated for `U/<reference>` (a line without `AS`)."""
+    return f"{generator}#{upstream.address.replace(':', '_')}/{reference.split(':')[0]}"
+
+
+def listed(result: PantsResult) -> set[str]:
+    """The addresses `list` printed (in a `list publish` run, `docker push` writes to stdout too,
+    in lines with spaces)."""
+    return {line for line in result.stdout.splitlines() if line and " " not in line}
+
+
+def published(result: PantsResult) -> list[str]:
+    """The image tags `publish` reports as pushed."""
+    return re.findall(r"^\S+ (\S+) published\.$", result.stderr, re.MULTILINE)
+
+
+def built(result: PantsResult) -> list[str]:
+    return re.findall(r"Completed: Building docker image (\S+)", result.stderr)
+
+
+def assert_mirrored(mirror: Registry, upstream: Registry, *images: str) -> None:
+    """`mirror` holds exactly `images` (`<repository>:<tag>`, under `mirror/`), each with the
+    digest upstream serves."""
+    expected: dict[str, list[str]] = {}
+    for i in images:
+        repository, tag = i.split(":")
+        expected.setdefault(f"mirror/{repository}", []).append(tag)
+    assert mirror.repositories() == sorted(expected)
+    for repository, tags in expected.items():
+        assert mirror.tags(repository) == sorted(tags), repository
+    for i in images:
+        repository, tag = i.split(":")
+        assert mirror.manifest_digest(f"mirror/{repository}", tag) == upstream.manifest_digest(
+            repository, tag
+        ), i
+
+
+def test_one_changed_spec_file_publishes_its_images_and_no_sibling_or_other_file(
+    upstream: Registry, registries: Callable[[], Registry], pants_repo: PantsRepo
+) -> None:
+    """The README's two commands, verbatim. One line of a 4-line file changes: all 4 images of
+    that file are rebuilt and pushed (change detection works per file), and nothing from the
+    sibling spec files of the same generator nor from other directories."""
+    mirror = registries()
+    start_on_main(pants_repo, LAYOUT, upstream)
+    change(
+        pants_repo,
+        upstream,
+        {"base/runtime.images.txt": LAYOUT["base/runtime.images.txt"].replace(":7.2", ":7.4")},
+    )
+
+    preview = pants_repo.pants(CHANGED, "list", registry=mirror)
+    assert preview.returncode == 0, preview
+    assert listed(preview) == {
+        "base/runtime.images.txt:mirror",
+        image("base:mirror", upstream, "library/python"),
+        "base:mirror#redis",
+        image("base:mirror", upstream, "library/nginx"),
+        image("base:mirror", upstream, "library/memcached"),
+    }, preview
+
+    result = pants_repo.pants(CHANGED, "publish", registry=mirror)
+    assert result.returncode == 0, result
+    runtime = [
+        "library/python:3.12",
+        "library/redis:7.4",
+        "library/nginx:1.25",
+        "library/memcached:1.6",
+    ]
+    assert_mirrored(mirror, upstream, *runtime)
+    # The measurement the README quotes: N = 4 lines, one changed -> 4 builds and 4 pushes.
+    tags = sorted(f"{mirror.address}/mirror/{i}" for i in runtime)
+    assert sorted(built(result)) == tags, result
+    assert sorted(published(result)) == tags, result
+
+
+def test_deleted_lines_and_files_publish_nothing_of_theirs_and_a_build_edit_its_whole_file(
+    upstream: Registry, registries: Callable[[], Registry], pants_repo: PantsRepo
+) -> None:
+    """One branch, one run (`list publish`), changes in separate directories:
+
+    - `apps/images.txt` loses a line: that image is not published; the file's remaining line is.
+    - `teams/blue/images.txt` loses its only line: nothing (its sibling `teams/red` neither).
+    - `base/extra.images.txt` is deleted: nothing, and in particular not the images of its
+      sibling files (the generator does not stand in as the owner of the deleted file).
+    - `infra/BUILD` gets a `description` on one of its two generators: Pants treats every
+      target of an edited BUILD file as changed, so the images of both are published.
+    """
+    mirror = registries()
+    start_on_main(pants_repo, LAYOUT, upstream)
+    infra_build = LAYOUT["infra/BUILD"].replace("'proxy',", "'proxy', description='edge',")
+    change(
+        pants_repo,
+        upstream,
+        {
+            "apps/images.txt": "U/team/app:2.0\n",
+            "teams/blue/images.txt": "# retired\n",
+            "infra/BUILD": infra_build,
+        },
+        deletes=("base/extra.images.txt",),
+    )
+
+    result = pants_repo.pants(CHANGED, "list", "publish", registry=mirror)
+
+    assert result.returncode == 0, result
+    assert listed(result) == {
+        "apps/images.txt:mirror",
+        image("apps:mirror", upstream, "team/app"),
+        "teams/blue/images.txt:../mirror",
+        "infra/proxy.images.txt:proxy",
+        image("infra:proxy", upstream, "infra/proxy"),
+        "infra/cache.images.txt:cache",
+        image("infra:cache", upstream, "infra/cache"),
+    }, result
+    assert_mirrored(mirror, upstream, "team/app:2.0", "infra/proxy:1", "infra/cache:1")
+
+
+# Publish failures ------------------------------------------------------------------------------
+
+FAILURE_LAYOUT = {
+    ".gitignore": "/.pants.*\n/dist/\n",
+    "src/BUILD": "docker_mirror_images(name='mirror', sources=['images.txt'])\n",
+    "src/images.txt": "U/library/busybox:1.36\n",
+}
+
+
+def stop(registry: Registry) -> None:
+    registry.stop()
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://{registry.address}/v2/", timeout=1)
+        except (urllib.error.URLError, ConnectionError):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"registry {registry.address} still answers after stop()")
+
+
+def test_publish_failures_name_image_and_registry_push_no_partial_tag_and_a_rerun_completes(
+    docker_engine: None, registries: Callable[[], Registry], pants_repo: PantsRepo
+) -> None:
+    """Two faults in turn, each fixed before the same command runs again.
+
+    1. A source image that does not exist. Pants builds every image before it pushes any, so the
+       run fails naming the source reference and the destination tag, and nothing is pushed.
+    2. The destination registry is down. Every push is tried (one failure does not stop the
+       others), and the run fails listing each tag that was not pushed.
+
+    No tag appears at the destination until its push completes; once the registry is back, the
+    same command mirrors everything.
+    """
+    upstream, mirror = registries(), registries()
+    make_image(f"{upstream.address}/library/busybox:1.36")
+    make_image(f"{upstream.address}/team/app:2.0")
+    start_on_main(pants_repo, FAILURE_LAYOUT, upstream)
+    change(
+        pants_repo,
+        upstream,
+        {"src/images.txt": "U/library/busybox:1.36\nU/team/app:2.0\nU/team/missing:1.0\n"},
+    )
+    tags = ("library/busybox:1.36", "team/app:2.0", "team/missing:1.0")
+
+    missing_source = pants_repo.pants(CHANGED, "publish", registry=mirror)
+
+    assert missing_source.returncode != 0, missing_source
+    destination = f"{mirror.address}/mirror/team/missing:1.0"
+    assert f"Building docker image {destination}" in missing_source.stderr, missing_source
+    source_error = f"manifest for {upstream.address}/team/missing:1.0 not found"
+    assert source_error in missing_source.stderr, missing_source
+    assert "Traceback (most recent call last)" not in missing_source.stderr, missing_source
+    assert mirror.repositories() == []
+
+    make_image(f"{upstream.address}/team/missing:1.0")
+    stop(mirror)
+    registry_down = pants_repo.pants(CHANGED, "publish", registry=mirror)
+
+    assert registry_down.returncode != 0, registry_down
+    for tag in tags:
+        assert re.search(
+            rf"^\S+ {re.escape(mirror.address)}/mirror/{re.escape(tag)} failed\.$",
+            registry_down.stderr,
+            re.MULTILINE,
+        ), registry_down
+    assert f"{mirror.address}/v2/" in registry_down.stderr, registry_down
+    assert "connection refused" in registry_down.stderr, registry_down
+    assert "Traceback (most recent call last)" not in registry_down.stderr, registry_down
+
+    mirror.start()
+    assert mirror.repositories() == []
+    rerun = pants_repo.pants(CHANGED, "publish", registry=mirror)
+
+    assert rerun.returncode == 0, rerun
+    assert_mirrored(mirror, upstream, *tags)

@@ -1,0 +1,70 @@
+"""What differs between the Pants versions the plugin supports, decided once, here, at import.
+
+Rules call the engine only through these helpers, so that one rule body serves Pants 2.17 to 2.33:
+`await process_result(process)`, `await concurrently(digest_contents(d) for d in digests)`. On
+Pants 2.23 and later they use call-by-name (`execute_process(process, **implicitly())`), the only
+syntax Pants 2.32 and later accept; before, `Get` (`Get(FallibleProcessResult, Process, process)`).
+`scripts/check-pants-compat` shows that both versions' rule parsers accept the rules, and
+type-checks them against a Pants source tree.
+"""
+
+from docker_mirror.compat.pants_version import CALL_BY_NAME
+
+if CALL_BY_NAME:
+    from docker_mirror.compat.call_by_name import (
+        AddressFamilyDir,
+        UnmatchedBuildFileGlobs,
+        address_family,
+        binary_paths,
+        concurrently,
+        created_digest,
+        digest_contents,
+        environment_vars,
+        path_globs_contents,
+        process_result,
+        rule_call,
+        targets,
+    )
+else:
+    from docker_mirror.compat.get_syntax import (
+        AddressFamilyDir,
+        UnmatchedBuildFileGlobs,
+        address_family,
+        binary_paths,
+        concurrently,
+        created_digest,
+        digest_contents,
+        environment_vars,
+        path_globs_contents,
+        process_result,
+        rule_call,
+        targets,
+    )
+
+# The helpers that make engine requests (the others are types and `concurrently`).
+HELPERS = (
+    "address_family",
+    "binary_paths",
+    "created_digest",
+    "digest_contents",
+    "environment_vars",
+    "path_globs_contents",
+    "process_result",
+    "targets",
+)
+
+__all__ = (
+    "HELPERS",
+    "AddressFamilyDir",
+    "UnmatchedBuildFileGlobs",
+    "address_family",
+    "binary_paths",
+    "concurrently",
+    "created_digest",
+    "digest_contents",
+    "environment_vars",
+    "path_globs_contents",
+    "process_result",
+    "rule_call",
+    "targets",
+)

@@ -1,0 +1,90 @@
+"""The plugin's engine requests in call-by-name syntax, for Pants 2.23 and later (see
+`docker_mirror.compat`): the only syntax Pants 2.32 and later accept.
+
+Each helper is a coroutine; Pants' rule parser follows it from the calling rule and adds the
+rules it calls to that rule's dependencies.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, Coroutine, TypeVar
+
+from docker_mirror.compat.pants_version import PANTS_2_29
+from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths, find_binary
+from pants.engine.addresses import Addresses
+from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
+from pants.engine.fs import CreateDigest, Digest, DigestContents, PathGlobs
+from pants.engine.internals.build_files import AddressFamilyDir, parse_address_family
+from pants.engine.internals.graph import resolve_targets
+from pants.engine.internals.mapper import AddressFamily
+from pants.engine.intrinsics import create_digest, execute_process, get_digest_contents
+from pants.engine.process import FallibleProcessResult, Process
+from pants.engine.rules import concurrently, implicitly
+from pants.engine.target import Targets
+
+if PANTS_2_29:
+    from pants.core.util_rules.env_vars import environment_vars_subset
+    from pants.option.bootstrap_options import UnmatchedBuildFileGlobs
+else:
+    from pants.engine.internals.platform_rules import environment_vars_subset
+    from pants.option.global_options import UnmatchedBuildFileGlobs
+
+_Out = TypeVar("_Out")
+
+
+async def process_result(process: Process) -> FallibleProcessResult:
+    return await execute_process(process, **implicitly())
+
+
+async def digest_contents(digest: Digest) -> DigestContents:
+    return await get_digest_contents(digest)
+
+
+async def path_globs_contents(globs: PathGlobs) -> DigestContents:
+    return await get_digest_contents(**implicitly({globs: PathGlobs}))
+
+
+async def created_digest(request: CreateDigest) -> Digest:
+    return await create_digest(request)
+
+
+async def binary_paths(request: BinaryPathRequest) -> BinaryPaths:
+    return await find_binary(request, **implicitly())
+
+
+async def environment_vars(request: EnvironmentVarsRequest) -> EnvironmentVars:
+    return await environment_vars_subset(request, **implicitly())
+
+
+async def targets(addresses: Addresses) -> Targets:
+    return await resolve_targets(**implicitly({addresses: Addresses}))
+
+
+async def address_family(directory: AddressFamilyDir) -> AddressFamily:
+    family = await parse_address_family(directory, **implicitly())
+    return family.ensure()
+
+
+def rule_call(rule: Callable[..., Awaitable[_Out]]) -> Callable[[Any], Coroutine[Any, Any, _Out]]:
+    """A helper that calls `rule` with a value for its first parameter, the others implicit."""
+
+    async def call(request: Any) -> _Out:
+        return await rule(request, **implicitly())
+
+    return call
+
+
+__all__ = (
+    "AddressFamilyDir",
+    "UnmatchedBuildFileGlobs",
+    "address_family",
+    "binary_paths",
+    "concurrently",
+    "created_digest",
+    "digest_contents",
+    "environment_vars",
+    "path_globs_contents",
+    "process_result",
+    "rule_call",
+    "targets",
+)

@@ -1,0 +1,95 @@
+"""The plugin's engine requests in `Get` syntax, for Pants 2.17 to 2.22 (see `docker_mirror.compat`).
+
+Each helper returns its `Get` rather than awaiting it, so that `concurrently` (here `MultiGet`,
+which takes only `Get`s) can run several at once. Pants' rule parser adds a helper's `Get`s to the
+calling rule when the helper's return annotation evaluates to a class: `Awaits[T]` is the class
+`Get` at run time, and `Get[T]` to a type checker.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, TypeVar
+
+from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths
+from pants.engine.addresses import Addresses
+from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
+from pants.engine.fs import CreateDigest, Digest, DigestContents, PathGlobs
+from pants.engine.internals.build_files import AddressFamilyDir
+from pants.engine.internals.mapper import AddressFamily
+from pants.engine.process import FallibleProcessResult, Process
+from pants.engine.rules import Get, MultiGet
+from pants.engine.target import Targets
+from pants.option.global_options import UnmatchedBuildFileGlobs
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
+
+if TYPE_CHECKING:
+    Awaits = Get
+else:
+
+    class Awaits:
+        def __class_getitem__(cls, _output: type) -> type:
+            return Get
+
+
+concurrently = MultiGet
+
+
+def process_result(process: Process) -> Awaits[FallibleProcessResult]:
+    return Get(FallibleProcessResult, Process, process)
+
+
+def digest_contents(digest: Digest) -> Awaits[DigestContents]:
+    return Get(DigestContents, Digest, digest)
+
+
+def path_globs_contents(globs: PathGlobs) -> Awaits[DigestContents]:
+    return Get(DigestContents, PathGlobs, globs)
+
+
+def created_digest(request: CreateDigest) -> Awaits[Digest]:
+    return Get(Digest, CreateDigest, request)
+
+
+def binary_paths(request: BinaryPathRequest) -> Awaits[BinaryPaths]:
+    return Get(BinaryPaths, BinaryPathRequest, request)
+
+
+def environment_vars(request: EnvironmentVarsRequest) -> Awaits[EnvironmentVars]:
+    return Get(EnvironmentVars, EnvironmentVarsRequest, request)
+
+
+def targets(addresses: Addresses) -> Awaits[Targets]:
+    return Get(Targets, Addresses, addresses)
+
+
+def address_family(directory: AddressFamilyDir) -> Awaits[AddressFamily]:
+    return Get(AddressFamily, AddressFamilyDir, directory)
+
+
+def rule_call(rule: Callable[..., Coroutine[Any, Any, _Out]]) -> Callable[[Any], Awaits[_Out]]:
+    """A helper that requests `rule`'s output for a value of its first parameter's type."""
+    output_type = rule.rule.output_type  # type: ignore[attr-defined]
+    input_type = rule.rule.input_selectors[0]  # type: ignore[attr-defined]
+
+    def call(request: Any) -> Awaits[_Out]:
+        return Get(output_type, input_type, request)
+
+    return call
+
+
+__all__ = (
+    "AddressFamilyDir",
+    "UnmatchedBuildFileGlobs",
+    "address_family",
+    "binary_paths",
+    "concurrently",
+    "created_digest",
+    "digest_contents",
+    "environment_vars",
+    "path_globs_contents",
+    "process_result",
+    "rule_call",
+    "targets",
+)

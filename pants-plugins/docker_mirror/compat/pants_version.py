@@ -1,0 +1,16 @@
+"""Which Pants is running: the constants every version-dependent choice of the plugin is made on.
+
+Type checkers treat these as constants (mypy's `always_true`/`always_false`, pyright's
+`defineConstant`), so each Pants version is checked against the branch it runs.
+"""
+
+from pants.version import PANTS_SEMVER
+
+# Call-by-name rule syntax, complete: `implicitly()`, the intrinsics (`execute_process`,
+# `get_digest_contents`, ...) as rules, and `concurrently` accepting coroutines. Pants 2.32 removed
+# `Get` and `MultiGet`.
+CALL_BY_NAME = PANTS_SEMVER >= "2.23.0.dev0"
+
+# `UnmatchedBuildFileGlobs` moved to `pants.option.bootstrap_options`, and
+# `environment_vars_subset` to `pants.core.util_rules.env_vars`.
+PANTS_2_29 = PANTS_SEMVER >= "2.29.0.dev0"

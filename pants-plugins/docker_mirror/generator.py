@@ -1,0 +1,133 @@
+"""The rule behind `docker_mirror_images`: one target per spec-file line (see `generation`)."""
+
+from __future__ import annotations
+
+from docker_mirror.compat import (
+    AddressFamilyDir,
+    UnmatchedBuildFileGlobs,
+    address_family,
+    concurrently,
+    path_globs_contents,
+)
+from docker_mirror.generation import (
+    COPY,
+    applicable_defaults,
+    check_copy_method_fields,
+    check_destination_clashes,
+    check_override_names,
+    image_field_values,
+    plan_images,
+    spec_file_relative_path,
+)
+from docker_mirror.spec import SpecError
+from docker_mirror.target_types import (
+    DockerMirrorImagesMethodField,
+    DockerMirrorImagesSourcesField,
+    DockerMirrorImagesTargetGenerator,
+    DockerMirrorImageTarget,
+)
+from pants.backend.docker.target_types import DockerImageTarget
+from pants.core.target_types import (
+    TargetGeneratorSourcesHelperSourcesField,
+    TargetGeneratorSourcesHelperTarget,
+)
+from pants.engine.addresses import Address
+from pants.engine.rules import collect_rules, rule
+from pants.engine.target import GeneratedTargets, GenerateTargetsRequest, InvalidTargetException
+from pants.engine.unions import UnionMembership, UnionRule
+from pants.util.logging import LogLevel
+
+
+class GenerateFromDockerMirrorImagesRequest(GenerateTargetsRequest):
+    generate_from = DockerMirrorImagesTargetGenerator
+
+
+class DockerMirrorSpecError(InvalidTargetException):
+    """A spec file does not parse; its message lists every bad line as `path:line: ...`."""
+
+
+@rule(desc="Generate images to mirror from `docker_mirror_images` spec files", level=LogLevel.DEBUG)
+async def generate_docker_mirror_images(
+    request: GenerateFromDockerMirrorImagesRequest,
+    union_membership: UnionMembership,
+    unmatched_build_file_globs: UnmatchedBuildFileGlobs,
+) -> GeneratedTargets:
+    generator_address = request.template_address
+    sources = request.generator[DockerMirrorImagesSourcesField]
+    # The generator's `sources` is not a `SourcesField` (see its docstring): read the files here.
+    contents, family = await concurrently(
+        path_globs_contents(sources.path_globs(unmatched_build_file_globs)),
+        address_family(AddressFamilyDir(generator_address.spec_path)),
+    )
+    if not contents:
+        raise InvalidTargetException(
+            f"{generator_address}: no spec file matches the `sources` globs {list(sources.globs)}."
+        )
+    try:
+        images = plan_images((file.path, file.content) for file in contents)
+    except SpecError as e:
+        raise DockerMirrorSpecError(
+            f"{generator_address}: invalid spec file, no image generated:\n{e}"
+        ) from None
+    overrides = request.require_unparametrized_overrides()
+    check_override_names(overrides, images, generator=str(generator_address))
+
+    # One private helper target per spec file, owning that file: each image depends only on its
+    # own file's helper, so `--changed-since` selects the images of the files that changed.
+    relative_paths = {
+        file.path: spec_file_relative_path(file.path, generator_address.spec_path)
+        for file in contents
+    }
+    helpers = {
+        path: TargetGeneratorSourcesHelperTarget(
+            {TargetGeneratorSourcesHelperSourcesField.alias: relative_path},
+            Address(
+                generator_address.spec_path,
+                target_name=generator_address.target_name,
+                relative_file_path=relative_path,
+            ),
+            union_membership,
+        )
+        for path, relative_path in relative_paths.items()
+    }
+    method = request.generator[DockerMirrorImagesMethodField].value
+    if method == COPY:
+        check_copy_method_fields(request.template, overrides, generator=str(generator_address))
+    target_cls = DockerMirrorImageTarget if method == COPY else DockerImageTarget
+    defaults = applicable_defaults(
+        family.defaults.get(target_cls.alias, {}),
+        target_alias=target_cls.alias,
+        generator=str(generator_address),
+    )
+    planned = [
+        (
+            image,
+            image_field_values(
+                image,
+                method=method,
+                defaults=defaults,
+                template=request.template,
+                overrides=overrides.get(image.name, {}),
+                helper_spec=helpers[image.entry.path].address.spec,
+            ),
+        )
+        for image in images
+    ]
+    try:
+        check_destination_clashes(planned)
+    except SpecError as e:
+        raise DockerMirrorSpecError(
+            f"{generator_address}: images would overwrite each other, no image generated:\n{e}"
+        ) from None
+    mirror_images = [
+        target_cls(values, generator_address.create_generated(image.name), union_membership)
+        for image, values in planned
+    ]
+    return GeneratedTargets(request.generator, [*mirror_images, *helpers.values()])
+
+
+def rules():
+    return (
+        *collect_rules(),
+        UnionRule(GenerateTargetsRequest, GenerateFromDockerMirrorImagesRequest),
+    )

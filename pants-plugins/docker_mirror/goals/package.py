@@ -1,0 +1,156 @@
+"""`pants package` of a `docker_mirror_image`: resolve its source to a digest, read what its
+destinations serve, and write a JSON record under `dist/`.
+
+A source that cannot be resolved does not fail the package: `publish` packages every image before
+it publishes anything, so failing here would stop every other image of the run. The failure is
+logged, recorded, and reported by `publish` as this image's failure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+from docker_mirror.compat import created_digest, rule_call
+from docker_mirror.image_reference import registry_host
+from docker_mirror.target_types import (
+    DockerMirrorImageOutputPathField,
+    DockerMirrorImageRegistriesField,
+    DockerMirrorImageRepositoryField,
+    DockerMirrorImageSkipPushField,
+    DockerMirrorImageTagsField,
+    DockerMirrorPlatformField,
+    DockerMirrorSourceImageField,
+)
+from docker_mirror.util_rules.destinations import Destination, mirror_destinations
+from docker_mirror.util_rules.manifest_reads import (
+    ImageReadsRequest,
+    ResolvedSource,
+    destinations_to_check,
+    image_reads,
+    resolve_source,
+)
+from pants.backend.docker.subsystems.docker_options import DockerOptions
+from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
+from pants.engine.fs import CreateDigest, FileContent
+from pants.engine.rules import collect_rules, rule
+from pants.engine.unions import UnionMembership, UnionRule
+
+logger = logging.getLogger(__name__)
+
+RECORD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DockerMirrorCopyPackageFieldSet(PackageFieldSet):
+    required_fields = (DockerMirrorSourceImageField,)
+
+    source_image: DockerMirrorSourceImageField
+    platform: DockerMirrorPlatformField
+    registries: DockerMirrorImageRegistriesField
+    repository: DockerMirrorImageRepositoryField
+    image_tags: DockerMirrorImageTagsField
+    skip_push: DockerMirrorImageSkipPushField
+    output_path: DockerMirrorImageOutputPathField
+
+
+@dataclass(frozen=True)
+class BuiltMirrorImage(BuiltPackageArtifact):
+    """The package of a `docker_mirror_image`: its JSON record, and what `publish` needs."""
+
+    source: ResolvedSource = ResolvedSource("", None)
+    destinations: tuple[Destination, ...] = ()
+    # (reference, the digest it serves now or None) of each destination `publish` writes to.
+    served: tuple[tuple[str, str | None], ...] = ()
+
+
+def mirror_record(
+    address: str, source: ResolvedSource, destinations: Sequence[Destination]
+) -> bytes:
+    """The JSON record of one mirrored image, as written under `dist/` by `pants package`."""
+    record = {
+        "version": RECORD_VERSION,
+        "address": address,
+        "source": {
+            "reference": source.reference,
+            "registry": registry_host(source.reference),
+            "platform": source.platform,
+            "digest": source.digest,
+            "media_type": source.media_type,
+            "platforms": list(source.platforms) if source.platforms is not None else None,
+            "index_digest": source.index_digest,
+            "pinned": source.pinned if source.digest else None,
+        },
+        "destinations": [
+            {
+                "reference": destination.reference,
+                "registry": destination.registry,
+                "alias": destination.alias,
+                "repository": destination.repository,
+                "tag": destination.tag,
+                "skip_push": destination.skipped_by is not None,
+            }
+            for destination in destinations
+        ],
+        "error": source.error,
+    }
+    return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
+
+
+reads_of_image = rule_call(image_reads)
+
+
+@rule(desc="Resolving an image to mirror")
+async def package_docker_mirror_image(
+    field_set: DockerMirrorCopyPackageFieldSet,
+    docker: DockerOptions,
+    union_membership: UnionMembership,
+) -> BuiltPackage:
+    reads = await reads_of_image(ImageReadsRequest(field_set.address))
+    unresolved = ResolvedSource(field_set.source_image.value, field_set.platform.value)
+    read = reads.by_reference[unresolved.lookup_reference]
+    source = resolve_source(
+        unresolved.reference,
+        unresolved.platform,
+        exit_code=read.exit_code,
+        stdout=read.stdout,
+        stderr=read.stderr,
+    )
+    destinations = mirror_destinations(
+        field_set.address,
+        registries=field_set.registries.value,
+        repository=field_set.repository.value,
+        image_tags=field_set.image_tags.value,
+        docker_registries=docker.registries(),
+        default_repository=docker.default_repository,
+        union_membership=union_membership,
+    )
+    served = tuple(
+        (d.reference, reads.served_digest(d.reference))
+        for d in destinations_to_check(destinations, skip_push=field_set.skip_push.value)
+    )
+    relpath = field_set.output_path.value_or_default(file_ending="docker-mirror.json")
+    digest = await created_digest(
+        CreateDigest(
+            [FileContent(relpath, mirror_record(str(field_set.address), source, destinations))]
+        )
+    )
+    if source.error:
+        logger.error(f"{field_set.address}: {source.error}")
+        line = f"Could not resolve {source.error}"
+    else:
+        line = f"Resolved {source.reference} to {source.summary}"
+    return BuiltPackage(
+        digest,
+        (
+            BuiltMirrorImage(
+                relpath, (line,), source=source, destinations=destinations, served=served
+            ),
+        ),
+    )
+
+
+def rules():
+    return (*collect_rules(), UnionRule(PackageFieldSet, DockerMirrorCopyPackageFieldSet))

@@ -1,0 +1,432 @@
+"""The `method="copy"` package and publish rules through Pants' engine (RuleRunner), running the
+real `skopeo` against real registries on loopback. No Docker engine is involved."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from docker_mirror import register
+from docker_mirror.goals.package import DockerMirrorCopyPackageFieldSet
+from docker_mirror.goals.publish import (
+    DockerMirrorCopyPublishFieldSet,
+    PublishDockerMirrorImageRequest,
+)
+from docker_mirror.util_rules.manifest_reads import ImageReadsRequest, ManifestReads
+from docker_mirror.util_rules.manifests import manifest_digest
+from docker_mirror.util_rules.skopeo import Skopeo, manifest_reads
+from docker_mirror.testutil.images import OciImage, push_oci_image
+from docker_mirror.testutil.machine import require_skopeo
+from docker_mirror.testutil.registries import Registry, htpasswd_entry
+from pants.backend.docker.target_types import DockerImageTarget
+from pants.core.goals.package import BuiltPackage
+from pants.core.goals.publish import PublishPackages, PublishProcesses
+from pants.core.target_types import TargetGeneratorSourcesHelperTarget
+from pants.core.util_rules import system_binaries
+from pants.engine.addresses import Address
+from pants.engine.fs import Digest, DigestContents
+from pants.engine.process import InteractiveProcess, Process
+from pants.util.frozendict import FrozenDict
+from pants.testutil.rule_runner import QueryRule, RuleRunner, mock_console
+
+PASSWORD = "s3cret-mirror-pw"
+
+
+@pytest.fixture
+def rule_runner() -> RuleRunner:
+    require_skopeo()
+    return RuleRunner(
+        rules=[
+            *register.rules(),
+            *system_binaries.rules(),
+            QueryRule(BuiltPackage, [DockerMirrorCopyPackageFieldSet]),
+            QueryRule(PublishProcesses, [PublishDockerMirrorImageRequest]),
+            QueryRule(ManifestReads, [ImageReadsRequest]),
+            QueryRule(DigestContents, [Digest]),
+        ],
+        target_types=[
+            *register.target_types(),
+            DockerImageTarget,
+            TargetGeneratorSourcesHelperTarget,
+        ],
+    )
+
+
+def configure(
+    rule_runner: RuleRunner, mirror: Registry, *extra: str, env: dict[str, str] | None = None
+) -> None:
+    registries = {
+        "mirror": {
+            "address": mirror.address,
+            "default": True,
+            "repository": "mirror/{target_repository}",
+        },
+        "archive": {"address": "archive.invalid", "skip_push": True},
+    }
+    rule_runner.set_options(
+        [f"--docker-registries={registries!r}", *extra],
+        env={"HOME": str(rule_runner.build_root), **(env or {})},
+        env_inherit={"PATH"},
+    )
+
+
+def mirror_spec(rule_runner: RuleRunner, lines: str, **fields: str) -> None:
+    extra = "".join(f", {k}={v}" for k, v in fields.items())
+    rule_runner.write_files(
+        {
+            "src/BUILD": f"docker_mirror_images(name='m', sources=['images.txt'], method='copy'{extra})",
+            "src/images.txt": lines,
+        }
+    )
+
+
+def package(rule_runner: RuleRunner, name: str) -> tuple[BuiltPackage, dict]:
+    """What `pants package` builds for a generated image, and its JSON record."""
+    target = rule_runner.get_target(Address("src", target_name="m", generated_name=name))
+    built = rule_runner.request(BuiltPackage, [DockerMirrorCopyPackageFieldSet.create(target)])
+    (record_file,) = rule_runner.request(DigestContents, [built.digest])
+    return built, json.loads(record_file.content)
+
+
+def package_and_publish(
+    rule_runner: RuleRunner, name: str
+) -> tuple[dict, tuple[PublishPackages, ...]]:
+    """As `pants publish` does: package, then ask the publish rule for its `PublishPackages`."""
+    built, record = package(rule_runner, name)
+    target = rule_runner.get_target(Address("src", target_name="m", generated_name=name))
+    request = PublishDockerMirrorImageRequest(
+        DockerMirrorCopyPublishFieldSet.create(target), (built,)
+    )
+    return record, tuple(rule_runner.request(PublishProcesses, [request]))
+
+
+def outcome(rule_runner: RuleRunner, job: PublishPackages) -> str:
+    """How `pants publish` renders `job`: skipped, published or failed (by running its process)."""
+    if job.process is None:
+        return "skipped"
+    assert isinstance(job.process, InteractiveProcess)
+    with mock_console(rule_runner.options_bootstrapper):
+        exit_code = rule_runner.run_interactive_process(job.process).exit_code
+    return "published" if exit_code == 0 else "failed"
+
+
+def test_package_resolves_the_source_without_reading_blobs(
+    rule_runner: RuleRunner, registries: Callable[..., Registry]
+) -> None:
+    upstream, mirror = registries(), registries()
+    image = push_oci_image(f"{upstream.address}/team/multi:1.0", "package")
+    configure(rule_runner, mirror)
+    mirror_spec(
+        rule_runner, f"{upstream.address}/team/multi:1.0\n", registries="['@mirror', '@archive']"
+    )
+    seen = len(upstream.access_log())
+
+    _, record = package(rule_runner, f"{upstream.address.replace(':', '_')}/team/multi")
+
+    assert record["source"]["digest"] == image.index
+    assert record["source"]["media_type"] == "application/vnd.oci.image.index.v1+json"
+    assert record["source"]["platforms"] == ["linux/amd64", "linux/arm64"]
+    assert record["source"]["pinned"] == f"{upstream.address}/team/multi@{image.index}"
+    assert [(d["reference"], d["skip_push"]) for d in record["destinations"]] == [
+        (f"{mirror.address}/mirror/team/multi:1.0", False),
+        ("archive.invalid/team/multi:1.0", True),
+    ]
+    assert record["error"] is None
+    assert not [line for line in upstream.access_log()[seen:] if "/blobs/" in line]
+
+
+def test_publish_copies_all_platforms_keeping_the_index_digest_then_skips(
+    rule_runner: RuleRunner, registries: Callable[..., Registry]
+) -> None:
+    upstream, mirror = registries(), registries()
+    image = push_oci_image(f"{upstream.address}/team/multi:1.0", "publish")
+    configure(rule_runner, mirror)
+    mirror_spec(
+        rule_runner,
+        f"{upstream.address}/team/multi:1.0 AS multi\n",
+        registries="['@mirror', '@archive']",
+        image_tags="['1.0', '1']",
+    )
+
+    _, jobs = package_and_publish(rule_runner, "multi")
+
+    by_name = {name: job for job in jobs for name in job.names}
+    assert {name: outcome(rule_runner, job) for name, job in by_name.items()} == {
+        f"{mirror.address}/mirror/team/multi:1.0": "published",
+        f"{mirror.address}/mirror/team/multi:1": "published",
+        "archive.invalid/team/multi:1.0": "skipped",
+        "archive.invalid/team/multi:1": "skipped",
+    }
+    assert (
+        by_name["archive.invalid/team/multi:1"].description
+        == "(by `skip_push` on registry @archive)"
+    )
+    assert (
+        "2 platforms: linux/amd64, linux/arm64"
+        in (by_name[f"{mirror.address}/mirror/team/multi:1"].description or "")
+    )
+    for tag in ("1.0", "1"):
+        assert mirror.manifest_digest("mirror/team/multi", tag) == image.index
+    for digest in image.manifests.values():
+        assert mirror.manifest_digest("mirror/team/multi", digest) == digest
+
+    # A new run (a new session, as `set_options` starts): both tags are up to date, found with
+    # one manifest request each.
+    configure(rule_runner, mirror)
+    seen_upstream, seen_mirror = len(upstream.access_log()), len(mirror.access_log())
+    _, jobs = package_and_publish(rule_runner, "multi")
+    assert sorted(
+        (job.names, outcome(rule_runner, job), job.description) for job in jobs if job.data
+    ) == [
+        (
+            (f"{mirror.address}/mirror/team/multi:1",),
+            "skipped",
+            f"(up to date: @mirror already serves {image.index[:19]})",
+        ),
+        (
+            (f"{mirror.address}/mirror/team/multi:1.0",),
+            "skipped",
+            f"(up to date: @mirror already serves {image.index[:19]})",
+        ),
+    ]
+    new_requests = upstream.access_log()[seen_upstream:] + mirror.access_log()[seen_mirror:]
+    assert [
+        line for line in new_requests if "/manifests/" in line and '"GET ' in line
+    ], new_requests
+    assert not [
+        line for line in new_requests if "/blobs/" in line or '"PUT ' in line or '"POST ' in line
+    ], "\n".join(new_requests)
+
+
+def test_a_platform_line_copies_only_that_platform(
+    rule_runner: RuleRunner, registries: Callable[..., Registry]
+) -> None:
+    upstream, mirror = registries(), registries()
+    image = push_oci_image(
+        f"{upstream.address}/team/multi:1.0", "platform", "linux/amd64", "linux/arm64/v8"
+    )
+    configure(rule_runner, mirror)
+    mirror_spec(rule_runner, f"--platform=linux/arm64 {upstream.address}/team/multi:1.0 AS arm\n")
+
+    record, jobs = package_and_publish(rule_runner, "arm")
+
+    arm64 = image.manifests["linux/arm64/v8"]
+    assert record["source"]["digest"] == arm64
+    assert record["source"]["index_digest"] == image.index
+    assert [outcome(rule_runner, job) for job in jobs] == ["published"]
+    assert mirror.manifest_digest("mirror/team/multi", "1.0") == arm64
+    assert mirror.manifest_digest("mirror/team/multi", image.manifests["linux/amd64"]) is None
+
+
+def test_a_missing_source_fails_its_image_naming_image_and_registry(
+    rule_runner: RuleRunner, registries: Callable[..., Registry]
+) -> None:
+    upstream, mirror = registries(), registries()
+    configure(rule_runner, mirror)
+    mirror_spec(rule_runner, f"{upstream.address}/team/missing:1 AS missing\n")
+
+    record, jobs = package_and_publish(rule_runner, "missing")  # the package rule does not raise
+
+    assert "not found" in record["error"] and record["source"]["digest"] is None
+    (job,) = jobs
+    assert job.names == (f"{mirror.address}/mirror/team/missing:1",)
+    assert outcome(rule_runner, job) == "failed"
+    assert job.description is not None
+    assert job.description.startswith(
+        f"source {upstream.address}/team/missing:1 at registry {upstream.address}: not found ("
+    )
+    assert mirror.repositories() == []
+
+
+def test_credentials_come_from_the_docker_config_and_stay_out_of_argv_and_output(
+    rule_runner: RuleRunner, registries: Callable[..., Registry], tmp_path: Path
+) -> None:
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(htpasswd_entry("mirror-user", PASSWORD))
+    upstream, mirror = registries(), registries(htpasswd)
+    image = push_oci_image(f"{upstream.address}/team/app:2", "auth")
+    mirror_spec(rule_runner, f"{upstream.address}/team/app:2 AS app\n")
+
+    # Without credentials: a failure that says so.
+    configure(rule_runner, mirror)
+    _, (denied,) = package_and_publish(rule_runner, "app")
+    assert outcome(rule_runner, denied) == "failed"
+    assert "access denied" in (denied.description or "")
+
+    docker_config = tmp_path / "docker-config"
+    docker_config.mkdir()
+    auth = base64.b64encode(f"mirror-user:{PASSWORD}".encode()).decode()
+    (docker_config / "config.json").write_text(
+        json.dumps({"auths": {mirror.address: {"auth": auth}}})
+    )
+    configure(rule_runner, mirror, env={"DOCKER_CONFIG": str(docker_config)})
+    _, (job,) = package_and_publish(rule_runner, "app")
+
+    assert outcome(rule_runner, job) == "published", job.description
+    assert PASSWORD not in repr(job) and auth not in repr(job)
+    assert _digest_with_auth(mirror, "mirror/team/app:2", docker_config) == image.index
+
+
+def _digest_with_auth(registry: Registry, reference: str, docker_config: Path) -> str:
+    """The digest `reference` serves, read with the credentials of `docker_config`."""
+    raw = subprocess.run(
+        [
+            "skopeo",
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            f"docker://{registry.address}/{reference}",
+        ],
+        env={**os.environ, "DOCKER_CONFIG": str(docker_config)},
+        capture_output=True,
+        check=True,
+    ).stdout
+    return manifest_digest(raw)
+
+
+def test_missing_skopeo_names_the_packages_to_install(
+    rule_runner: RuleRunner, registries: Callable[..., Registry], tmp_path: Path
+) -> None:
+    mirror = registries()
+    configure(rule_runner, mirror, f"--docker-mirror-executable-search-paths=['{tmp_path}']")
+    mirror_spec(rule_runner, "python:3.12\n")
+    with pytest.raises(Exception) as exc:
+        package_and_publish(rule_runner, "python")
+    message = str(exc.value)
+    assert "Cannot find `skopeo`" in message
+    assert "apt-get install skopeo" in message and "dnf install skopeo" in message
+    assert "brew install skopeo" in message
+
+
+def test_oci_image_helper_is_reproducible(registries: Callable[..., Registry]) -> None:
+    registry = registries()
+    first: OciImage = push_oci_image(f"{registry.address}/x/a:1", "same")
+    again = push_oci_image(f"{registry.address}/x/b:1", "same")
+    other = push_oci_image(f"{registry.address}/x/c:1", "other")
+    assert first == again and first.index != other.index
+    assert registry.manifest_digest("x/a", "1") == first.index
+
+
+def test_a_repeated_copy_neither_pushes_again_nor_overwrites_a_newer_image(
+    registries: Callable[..., Registry]
+) -> None:
+    """With pantsd, Pants may re-run a previous run's copy process while it checks whether that
+    run's results can be reused: the copy must then be harmless."""
+    require_skopeo()
+    upstream, mirror = registries(), registries()
+    old = push_oci_image(f"{upstream.address}/team/app:1", "old")
+    skopeo = Skopeo(
+        shutil.which("skopeo") or "skopeo", shutil.which("bash") or "bash", FrozenDict()
+    )
+    destination = f"{mirror.address}/mirror/team/app:1"
+    old_copy = skopeo.copy(
+        f"{upstream.address}/team/app@{old.index}",
+        destination,
+        platform=None,
+        want=old.index,
+        seen=None,
+    )
+
+    def run(process: Process) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            process.argv, env=dict(process.env), capture_output=True, cwd=mirror.state_dir
+        )
+
+    assert run(old_copy).returncode == 0
+    assert mirror.manifest_digest("mirror/team/app", "1") == old.index
+
+    # Run again: the destination already serves the digest, so nothing is written.
+    seen = len(mirror.access_log())
+    again = run(old_copy)
+    assert again.returncode == 0 and b"up to date" in again.stdout
+    assert not [
+        line for line in mirror.access_log()[seen:] if '"GET ' not in line
+    ], mirror.access_log()[seen:]
+
+    # A newer copy lands; the old one, run again, refuses to overwrite it.
+    new = push_oci_image(f"{upstream.address}/team/app:1", "new")
+    assert (
+        run(
+            skopeo.copy(
+                f"{upstream.address}/team/app@{new.index}",
+                destination,
+                platform=None,
+                want=new.index,
+                seen=old.index,
+            )
+        ).returncode
+        == 0
+    )
+    stale = run(old_copy)
+    assert stale.returncode == 75
+    assert b"changed since it was checked" in stale.stderr
+    assert mirror.manifest_digest("mirror/team/app", "1") == new.index
+
+
+def test_one_image_reads_its_whole_batch_sources_and_destinations_in_one_go(
+    rule_runner: RuleRunner, registries: Callable[..., Registry]
+) -> None:
+    """Packaging one image reads what every image of its batch needs, so packaging the others
+    asks no registry again; and `publish` decides from those reads alone."""
+    upstream, mirror = registries(), registries()
+    pushed = {
+        name: push_oci_image(f"{upstream.address}/team/{name}:1", name) for name in ("a", "b", "c")
+    }
+    configure(rule_runner, mirror)
+    mirror_spec(
+        rule_runner,
+        "".join(f"{upstream.address}/team/{name}:1 AS {name}\n" for name in pushed),
+        registries="['@mirror', '@archive']",
+    )
+    address = Address("src", target_name="m", generated_name="b")
+    reads = rule_runner.request(ManifestReads, [ImageReadsRequest(address)])
+
+    # Every source and every destination to be written (not `skip_push` ones), read once.
+    assert set(reads.by_reference) == {
+        *(f"{upstream.address}/team/{name}:1" for name in pushed),
+        *(f"{mirror.address}/mirror/team/{name}:1" for name in pushed),
+    }
+    for name, image in pushed.items():
+        source = reads.by_reference[f"{upstream.address}/team/{name}:1"]
+        assert source.exit_code == 0 and manifest_digest(source.stdout) == image.index
+        assert reads.served_digest(f"{mirror.address}/mirror/team/{name}:1") is None
+
+    # The package carries what the destination served; a first publish copies (and skips the
+    # `skip_push` registry).
+    _, jobs = package_and_publish(rule_runner, "b")
+    assert [outcome(rule_runner, job) for job in jobs] == ["skipped", "published"]
+    assert mirror.manifest_digest("mirror/team/b", "1") == pushed["b"].index
+
+
+def test_the_batch_read_process_returns_each_result_in_order(
+    registries: Callable[..., Registry], tmp_path: Path
+) -> None:
+    """The real script against a real registry: found and missing references, more of them
+    than it runs at once, each paired with its own manifest or error."""
+    require_skopeo()
+    registry = registries()
+    images = {i: push_oci_image(f"{registry.address}/batch/img{i}:1", f"batch {i}") for i in range(10)}
+    references = [f"{registry.address}/batch/img{i}:1" for i in images]
+    references.insert(4, f"{registry.address}/batch/missing:1")
+    skopeo = Skopeo(shutil.which("skopeo") or "skopeo", shutil.which("bash") or "bash", FrozenDict())
+    process = skopeo.read_manifests(references)
+
+    # As Pants runs it: no PATH, in an empty directory, outputs collected by name.
+    result = subprocess.run(process.argv, env=dict(process.env), capture_output=True, cwd=tmp_path)
+
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    outputs = {path: (tmp_path / path).read_bytes() for path in process.output_files}
+    reads = manifest_reads(references, outputs)
+    assert [read.reference for read in reads] == references
+    missing = reads[4]
+    assert missing.exit_code != 0 and b"manifest unknown" in missing.stderr
+    found = [read for read in reads if read is not missing]
+    assert [manifest_digest(read.stdout) for read in found] == [
+        image.index for image in images.values()
+    ]

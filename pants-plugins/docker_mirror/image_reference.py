@@ -1,0 +1,348 @@
+"""Image references and platforms: the grammar of the OCI distribution reference, in one home.
+
+Pure stdlib, no Pants imports. Spec files, `docker_mirror_image` fields, registry reads and records
+all read references and platforms here, so they agree on what a reference means: the registry
+host is the first path component when it contains `.` or `:` or is `localhost`, and otherwise
+Docker Hub (`docker.io`).
+
+This is a trust boundary: an accepted reference or platform ends up verbatim in a generated
+Dockerfile `FROM` line, in target names and in registry requests. Every part is checked with
+anchored whitelist regexes (`fullmatch`, ASCII only), so no accepted value contains whitespace,
+quotes, `$`, `;`, backslashes, control characters or anything else outside the grammar.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from docker_mirror.untrusted_text import quote
+
+_T = TypeVar("_T")
+
+DOCKER_HUB = "docker.io"
+
+# The grammar, as regex sources; error messages quote them so users see what is allowed.
+_PATH_COMPONENT_SOURCE = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+_DOMAIN_LABEL_SOURCE = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_IPV6_SOURCE = r"\[[0-9A-Fa-f:]+\]"
+_TAG_SOURCE = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_DIGEST_SOURCE = r"sha256:[0-9a-f]{64}"
+_PLATFORM_COMPONENT_SOURCE = r"[a-z0-9]+(?:[._-][a-z0-9]+)*"
+
+# Only what `_looks_like_host` calls a host: with a '.' or a port, `localhost`, or IPv6. So a
+# plain first path component never takes a detour through this branch.
+_HOST_SOURCE = (
+    rf"(?:localhost|{_DOMAIN_LABEL_SOURCE}(?:\.{_DOMAIN_LABEL_SOURCE})+|{_IPV6_SOURCE})"
+    rf"(?::[0-9]+)?|{_DOMAIN_LABEL_SOURCE}:[0-9]+"
+)
+REFERENCE_SOURCE = (
+    rf"(?:(?P<registry>{_HOST_SOURCE})/)?"
+    rf"(?P<repository>{_PATH_COMPONENT_SOURCE}(?:/{_PATH_COMPONENT_SOURCE})*)"
+    rf"(?::(?P<tag>{_TAG_SOURCE}))?"
+    rf"(?:@(?P<digest>{_DIGEST_SOURCE}))?"
+)
+PLATFORM_SOURCE = rf"{_PLATFORM_COMPONENT_SOURCE}(?:/{_PLATFORM_COMPONENT_SOURCE}){{1,2}}"
+
+# re.ASCII so that classes never widen to Unicode; always used with fullmatch, never with `$`
+# (which would also match before a trailing newline).
+_PATH_COMPONENT = re.compile(_PATH_COMPONENT_SOURCE, re.ASCII)
+_PATH = re.compile(rf"{_PATH_COMPONENT_SOURCE}(?:/{_PATH_COMPONENT_SOURCE})*", re.ASCII)
+# With `.match` on path + "/": ends where the first invalid component starts.
+_VALID_PATH_PREFIX = re.compile(rf"(?:{_PATH_COMPONENT_SOURCE}/)*", re.ASCII)
+_PATH_FORBIDDEN_CHAR = re.compile(r"[^a-z0-9._-]", re.ASCII)
+_DOMAIN_LABEL = re.compile(_DOMAIN_LABEL_SOURCE, re.ASCII)
+_IPV6_BODY = re.compile(r"[0-9A-Fa-f:]+", re.ASCII)
+_PORT = re.compile(r"[0-9]+", re.ASCII)
+_TAG = re.compile(_TAG_SOURCE, re.ASCII)
+_DIGEST = re.compile(_DIGEST_SOURCE, re.ASCII)
+_DIGEST_ALGORITHM = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*", re.ASCII)
+_PLATFORM = re.compile(PLATFORM_SOURCE, re.ASCII)
+_PLATFORM_COMPONENT = re.compile(_PLATFORM_COMPONENT_SOURCE, re.ASCII)
+_REFERENCE = re.compile(REFERENCE_SOURCE, re.ASCII)
+# Defense in depth: the union of all characters any part of a reference may contain.
+_REFERENCE_CHARS = re.compile(r"[A-Za-z0-9._:/@\[\]-]+", re.ASCII)
+
+_MAX_NAME_LENGTH = 255
+_MAX_TAG_LENGTH = 128
+# Longer input skips the fast-path regexes, so they never run on unbounded text.
+FAST_PATH_MAX_LENGTH = 1024
+
+
+def build_validated(cls: type[_T], values: tuple[Any, ...]) -> _T:
+    """An instance of a frozen dataclass from values the parser has just validated.
+
+    Skips `__post_init__`, whose re-validation (meant for direct construction) would double
+    the cost of parsing large files; filling `__dict__` directly bypasses the frozen
+    `__setattr__` just like the dataclass-generated `__init__` does, only faster.
+    """
+    instance = object.__new__(cls)
+    instance.__dict__.update(zip(cls.__dataclass_fields__, values))  # type: ignore[attr-defined]
+    return instance
+
+
+def _looks_like_host(component: str) -> bool:
+    # The distribution grammar's rule: otherwise `bitnami/redis` would read as host "bitnami".
+    return "." in component or ":" in component or component == "localhost"
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def fast_name_ok(registry: str | None, repository: str) -> bool:
+    """The rules the fast-path regexes cannot express; False sends to the slow path.
+
+    A path component with '.' (like `a_b.c`) is valid, but as a first component followed by
+    '/' it is a host, and an invalid one; lengths and IPv6 values are not checked by regexes.
+    """
+    if registry is None:
+        if "/" in repository and _looks_like_host(repository.partition("/")[0]):
+            return False
+        return len(repository) <= _MAX_NAME_LENGTH
+    if registry[0] == "[" and not _is_ipv6(registry[1 : registry.index("]")]):
+        return False
+    return len(registry) + 1 + len(repository) <= _MAX_NAME_LENGTH
+
+
+def _check_registry(registry: str) -> None:
+    if registry.startswith("["):
+        end = registry.find("]")
+        if end == -1:
+            raise ValueError(
+                f"invalid registry host {quote(registry)}: missing ']' after IPv6 address"
+            )
+        body, rest = registry[1:end], registry[end + 1 :]
+        if not _IPV6_BODY.fullmatch(body) or not _is_ipv6(body):
+            raise ValueError(
+                f"invalid IPv6 address {quote(body)} in registry host {quote(registry)}"
+            )
+        if rest and not rest.startswith(":"):
+            raise ValueError(
+                f"invalid registry host {quote(registry)}: unexpected {quote(rest)} after ']'"
+            )
+        port = rest[1:] if rest else None
+    else:
+        hostname, colon, port_text = registry.partition(":")
+        port = port_text if colon else None
+        for label in hostname.split("."):
+            if not _DOMAIN_LABEL.fullmatch(label):
+                what = "empty label" if not label else f"invalid label {quote(label)}"
+                raise ValueError(
+                    f"invalid registry host {quote(registry)}: {what} "
+                    f"(labels must match {_DOMAIN_LABEL_SOURCE})"
+                )
+    if port is not None and not _PORT.fullmatch(port):
+        raise ValueError(
+            f"invalid registry port {quote(port)} in {quote(registry)} (digits only)"
+        )
+
+
+def _path_component_problem(component: str, name: str) -> ValueError:
+    """The error for an invalid path component, saying what is wrong with it."""
+    where = f" in image name {quote(name)}" if component != name else ""
+    if not component:
+        return ValueError(f"empty path component{where}")
+    bad_char = _PATH_FORBIDDEN_CHAR.search(component)
+    if bad_char:
+        problem = f"character {quote(bad_char.group())} is not allowed"
+        if _PATH_COMPONENT.fullmatch(component.lower()):
+            problem = "upper-case letters are not allowed"
+    else:
+        problem = "separators . _ __ - must sit between lowercase letters or digits"
+    return ValueError(
+        f"invalid path component {quote(component)}{where}: {problem} "
+        f"(allowed: {_PATH_COMPONENT_SOURCE})"
+    )
+
+
+def _check_tag(tag: str) -> None:
+    if _TAG.fullmatch(tag):
+        return
+    if not tag:
+        raise ValueError("empty tag after ':'")
+    if len(tag) > _MAX_TAG_LENGTH:
+        raise ValueError(
+            f"tag is {len(tag)} characters long (at most {_MAX_TAG_LENGTH} allowed)"
+        )
+    raise ValueError(f"invalid tag {quote(tag)} (allowed: {_TAG_SOURCE})")
+
+
+def _check_digest(digest: str) -> None:
+    if _DIGEST.fullmatch(digest):
+        return
+    if not digest:
+        raise ValueError("empty digest after '@'")
+    algorithm, colon, _ = digest.partition(":")
+    if colon and algorithm != "sha256" and _DIGEST_ALGORITHM.fullmatch(algorithm):
+        raise ValueError(
+            f"unsupported digest algorithm {quote(algorithm)} (only sha256 is accepted)"
+        )
+    raise ValueError(
+        f"invalid digest {quote(digest)} (expected sha256: followed by 64 lowercase hex digits)"
+    )
+
+
+def check_reference(text: str) -> tuple[str | None, str, str | None, str | None]:
+    """The slow path: splits `text` by hand and checks each part, naming the first bad one."""
+    if not text:
+        raise ValueError("empty image reference")
+    if text.startswith("-"):
+        # Would be read as an option by `docker` and friends.
+        raise ValueError(f"image reference {quote(text)} must not start with '-'")
+    name_and_tag, at, digest_text = text.partition("@")
+    digest = digest_text if at else None
+    # The tag colon is the last one after the last '/': earlier colons belong to a host:port.
+    last_slash = name_and_tag.rfind("/")
+    colon = name_and_tag.rfind(":")
+    tag: str | None
+    if colon > last_slash:
+        name, tag = name_and_tag[:colon], name_and_tag[colon + 1 :]
+    else:
+        name, tag = name_and_tag, None
+    if not name:
+        raise ValueError(f"missing image name in {quote(text)}")
+    # Checked first: it also bounds the input of the regexes below.
+    if len(name) > _MAX_NAME_LENGTH:
+        raise ValueError(
+            f"image name is {len(name)} characters long (at most {_MAX_NAME_LENGTH} allowed)"
+        )
+    registry: str | None = None
+    path = name
+    first, slash, rest = name.partition("/")
+    if slash and _looks_like_host(first):
+        registry, path = first, rest
+        _check_registry(registry)
+    # One regex call for the whole path, and one more to find the bad component if any.
+    if not _PATH.fullmatch(path):
+        start = _VALID_PATH_PREFIX.match(path + "/").end()  # type: ignore[union-attr]
+        raise _path_component_problem(path[start:].partition("/")[0], name)
+    if tag is not None:
+        _check_tag(tag)
+    if digest is not None:
+        _check_digest(digest)
+    if not _REFERENCE_CHARS.fullmatch(text):  # pragma: no cover - unreachable by construction
+        raise ValueError(f"invalid character in image reference {quote(text)}")
+    return registry, path, tag, digest
+
+
+def _split_reference(text: str) -> tuple[str | None, str, str | None, str | None]:
+    """(registry, repository, tag, digest) of `text`; raises ValueError naming the bad part."""
+    if len(text) <= FAST_PATH_MAX_LENGTH:
+        match = _REFERENCE.fullmatch(text)
+        if match and fast_name_ok(match["registry"], match["repository"]):
+            return match["registry"], match["repository"], match["tag"], match["digest"]
+    return check_reference(text)
+
+
+@dataclass(frozen=True)
+class ImageReference:
+    """An image reference as written, split into its parts; valid by construction."""
+
+    registry: str | None
+    repository: str
+    tag: str | None
+    digest: str | None
+
+    def __post_init__(self) -> None:
+        # Direct construction must not bypass validation: the value ends up in a Dockerfile.
+        parts = (self.registry, self.repository, self.tag, self.digest)
+        if not isinstance(self.repository, str) or not all(
+            part is None or isinstance(part, str) for part in parts
+        ):
+            raise ValueError(f"image reference parts must be strings: {parts!r}")
+        if _split_reference(str(self)) != parts:
+            raise ValueError(f"image reference parts do not round-trip: {parts!r}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.registry}/{self.repository}" if self.registry else self.repository
+
+    def __str__(self) -> str:
+        text = self.name
+        if self.tag is not None:
+            text += f":{self.tag}"
+        if self.digest is not None:
+            text += f"@{self.digest}"
+        return text
+
+    @property
+    def registry_host(self) -> str:
+        """The registry the reference names, `docker.io` when it names none."""
+        return self.registry or DOCKER_HUB
+
+    @property
+    def manifest_reference(self) -> str:
+        """What to ask the registry for: `name@digest` when there is a digest (a tag beside it is
+        then only a label), else `name:tag`, `latest` by default."""
+        if self.digest is not None:
+            return f"{self.name}@{self.digest}"
+        return f"{self.name}:{self.tag or 'latest'}"
+
+    def pinned(self, digest: str) -> str:
+        """`name@digest`: the manifest `digest` of this image, immune to a tag moving."""
+        return f"{self.name}@{digest}"
+
+    @classmethod
+    def parse(cls, text: str) -> ImageReference:
+        return build_validated(cls, _split_reference(text))
+
+
+def registry_host(reference: str) -> str:
+    """The registry host of a reference (`docker.io` when it names none), by the distribution
+    grammar's rule alone: no other part is checked."""
+    first, slash, _ = reference.partition("/")
+    return first if slash and _looks_like_host(first) else DOCKER_HUB
+
+
+
+# --------------------------------------------------------------------------------------------
+# Platforms
+
+
+def platform_problem(platform: str) -> str | None:
+    if _PLATFORM.fullmatch(platform):
+        return None
+    expected = "expected <os>/<arch>[/<variant>], e.g. linux/amd64 or linux/arm64/v8"
+    if not platform:
+        return f"empty --platform value ({expected})"
+    components = platform.split("/")
+    if not 2 <= len(components) <= 3:
+        return f"invalid platform {quote(platform)}: {len(components)} component(s), {expected}"
+    for component in components:
+        if not _PLATFORM_COMPONENT.fullmatch(component):
+            what = "empty component" if not component else f"invalid component {quote(component)}"
+            return (
+                f"invalid platform {quote(platform)}: {what} "
+                f"(allowed: {_PLATFORM_COMPONENT_SOURCE})"
+            )
+    return f"invalid platform {quote(platform)}"  # pragma: no cover - the checks above cover it
+
+
+def is_valid_platform(platform: str) -> bool:
+    return bool(_PLATFORM.fullmatch(platform))
+
+
+def split_platform(platform: str) -> tuple[str, str, str | None]:
+    """(os, architecture, variant) of `os/arch[/variant]`."""
+    os_name, arch, *variant = platform.split("/")
+    return os_name, arch, (variant[0] if variant else None)
+
+
+def normalized_platform(platform: str) -> tuple[str, str, str | None]:
+    """`split_platform`, with the variants containerd and Docker take as implied: arm64 means
+    arm64/v8, arm means arm/v7, amd64 means amd64/v1."""
+    os_name, arch, variant = split_platform(platform)
+    if arch == "arm64" and variant == "v8":
+        variant = None
+    elif arch == "arm" and variant is None:
+        variant = "v7"
+    elif arch == "amd64" and variant == "v1":
+        variant = None
+    return os_name, arch, variant

@@ -1,0 +1,79 @@
+"""The `[docker-mirror]` options: how `method="copy"` finds and runs `skopeo`."""
+
+from __future__ import annotations
+
+from pants.core.util_rules.search_paths import ExecutableSearchPathsOptionMixin
+from pants.option.option_types import ShellStrListOption, StrListOption
+from pants.option.subsystem import Subsystem
+from pants.util.strutil import softwrap
+
+# Where skopeo (containers/image) and Docker look for credentials and their own configuration;
+# always passed through to the processes that reach registries.
+CREDENTIAL_ENV_VARS = ("DOCKER_CONFIG", "REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "HOME")
+
+
+class DockerMirrorSubsystem(Subsystem):
+    options_scope = "docker-mirror"
+    help = softwrap(
+        """
+        Options for `docker_mirror_images(method="copy")`, which mirrors images registry to
+        registry with `skopeo copy`, keeping every platform and every digest, with no Docker
+        engine.
+
+        Destinations come from `[docker].registries` as for `docker_image`. Credentials come
+        from the Docker config (`$DOCKER_CONFIG/config.json`, `~/.docker/config.json`) or the
+        containers auth file (`$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`),
+        as `docker login` and `skopeo login` write them; they are never passed on the command
+        line nor printed.
+        """
+    )
+
+    class EnvironmentAware(ExecutableSearchPathsOptionMixin, Subsystem.EnvironmentAware):
+        executable_search_paths_help = softwrap(
+            """
+            The directories to look for `skopeo` in, first match wins (like
+            `[docker].executable_search_paths` for `docker`).
+            """
+        )
+
+        _env_vars = ShellStrListOption(
+            default=[
+                "HTTP_PROXY",
+                "HTTPS_PROXY",
+                "NO_PROXY",
+                "http_proxy",
+                "https_proxy",
+                "no_proxy",
+            ],
+            help=softwrap(
+                f"""
+                Environment variables to set for `skopeo`, besides the ones it finds credentials
+                and its configuration with, which are always passed on when set
+                ({", ".join(f"`{name}`" for name in CREDENTIAL_ENV_VARS)}).
+
+                Entries are either `NAME=value` to set a value, or just `NAME` to copy the value
+                from Pants's own environment. By default, the proxy settings.
+                """
+            ),
+            advanced=True,
+        )
+
+        @property
+        def env_vars(self) -> tuple[str, ...]:
+            return tuple(sorted({*CREDENTIAL_ENV_VARS, *self._env_vars}))
+
+    insecure_registries = StrListOption(
+        default=[],
+        help=softwrap(
+            """
+            Registries to reach without verifying TLS, falling back to plain HTTP: entries are
+            `host` (any port), `host:port`, or a CIDR range such as `10.0.0.0/8`.
+
+            Registries on loopback (`localhost`, `127.0.0.0/8` and `[::1]`, with any port) need
+            no entry: like Docker, `method="copy"` always reaches them this way. Every other
+            registry, source or destination, is reached over verified TLS, with the system's
+            certificates (and `/etc/containers/certs.d/<host>/` for a private CA).
+            """
+        ),
+        advanced=False,
+    )

@@ -1,0 +1,127 @@
+"""What a spec line can and cannot decide, across the plugin's modules (see THREAT_MODEL.md).
+
+A spec line names a *source* image and nothing else. Whatever the grammar accepts, it cannot
+choose where its image is pushed, cannot turn off TLS verification for a host that is not on
+loopback, and reaches `skopeo` only as one `docker://` argument that cannot be read as an option.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from docker_mirror.target_types import DockerMirrorPlatformField, DockerMirrorSourceImageField
+from docker_mirror.generation import BUILD, COPY, PlannedImage, image_field_values
+from docker_mirror.image_reference import DOCKER_HUB, registry_host
+from docker_mirror.util_rules.registry_access import tls_verify
+from docker_mirror.util_rules.skopeo import copy_argv, inspect_argv
+from docker_mirror.spec import SpecEntry, parse_spec
+from hypothesis import example, given
+from docker_mirror.testutil.spec_strategies import GeneratedLine, hosts, spec_lines
+
+PATH = "src/images.txt"
+HELPER = "src/images.txt:mirror"
+
+
+def entry_of(line: GeneratedLine) -> SpecEntry:
+    (entry,) = parse_spec(f"{line.text}\n".encode("utf-8"), PATH)
+    return entry
+
+
+def is_loopback_host(registry: str) -> bool:
+    """Written apart from registry_access.py: `localhost`, 127.0.0.0/8 or ::1, any port."""
+    if registry.startswith("["):
+        return ipaddress.IPv6Address(registry[1 : registry.index("]")]) == ipaddress.IPv6Address("::1")
+    host = registry.partition(":")[0]
+    if host.lower() == "localhost":
+        return True
+    octets = host.split(".")
+    is_ipv4 = len(octets) == 4 and all(
+        o.isdigit() and o.isascii() and int(o) <= 255 and (o == "0" or not o.startswith("0"))
+        for o in octets
+    )
+    return is_ipv4 and octets[0] == "127"
+
+
+@given(spec_lines())
+def test_a_spec_line_cannot_choose_where_its_image_is_pushed(line: GeneratedLine) -> None:
+    entry = entry_of(line)
+    values = image_field_values(
+        PlannedImage("image", entry),
+        method=BUILD,
+        defaults={},
+        template={},
+        overrides={},
+        helper_spec=HELPER,
+    )
+    # No `registries` (so `[docker].registries` defaults or the BUILD file decide), no build
+    # args, no context: only these, from the line.
+    assert set(values) == {"image_tags", "pull", "instructions", "source", "repository", "dependencies"}
+    # The destination repository is the source path without its host (the `[docker].registries`
+    # entry decides the destination host and may add a prefix); never a host:port of its own.
+    assert values["repository"] == entry.reference.repository
+    assert ":" not in values["repository"] and "@" not in values["repository"]
+    assert values["instructions"] == [entry.from_instruction]
+    assert values["image_tags"] == [entry.default_image_tag]
+    assert values["source"] is None and values["pull"] is True
+    assert values["dependencies"] == [HELPER]
+
+    # method="copy": the same, with the source reference and platform instead of a Dockerfile.
+    copy = image_field_values(
+        PlannedImage("image", entry),
+        method=COPY,
+        defaults={},
+        template={},
+        overrides={},
+        helper_spec=HELPER,
+    )
+    assert copy == {
+        DockerMirrorSourceImageField.alias: str(entry.reference),
+        DockerMirrorPlatformField.alias: entry.platform,
+        "image_tags": [entry.default_image_tag],
+        "repository": entry.reference.repository,
+        "dependencies": [HELPER],
+    }
+
+
+@given(hosts)
+@example("localhost:5000")
+@example("LOCALHOST:5000")
+@example("[0:0:0:0:0:0:0:1]:5000")
+@example("127.255.0.1:80")
+@example("128.0.0.1:80")
+@example("localhost.example.com")
+@example("[::2]:5000")
+def test_tls_verification_is_only_skipped_for_loopback_registries(host: str) -> None:
+    # With no `insecure_registries` configured (a pants.toml setting, not a spec file's).
+    assert tls_verify(host) is (not is_loopback_host(host))
+
+
+@given(spec_lines())
+def test_skopeo_reads_the_same_host_and_gets_one_inert_argument(line: GeneratedLine) -> None:
+    entry = entry_of(line)
+    reference = str(entry.reference)
+    # copy mode decides TLS on the host it reads from the reference: the parser's host.
+    assert registry_host(reference) == (entry.reference.registry or DOCKER_HUB)
+    verify = tls_verify(registry_host(reference))
+    assert verify is (entry.reference.registry is None or not is_loopback_host(entry.reference.registry))
+    tls = () if verify else ("--tls-verify=false",)
+    assert inspect_argv("skopeo", reference, verify_tls=verify) == (
+        "skopeo", "inspect", "--raw", *tls, f"docker://{reference}"
+    )  # fmt: skip
+    argv = copy_argv(
+        "skopeo",
+        reference,
+        "mirror.example.com/mirror/app:1",
+        platform=entry.platform,
+        verify_source_tls=verify,
+        verify_destination_tls=True,
+    )
+    # The reference is one argument, behind the transport prefix, before the destination; the
+    # other arguments are fixed options and, after `--override-*`, the platform's own words.
+    assert argv[-2:] == (f"docker://{reference}", "docker://mirror.example.com/mirror/app:1")
+    fixed = {"skopeo", "copy", "--all", "--preserve-digests", "--src-tls-verify=false"}
+    overrides = [i for i, arg in enumerate(argv) if arg.startswith("--override-")]
+    words = [argv[i + 1] for i in overrides]
+    assert words == (entry.platform.split("/") if entry.platform else [])
+    rest = [arg for i, arg in enumerate(argv[:-2]) if i - 1 not in overrides and i not in overrides]
+    assert set(rest) <= fixed, rest
