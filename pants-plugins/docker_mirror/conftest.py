@@ -31,5 +31,8 @@ def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..
 
 
 @pytest.fixture
-def pants_repo(tmp_path: Path) -> PantsRepo:
-    return PantsRepo(tmp_path)
+def pants_repo(tmp_path: Path) -> Iterator[PantsRepo]:
+    """A throwaway repository; a pantsd that the test started in it is stopped afterwards."""
+    repo = PantsRepo(tmp_path)
+    yield repo
+    repo.stop_daemon()

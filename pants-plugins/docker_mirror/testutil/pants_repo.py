@@ -1,11 +1,15 @@
 """Throwaway repositories with this project's `./pants`, `pants.toml` and plugin, in which the
-real Pants runs."""
+real Pants runs: as a fresh process (`--no-pantsd`, a one-shot CI job) or against the
+repository's own pantsd (Pants' default mode, what a developer sees)."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +26,49 @@ class PantsResult:
     def __repr__(self) -> str:  # shown in full by failing asserts
         return f"exit {self.returncode}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
 
+    def check(self) -> PantsResult:
+        """This result, if Pants exited 0; otherwise raises with its output."""
+        if self.returncode != 0:
+            raise RuntimeError(f"./pants failed: {self!r}")
+        return self
+
+
+@dataclass(frozen=True)
+class PantsStats:
+    """Counters that `--stats-log` prints at the end of a run."""
+
+    processes: int  # local_execution_requests: processes Pants ran (not from a cache)
+    process_ms: int  # local_process_total_time_run_ms: their run times added up
+
+    @classmethod
+    def parse(cls, output: str) -> PantsStats:
+        counters = dict(re.findall(r"^\s+(\w+): (\d+)$", output, re.M))
+        if "local_execution_requests" not in counters:
+            raise RuntimeError(f"no --stats-log counters in the output:\n{output[-2000:]}")
+        return cls(
+            int(counters["local_execution_requests"]),
+            int(counters.get("local_process_total_time_run_ms", 0)),
+        )
+
+
+def mirror_registry_option(registry: Registry) -> str:
+    """`--docker-registries` making `registry` the only default one, under `mirror/`."""
+    registries = {
+        "mirror": {
+            "address": registry.address,
+            "default": True,
+            "repository": "mirror/{target_repository}",
+        }
+    }
+    return f"--docker-registries={registries!r}"
+
 
 class PantsRepo:
     """A temporary repository with this project's `./pants`, `pants.toml` and plugin."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         for relpath in ("pants", "pants.toml"):
             shutil.copy2(REPO_ROOT / relpath, root / relpath)
         shutil.copytree(
@@ -57,25 +98,16 @@ class PantsRepo:
         self,
         *args: str,
         registry: Registry | None = None,
+        daemon: bool = False,
         timeout: int = 600,
         env: dict[str, str] | None = None,
     ) -> PantsResult:
-        """Runs the real `./pants` (no daemon); `registry` becomes the only default registry;
-        `env` is added to this process's environment."""
-        options = ["--no-pantsd"]
+        """Runs the real `./pants`: a fresh process, or with `daemon=True` against this
+        repository's pantsd (started by the first such run; `stop_daemon` ends it).
+        `registry` becomes the only default registry; `env` is added to this environment."""
+        options = [] if daemon else ["--no-pantsd"]
         if registry is not None:
-            options.append(
-                "--docker-registries="
-                + repr(
-                    {
-                        "mirror": {
-                            "address": registry.address,
-                            "default": True,
-                            "repository": "mirror/{target_repository}",
-                        }
-                    }
-                )
-            )
+            options.append(mirror_registry_option(registry))
         result = subprocess.run(
             [str(self.root / "pants"), *options, *args],
             cwd=self.root,
@@ -87,4 +119,43 @@ class PantsRepo:
         )
         return PantsResult(result.returncode, result.stdout, result.stderr)
 
+    def daemon_pids(self) -> list[int]:
+        """pantsd names itself `pantsd [<buildroot>]`: the pids of this repository's."""
+        title = f"pantsd [{self.root}]".encode()
+        pids = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline.rstrip(b"\0") == title:
+                pids.append(int(proc.name))
+        return pids
 
+    def daemon_rss_mib(self) -> float:
+        total = 0.0
+        for pid in self.daemon_pids():
+            status = Path(f"/proc/{pid}/status").read_text()
+            match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+            total += int(match.group(1)) / 1024 if match else 0
+        return total
+
+    def stop_daemon(self) -> None:
+        """Stops this repository's pantsd, if one runs: SIGTERM, then SIGKILL after 10 s."""
+        pids = self.daemon_pids()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.1)
+            pids = [pid for pid in pids if pid in self.daemon_pids()]
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

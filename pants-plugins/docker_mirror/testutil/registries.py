@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -13,8 +14,6 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-
-import bcrypt
 
 from docker_mirror.testutil.machine import SCRIPTS, unavailable
 
@@ -88,6 +87,22 @@ class Registry:
             except ProcessLookupError:
                 pass
 
+    def put_tag(self, repository: str, source_tag: str, new_tag: str) -> None:
+        """Tags an existing manifest again (registry API), so seeding many tags is cheap."""
+        request = urllib.request.Request(
+            f"http://{self.address}/v2/{repository}/manifests/{source_tag}",
+            headers={"Accept": MANIFEST_MEDIA_TYPES},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body, media_type = response.read(), response.headers["Content-Type"]
+        put = urllib.request.Request(
+            f"http://{self.address}/v2/{repository}/manifests/{new_tag}",
+            data=body,
+            method="PUT",
+            headers={"Content-Type": media_type},
+        )
+        urllib.request.urlopen(put, timeout=10).close()
+
     def start(self) -> None:
         """Starts this registry again after `stop()`: same address, same stored images."""
         port = self.address.rsplit(":", 1)[1]
@@ -96,6 +111,7 @@ class Registry:
 
 def htpasswd_entry(user: str, password: str) -> str:
     """A line of an htpasswd file, as `docker-registry`'s `auth: htpasswd` reads it (bcrypt)."""
+    import bcrypt  # a test requirement; the benchmarks run on the standard library alone
     return f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()}\n"
 
 
@@ -109,3 +125,29 @@ def start_registry(state_dir: Path, htpasswd: Path | None = None) -> Registry:
     return Registry(f"127.0.0.1:{port}", state_dir)
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """What a run asked of registries, from their access logs."""
+
+    requests: int
+    blob_uploads: int
+    manifest_puts: int
+
+    @classmethod
+    def between(cls, before: list[str], after: list[str]) -> Traffic:
+        """The requests in `after` (an access log) past the `before` ones."""
+        new = after[len(before) :]
+        return cls(
+            requests=len(new),
+            blob_uploads=sum(
+                1 for line in new if re.search(r'"(POST|PATCH|PUT) /v2/\S+/blobs/uploads/', line)
+            ),
+            manifest_puts=sum(1 for line in new if re.search(r'"PUT /v2/\S+/manifests/', line)),
+        )
+
+    def __add__(self, other: Traffic) -> Traffic:
+        return Traffic(
+            self.requests + other.requests,
+            self.blob_uploads + other.blob_uploads,
+            self.manifest_puts + other.manifest_puts,
+        )
