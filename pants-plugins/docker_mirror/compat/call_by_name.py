@@ -10,6 +10,13 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
 from docker_mirror.compat.pants_version import PANTS_2_29
+from pants.backend.python.util_rules.pex import (
+    PexRequest,
+    VenvPex,
+    VenvPexProcess,
+    create_venv_pex,
+    setup_venv_pex_process,
+)
 from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths, find_binary
 from pants.engine.addresses import Addresses
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
@@ -65,6 +72,14 @@ async def address_family(directory: AddressFamilyDir) -> AddressFamily:
     return family.ensure()
 
 
+async def venv_pex(request: PexRequest) -> VenvPex:
+    return await create_venv_pex(**implicitly({request: PexRequest}))
+
+
+async def venv_pex_process(request: VenvPexProcess) -> Process:
+    return await setup_venv_pex_process(request, **implicitly())
+
+
 def rule_call(rule: Callable[..., Awaitable[_Out]]) -> Callable[[Any], Coroutine[Any, Any, _Out]]:
     """A helper that calls `rule` with a value for its first parameter, the others implicit."""
 
@@ -87,4 +102,6 @@ __all__ = (
     "process_result",
     "rule_call",
     "targets",
+    "venv_pex",
+    "venv_pex_process",
 )

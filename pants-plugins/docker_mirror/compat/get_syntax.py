@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, TypeVar
 
+from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
 from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths
 from pants.engine.addresses import Addresses
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
@@ -68,6 +69,14 @@ def address_family(directory: AddressFamilyDir) -> Awaits[AddressFamily]:
     return Get(AddressFamily, AddressFamilyDir, directory)
 
 
+def venv_pex(request: PexRequest) -> Awaits[VenvPex]:
+    return Get(VenvPex, PexRequest, request)
+
+
+def venv_pex_process(request: VenvPexProcess) -> Awaits[Process]:
+    return Get(Process, VenvPexProcess, request)
+
+
 def rule_call(rule: Callable[..., Coroutine[Any, Any, _Out]]) -> Callable[[Any], Awaits[_Out]]:
     """A helper that requests `rule`'s output for a value of its first parameter's type."""
     output_type = rule.rule.output_type  # type: ignore[attr-defined]
@@ -92,4 +101,6 @@ __all__ = (
     "process_result",
     "rule_call",
     "targets",
+    "venv_pex",
+    "venv_pex_process",
 )

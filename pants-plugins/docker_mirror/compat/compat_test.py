@@ -1,0 +1,69 @@
+"""The rule parser of the running Pants (2.17 in this repository's CI) accepts every rule of the
+plugin, and follows every engine helper to the requests it makes; `scripts/check-pants-compat`
+shows the same for newer Pants from their sources."""
+
+from __future__ import annotations
+
+import inspect
+from types import ModuleType
+
+import pytest
+from docker_mirror import compat, generator
+from docker_mirror.compat.pants_version import CALL_BY_NAME
+from docker_mirror.goals import package, publish
+from docker_mirror.subsystems import registry_probe
+from docker_mirror.util_rules import manifest_reads, probe, registry_client, skopeo
+from pants.engine.internals.rule_visitor import collect_awaitables
+
+RULE_MODULES = (
+    generator,
+    manifest_reads,
+    probe,
+    registry_client,
+    registry_probe,
+    skopeo,
+    package,
+    publish,
+)
+
+
+def plugin_rules(module: ModuleType) -> list:
+    return [
+        value
+        for value in vars(module).values()
+        if hasattr(value, "rule") and getattr(value, "__module__", None) == module.__name__
+    ]
+
+
+def awaitables_of(rule: object) -> tuple:
+    task_rule = rule.rule  # type: ignore[attr-defined]
+    return tuple(getattr(task_rule, "input_gets", None) or task_rule.awaitables)
+
+
+@pytest.mark.parametrize("module", RULE_MODULES, ids=lambda module: module.__name__)
+def test_every_rule_awaits_what_its_helpers_request(module: ModuleType) -> None:
+    rules = plugin_rules(module)
+    assert rules, f"no rules in {module.__name__}"
+    for rule in rules:
+        assert awaitables_of(rule), f"{rule.__name__}: the rule parser found no request"
+
+
+def test_every_engine_helper_is_followed_by_the_rule_parser() -> None:
+    helpers = [getattr(compat, name) for name in compat.HELPERS]
+    helpers += [
+        value
+        for module in RULE_MODULES
+        for value in vars(module).values()
+        if inspect.isfunction(value)
+        and value.__module__.startswith(compat.__name__)
+        and value.__name__ == "call"
+    ]
+    assert len(helpers) > len(compat.HELPERS), "no rule_call helper found"
+    for helper in helpers:
+        assert collect_awaitables(helper), f"the rule parser does not follow {helper.__qualname__}"
+
+
+def test_the_syntax_matches_the_running_pants() -> None:
+    from pants.version import PANTS_SEMVER
+
+    assert CALL_BY_NAME == (PANTS_SEMVER >= "2.23.0.dev0")
