@@ -35,6 +35,7 @@ RULE_MODULES = (
     "docker_mirror.util_rules.skopeo",
     "docker_mirror.util_rules.manifest_reads",
     "docker_mirror.goals.package",
+    "docker_mirror.goals.pin",
     "docker_mirror.goals.publish",
 )
 

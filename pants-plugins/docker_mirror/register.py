@@ -4,7 +4,7 @@ Enable with `backend_packages.add = ["pants.backend.docker", "docker_mirror"]`.
 """
 
 from docker_mirror import generator
-from docker_mirror.goals import package, publish
+from docker_mirror.goals import package, pin, publish
 from docker_mirror.subsystems import registry_probe
 from docker_mirror.target_types import DockerMirrorImagesTargetGenerator, DockerMirrorImageTarget
 from docker_mirror.util_rules import manifest_reads, probe, registry_client, skopeo
@@ -20,6 +20,7 @@ def rules():
         *registry_probe.rules(),
         *skopeo.rules(),
         *package.rules(),
+        *pin.rules(),
         *publish.rules(),
         *pex.rules(),
     ]

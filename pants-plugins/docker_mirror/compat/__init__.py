@@ -24,6 +24,7 @@ if CALL_BY_NAME:
         process_result,
         rule_call,
         targets,
+        unexpanded_targets,
         venv_pex,
         venv_pex_process,
     )
@@ -41,6 +42,7 @@ else:
         process_result,
         rule_call,
         targets,
+        unexpanded_targets,
         venv_pex,
         venv_pex_process,
     )
@@ -55,6 +57,7 @@ HELPERS = (
     "path_globs_contents",
     "process_result",
     "targets",
+    "unexpanded_targets",
     "venv_pex",
     "venv_pex_process",
 )
@@ -73,6 +76,7 @@ __all__ = (
     "process_result",
     "rule_call",
     "targets",
+    "unexpanded_targets",
     "venv_pex",
     "venv_pex_process",
 )

@@ -22,12 +22,12 @@ from pants.engine.addresses import Addresses
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import CreateDigest, Digest, DigestContents, PathGlobs
 from pants.engine.internals.build_files import AddressFamilyDir, parse_address_family
-from pants.engine.internals.graph import resolve_targets
+from pants.engine.internals.graph import resolve_targets, resolve_unexpanded_targets
 from pants.engine.internals.mapper import AddressFamily
 from pants.engine.intrinsics import create_digest, execute_process, get_digest_contents
 from pants.engine.process import FallibleProcessResult, Process
 from pants.engine.rules import concurrently, implicitly
-from pants.engine.target import Targets
+from pants.engine.target import Targets, UnexpandedTargets
 
 if PANTS_2_29:
     from pants.core.util_rules.env_vars import environment_vars_subset
@@ -67,6 +67,10 @@ async def targets(addresses: Addresses) -> Targets:
     return await resolve_targets(**implicitly({addresses: Addresses}))
 
 
+async def unexpanded_targets(addresses: Addresses) -> UnexpandedTargets:
+    return await resolve_unexpanded_targets(addresses)
+
+
 async def address_family(directory: AddressFamilyDir) -> AddressFamily:
     family = await parse_address_family(directory, **implicitly())
     return family.ensure()
@@ -102,6 +106,7 @@ __all__ = (
     "process_result",
     "rule_call",
     "targets",
+    "unexpanded_targets",
     "venv_pex",
     "venv_pex_process",
 )

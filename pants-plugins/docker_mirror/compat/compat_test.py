@@ -10,7 +10,7 @@ from types import ModuleType
 import pytest
 from docker_mirror import compat, generator
 from docker_mirror.compat.pants_version import CALL_BY_NAME
-from docker_mirror.goals import package, publish
+from docker_mirror.goals import package, pin, publish
 from docker_mirror.subsystems import registry_probe
 from docker_mirror.util_rules import manifest_reads, probe, registry_client, skopeo
 from pants.engine.internals.rule_visitor import collect_awaitables
@@ -23,6 +23,7 @@ RULE_MODULES = (
     registry_probe,
     skopeo,
     package,
+    pin,
     publish,
 )
 

@@ -19,7 +19,7 @@ from pants.engine.internals.build_files import AddressFamilyDir
 from pants.engine.internals.mapper import AddressFamily
 from pants.engine.process import FallibleProcessResult, Process
 from pants.engine.rules import Get, MultiGet
-from pants.engine.target import Targets
+from pants.engine.target import Targets, UnexpandedTargets
 from pants.option.global_options import UnmatchedBuildFileGlobs
 
 _In = TypeVar("_In")
@@ -65,6 +65,10 @@ def targets(addresses: Addresses) -> Awaits[Targets]:
     return Get(Targets, Addresses, addresses)
 
 
+def unexpanded_targets(addresses: Addresses) -> Awaits[UnexpandedTargets]:
+    return Get(UnexpandedTargets, Addresses, addresses)
+
+
 def address_family(directory: AddressFamilyDir) -> Awaits[AddressFamily]:
     return Get(AddressFamily, AddressFamilyDir, directory)
 
@@ -101,6 +105,7 @@ __all__ = (
     "process_result",
     "rule_call",
     "targets",
+    "unexpanded_targets",
     "venv_pex",
     "venv_pex_process",
 )
