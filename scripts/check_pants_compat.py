@@ -34,6 +34,8 @@ RULE_MODULES = (
     "docker_mirror.generator",
     "docker_mirror.util_rules.skopeo",
     "docker_mirror.util_rules.manifest_reads",
+    "docker_mirror.subsystems.extractor",
+    "docker_mirror.goals.extract",
     "docker_mirror.goals.package",
     "docker_mirror.goals.pin",
     "docker_mirror.goals.publish",

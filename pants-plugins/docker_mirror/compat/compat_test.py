@@ -10,12 +10,14 @@ from types import ModuleType
 import pytest
 from docker_mirror import compat, generator
 from docker_mirror.compat.pants_version import CALL_BY_NAME
-from docker_mirror.goals import package, pin, publish
-from docker_mirror.subsystems import registry_probe
+from docker_mirror.goals import extract, package, pin, publish
+from docker_mirror.subsystems import extractor, registry_probe
 from docker_mirror.util_rules import manifest_reads, probe, registry_client, skopeo
 from pants.engine.internals.rule_visitor import collect_awaitables
 
 RULE_MODULES = (
+    extract,
+    extractor,
     generator,
     manifest_reads,
     probe,
