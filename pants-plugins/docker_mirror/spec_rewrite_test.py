@@ -93,9 +93,9 @@ Line = Union[GeneratedLine, str]
 @st.composite
 def files(draw: st.DrawFn) -> Tuple[bytes, List[Tuple[Line, str]], bool]:
     """A valid spec file: its bytes, its lines with their endings, and whether it has a BOM."""
-    lines: List[Line] = draw(st.lists(st.one_of(spec_lines(), blank_lines, comment_lines), max_size=8))
+    lines = draw(st.lists(st.one_of(spec_lines(), blank_lines, comment_lines), max_size=8))
     endings = [draw(st.sampled_from(["\n", "\r\n"])) for _ in lines]
-    if lines and draw(st.booleans()):
+    if draw(st.booleans()) and lines:
         endings[-1] = ""  # no newline at the end of the file
     bom = draw(st.booleans())
     text = "".join((line.text if isinstance(line, GeneratedLine) else line) + eol for line, eol in zip(lines, endings))

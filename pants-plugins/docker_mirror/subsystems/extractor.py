@@ -38,10 +38,9 @@ class ImageExtractorSubsystem(ToolLockfileRules, PythonToolRequirementsBase):
     )
     help = help_short
 
-    # Pants 2.17 locks `version` and `extra_requirements` (from these defaults); later versions
+    # Pants 2.17 locks `version` (and `extra_requirements`, none here); later versions
     # `default_requirements`.
     default_version = "PyYAML==6.0.3"
-    default_extra_requirements: list[str] = []
     default_requirements = [default_version]
 
     register_interpreter_constraints = True
