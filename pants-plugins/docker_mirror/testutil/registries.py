@@ -132,6 +132,9 @@ class Traffic:
     requests: int
     blob_uploads: int
     manifest_puts: int
+    # Docker Hub counts a manifest GET as a pull, and a HEAD as none.
+    manifest_gets: int = 0
+    manifest_heads: int = 0
 
     @classmethod
     def between(cls, before: list[str], after: list[str]) -> Traffic:
@@ -143,6 +146,8 @@ class Traffic:
                 1 for line in new if re.search(r'"(POST|PATCH|PUT) /v2/\S+/blobs/uploads/', line)
             ),
             manifest_puts=sum(1 for line in new if re.search(r'"PUT /v2/\S+/manifests/', line)),
+            manifest_gets=sum(1 for line in new if re.search(r'"GET /v2/\S+/manifests/', line)),
+            manifest_heads=sum(1 for line in new if re.search(r'"HEAD /v2/\S+/manifests/', line)),
         )
 
     def __add__(self, other: Traffic) -> Traffic:
@@ -150,4 +155,6 @@ class Traffic:
             self.requests + other.requests,
             self.blob_uploads + other.blob_uploads,
             self.manifest_puts + other.manifest_puts,
+            self.manifest_gets + other.manifest_gets,
+            self.manifest_heads + other.manifest_heads,
         )
