@@ -10,7 +10,7 @@ from typing import Callable
 from docker_mirror.testutil.images import push_oci_image
 from docker_mirror.testutil.machine import require_skopeo
 from docker_mirror.testutil.pants_repo import PantsRepo
-from docker_mirror.testutil.registries import Registry
+from docker_mirror.testutil.registries import Registry, requests_for
 
 BUILD = "docker_mirror_images(name='mirror', sources=['images.txt'], method='copy')\n"
 # Copy mode must never need a Docker engine: make any use of one fail.
@@ -107,8 +107,24 @@ def test_copy_keeps_digests_and_platforms_isolates_failures_and_skips_what_is_th
     assert all(
         " skipped (up to date: @mirror already serves sha256:" in line for line in results
     ), second
-    new_requests = upstream.access_log()[seen_upstream:] + mirror.access_log()[seen_mirror:]
-    assert new_requests, "the second run asks the registries for manifests"
+    # The reads this run must make are there: each source, and each destination tag.
+    upstream_requests = upstream.settled_access_log()[seen_upstream:]
+    mirror_requests = mirror.settled_access_log()[seen_mirror:]
+    pinned_tag = f"sha256-{multi.index.split(':')[1]}"
+    for path in (
+        "/v2/team/multi/manifests/1.0",
+        f"/v2/team/multi/manifests/{multi.index}",
+        "/v2/library/tool/manifests/2",
+    ):
+        assert requests_for(upstream_requests, "GET", path), (path, upstream_requests)
+    for path in (
+        "/v2/mirror/team/multi/manifests/1.0",
+        f"/v2/mirror/team/multi/manifests/{pinned_tag}",
+        "/v2/mirror/library/tool/manifests/2",
+    ):
+        assert requests_for(mirror_requests, "GET", path), (path, mirror_requests)
+    # Once the logs have settled: no blob, and nothing but reads.
+    new_requests = upstream_requests + mirror_requests
     assert not [
         line
         for line in new_requests

@@ -23,7 +23,7 @@ from docker_mirror.util_rules.manifests import manifest_digest
 from docker_mirror.util_rules.skopeo import Skopeo, manifest_reads
 from docker_mirror.testutil.images import OciImage, push_oci_image
 from docker_mirror.testutil.machine import require_skopeo
-from docker_mirror.testutil.registries import Registry, htpasswd_entry
+from docker_mirror.testutil.registries import Registry, htpasswd_entry, requests_for
 from pants.backend.docker.target_types import DockerImageTarget
 from pants.core.goals.package import BuiltPackage
 from pants.core.goals.publish import PublishPackages, PublishProcesses
@@ -138,7 +138,10 @@ def test_package_resolves_the_source_without_reading_blobs(
         ("archive.invalid/team/multi:1.0", True),
     ]
     assert record["error"] is None
-    assert not [line for line in upstream.access_log()[seen:] if "/blobs/" in line]
+    # The one read `package` must make is there, and once the log has settled, no blob read.
+    new_requests = upstream.settled_access_log()[seen:]
+    assert requests_for(new_requests, "GET", "/v2/team/multi/manifests/1.0"), new_requests
+    assert not [line for line in new_requests if "/blobs/" in line], new_requests
 
 
 def test_publish_copies_all_platforms_keeping_the_index_digest_then_skips(
@@ -195,10 +198,16 @@ def test_publish_copies_all_platforms_keeping_the_index_digest_then_skips(
             f"(up to date: @mirror already serves {image.index[:19]})",
         ),
     ]
-    new_requests = upstream.access_log()[seen_upstream:] + mirror.access_log()[seen_mirror:]
-    assert [
-        line for line in new_requests if "/manifests/" in line and '"GET ' in line
-    ], new_requests
+    # The reads this run must make (the source, and each destination tag) are there; once the
+    # logs have settled, nothing else is.
+    upstream_requests = upstream.settled_access_log()[seen_upstream:]
+    mirror_requests = mirror.settled_access_log()[seen_mirror:]
+    assert requests_for(upstream_requests, "GET", "/v2/team/multi/manifests/1.0"), upstream_requests
+    for tag in ("1.0", "1"):
+        assert requests_for(mirror_requests, "GET", f"/v2/mirror/team/multi/manifests/{tag}"), (
+            mirror_requests
+        )
+    new_requests = upstream_requests + mirror_requests
     assert not [
         line for line in new_requests if "/blobs/" in line or '"PUT ' in line or '"POST ' in line
     ], "\n".join(new_requests)
@@ -345,9 +354,10 @@ def test_a_repeated_copy_neither_pushes_again_nor_overwrites_a_newer_image(
     seen = len(mirror.access_log())
     again = run(old_copy)
     assert again.returncode == 0 and b"up to date" in again.stdout
-    assert not [
-        line for line in mirror.access_log()[seen:] if '"GET ' not in line
-    ], mirror.access_log()[seen:]
+    # The guard's read of the destination is there; once the log has settled, nothing else is.
+    new_requests = mirror.settled_access_log()[seen:]
+    assert requests_for(new_requests, "GET", "/v2/mirror/team/app/manifests/1"), new_requests
+    assert not [line for line in new_requests if '"GET ' not in line], new_requests
 
     # A newer copy lands; the old one, run again, refuses to overwrite it.
     new = push_oci_image(f"{upstream.address}/team/app:1", "new")

@@ -196,6 +196,11 @@ class Registry:
         _start_registry_script(port, self.state_dir, self.htpasswd)
 
 
+def requests_for(log: list[str], method: str, path: str) -> list[str]:
+    """The lines of an access log that record `method path` (`"GET", "/v2/x/manifests/1"`)."""
+    return [line for line in log if f'"{method} {path} HTTP/' in line]
+
+
 def htpasswd_entry(user: str, password: str) -> str:
     """A line of an htpasswd file, as `docker-registry`'s `auth: htpasswd` reads it (bcrypt)."""
     import bcrypt  # a test requirement; the benchmarks run on the standard library alone
