@@ -171,9 +171,9 @@ def test_renovate_finds_every_tagged_line_and_its_update_keeps_the_rest(
         end = start + len(line.reference.text)
         assert new_lines[number - 1].endswith(line.text[end:])
     untouched = {number for number, _ in expected}
-    for number, line in enumerate(lines, start=1):
+    for number, other in enumerate(lines, start=1):
         if number not in untouched:
-            assert new_lines[number - 1] == (line.text if isinstance(line, GeneratedLine) else line)
+            assert new_lines[number - 1] == (other.text if isinstance(other, GeneratedLine) else other)
 
 
 def test_the_readme_config_is_where_the_test_reads_it() -> None:
