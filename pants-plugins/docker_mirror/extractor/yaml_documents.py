@@ -75,7 +75,8 @@ class Scalar:
 
     @property
     def kind(self) -> str:
-        return self.tag.rpartition(":")[2] if self.tag.startswith("tag:yaml.org,2002:") else self.tag
+        prefix = "tag:yaml.org,2002:"
+        return self.tag[len(prefix) :] if self.tag.startswith(prefix) else self.tag
 
 
 @dataclass

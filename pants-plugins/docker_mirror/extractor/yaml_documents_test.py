@@ -4,6 +4,7 @@ refused in bounded time."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -138,3 +139,14 @@ def test_a_ten_megabyte_scalar_is_read_quickly() -> None:
 def test_invalid_utf8_is_an_error() -> None:
     with pytest.raises(YamlRefused, match="invalid YAML"):
         values(b"a: \xff\xfe\xfa\n")
+
+
+def test_python_tags_are_never_constructed(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    (document,) = values(
+        f"a: !!python/object/apply:os.system ['touch {marker}']\n"
+        "b: !!python/name:os.system\n".encode()
+    )
+    assert document["a"] == [f"touch {marker}"]
+    assert isinstance(document["b"], Scalar) and document["b"].kind == "python/name:os.system"
+    assert not marker.exists()
