@@ -54,8 +54,10 @@ class DockerMirrorExtractSubsystem(GoalSubsystem):
         manifests: the output of `helm template` or `kustomize build`, or any YAML of
         Kubernetes objects, several documents per file.
 
-        Give the files as arguments (`deploy/rendered.yaml`, `deploy/*.yaml`; of the files
-        given, those ending in {", ".join(f"`{s}`" for s in MANIFEST_SUFFIXES)} are read). The
+        Give the files as arguments, after the goal's options (`pants docker-mirror-extract
+        --output=images.txt deploy/rendered.yaml`, or `deploy/*.yaml`); of the files given,
+        those ending in {", ".join(f"`{s}`" for s in MANIFEST_SUFFIXES)} are read. They must be
+        in the repository and not ignored by Pants (`.gitignore`, `[GLOBAL].pants_ignore`). The
         images of every container, init container and ephemeral container are collected from
         Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, ReplicationControllers, Jobs
         and CronJobs, and from the pod templates (a `template` whose `spec` has `containers`)
@@ -115,6 +117,11 @@ async def docker_mirror_extract(
     workspace: Workspace,
 ) -> DockerMirrorExtract:
     files = sorted(path for path in specs_paths.files if path.endswith(MANIFEST_SUFFIXES))
+    skipped = sorted(set(specs_paths.files) - set(files))
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        suffixes = "/".join(MANIFEST_SUFFIXES)
+        console.print_stderr(f"docker-mirror-extract: not read (not {suffixes}): {shown}")
     output = subsystem.output
     if output is not None:
         problem = output_path_problem(output)
