@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from docker_mirror.testutil.machine import SCRIPTS, unavailable
 
@@ -115,13 +116,21 @@ def htpasswd_entry(user: str, password: str) -> str:
     return f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()}\n"
 
 
-def start_registry(state_dir: Path, htpasswd: Path | None = None) -> Registry:
-    """A registry on a free loopback port; with `htpasswd`, requests need basic auth from it."""
+def start_registry(
+    state_dir: Path, htpasswd: Path | None = None, *, env: Mapping[str, str] | None = None
+) -> Registry:
+    """A registry on a free loopback port; with `htpasswd`, requests need basic auth from it.
+    `env` adds `docker-registry` settings as `REGISTRY_*` variables, which override its
+    configuration file (e.g. `TokenServer.registry_env()` for `auth: token`)."""
     if not shutil.which("docker-registry"):
         unavailable("docker-registry is not installed (scripts/install-deps installs it)")
     port = free_port()
     auth = [str(htpasswd)] if htpasswd else []
-    subprocess.run([SCRIPTS / "start-registry", str(port), str(state_dir), *auth], check=True)
+    subprocess.run(
+        [SCRIPTS / "start-registry", str(port), str(state_dir), *auth],
+        check=True,
+        env={**os.environ, **env} if env else None,
+    )
     return Registry(f"127.0.0.1:{port}", state_dir)
 
 
