@@ -23,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
 import os
 import re
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Tuple
@@ -256,28 +258,33 @@ class CredentialStore:
         executable = shutil.which(program, path=self._env.get("PATH", os.defpath))
         if executable is None:
             raise CredentialError(f"the credential helper {program} is not on PATH")
-        process = await asyncio.create_subprocess_exec(
-            executable,
-            "get",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=self._env,
-        )
+        # In a thread rather than an asyncio subprocess: `subprocess.run` kills the helper when
+        # it overruns, and behaves the same on every Python from 3.9.
+        loop = asyncio.get_running_loop()
         try:
-            stdout, stderr = await asyncio.wait_for(
-                process.communicate(server.encode()), self._timeout
+            completed = await loop.run_in_executor(
+                None,
+                functools.partial(
+                    subprocess.run,
+                    [executable, "get"],
+                    input=server.encode(),
+                    capture_output=True,
+                    env=self._env,
+                    timeout=self._timeout,
+                    check=False,
+                ),
             )
-        except asyncio.TimeoutError:
-            process.kill()
-            await process.wait()
+        except subprocess.TimeoutExpired:
             raise CredentialError(
                 f"{program} get did not answer within {self._timeout:g} s for {server}"
             ) from None
-        if process.returncode != 0:
+        except OSError as e:
+            raise CredentialError(f"cannot run {program}: {e.strerror}") from None
+        stdout, stderr = completed.stdout, completed.stderr
+        if completed.returncode != 0:
             if b"credentials not found" in (stdout + stderr).lower():
                 return None
-            raise CredentialError(f"{program} get failed for {server} (exit {process.returncode})")
+            raise CredentialError(f"{program} get failed for {server} (exit {completed.returncode})")
         if len(stdout) > _MAX_HELPER_OUTPUT:
             raise CredentialError(f"{program} get answered with too much output for {server}")
         try:

@@ -201,8 +201,9 @@ class RegistrySession:
         self._first_contact = asyncio.Lock()
         self.auth = RegistryAuth(self)
         self._client: Optional[httpx.AsyncClient] = None
-        if context is not None:
+        if context is not None or mounts is not None:
             if mounts is None:
+                assert context is not None
                 mounts = transport.mounts(
                     endpoint=endpoint,
                     context=context,
