@@ -407,7 +407,7 @@ class RegistrySession:
             method=None,
             http_status=blocked.http_status,
             retry_after_seconds=blocked.retry_after_seconds,
-            message=f"{blocked.message} (not asked again for this image)",
+            message=f"{blocked.message} (so {reference.shown} was not asked for)",
         )
 
     async def _resolve(self, reference: Reference, need_body: bool) -> ReferenceResult:

@@ -33,7 +33,8 @@ async def run_probe(
     sessions: Dict[str, RegistrySession] = {}
 
     def session_for(reference: Reference) -> RegistrySession:
-        key = reference.registry.lower()
+        # Docker Hub's names (`docker.io`, `index.docker.io`) are one registry.
+        key = "docker.io" if reference.is_docker_hub else reference.registry.lower()
         if key not in sessions:
             verify = access.verifies_tls(reference.registry, request.insecure_registries)
             names = [reference.registry] + (
@@ -50,7 +51,7 @@ async def run_probe(
             except access.TlsSetupError as e:
                 setup_error = f"{reference.registry}: {e}"
             sessions[key] = RegistrySession(
-                reference.registry,
+                "docker.io" if reference.is_docker_hub else reference.registry,
                 reference.endpoint,
                 verify=verify,
                 context=context,  # type: ignore[arg-type]
