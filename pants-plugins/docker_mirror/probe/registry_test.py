@@ -229,7 +229,7 @@ def test_connection_errors_then_the_registry_is_skipped() -> None:
     assert calls == ["https", "http"] * 4 and len(clock.sleeps) == 3
     assert results[0].outcome == "unreachable"
     assert results[0].message == f"registry {REGISTRY} unreachable: [Errno 111] Connection refused (4 attempts)"
-    assert results[1].outcome == "unreachable" and "so a:2 was not asked for" in (results[1].message or "")
+    assert results[1].outcome == "unreachable" and "so app:2 was not asked for" in (results[1].message or "")
 
 
 def test_insecure_registries_fall_back_to_plain_http_once() -> None:
