@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import functools
 import json
 import os
 import re
@@ -258,22 +257,22 @@ class CredentialStore:
         executable = shutil.which(program, path=self._env.get("PATH", os.defpath))
         if executable is None:
             raise CredentialError(f"the credential helper {program} is not on PATH")
+        argv = [executable, "get"]
+
         # In a thread rather than an asyncio subprocess: `subprocess.run` kills the helper when
         # it overruns, and behaves the same on every Python from 3.9.
-        loop = asyncio.get_running_loop()
-        try:
-            completed = await loop.run_in_executor(
-                None,
-                functools.partial(
-                    subprocess.run,
-                    [executable, "get"],
-                    input=server.encode(),
-                    capture_output=True,
-                    env=self._env,
-                    timeout=self._timeout,
-                    check=False,
-                ),
+        def run() -> "subprocess.CompletedProcess[bytes]":
+            return subprocess.run(
+                argv,
+                input=server.encode(),
+                capture_output=True,
+                env=self._env,
+                timeout=self._timeout,
+                check=False,
             )
+
+        try:
+            completed = await asyncio.get_running_loop().run_in_executor(None, run)
         except subprocess.TimeoutExpired:
             raise CredentialError(
                 f"{program} get did not answer within {self._timeout:g} s for {server}"

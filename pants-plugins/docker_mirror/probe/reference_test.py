@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional, Tuple
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,7 +13,7 @@ from docker_mirror.probe.reference import InvalidReference, Reference
 from docker_mirror.testutil.spec_strategies import GeneratedReference, references
 
 
-def _plugin_reads(text: str):  # type: ignore[no-untyped-def]
+def _plugin_reads(text: str) -> Optional[Tuple[str, str, Optional[str], Optional[str]]]:
     try:
         parsed = ImageReference.parse(text)
     except ValueError:
@@ -19,7 +21,7 @@ def _plugin_reads(text: str):  # type: ignore[no-untyped-def]
     return parsed.registry_host, parsed.repository, parsed.tag, parsed.digest
 
 
-def _probe_reads(text: str):  # type: ignore[no-untyped-def]
+def _probe_reads(text: str) -> Optional[Tuple[str, str, Optional[str], Optional[str]]]:
     try:
         parsed = Reference.parse(text)
     except InvalidReference:

@@ -19,7 +19,7 @@ import ssl
 import time
 import weakref
 from dataclasses import dataclass
-from typing import AsyncGenerator, Awaitable, Callable, Dict, Mapping, Optional, Tuple
+from typing import AsyncGenerator, Awaitable, Callable, Dict, Generator, Iterator, List, Mapping, Optional, Tuple, Union
 
 import httpx
 
@@ -131,10 +131,10 @@ class RegistryAuth(httpx.Auth):
     def __init__(self, session: RegistrySession) -> None:
         self._session = session
 
-    def sync_auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         raise RuntimeError("the registry probe only runs asynchronously")
 
-    async def async_auth_flow(  # type: ignore[override]
+    async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         repository = repository_of(request.url.path)
@@ -331,7 +331,10 @@ class RegistrySession:
                 form["service"] = service
             request = self._client.build_request("POST", realm, data=form, headers=headers)
         else:
-            params = ([("service", service)] if service else []) + [("scope", s) for s in scopes]
+            params: List[Tuple[str, Union[str, int, float, bool, None]]] = (
+                [("service", service)] if service else []
+            )
+            params += [("scope", s) for s in scopes]
             basic = credentials.basic_authorization(self._secrets) if credentials else None
             if basic:
                 headers["Authorization"] = basic
@@ -664,7 +667,7 @@ def _reason_phrase(status: int) -> str:
         return ""
 
 
-def _causes(error: BaseException):  # type: ignore[no-untyped-def]
+def _causes(error: BaseException) -> Iterator[BaseException]:
     seen = set()
     pending = [error]
     while pending:
@@ -681,7 +684,9 @@ def _causes(error: BaseException):  # type: ignore[no-untyped-def]
 def _ssl_error(error: BaseException) -> Optional[ssl.SSLError]:
     found = [e for e in _causes(error) if isinstance(e, ssl.SSLError)]
     verification = [e for e in found if isinstance(e, ssl.SSLCertVerificationError)]
-    return (verification or found or [None])[0]
+    if verification:
+        return verification[0]
+    return found[0] if found else None
 
 
 def _network_reason(error: BaseException) -> str:

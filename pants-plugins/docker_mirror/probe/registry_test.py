@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import AsyncIterator, Callable, Dict, List, Optional, Tuple
 
 import httpx
 import pytest
@@ -383,7 +383,7 @@ def test_no_credentials_over_plain_http_to_a_token_realm_of_a_verified_registry(
 
 def test_oversized_answers_are_cut_off() -> None:
     class Endless(httpx.AsyncByteStream):
-        async def __aiter__(self):  # type: ignore[no-untyped-def]
+        async def __aiter__(self) -> AsyncIterator[bytes]:
             while True:
                 yield b" " * 65536
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import urllib.request
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -22,7 +22,7 @@ def _digest(data: bytes) -> str:
 def _request(
     method: str, url: str, *, data: Optional[bytes] = None, headers: Optional[Dict[str, str]] = None,
     authorization: Optional[str] = None,
-) -> urllib.request.addinfourl:
+) -> Any:
     all_headers = dict(headers or {})
     if authorization:
         all_headers["Authorization"] = authorization

@@ -21,7 +21,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 SERVICE = "docker-mirror-test-registry"
 ISSUER = "docker-mirror-test-token-issuer"
@@ -41,7 +41,7 @@ class TokenRequest:
     status: int
 
 
-def _make_keys(directory: Path):  # type: ignore[no-untyped-def]
+def _make_keys(directory: Path) -> Any:
     """A CA certificate (written to `directory/ca.pem`) and a signing key certified by it."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
