@@ -8,12 +8,13 @@ is reached over verified TLS only. `access_test.py` checks both modules agree.
 
 The CA certificates: the system's bundle (OpenSSL's default paths, and the bundle files the
 common distributions install, so an interpreter built elsewhere still finds them), certifi's only
-when no system bundle exists, and the per-registry directories Docker and skopeo read,
+when no system bundle exists and certifi happens to be installed, and the per-registry directories Docker and skopeo read,
 `<dir>/<host[:port]>/*.crt` (CA certificates) and `*.cert` with `*.key` (a client certificate).
 """
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import os
 import ssl
@@ -117,9 +118,9 @@ def _load_system_cas(context: ssl.SSLContext) -> None:
         if os.path.isfile(bundle):
             context.load_verify_locations(cafile=bundle)
             return
-    try:
-        import certifi  # httpx's dependency: the fallback where the system has no bundle
-    except ImportError:  # pragma: no cover - httpx requires it
+    try:  # where it is installed: the fallback when the system has no bundle
+        certifi = importlib.import_module("certifi")
+    except ImportError:
         return
     context.load_verify_locations(cafile=certifi.where())
 

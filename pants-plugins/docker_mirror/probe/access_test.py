@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import socket
 import ssl
 import threading
@@ -12,6 +11,7 @@ from typing import Iterator, Tuple
 import pytest
 
 from docker_mirror.probe import access
+from docker_mirror.testutil.tls import make_certificates
 from docker_mirror.util_rules.registry_access import tls_verify
 
 INSECURE = ["registry.lan:5000", "10.0.0.0/8", "plain.example", "fd00::/8"]
@@ -30,47 +30,10 @@ def test_the_plugins_rule(registry: str) -> None:
     assert access.verifies_tls(registry, INSECURE) == tls_verify(registry, INSECURE)
 
 
-def _certificates(directory: Path, hostname: str) -> Tuple[Path, Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "probe test CA")])
-    ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]))
-        .issuer_name(ca_name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_path, cert_path, key_path = directory / "ca.pem", directory / "server.pem", directory / "server.key"
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ))
-    return ca_path, cert_path, key_path
-
-
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[Tuple[int, Path]]:
     """A TLS server on loopback with a certificate for `registry.test`, from a CA made now."""
-    ca, cert, key = _certificates(tmp_path, "registry.test")
+    ca, cert, key = make_certificates(tmp_path, "registry.test")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(str(cert), str(key))
     listener = socket.socket()

@@ -1,7 +1,7 @@
 """One registry, as the probe speaks to it: manifests by HEAD (GET only when needed), the
-distribution spec's auth as an `httpx.Auth` flow, retries, and what each answer means.
+distribution spec's auth, retries, and what each answer means.
 
-Per registry and run: one `httpx.AsyncClient` (its connections reused), at most
+Per registry and run: one `transport.HttpClient` (its connections kept alive), at most
 `max_concurrency_per_registry` requests at a time, one token per scope. The first reference of
 a registry goes alone: its answer teaches the others whether to use HTTPS or plain HTTP (for
 insecure registries) and which challenge the registry sends, so each later reference sends its
@@ -14,16 +14,15 @@ import asyncio
 import hashlib
 import json
 import re
+import urllib.parse
 import socket
 import ssl
 import time
-import weakref
 from dataclasses import dataclass
-from typing import AsyncGenerator, Awaitable, Callable, Dict, Generator, Iterator, List, Mapping, Optional, Tuple, Union
-
-import httpx
+from typing import Awaitable, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from docker_mirror.probe import transport
+from docker_mirror.probe.transport import Headers, Request, Response, URL
 from docker_mirror.probe.access import is_loopback
 from docker_mirror.probe.challenge import Challenge, parse_challenges, pick
 from docker_mirror.probe.credentials import CredentialError, Credentials, CredentialStore
@@ -100,7 +99,7 @@ class _Answer:
     """What one exchange with the registry came to."""
 
     status: int
-    headers: httpx.Headers
+    headers: Headers
     body: Optional[bytes]
     method: str
 
@@ -116,42 +115,6 @@ class _Attempt:
     retry_after: Optional[float] = None
     method: Optional[str] = None
     need_get: bool = False
-
-
-class RegistryAuth(httpx.Auth):
-    """The distribution spec's authentication, as an httpx auth flow.
-
-    The request goes out with what the registry asked for last time (a token for its scope, or
-    Basic credentials), if anything. On a 401, the flow reads the `WWW-Authenticate` challenge:
-    Bearer gets a token for the challenge's scope from its realm (with the credentials, when
-    there are some; anonymously otherwise), Basic gets the credentials; then the request goes
-    out once more.
-    """
-
-    def __init__(self, session: RegistrySession) -> None:
-        self._session = session
-
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        raise RuntimeError("the registry probe only runs asynchronously")
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        repository = repository_of(request.url.path)
-        sent, fresh = await self._session.authorization(repository)
-        if sent is not None:
-            request.headers["Authorization"] = sent
-        response = yield request
-        if response.status_code != 401:
-            return
-        challenge = pick(parse_challenges(response.headers.get_list("www-authenticate")))
-        if challenge is None:
-            return
-        answer = await self._session.answer(challenge, repository, sent=sent, fresh=fresh)
-        if answer is None or answer == sent:
-            return
-        request.headers["Authorization"] = answer
-        yield request
 
 
 class RegistrySession:
@@ -174,7 +137,7 @@ class RegistrySession:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        mounts: Optional[Dict[str, httpx.AsyncBaseTransport]] = None,
+        client: Optional[transport.Client] = None,
     ) -> None:
         self.registry = registry
         self.endpoint = endpoint
@@ -193,49 +156,30 @@ class RegistrySession:
         self._tokens: Dict[str, _Token] = {}
         self._token_locks: Dict[str, asyncio.Lock] = {}
         self._credentials: Dict[str, Optional[Credentials]] = {}
-        self._token_requests: "weakref.WeakSet[httpx.Request]" = weakref.WeakSet()
         self._blocked: Optional[ReferenceResult] = None
         self._not_before = 0.0
         self._contacted = False
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._first_contact = asyncio.Lock()
-        self.auth = RegistryAuth(self)
-        self._client: Optional[httpx.AsyncClient] = None
-        if context is not None or mounts is not None:
-            if mounts is None:
-                assert context is not None
-                mounts = transport.mounts(
-                    endpoint=endpoint,
-                    context=context,
-                    env=env,
-                    loopback=is_loopback(endpoint),
-                    # Room beyond the concurrency for token requests made while requests
-                    # that drew a 401 still hold their connections.
-                    max_connections=2 * max_concurrency + 2,
-                )
-            self._client = httpx.AsyncClient(
-                transport=mounts["https://"],
-                mounts={"http://": mounts["http://"]},
-                timeout=httpx.Timeout(timeout),
-                follow_redirects=True,
-                max_redirects=5,
-                headers={"User-Agent": USER_AGENT},
-                event_hooks={"response": [self._count]},
-                trust_env=False,
+        if client is None and context is not None:
+            client = transport.HttpClient(
+                context=context, env=env, loopback=is_loopback(endpoint), timeout=timeout,
+                secrets=secrets,
             )
+        self._client = client
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
 
-    async def _count(self, response: httpx.Response) -> None:
-        request = response.request
-        if request in self._token_requests or repository_of(request.url.path) == "":
-            self.counts.token += 1
-        elif request.method == "HEAD":
+    def _count_manifest(self, response: Response) -> None:
+        if response.request.method == "HEAD":
             self.counts.HEAD += 1
-        elif request.method == "GET":
+        elif response.request.method == "GET":
             self.counts.GET += 1
+
+    def _count_token(self, response: Response) -> None:
+        self.counts.token += 1
 
     # -----------------------------------------------------------------------------------------
     # Credentials and tokens
@@ -303,11 +247,9 @@ class RegistrySession:
     ) -> Tuple[str, float]:
         assert self._client is not None and challenge.realm
         try:
-            realm = httpx.URL(challenge.realm)
-        except httpx.InvalidURL:
-            raise TokenError("error", "its token realm is not a URL") from None
-        if realm.scheme not in ("http", "https") or not realm.host:
-            raise TokenError("error", "its token realm is not an http(s) URL")
+            realm = URL.parse(challenge.realm)
+        except ValueError:
+            raise TokenError("error", "its token realm is not an http(s) URL") from None
         realm_host = realm.host
         credentials = await self.credentials(repository)
         if credentials is not None and realm.scheme == "http":
@@ -329,20 +271,18 @@ class RegistrySession:
             }
             if service:
                 form["service"] = service
-            request = self._client.build_request("POST", realm, data=form, headers=headers)
-        else:
-            params: List[Tuple[str, Union[str, int, float, bool, None]]] = (
-                [("service", service)] if service else []
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            request = Request(
+                "POST", realm, Headers(headers.items()), urllib.parse.urlencode(form).encode()
             )
+        else:
+            params: List[Tuple[str, str]] = [("service", service)] if service else []
             params += [("scope", s) for s in scopes]
             basic = credentials.basic_authorization(self._secrets) if credentials else None
             if basic:
                 headers["Authorization"] = basic
-            request = self._client.build_request(
-                "GET", realm.copy_merge_params(params), headers=headers
-            )
-        self._token_requests.add(request)
-        response = await self._client.send(request)
+            request = Request("GET", realm.with_query(params), Headers(headers.items()))
+        response = await self._client.send(request, on_response=self._count_token)
         status = response.status_code
         who = f"its token server {realm_host}"
         if status == 200:
@@ -362,7 +302,7 @@ class RegistrySession:
             raise TokenError("denied", f"{who} denied a token for {scope} (403)", status=403)
         raise TokenError("error", f"{who} answered {status}", status=status)
 
-    def _read_token(self, response: httpx.Response, who: str) -> Tuple[str, float]:
+    def _read_token(self, response: Response, who: str) -> Tuple[str, float]:
         try:
             document = json.loads(response.content)
         except ValueError:
@@ -477,37 +417,48 @@ class RegistrySession:
             message=message,
         )
 
+    async def _authorized(self, request: Request, timeout: Optional[float]) -> Response:
+        """Sends `request` with what the registry asked for before, if anything; after a 401,
+        answers its challenge (a token for the challenge's scope, or Basic credentials) and
+        sends it once more."""
+        assert self._client is not None
+        repository = repository_of(request.url.path)
+        sent, fresh = await self.authorization(repository)
+        if sent is not None:
+            request = Request(request.method, request.url,
+                              Headers(request.headers.items() + [("Authorization", sent)]))
+        response = await self._client.send(request, on_response=self._count_manifest, timeout=timeout)
+        if response.status_code != 401:
+            return response
+        challenge = pick(parse_challenges(response.headers.get_list("www-authenticate")))
+        if challenge is None:
+            return response
+        answer = await self.answer(challenge, repository, sent=sent, fresh=fresh)
+        if answer is None or answer == sent:
+            return response
+        headers = request.headers.without("authorization").items() + [("Authorization", answer)]
+        request = Request(request.method, request.url, Headers(headers))
+        return await self._client.send(request, on_response=self._count_manifest, timeout=timeout)
+
     async def _exchange(self, reference: Reference, method: str) -> _Answer:
         """Sends `method` for the manifest (over HTTPS, or plain HTTP where that is allowed and
-        HTTPS fails) and reads what it must of the answer."""
-        assert self._client is not None
+        HTTPS fails) and reads the answer."""
         schemes = [self._scheme] if self._scheme else ["https", "http"]
         for index, scheme in enumerate(schemes):
-            request = self._client.build_request(
-                method, f"{scheme}://{self.endpoint}{reference.manifest_path}", headers={"Accept": ACCEPT}
-            )
+            url = URL.parse(f"{scheme}://{self.endpoint}{reference.manifest_path}")
+            request = Request(method, url, Headers([("Accept", ACCEPT), ("User-Agent", USER_AGENT)]))
+            timeout = None
             if scheme == "https" and self._scheme is None:
-                request.extensions["timeout"] = httpx.Timeout(
-                    min(self._timeout, _TLS_PROBE_TIMEOUT)
-                ).as_dict()
+                timeout = min(self._timeout, _TLS_PROBE_TIMEOUT)
             try:
-                response = await self._client.send(request, auth=self.auth, stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout):
+                response = await self._authorized(request, timeout)
+            except (transport.ConnectError, transport.Timeout):
                 if index + 1 < len(schemes):
                     continue
                 raise
             self._scheme = scheme
-            try:
-                body: Optional[bytes] = None
-                if response.status_code == 200 and method == "GET":
-                    body = await response.aread()
-                elif response.status_code >= 400 and method == "GET":
-                    length = response.headers.get("content-length", "")
-                    if length.isdigit() and int(length) <= 65536:
-                        body = await response.aread()
-                return _Answer(response.status_code, response.headers, body, method)
-            finally:
-                await response.aclose()
+            body = response.content if method == "GET" else None
+            return _Answer(response.status_code, response.headers, body, method)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(self, reference: Reference, method: str) -> _Attempt:
@@ -531,11 +482,11 @@ class RegistrySession:
         except transport.ResponseTooLarge as e:
             return _Attempt(result=self._result(
                 reference, "error", method=method, message=f"{self.registry}: {e}"))
-        except httpx.TooManyRedirects:
+        except transport.TooManyRedirects:
             return _Attempt(result=self._result(
                 reference, "error", method=method,
                 message=f"{self.registry} redirected {reference.shown} too many times"))
-        except (httpx.TransportError, OSError) as e:
+        except (transport.TransportError, OSError) as e:
             tls = _ssl_error(e)
             if tls is not None and self.verify:
                 return _Attempt(result=self._result(
@@ -697,11 +648,9 @@ def _network_reason(error: BaseException) -> str:
             return "connection reset"
         if isinstance(cause, socket.gaierror):
             return "cannot resolve its host name"
-    if isinstance(error, httpx.TimeoutException):
+    if isinstance(error, transport.Timeout):
         return "timed out"
-    if isinstance(error, httpx.RemoteProtocolError):
+    if isinstance(error, transport.ProtocolError):
         return f"broken HTTP answer ({one_line(str(error), 120) or 'connection closed'})"
-    if isinstance(error, httpx.ProxyError):
-        return f"proxy error ({one_line(str(error), 120)})"
     text = one_line(str(error), 160)
     return text or type(error).__name__
