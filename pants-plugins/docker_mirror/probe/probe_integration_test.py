@@ -127,6 +127,8 @@ def credential_helper(directory: Path, name: str, answer: Dict[str, str]) -> Pat
     script.write_text(
         "#!/bin/sh\n"
         f'printf "%s|" "$*" >>"{log}"; cat >>"{log}"; echo >>"{log}"\n'
+        # What the process list shows of the probe (its parent) while it holds the secret.
+        f'tr "\\0" " " </proc/$PPID/cmdline >>"{directory / (name + ".parent")}"\n'
         f"cat <<'EOF'\n{json.dumps(answer)}\nEOF\n"
     )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
@@ -357,6 +359,8 @@ def test_a_credential_helper_on_path(token_registry: Dict[str, Any], tmp_path: P
     assert run.outcomes() == ["ok", "ok"]
     # Asked once for the registry, the server URL on stdin, only `get` in argv.
     assert log.read_text().splitlines() == [f"get|{registry.address}"]
+    parent = (bin_dir / "mirrortest.parent").read_text()
+    assert "docker_mirror.probe" in parent and PASSWORD not in parent
     assert {t.user for t in server.requests()[before:]} == {"alice"}
     run.assert_no_secret(PASSWORD)
 

@@ -548,14 +548,14 @@ class RegistrySession:
 
     def _found(self, reference: Reference, answer: _Answer) -> _Attempt:
         headers, method = answer.headers, answer.method
-        header_digest = headers.get("docker-content-digest", "").strip()
+        header_digest = (headers.get("docker-content-digest") or "").strip()
         if not DIGEST.fullmatch(header_digest):
             header_digest = ""
         media_type = _media_type(headers.get("content-type"))
         if method == "HEAD":
             if not header_digest:
                 return _Attempt(need_get=True, method=method)
-            length = headers.get("content-length", "").strip()
+            length = (headers.get("content-length") or "").strip()
             size = int(length) if length.isdigit() else None
             digest = header_digest
             body = None
