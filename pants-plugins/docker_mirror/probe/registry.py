@@ -261,7 +261,7 @@ class RegistrySession:
                 )
         scopes = scope.split()
         service = challenge.service
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         if credentials is not None and credentials.identity_token:
             form = {
                 "grant_type": "refresh_token",
