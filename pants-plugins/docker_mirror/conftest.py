@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -7,6 +8,28 @@ import pytest
 from docker_mirror.testutil.machine import ensure_docker_engine
 from docker_mirror.testutil.pants_repo import PantsRepo
 from docker_mirror.testutil.registries import Registry, start_registry
+
+# `./pants` sets it afresh for every invocation; see the integration targets' `extra_env_vars`.
+RUN_ID = "DOCKER_MIRROR_RUN_ID"
+
+
+@pytest.fixture(autouse=True)
+def never_served_from_cache(request: pytest.FixtureRequest) -> None:
+    """A real run (`*_integration_test.py`) talks to registries and engines, so Pants must never
+    report a pass of it from its cache. Under `pants test` that needs a fresh
+    `DOCKER_MIRROR_RUN_ID` in the test's environment: its target must list it in
+    `extra_env_vars`, and Pants must run through `./pants`."""
+    if (
+        request.path.name.endswith("_integration_test.py")
+        and os.environ.get("DOCKER_MIRROR_UNDER_PANTS")  # set by pants.toml's [test]
+        and not os.environ.get(RUN_ID)
+    ):
+        pytest.fail(
+            f"{request.path.name} runs for real, but {RUN_ID} is not set: add "
+            f'extra_env_vars=["{RUN_ID}"] to its target, and run Pants through ./pants, so '
+            "that Pants never serves its pass from cache",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")

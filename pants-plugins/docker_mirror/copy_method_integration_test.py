@@ -4,13 +4,21 @@ digests and platforms kept, a missing image failing alone, and a second run copy
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import subprocess
+import urllib.error
+import urllib.request
 from typing import Callable
 
+import pytest
 from docker_mirror.testutil.images import push_oci_image
 from docker_mirror.testutil.machine import require_skopeo
 from docker_mirror.testutil.pants_repo import PantsRepo
-from docker_mirror.testutil.registries import Registry
+from docker_mirror.testutil.registries import Registry, htpasswd_entry, requests_for
+from docker_mirror.testutil.skopeo_tap import SkopeoTap
+from docker_mirror.util_rules.manifests import manifest_digest
 
 BUILD = "docker_mirror_images(name='mirror', sources=['images.txt'], method='copy')\n"
 # Copy mode must never need a Docker engine: make any use of one fail.
@@ -107,10 +115,105 @@ def test_copy_keeps_digests_and_platforms_isolates_failures_and_skips_what_is_th
     assert all(
         " skipped (up to date: @mirror already serves sha256:" in line for line in results
     ), second
-    new_requests = upstream.access_log()[seen_upstream:] + mirror.access_log()[seen_mirror:]
-    assert new_requests, "the second run asks the registries for manifests"
+    # The reads this run must make are there: each source, and each destination tag.
+    upstream_requests = upstream.settled_access_log()[seen_upstream:]
+    mirror_requests = mirror.settled_access_log()[seen_mirror:]
+    pinned_tag = f"sha256-{multi.index.split(':')[1]}"
+    for path in (
+        "/v2/team/multi/manifests/1.0",
+        f"/v2/team/multi/manifests/{multi.index}",
+        "/v2/library/tool/manifests/2",
+    ):
+        assert requests_for(upstream_requests, "GET", path), (path, upstream_requests)
+    for path in (
+        "/v2/mirror/team/multi/manifests/1.0",
+        f"/v2/mirror/team/multi/manifests/{pinned_tag}",
+        "/v2/mirror/library/tool/manifests/2",
+    ):
+        assert requests_for(mirror_requests, "GET", path), (path, mirror_requests)
+    # Once the logs have settled: no blob, and nothing but reads.
+    new_requests = upstream_requests + mirror_requests
     assert not [
         line
         for line in new_requests
         if "/blobs/" in line or not line.split('"')[1].startswith(("GET ", "HEAD "))
     ], new_requests
+
+
+PASSWORD = "e2e-mirror-s3cret"
+
+
+def test_credentials_reach_skopeo_from_the_docker_config_and_no_output_record_or_log_holds_them(
+    registries: Callable[..., Registry],
+    pants_repo: PantsRepo,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The real `./pants package publish` (debug logging on) against a registry that requires
+    basic auth: the copy succeeds with the credentials of the Docker config, and the secret is in
+    none of Pants' output, its logs and records under `.pants.d/` and `dist/`, nor the argv,
+    environment or output of any skopeo it ran."""
+    outside = tmp_path_factory.mktemp("outside-the-repository")
+    htpasswd = outside / "htpasswd"
+    htpasswd.write_text(htpasswd_entry("mirror-user", PASSWORD))
+    upstream, mirror = registries(), registries(htpasswd)
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        urllib.request.urlopen(f"http://{mirror.address}/v2/", timeout=10)
+    assert anonymous.value.code == 401, "the mirror requires credentials"
+    image = push_oci_image(f"{upstream.address}/team/app:2", "credentials")
+    auth = base64.b64encode(f"mirror-user:{PASSWORD}".encode()).decode()
+    docker_config = outside / "docker-config"
+    docker_config.mkdir()
+    (docker_config / "config.json").write_text(
+        json.dumps({"auths": {mirror.address: {"auth": auth}}})
+    )
+    tap = SkopeoTap.install(outside / "tap")
+    pants_repo.write(
+        {"src/BUILD": BUILD, "src/images.txt": f"{upstream.address}/team/app:2 AS app\n"}
+    )
+
+    result = pants_repo.pants(
+        "-ldebug",
+        f"--docker-mirror-executable-search-paths=['{tap.bin}']",
+        "package",
+        "publish",
+        "src::",
+        registry=mirror,
+        env={**NO_DOCKER, "DOCKER_CONFIG": str(docker_config)},
+    )
+
+    assert result.returncode == 0, result
+    destination = f"{mirror.address}/mirror/team/app:2"
+    assert f"✓ {destination} published to @mirror (copied from " in result.stderr, result
+    served = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{destination}"],
+        env={**os.environ, "DOCKER_CONFIG": str(docker_config)},
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert manifest_digest(served) == image.index
+
+    # What holds the run's traces, each checked to be there and to hold what it should.
+    runs = tap.runs()
+    copies = [run for run in runs if run.argv[:1] == ("copy",)]
+    assert [run.exit_code for run in copies] == [0], runs
+    assert f'DOCKER_CONFIG="{docker_config}"' in copies[0].env
+    record = pants_repo.root / "dist" / "src" / "app.docker-mirror.json"
+    assert json.loads(record.read_text())["destinations"][0]["reference"] == destination
+    # Pants logs to stderr (at debug level here: every process it starts) and to pants.log.
+    assert f"Copying {upstream.address}/team/app@{image.index} to {destination}" in (
+        result.stderr
+    ), result
+    assert (pants_repo.root / ".pants.d" / "pants.log").stat().st_size > 0
+    traces = {
+        "./pants stdout": result.stdout.encode(),
+        "./pants stderr": result.stderr.encode(),
+        **{
+            str(path.relative_to(pants_repo.root)): path.read_bytes()
+            for directory in (".pants.d", "dist")
+            for path in (pants_repo.root / directory).rglob("*")
+            if path.is_file()
+        },
+        **{f"skopeo {' '.join(run.argv)}": run.everything() for run in runs},
+    }
+    for secret in (PASSWORD, auth):
+        assert not [where for where, text in traces.items() if secret.encode() in text]

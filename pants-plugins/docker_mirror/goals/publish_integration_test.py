@@ -23,7 +23,8 @@ from docker_mirror.util_rules.manifests import manifest_digest
 from docker_mirror.util_rules.skopeo import Skopeo, manifest_reads
 from docker_mirror.testutil.images import OciImage, push_oci_image
 from docker_mirror.testutil.machine import require_skopeo
-from docker_mirror.testutil.registries import Registry, htpasswd_entry
+from docker_mirror.testutil.registries import Registry, htpasswd_entry, requests_for
+from docker_mirror.testutil.skopeo_tap import SkopeoTap
 from pants.backend.docker.target_types import DockerImageTarget
 from pants.core.goals.package import BuiltPackage
 from pants.core.goals.publish import PublishPackages, PublishProcesses
@@ -138,7 +139,10 @@ def test_package_resolves_the_source_without_reading_blobs(
         ("archive.invalid/team/multi:1.0", True),
     ]
     assert record["error"] is None
-    assert not [line for line in upstream.access_log()[seen:] if "/blobs/" in line]
+    # The one read `package` must make is there, and once the log has settled, no blob read.
+    new_requests = upstream.settled_access_log()[seen:]
+    assert requests_for(new_requests, "GET", "/v2/team/multi/manifests/1.0"), new_requests
+    assert not [line for line in new_requests if "/blobs/" in line], new_requests
 
 
 def test_publish_copies_all_platforms_keeping_the_index_digest_then_skips(
@@ -195,10 +199,16 @@ def test_publish_copies_all_platforms_keeping_the_index_digest_then_skips(
             f"(up to date: @mirror already serves {image.index[:19]})",
         ),
     ]
-    new_requests = upstream.access_log()[seen_upstream:] + mirror.access_log()[seen_mirror:]
-    assert [
-        line for line in new_requests if "/manifests/" in line and '"GET ' in line
-    ], new_requests
+    # The reads this run must make (the source, and each destination tag) are there; once the
+    # logs have settled, nothing else is.
+    upstream_requests = upstream.settled_access_log()[seen_upstream:]
+    mirror_requests = mirror.settled_access_log()[seen_mirror:]
+    assert requests_for(upstream_requests, "GET", "/v2/team/multi/manifests/1.0"), upstream_requests
+    for tag in ("1.0", "1"):
+        assert requests_for(mirror_requests, "GET", f"/v2/mirror/team/multi/manifests/{tag}"), (
+            mirror_requests
+        )
+    new_requests = upstream_requests + mirror_requests
     assert not [
         line for line in new_requests if "/blobs/" in line or '"PUT ' in line or '"POST ' in line
     ], "\n".join(new_requests)
@@ -253,11 +263,21 @@ def test_credentials_come_from_the_docker_config_and_stay_out_of_argv_and_output
     image = push_oci_image(f"{upstream.address}/team/app:2", "auth")
     mirror_spec(rule_runner, f"{upstream.address}/team/app:2 AS app\n")
 
+    # Every skopeo the rules run is the real one, through a tap that records what it printed.
+    tap = SkopeoTap.install(tmp_path / "tap")
+    search_path = f"--docker-mirror-executable-search-paths=['{tap.bin}']"
+
     # Without credentials: a failure that says so.
-    configure(rule_runner, mirror)
+    configure(rule_runner, mirror, search_path)
     _, (denied,) = package_and_publish(rule_runner, "app")
     assert outcome(rule_runner, denied) == "failed"
     assert "access denied" in (denied.description or "")
+    # ... and that comes from the registry's answer to the real skopeo.
+    denied_runs = tap.runs()
+    assert any(
+        run.exit_code != 0 and b"authentication required" in run.stderr for run in denied_runs
+    ), denied_runs
+    tap.clear()
 
     docker_config = tmp_path / "docker-config"
     docker_config.mkdir()
@@ -265,12 +285,23 @@ def test_credentials_come_from_the_docker_config_and_stay_out_of_argv_and_output
     (docker_config / "config.json").write_text(
         json.dumps({"auths": {mirror.address: {"auth": auth}}})
     )
-    configure(rule_runner, mirror, env={"DOCKER_CONFIG": str(docker_config)})
+    configure(rule_runner, mirror, search_path, env={"DOCKER_CONFIG": str(docker_config)})
     _, (job,) = package_and_publish(rule_runner, "app")
 
     assert outcome(rule_runner, job) == "published", job.description
     assert PASSWORD not in repr(job) and auth not in repr(job)
     assert _digest_with_auth(mirror, "mirror/team/app:2", docker_config) == image.index
+    # The real runs: the copy to the mirror succeeded with the Docker config named in its
+    # environment, and no run had the secret in its argv, environment, stdout or stderr.
+    runs = tap.runs()
+    copies = [run for run in runs if run.argv[:1] == ("copy",)]
+    assert [run.exit_code for run in copies] == [0], runs
+    assert f"docker://{mirror.address}/mirror/team/app:2" in copies[0].argv
+    assert f"DOCKER_CONFIG=\"{docker_config}\"" in copies[0].env
+    assert [run for run in runs if run.argv[:1] == ("inspect",)], "the destination was read"
+    for run in denied_runs + runs:
+        for secret in (PASSWORD, auth):
+            assert secret.encode() not in run.everything(), run
 
 
 def _digest_with_auth(registry: Registry, reference: str, docker_config: Path) -> str:
@@ -345,9 +376,10 @@ def test_a_repeated_copy_neither_pushes_again_nor_overwrites_a_newer_image(
     seen = len(mirror.access_log())
     again = run(old_copy)
     assert again.returncode == 0 and b"up to date" in again.stdout
-    assert not [
-        line for line in mirror.access_log()[seen:] if '"GET ' not in line
-    ], mirror.access_log()[seen:]
+    # The guard's read of the destination is there; once the log has settled, nothing else is.
+    new_requests = mirror.settled_access_log()[seen:]
+    assert requests_for(new_requests, "GET", "/v2/mirror/team/app/manifests/1"), new_requests
+    assert not [line for line in new_requests if '"GET ' not in line], new_requests
 
     # A newer copy lands; the old one, run again, refuses to overwrite it.
     new = push_oci_image(f"{upstream.address}/team/app:1", "new")

@@ -28,7 +28,7 @@ import pytest
 import docker_mirror
 from docker_mirror.testutil.fault_proxy import FaultProxy, always, first, passthrough
 from docker_mirror.testutil.pushes import push_image, push_index
-from docker_mirror.testutil.registries import Registry, free_port, start_registry
+from docker_mirror.testutil.registries import Registry, start_registry
 from docker_mirror.testutil.token_server import TokenServer
 
 PROBE_TIMEOUT = 120
@@ -446,8 +446,11 @@ def test_a_registry_that_keeps_failing(plain: Dict[str, Any], tmp_path: Path) ->
 
 
 def test_nothing_listening(tmp_path: Path) -> None:
-    address = f"127.0.0.1:{free_port()}"
-    run = run_probe(tmp_path, [f"{address}/a:1", f"{address}/b:1"], attempts=3)
+    # A port bound and not listening: connections are refused, and nobody else can take it.
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{bound.getsockname()[1]}"
+        run = run_probe(tmp_path, [f"{address}/a:1", f"{address}/b:1"], attempts=3)
     assert run.outcomes() == ["unreachable"] * 2
     assert run.results[0]["message"] == f"registry {address} unreachable: connection refused (3 attempts)"
     assert run.elapsed < 30

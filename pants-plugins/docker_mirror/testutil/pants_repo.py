@@ -64,13 +64,16 @@ def mirror_registry_option(registry: Registry) -> str:
 
 
 class PantsRepo:
-    """A temporary repository with this project's `./pants`, `pants.toml` and plugin."""
+    """A temporary repository with this project's `./pants`, `pants.toml` and plugin; with
+    `copy_plugin=False`, without the plugin (a repository that installs it as a wheel)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, copy_plugin: bool = True) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         for relpath in ("pants", "pants.toml"):
             shutil.copy2(REPO_ROOT / relpath, root / relpath)
+        if not copy_plugin:
+            return
         shutil.copytree(
             REPO_ROOT / "pants-plugins" / "docker_mirror",
             root / "pants-plugins" / "docker_mirror",

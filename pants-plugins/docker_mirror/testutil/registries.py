@@ -8,8 +8,8 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -28,18 +28,65 @@ MANIFEST_MEDIA_TYPES = ", ".join(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _start_registry_script(
+    port: int, state_dir: Path, htpasswd: Path | None, env: Mapping[str, str] | None = None
+) -> str:
+    """Runs `scripts/start-registry`; returns what it printed (the address, for port 0)."""
+    result = subprocess.run(
+        [SCRIPTS / "start-registry", str(port), str(state_dir), *([htpasswd] if htpasswd else [])],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **env} if env else None,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"scripts/start-registry {port} {state_dir} failed (exit {result.returncode}):\n"
+            f"{result.stderr.strip()}"
+        )
+    return result.stdout.strip()
+
+
+def _stat_fields(pid: int | str) -> list[str]:
+    """/proc/<pid>/stat after the command name: state, ppid, ..., start time (index 19)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _is_own_process(pid: int, state_dir: Path) -> bool:
+    """Whether `pid` is alive (not a zombie) and is the registry serving `state_dir`'s config."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = _stat_fields(pid)[0]
+    except (OSError, IndexError):
+        return False
+    config = str(state_dir.resolve() / "config.yml").encode()
+    return state != "Z" and cmdline[1:3] == [b"serve", config]
+
+
+def _has_exited(pid: int, start_time: str) -> bool:
+    """Whether every thread of the process `pid` that started at `start_time` has exited, so
+    that its sockets are closed. (The registry is multi-threaded: its main thread can be a
+    zombie, with an empty cmdline, while other threads still hold its listening socket.)"""
+    try:
+        if _stat_fields(pid)[19] != start_time:
+            return True  # the pid now names another process
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        return all(_stat_fields(f"{pid}/task/{task.name}")[0] in "ZX" for task in tasks)
+    except (OSError, IndexError):
+        return True
 
 
 @dataclass(frozen=True)
 class Registry:
-    """A Docker registry on 127.0.0.1, started for the test session."""
+    """A Docker registry on 127.0.0.1, started for the test session: the only process listening
+    on its address (`scripts/start-registry` checks that), serving `state_dir`. With `htpasswd`,
+    requests need basic auth from that file."""
 
     address: str
     state_dir: Path
+    htpasswd: Path | None = None
+    # docker-registry settings given as REGISTRY_* variables (see `start_registry`).
+    env: tuple[tuple[str, str], ...] = ()
 
     def manifest_digest(self, repository: str, reference: str) -> str | None:
         """The digest the registry serves for `repository:reference`, or None if it has none."""
@@ -73,20 +120,64 @@ class Registry:
 
     def access_log(self) -> list[str]:
         """The registry's access log, one request a line (`"GET /v2/... HTTP/1.1" 200 ...`),
-        oldest first: `log[n:]` after `n = len(registry.access_log())` are the newer requests."""
+        oldest first: `log[n:]` after `n = len(registry.access_log())` are the newer requests.
+
+        The registry writes a line once it has answered, so a client can see its answer before
+        the line is there: to prove that a request did *not* happen, read `settled_access_log`.
+        """
         log = self.state_dir / "registry.log"
         if not log.exists():
             return []
         lines = log.read_text().splitlines()
         return [line for line in lines if " /v2/" in line and not line.startswith("time=")]
 
+    def settled_access_log(self, quiet: float = 0.5, timeout: float = 30) -> list[str]:
+        """The access log once it has stopped growing: unchanged for `quiet` seconds. Raises if
+        it still grows after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        log = self.access_log()
+        still_since = time.monotonic()
+        while time.monotonic() - still_since < quiet:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"the access log of {self.address} still grows after {timeout} s"
+                )
+            time.sleep(0.05)
+            now = self.access_log()
+            if now != log:
+                log, still_since = now, time.monotonic()
+        return log
+
+    def _pid(self) -> int | None:
+        try:
+            return int((self.state_dir / "registry.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
     def stop(self) -> None:
-        pid_file = self.state_dir / "registry.pid"
-        if pid_file.exists():
+        """Stops this registry (SIGTERM, SIGKILL after 10 s) and returns once it has exited, so
+        that its port is free for `start()`. Only ever signals this registry's own process."""
+        pid = self._pid()
+        if pid is None or not _is_own_process(pid, self.state_dir):
+            return
+        try:
+            start_time = _stat_fields(pid)[19]
+        except (OSError, IndexError):
+            return
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
             try:
-                os.kill(int(pid_file.read_text()), signal.SIGTERM)
+                if not _has_exited(pid, start_time):
+                    os.kill(pid, sig)
             except ProcessLookupError:
-                pass
+                break
+            deadline = time.monotonic() + wait
+            while not _has_exited(pid, start_time) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _has_exited(pid, start_time):
+                break
+        else:
+            raise RuntimeError(f"registry {self.address} (pid {pid}) did not exit")
+        (self.state_dir / "registry.pid").unlink(missing_ok=True)
 
     def put_tag(self, repository: str, source_tag: str, new_tag: str) -> None:
         """Tags an existing manifest again (registry API), so seeding many tags is cheap."""
@@ -105,9 +196,15 @@ class Registry:
         urllib.request.urlopen(put, timeout=10).close()
 
     def start(self) -> None:
-        """Starts this registry again after `stop()`: same address, same stored images."""
-        port = self.address.rsplit(":", 1)[1]
-        subprocess.run([SCRIPTS / "start-registry", port, str(self.state_dir)], check=True)
+        """Starts this registry again after `stop()`: same address, same stored images, same
+        authentication. Raises if another process took the port in between."""
+        port = int(self.address.rsplit(":", 1)[1])
+        _start_registry_script(port, self.state_dir, self.htpasswd, dict(self.env))
+
+
+def requests_for(log: list[str], method: str, path: str) -> list[str]:
+    """The lines of an access log that record `method path` (`"GET", "/v2/x/manifests/1"`)."""
+    return [line for line in log if f'"{method} {path} HTTP/' in line]
 
 
 def htpasswd_entry(user: str, password: str) -> str:
@@ -119,19 +216,16 @@ def htpasswd_entry(user: str, password: str) -> str:
 def start_registry(
     state_dir: Path, htpasswd: Path | None = None, *, env: Mapping[str, str] | None = None
 ) -> Registry:
-    """A registry on a free loopback port; with `htpasswd`, requests need basic auth from it.
-    `env` adds `docker-registry` settings as `REGISTRY_*` variables, which override its
-    configuration file (e.g. `TokenServer.registry_env()` for `auth: token`)."""
+    """A registry on a loopback port that the kernel picked as it bound it, so that no other
+    process holds it; with `htpasswd`, requests need basic auth from that file. `env` adds
+    `docker-registry` settings as `REGISTRY_*` variables, which override its configuration
+    file (e.g. `TokenServer.registry_env()` for `auth: token`)."""
     if not shutil.which("docker-registry"):
         unavailable("docker-registry is not installed (scripts/install-deps installs it)")
-    port = free_port()
-    auth = [str(htpasswd)] if htpasswd else []
-    subprocess.run(
-        [SCRIPTS / "start-registry", str(port), str(state_dir), *auth],
-        check=True,
-        env={**os.environ, **env} if env else None,
-    )
-    return Registry(f"127.0.0.1:{port}", state_dir)
+    address = _start_registry_script(0, state_dir, htpasswd, env)
+    if not re.fullmatch(r"127\.0\.0\.1:\d+", address):
+        raise RuntimeError(f"scripts/start-registry printed {address!r}, not an address")
+    return Registry(address, state_dir, htpasswd, tuple(sorted((env or {}).items())))
 
 
 @dataclass(frozen=True)
@@ -141,6 +235,9 @@ class Traffic:
     requests: int
     blob_uploads: int
     manifest_puts: int
+    # Docker Hub counts a manifest GET as a pull, and a HEAD as none.
+    manifest_gets: int = 0
+    manifest_heads: int = 0
 
     @classmethod
     def between(cls, before: list[str], after: list[str]) -> Traffic:
@@ -152,6 +249,8 @@ class Traffic:
                 1 for line in new if re.search(r'"(POST|PATCH|PUT) /v2/\S+/blobs/uploads/', line)
             ),
             manifest_puts=sum(1 for line in new if re.search(r'"PUT /v2/\S+/manifests/', line)),
+            manifest_gets=sum(1 for line in new if re.search(r'"GET /v2/\S+/manifests/', line)),
+            manifest_heads=sum(1 for line in new if re.search(r'"HEAD /v2/\S+/manifests/', line)),
         )
 
     def __add__(self, other: Traffic) -> Traffic:
@@ -159,4 +258,6 @@ class Traffic:
             self.requests + other.requests,
             self.blob_uploads + other.blob_uploads,
             self.manifest_puts + other.manifest_puts,
+            self.manifest_gets + other.manifest_gets,
+            self.manifest_heads + other.manifest_heads,
         )

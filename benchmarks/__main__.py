@@ -1,0 +1,164 @@
+"""Benchmarks: target generation at scale and mirroring throughput, side by side with what a
+user would otherwise reach for, in one run, with real processes only.
+
+Run it with `benchmarks/run` (which installs and starts what is needed); it writes
+`benchmarks/RESULTS.md`.
+
+Pants runs in two modes here:
+  - warm: with pantsd, Pants' default mode (what a developer, or a CI job that runs several
+    Pants commands, sees). Each throwaway repository's daemon is started by one untimed command
+    first; every daemon and registry the benchmark started is stopped before it exits, also on
+    error or SIGTERM.
+  - cold: `--no-pantsd`, a fresh process that builds Pants' rule graph first (a one-shot CI job).
+
+Scenarios (benchmarks/scenarios/):
+  0. where Pants' time goes: cold start, a cProfile of a cold `pants --version`, warm start.
+  1. generation: `pants list ::` of one spec file with N entries versus the same N
+     `docker_image` targets written by hand in a BUILD file; cold at one size, warm at three.
+  2. first mirror of N small images between two loopback registries: our build method, our
+     copy method, a shell loop of `docker pull/tag/push`, and `skopeo sync`.
+  3. re-mirror when nothing changed: the same four, run again; plus the requests each sent and
+     the processes Pants ran (`--stats-log`).
+  4. one line changed in a 200-line spec: the README's `--changed-since` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks import REPO
+from benchmarks.harness import Bench, progress, side_by_side, since_start
+from benchmarks.report import Report, Section, machine_notes
+from benchmarks.scenarios import changed_line, generation, mirroring, startup
+from benchmarks.scenarios.startup import Startup
+
+
+@dataclass(frozen=True)
+class Sizes:
+    generation: tuple[int, ...]  # warm generation sizes
+    cold_size: int  # cold generation size; the generation target is checked at it
+    cold_runs: int
+    warm_runs: int
+    images: int  # first mirror and re-mirror
+    mirror_runs: int
+    changed: tuple[tuple[str, int], ...]  # (method, spec lines) for the changed-line runs
+
+
+# Sized to finish in under ten minutes on 2 cores.
+FULL = Sizes((300, 3000, 10000), 3000, 2, 3, 20, 3, (("copy", 200), ("build", 20)))
+# Checks the harness, at small sizes, in about four minutes.
+QUICK = Sizes((30, 300), 300, 1, 1, 5, 1, (("copy", 20), ("build", 5)))
+
+MODES = (
+    "Pants rows are **warm** unless marked **cold**: warm runs go to a running pantsd (Pants' default "
+    "mode: a developer's machine, or a CI job that runs several Pants commands), started by one untimed "
+    "command in each throwaway repository; cold runs use `--no-pantsd`, a fresh process per command "
+    "(a one-shot CI job). Cold rows: the cold start and profile below, table 1a, and one row of table 3."
+)
+
+
+@dataclass(frozen=True)
+class Results:
+    machine: list[str]
+    setup: float  # seconds of untimed set-up
+    startup: Startup
+    sections: list[Section]
+
+
+def warm_up_mirror_repository(
+    bench: Bench, setup: mirroring.Mirroring, changed: changed_line.ChangedLine
+) -> None:
+    """Untimed: the mirror repository's daemon, its upstream seeded and packaged, then changed/
+    published once."""
+    mirroring.warm_up(bench, setup)
+    changed_line.publish_once(bench, changed)
+
+
+def run_all(bench: Bench, sizes: Sizes) -> Results:
+    machine = machine_notes()
+    # Untimed set-up, side by side: seed the registries and start every daemon.
+    progress("set-up: seeding registries, starting daemons")
+    # Warm rows run in two repositories with a daemon each. `gen` holds every size and side of
+    # the generation benchmark (26,600 targets at full size); `mirror`, a git repository, holds
+    # build/, copy/ and changed/. They are kept apart because a daemon that holds many targets
+    # makes every run slower, even runs about other targets (measured: a re-mirror took about
+    # twice as long next to the generation targets).
+    gen_repo = bench.repo("gen")
+    generation.write_warm(gen_repo, sizes.generation)
+    mirror_repo = bench.repo("mirror")
+    mirror_setup = mirroring.prepare(bench, mirror_repo, sizes.images)
+    changed_setup = changed_line.prepare(bench, mirror_repo, sizes.changed)
+    mirror_repo.git("init", "-q")
+    mirror_repo.git("add", "-A")
+    mirror_repo.git("commit", "-qm", "initial")
+    with side_by_side() as pool:
+        futures = [
+            pool.submit(bench.warm_up, gen_repo),
+            pool.submit(warm_up_mirror_repository, bench, mirror_setup, changed_setup),
+        ]
+    for future in futures:
+        future.result()
+    bench.mark_daemon(mirror_repo)
+    setup = since_start()
+    progress("set-up done; timing from here, one thing at a time")
+
+    pants_startup = startup.run_scenario(bench, mirror_repo)
+    sections = [generation.run_cold(bench, sizes.cold_size, sizes.cold_runs)]
+    sections.append(generation.run_warm(bench, gen_repo, sizes.generation, sizes.warm_runs, sizes.cold_size))
+    bench.check_daemon(gen_repo, "the warm generation runs")
+    bench.stop_daemon(gen_repo)
+    sections.append(mirroring.run_scenario(bench, mirror_setup, sizes.mirror_runs, pants_startup))
+    bench.check_daemon(mirror_repo, "the mirroring runs")
+    sections.append(changed_line.run_scenario(bench, changed_setup))
+    bench.stop_daemon(mirror_repo)
+    return Results(machine, setup, pants_startup, sections)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, one run: checks the harness")
+    parser.add_argument("--output", default=str(REPO / "benchmarks" / "RESULTS.md"))
+    args = parser.parse_args()
+    # A SIGTERM ends the run through the `finally` below, so the daemons and registries stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="docker-mirror-bench-") as tmp:
+        bench = Bench(Path(tmp).resolve())
+        try:
+            results = run_all(bench, QUICK if args.quick else FULL)
+        finally:
+            bench.close()
+    total = since_start()
+    load_after = os.getloadavg()[0]
+
+    report = Report(
+        command=f"benchmarks/run{' --quick' if args.quick else ''}",
+        total=total,
+        setup=results.setup,
+        modes=MODES,
+        machine=[
+            *results.machine,
+            f"- load average (1 min) at start and end: {load_before:.2f}, {load_after:.2f} "
+            "(other work on the machine makes timings noisier)",
+            *bench.warnings,
+        ],
+        time_goes=results.startup.lines,
+        sections=results.sections,
+    ).markdown()
+    Path(args.output).write_text(report)
+    print(report)
+    print(f"total: {total:.0f} s ({total / 60:.1f} minutes)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+"""One module per scenario, in RESULTS.md's order:
+
+  startup.py       where Pants' time goes (cold start, profile, warm start)
+  generation.py    generation at scale: a spec file against hand-written targets, cold and warm
+  mirroring.py     first mirror and re-mirror, against `skopeo sync` and a docker loop
+  changed_line.py  one changed line: `pants --changed-since=HEAD~1 publish`
+
+Each has an untimed `prepare` (files, registries, images) where it needs one, and timed
+`run_*` functions that return a `report.Section` (startup: the numbers the targets cite).
+`benchmarks/__main__.py` shares the untimed set-up between them (two repositories, each with one
+pantsd) and runs them one at a time.
+"""

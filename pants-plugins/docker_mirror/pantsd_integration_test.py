@@ -1,0 +1,177 @@
+"""End to end under a live pantsd, Pants' default mode: the runs a developer makes one after the
+other against one daemon, which keeps what earlier runs read and computed.
+
+- `method="copy"` twice: the second run finds everything up to date and writes nothing (no
+  blob upload, no manifest PUT, no `skopeo copy`), although the daemon still holds the first
+  run's copy processes (see GUARDED_COPY_SCRIPT in util_rules/skopeo.py).
+- `method="build"`: a publish through the Docker engine.
+- `--changed-since` after a spec file is deleted: the daemon had listed the file's directory in
+  an earlier run, and must not serve that listing again (the cause of the old flaky RuleRunner
+  test was such a stale listing).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+from docker_mirror.testutil.images import make_image, push_oci_image
+from docker_mirror.testutil.pants_repo import PantsRepo, PantsResult
+from docker_mirror.testutil.registries import Registry, Traffic, requests_for
+from docker_mirror.testutil.skopeo_tap import SkopeoTap
+
+# Copy mode must never need a Docker engine: make any use of one fail.
+NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+
+
+def daemon_run(
+    pants_repo: PantsRepo,
+    *args: str,
+    registry: Registry | None = None,
+    env: dict[str, str] | None = None,
+) -> PantsResult:
+    """A run against the repository's pantsd, checked to have one (started by the first run)."""
+    result = pants_repo.pants(*args, registry=registry, env=env, daemon=True)
+    assert pants_repo.daemon_pids(), f"no pantsd runs in {pants_repo.root}: {result!r}"
+    return result
+
+
+def test_a_copy_publish_run_again_under_the_same_daemon_writes_nothing(
+    registries: Callable[..., Registry],
+    pants_repo: PantsRepo,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    upstream, mirror = registries(), registries()
+    multi = push_oci_image(f"{upstream.address}/team/multi:1.0", "pantsd multi")
+    tool = push_oci_image(f"{upstream.address}/library/tool:2", "pantsd tool", "linux/amd64")
+    tap = SkopeoTap.install(tmp_path_factory.mktemp("tap"))  # outside the repository
+    pants_repo.write(
+        {
+            "src/BUILD": (
+                "docker_mirror_images(name='mirror', sources=['images.txt'], method='copy')\n"
+            ),
+            "src/images.txt": (
+                f"{upstream.address}/team/multi:1.0\n{upstream.address}/library/tool:2\n"
+            ),
+        }
+    )
+    publish = ("--docker-mirror-executable-search-paths=['%s']" % tap.bin, "publish", "src::")
+    destinations = (
+        f"{mirror.address}/mirror/team/multi:1.0",
+        f"{mirror.address}/mirror/library/tool:2",
+    )
+
+    first = daemon_run(pants_repo, *publish, registry=mirror, env=NO_DOCKER)
+
+    assert first.returncode == 0, first
+    for destination in destinations:
+        assert f"✓ {destination} published to @mirror (copied from " in first.stderr, first
+    assert mirror.manifest_digest("mirror/team/multi", "1.0") == multi.index
+    assert mirror.manifest_digest("mirror/library/tool", "2") == tool.index
+    daemon = pants_repo.daemon_pids()
+
+    tap.clear()
+    upstream_before = upstream.settled_access_log()
+    mirror_before = mirror.settled_access_log()
+    second = daemon_run(pants_repo, *publish, registry=mirror, env=NO_DOCKER)
+
+    assert second.returncode == 0, second
+    assert pants_repo.daemon_pids() == daemon, "one daemon served both runs"
+    for destination in destinations:
+        assert f"- {destination} skipped (up to date: @mirror already serves sha256:" in (
+            second.stderr
+        ), second
+    # The reads the second run must make, asked afresh of both registries...
+    upstream_requests = upstream.settled_access_log()[len(upstream_before) :]
+    mirror_requests = mirror.settled_access_log()[len(mirror_before) :]
+    for path in ("/v2/team/multi/manifests/1.0", "/v2/library/tool/manifests/2"):
+        assert requests_for(upstream_requests, "GET", path), (path, upstream_requests)
+        assert requests_for(mirror_requests, "GET", f"/v2/mirror/{path[4:]}"), (
+            path,
+            mirror_requests,
+        )
+    # ... and once the logs have settled, nothing written: no blob upload, no manifest PUT,
+    # no blob read, and no `skopeo copy` started.
+    traffic = Traffic.between(mirror_before, mirror_before + mirror_requests)
+    assert (traffic.blob_uploads, traffic.manifest_puts) == (0, 0), mirror_requests
+    assert not [line for line in upstream_requests + mirror_requests if "/blobs/" in line]
+    runs = tap.runs()
+    assert [run for run in runs if run.argv[:1] == ("inspect",)], runs
+    assert not [run for run in runs if run.argv[:1] == ("copy",)], runs
+
+
+def test_a_build_publish_under_pantsd(
+    docker_engine: None, registries: Callable[..., Registry], pants_repo: PantsRepo
+) -> None:
+    upstream, mirror = registries(), registries()
+    busybox = make_image(f"{upstream.address}/library/busybox:1.36", "pantsd busybox")
+    pants_repo.write(
+        {
+            "src/BUILD": "docker_mirror_images(name='mirror', sources=['images.txt'])\n",
+            "src/images.txt": f"{upstream.address}/library/busybox:1.36\n",
+        }
+    )
+
+    result = daemon_run(pants_repo, "publish", "src::", registry=mirror)
+
+    assert result.returncode == 0, result
+    assert f"{mirror.address}/mirror/library/busybox:1.36 published" in result.stderr, result
+    assert mirror.manifest_digest("mirror/library/busybox", "1.36") == busybox
+    assert mirror.repositories() == ["mirror/library/busybox"]
+
+
+def listed(result: PantsResult) -> set[str]:
+    return {line for line in result.stdout.splitlines() if line.strip()}
+
+
+def test_changed_since_under_pantsd_selects_nothing_of_a_deleted_spec_file(
+    pants_repo: PantsRepo,
+) -> None:
+    """The daemon lists `base/` in a first run; spec files are then deleted behind its back (by
+    git, and by a plain unlink), and `--changed-since=HEAD~1 list` must not select them."""
+    pants_repo.write(
+        {
+            ".gitignore": "/.pants.*\n/.pids/\n/dist/\n",
+            "base/BUILD": "docker_mirror_images(name='mirror', sources=['*.images.txt'])\n",
+            "base/runtime.images.txt": "registry.example.com/library/python:3.12\n",
+            "base/tools.images.txt": "registry.example.com/library/busybox:1.36\n",
+            "base/extra.images.txt": "registry.example.com/library/alpine:3.19\n",
+        }
+    )
+    pants_repo.git("init", "-q", "-b", "main")
+    pants_repo.git("add", "-A")
+    pants_repo.git("commit", "-q", "-m", "specs")
+    changed = ("--changed-since=HEAD~1", "list")
+
+    everything = daemon_run(pants_repo, "list", "::")
+    assert everything.returncode == 0, everything
+    assert {"base/tools.images.txt:mirror", "base/extra.images.txt:mirror"} <= listed(
+        everything
+    ), everything
+    daemon = pants_repo.daemon_pids()
+
+    # Deleted and committed: nothing is selected.
+    pants_repo.git("rm", "-q", "base/tools.images.txt")
+    pants_repo.git("commit", "-q", "-m", "drop tools")
+    after_git_rm = daemon_run(pants_repo, *changed)
+    assert after_git_rm.returncode == 0, after_git_rm
+    assert listed(after_git_rm) == set(), after_git_rm
+
+    # Deleted in git but still on disk: the daemon sees the file, and selects its images (so
+    # this run can select something).
+    pants_repo.git("rm", "-q", "--cached", "base/extra.images.txt")
+    pants_repo.git("commit", "-q", "-m", "drop extra")
+    still_on_disk = daemon_run(pants_repo, *changed)
+    assert still_on_disk.returncode == 0, still_on_disk
+    assert listed(still_on_disk) == {
+        "base/extra.images.txt:mirror",
+        "base:mirror#registry.example.com/library/alpine",
+    }, still_on_disk
+
+    # Now unlinked, as the old RuleRunner test did, after the daemon has listed `base/` with the
+    # file in it: the same command selects nothing.
+    (pants_repo.root / "base" / "extra.images.txt").unlink()
+    unlinked = daemon_run(pants_repo, *changed)
+    assert unlinked.returncode == 0, unlinked
+    assert listed(unlinked) == set(), unlinked
+    assert pants_repo.daemon_pids() == daemon, "one daemon served every run"
