@@ -1,10 +1,10 @@
 """How to reach a registry: verified TLS, or unverified TLS with a fall-back to plain HTTP.
 
-The same rule as `docker_mirror.util_rules.registry_access.tls_verify` (and so as the `skopeo`
-flags the plugin passes): loopback registries (`localhost`, `127.0.0.0/8`, `::1`) and those that
+The rule is `docker_mirror.util_rules.registry_access.tls_verify`, the one the plugin passes
+`skopeo` flags by: loopback registries (`localhost`, `127.0.0.0/8`, `::1`) and those that
 match an `insecure_registries` entry (`host`, `host:port` or a CIDR range) are tried over HTTPS
 without verification first, then over plain HTTP, as Docker and skopeo do; every other registry
-is reached over verified TLS only. `access_test.py` checks both modules agree.
+is reached over verified TLS only.
 
 The CA certificates: the system's bundle (OpenSSL's default paths, and the bundle files the
 common distributions install, so an interpreter built elsewhere still finds them), certifi's only
@@ -15,11 +15,16 @@ when no system bundle exists and certifi happens to be installed, and the per-re
 from __future__ import annotations
 
 import importlib
-import ipaddress
 import os
 import ssl
 from pathlib import Path
-from typing import Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Iterable, List, Mapping, Sequence, Tuple
+
+from docker_mirror.util_rules.registry_access import (
+    is_loopback_registry,
+    split_registry_address,
+    tls_verify,
+)
 
 # The bundle files of Debian/Ubuntu/Alpine, Fedora/RHEL, openSUSE, and macOS/BSD.
 SYSTEM_CA_BUNDLES = (
@@ -32,53 +37,14 @@ SYSTEM_CA_BUNDLES = (
 SYSTEM_CERTS_DIRECTORIES = ("/etc/docker/certs.d", "/etc/containers/certs.d")
 
 
-def split_address(address: str) -> Tuple[str, Optional[str]]:
-    """(host, port) of `host[:port]`, `[ipv6][:port]` or a bare IPv6 address; host lower-cased."""
-    if address.startswith("["):
-        host, _, rest = address[1:].partition("]")
-        return host.lower(), (rest[1:] if rest.startswith(":") else None)
-    if address.count(":") > 1:
-        return address.lower(), None
-    host, colon, port = address.partition(":")
-    return host.lower(), (port if colon else None)
-
-
-def _ip(host: str) -> Union[ipaddress.IPv4Address, ipaddress.IPv6Address, None]:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
-
-
-def is_loopback(address: str) -> bool:
-    host, _ = split_address(address)
-    if host in ("localhost", "localhost."):
-        return True
-    ip = _ip(host)
-    return ip is not None and ip.is_loopback
-
-
-def _matches(address: str, entry: str) -> bool:
-    entry = entry.strip()
-    if not entry:
-        return False
-    host, port = split_address(address)
-    if "/" in entry:
-        try:
-            network = ipaddress.ip_network(entry, strict=False)
-        except ValueError:
-            return False
-        ip = _ip(host)
-        return ip is not None and ip.version == network.version and ip in network
-    entry_host, entry_port = split_address(entry)
-    return entry_host == host and (entry_port is None or entry_port == port)
+# The rule itself has one home, shared with the plugin (a module of the standard library only).
+split_address = split_registry_address
+is_loopback = is_loopback_registry
 
 
 def verifies_tls(registry: str, insecure_registries: Iterable[str] = ()) -> bool:
     """False for loopback registries and those matching an entry of `insecure_registries`."""
-    if is_loopback(registry):
-        return False
-    return not any(_matches(registry, entry) for entry in insecure_registries)
+    return tls_verify(registry, insecure_registries)
 
 
 def certs_directories(env: Mapping[str, str]) -> Tuple[Path, ...]:

@@ -1,4 +1,4 @@
-"""Which registries are verified, with which CAs: the plugin's rule, and real TLS handshakes."""
+"""Which CAs a registry is verified with: real TLS handshakes."""
 
 from __future__ import annotations
 
@@ -12,23 +12,6 @@ import pytest
 
 from docker_mirror.probe import access
 from docker_mirror.testutil.tls import make_certificates
-from docker_mirror.util_rules.registry_access import tls_verify
-
-INSECURE = ["registry.lan:5000", "10.0.0.0/8", "plain.example", "fd00::/8"]
-
-
-@pytest.mark.parametrize(
-    "registry",
-    [
-        "docker.io", "ghcr.io", "localhost", "localhost:5000", "127.0.0.1:5501", "127.9.9.9",
-        "[::1]:5000", "registry.lan", "registry.lan:5000", "registry.lan:5001", "10.1.2.3:80",
-        "11.0.0.1", "plain.example:443", "PLAIN.example", "[fd00::1]:5000", "[fe80::1]",
-        "localhost.example.com",
-    ],
-)
-def test_the_plugins_rule(registry: str) -> None:
-    assert access.verifies_tls(registry, INSECURE) == tls_verify(registry, INSECURE)
-
 
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[Tuple[int, Path]]:

@@ -1,45 +1,24 @@
-"""Image references, as `docker_mirror.image_reference` reads them, and where to ask for them.
+"""Image references as the registry API names them: which host serves a reference, under which
+repository name and manifest path.
 
-The probe runs in its own interpreter without Pants, so it cannot import
-`docker_mirror.image_reference`; this module holds the same grammar (anchored ASCII regexes,
-`fullmatch` only), and `reference_test.py` checks that both read every reference alike. What
-is accepted here is safe to put in a URL path as is: path components are `[a-z0-9._-]`, tags
-`[A-Za-z0-9_.-]` and digests `sha256:<hex>`.
+The grammar is `docker_mirror.image_reference`'s (a module of the standard library only, shipped
+in the probe's PEX with it). What it accepts is safe to put in a URL path as is: path components
+are `[a-z0-9._-]`, tags `[A-Za-z0-9_.-]` and digests `sha256:<hex>`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Optional
 
-DOCKER_HUB = "docker.io"
+from docker_mirror.image_reference import ImageReference
+
 # Docker Hub's registry API lives on another host than its name, and its official images sit
 # under `library/`.
 DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
 DOCKER_HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
-
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
-_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-_HOST = (
-    rf"(?:localhost|{_LABEL}(?:\.{_LABEL})+|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?"
-    rf"|{_LABEL}:[0-9]+"
-)
-_REFERENCE = re.compile(
-    rf"(?:(?P<registry>{_HOST})/)?"
-    rf"(?P<repository>{_COMPONENT}(?:/{_COMPONENT})*)"
-    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
-    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?",
-    re.ASCII,
-)
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
-_MAX_NAME_LENGTH = 255
-_MAX_REFERENCE_LENGTH = 1024
-
-
-def _looks_like_host(component: str) -> bool:
-    return "." in component or ":" in component or component == "localhost"
 
 
 class InvalidReference(ValueError):
@@ -58,27 +37,11 @@ class Reference:
 
     @classmethod
     def parse(cls, text: str) -> Reference:
-        if len(text) > _MAX_REFERENCE_LENGTH:
-            raise InvalidReference("invalid image reference: too long")
-        match = _REFERENCE.fullmatch(text)
-        if not match:
-            raise InvalidReference("invalid image reference")
-        registry, repository = match["registry"], match["repository"]
-        if registry is None:
-            # `a.b/c` is a host and a path: the regex only takes hosts of that shape, so a first
-            # component like `a_b.c` followed by `/` lands here, and is not a valid reference.
-            first, slash, _ = repository.partition("/")
-            if slash and _looks_like_host(first):
-                raise InvalidReference("invalid image reference: invalid registry host")
-        elif registry.startswith("["):
-            try:
-                ipaddress.IPv6Address(registry[1 : registry.index("]")])
-            except ValueError:
-                raise InvalidReference("invalid image reference: invalid IPv6 host") from None
-        name = f"{registry}/{repository}" if registry else repository
-        if len(name) > _MAX_NAME_LENGTH:
-            raise InvalidReference("invalid image reference: name too long")
-        return cls(text, registry or DOCKER_HUB, repository, match["tag"], match["digest"])
+        try:
+            parsed = ImageReference.parse(text)
+        except ValueError as e:
+            raise InvalidReference(f"invalid image reference: {e}") from None
+        return cls(text, parsed.registry_host, parsed.repository, parsed.tag, parsed.digest)
 
     @property
     def is_docker_hub(self) -> bool:
