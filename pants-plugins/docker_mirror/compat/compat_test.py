@@ -8,26 +8,22 @@ import inspect
 from types import ModuleType
 
 import pytest
-from docker_mirror import compat, generator
+import sys
+
+from docker_mirror import compat, register
 from docker_mirror.compat.pants_version import CALL_BY_NAME
-from docker_mirror.goals import extract, package, pin, publish
-from docker_mirror.subsystems import extractor, registry_probe
-from docker_mirror.util_rules import manifest_reads, probe, registry_client, skopeo
 from pants.engine.internals.rule_visitor import collect_awaitables
 
-RULE_MODULES = (
-    extract,
-    extractor,
-    generator,
-    manifest_reads,
-    probe,
-    registry_client,
-    registry_probe,
-    skopeo,
-    package,
-    pin,
-    publish,
+# `register` imports every module of the plugin that has rules.
+RULE_MODULES = tuple(
+    module
+    for name, module in sorted(sys.modules.items())
+    if name.startswith("docker_mirror.") and module is not None and any(
+        hasattr(value, "rule") and getattr(value, "__module__", None) == name
+        for value in vars(module).values()
+    )
 )
+assert register.rules()
 
 
 def plugin_rules(module: ModuleType) -> list:
@@ -43,10 +39,14 @@ def awaitables_of(rule: object) -> tuple:
     return tuple(getattr(task_rule, "input_gets", None) or task_rule.awaitables)
 
 
+def test_the_rule_modules_are_found() -> None:
+    names = {module.__name__ for module in RULE_MODULES}
+    assert {"docker_mirror.generator", "docker_mirror.goals.publish"} <= names, names
+
+
 @pytest.mark.parametrize("module", RULE_MODULES, ids=lambda module: module.__name__)
 def test_every_rule_awaits_what_its_helpers_request(module: ModuleType) -> None:
     rules = plugin_rules(module)
-    assert rules, f"no rules in {module.__name__}"
     for rule in rules:
         assert awaitables_of(rule), f"{rule.__name__}: the rule parser found no request"
 

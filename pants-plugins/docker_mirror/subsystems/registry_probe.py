@@ -38,14 +38,13 @@ class RegistryProbeSubsystem(ToolLockfileRules, PythonToolRequirementsBase):
     )
     help = help_short
 
-    # Keep in sync with docker_mirror/probe/requirements.txt. Pants 2.17 locks `version` and
-    # `extra_requirements` (from these defaults); later versions `default_requirements`.
-    default_version = "httpx==0.28.1"
-    default_extra_requirements = ["docker==7.1.0"]
-    default_requirements = [default_version, *default_extra_requirements]
+    # Those of docker_mirror/probe/requirements.txt (a test keeps them equal). Pants 2.17 locks
+    # `version` and `extra_requirements`; later versions lock `default_requirements`.
+    default_version = "h11==0.16.0"
+    default_requirements = [default_version]
 
     register_interpreter_constraints = True
-    default_interpreter_constraints = ["CPython>=3.9,<3.15"]
+    default_interpreter_constraints = ["CPython>=3.9,<4"]
 
     default_lockfile_resource = ("docker_mirror.subsystems", "registry_probe.lock")
 
@@ -55,22 +54,41 @@ class RegistryProbe:
     pex: VenvPex
 
 
+# The plugin's modules the probe imports: the reference grammar and the TLS access rule, which
+# use the standard library alone, so that the probe and the plugin read references alike.
+SHARED_MODULES = (
+    ("docker_mirror", "image_reference.py"),
+    ("docker_mirror", "untrusted_text.py"),
+    ("docker_mirror.util_rules", "registry_access.py"),
+)
+
+
 def probe_sources() -> tuple[FileContent, ...]:
-    """The probe package's modules (not its tests), laid out as a package for the PEX."""
-    package = importlib.resources.files(PROBE_PACKAGE)
+    """The probe's modules (not its tests) and the plugin modules it shares, as a package tree
+    for the PEX. The package `__init__.py` files on the way are empty: nothing imports Pants."""
+    probe = importlib.resources.files(PROBE_PACKAGE)
     modules = sorted(
         (
             entry
-            for entry in package.iterdir()
+            for entry in probe.iterdir()
             if entry.name.endswith(".py") and not entry.name.endswith("_test.py")
         ),
         key=lambda entry: entry.name,
     )
-    prefix = PROBE_PACKAGE.replace(".", "/")
     return (
-        # The parent package's `__init__.py` is empty: the probe imports none of the plugin.
         FileContent("docker_mirror/__init__.py", b""),
-        *(FileContent(f"{prefix}/{module.name}", module.read_bytes()) for module in modules),
+        FileContent("docker_mirror/util_rules/__init__.py", b""),
+        *(
+            FileContent(
+                f"{package.replace('.', '/')}/{name}",
+                importlib.resources.files(package).joinpath(name).read_bytes(),
+            )
+            for package, name in SHARED_MODULES
+        ),
+        *(
+            FileContent(f"{PROBE_PACKAGE.replace('.', '/')}/{module.name}", module.read_bytes())
+            for module in modules
+        ),
     )
 
 
