@@ -92,7 +92,9 @@ def test_copy_keeps_digests_and_platforms_isolates_failures_and_skips_what_is_th
     )
     assert record["source"]["digest"] == multi.index
     assert record["source"]["media_type"] == "application/vnd.oci.image.index.v1+json"
-    assert record["source"]["platforms"] == ["linux/amd64", "linux/arm64"]
+    # Resolved by a HEAD, which does not read the index's platforms; the destination's digests
+    # above show every platform was copied, and the summary named them from the destination.
+    assert record["source"]["platforms"] is None
     assert [d["reference"] for d in record["destinations"]] == [
         f"{mirror.address}/mirror/team/multi:1.0"
     ]

@@ -65,6 +65,8 @@ class BuiltMirrorImage(BuiltPackageArtifact):
     destinations: tuple[Destination, ...] = ()
     # (reference, the digest it serves now or None) of each destination `publish` writes to.
     served: tuple[tuple[str, str | None], ...] = ()
+    # The Pants run whose registry reads these are (see `ProbedManifests.run_id`).
+    checked_in_run: int = 0
 
 
 def mirror_record(
@@ -139,7 +141,12 @@ async def package_docker_mirror_image(
         digest,
         (
             BuiltMirrorImage(
-                relpath, (line,), source=source, destinations=destinations, served=served
+                relpath,
+                (line,),
+                source=source,
+                destinations=destinations,
+                served=served,
+                checked_in_run=reads.run_id,
             ),
         ),
     )

@@ -186,6 +186,8 @@ class CopyToRepositoryRequest:
 
     source: ResolvedSource
     destinations: tuple[tuple[str, str | None], ...]
+    # The run whose reads decided the copy: a copy belongs to it (see `Skopeo.copy`).
+    checked_in_run: int
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,12 @@ async def copy_to_repository(
 
     def copy(destination: str, seen: str | None) -> Process:
         return skopeo.copy(
-            source.pinned, destination, platform=source.platform, want=digest, seen=seen
+            source.pinned,
+            destination,
+            platform=source.platform,
+            want=digest,
+            seen=seen,
+            run_id=request.checked_in_run,
         )
 
     # The first tag uploads the blobs; the others then only add a manifest, concurrently.
@@ -294,7 +301,9 @@ async def publish_docker_mirror_image(
         results = await concurrently(
             copy_to(
                 CopyToRepositoryRequest(
-                    source, tuple((d.reference, seen.get(d.reference)) for d in group)
+                    source,
+                    tuple((d.reference, seen.get(d.reference)) for d in group),
+                    checked_in_run=image.checked_in_run,
                 )
             )
             for group in by_repository(stale)

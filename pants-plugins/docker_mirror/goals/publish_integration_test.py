@@ -371,6 +371,7 @@ def test_a_repeated_copy_neither_pushes_again_nor_overwrites_a_newer_image(
         platform=None,
         want=old.index,
         seen=None,
+        run_id=1,
     )
 
     def run(process: Process) -> subprocess.CompletedProcess:
@@ -400,6 +401,7 @@ def test_a_repeated_copy_neither_pushes_again_nor_overwrites_a_newer_image(
                 platform=None,
                 want=new.index,
                 seen=old.index,
+                run_id=2,
             )
         ).returncode
         == 0

@@ -179,6 +179,13 @@ class Registry:
             raise RuntimeError(f"registry {self.address} (pid {pid}) did not exit")
         (self.state_dir / "registry.pid").unlink(missing_ok=True)
 
+    def delete_manifest(self, repository: str, digest: str) -> None:
+        """Deletes a manifest, and so every tag that serves it (the registry API's DELETE)."""
+        request = urllib.request.Request(
+            f"http://{self.address}/v2/{repository}/manifests/{digest}", method="DELETE"
+        )
+        urllib.request.urlopen(request, timeout=10).close()
+
     def put_tag(self, repository: str, source_tag: str, new_tag: str) -> None:
         """Tags an existing manifest again (registry API), so seeding many tags is cheap."""
         request = urllib.request.Request(

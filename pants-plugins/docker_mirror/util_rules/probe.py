@@ -175,6 +175,9 @@ class ProbeRequest:
 @dataclass(frozen=True)
 class ProbedManifests:
     by_reference: FrozenDict[str, ProbedManifest]
+    # The Pants run that asked the registries (the probe runs afresh in every run): what is
+    # decided from these reads belongs to that run (see `Skopeo.copy`).
+    run_id: int = 0
 
     def get(self, reference: str) -> ProbedManifest:
         return self.by_reference.get(reference) or ProbedManifest(
@@ -219,13 +222,14 @@ async def run_probe(
         )
     )
     result = await process_result(process)
+    run_id = result.metadata.source_run_id
     if result.exit_code != 0:
         return ProbedManifests(
-            FrozenDict(failed_probe(request.references, result.stderr, result.exit_code))
+            FrozenDict(failed_probe(request.references, result.stderr, result.exit_code)), run_id
         )
     contents = await digest_contents(result.output_digest)
     content = next((file.content for file in contents if file.path == RESULT_FILE), b"")
-    return ProbedManifests(FrozenDict(parse_probe_result(content, request.references)))
+    return ProbedManifests(FrozenDict(parse_probe_result(content, request.references)), run_id)
 
 
 def rules():

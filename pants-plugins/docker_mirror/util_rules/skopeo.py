@@ -121,6 +121,8 @@ fi
 """
 UP_TO_DATE_OUTPUT = b"docker-mirror: up to date"
 DESTINATION_MANIFEST = "destination-manifest"
+# The Pants run a copy belongs to (see `Skopeo.copy`).
+RUN_ID_ENV_VAR = "DOCKER_MIRROR_PANTS_RUN"
 DESTINATION_CHANGED_EXIT_CODE = 75
 NOTHING = "none"
 
@@ -163,10 +165,25 @@ class Skopeo:
         return tls_verify(registry_host(reference), self.insecure_registries)
 
     def copy(
-        self, source: str, destination: str, *, platform: str | None, want: str, seen: str | None
+        self,
+        source: str,
+        destination: str,
+        *,
+        platform: str | None,
+        want: str,
+        seen: str | None,
+        run_id: int,
     ) -> Process:
         """Copies `source` (pinned to the digest `want`) to `destination`, which served `seen`
-        when it was checked; see `GUARDED_COPY_SCRIPT`."""
+        when it was checked; see `GUARDED_COPY_SCRIPT`.
+
+        A copy runs once, in the run (`run_id`, whose registry reads decided it) and never again.
+        With pantsd, the next run speculatively re-requests what the previous run depended on,
+        while it checks what it can reuse (Pants' graph "cleaning"): a copy that is only cached
+        for its session would run again then. Kept in memory for the daemon's life
+        (`PER_RESTART_ALWAYS`), it is not; and the run id in its environment keeps any later
+        run from reusing its result: that run's copy is another process.
+        """
         what = f"the {platform} image" if platform else "all platforms"
         return Process(
             argv=guarded_copy_argv(
@@ -187,10 +204,10 @@ class Skopeo:
                 ),
             ),
             description=f"Copying {source} to {destination} ({what})",
-            env=self.env,
+            env=FrozenDict({**self.env, RUN_ID_ENV_VAR: str(run_id)}),
             # What the destination serves after the copy (see `GUARDED_COPY_SCRIPT`).
             output_files=(DESTINATION_MANIFEST,),
-            cache_scope=ProcessCacheScope.PER_SESSION,
+            cache_scope=ProcessCacheScope.PER_RESTART_ALWAYS,
         )
 
 

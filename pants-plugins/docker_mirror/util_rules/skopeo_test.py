@@ -109,16 +109,21 @@ def test_copies_retry_transient_failures() -> None:
     ))  # fmt: skip
     skopeo = Skopeo("/usr/bin/skopeo", "/bin/bash", FrozenDict(), retries=2)
     assert "--retry-times=2" in skopeo.copy(
-        "a.io/x@" + DIGEST, "b.io/x:1", platform=None, want=DIGEST, seen=None
+        "a.io/x@" + DIGEST, "b.io/x:1", platform=None, want=DIGEST, seen=None, run_id=7
     ).argv
 
 
-def test_skopeo_processes_decide_tls_per_registry_and_are_not_cached_across_runs() -> None:
+def test_copies_decide_tls_per_registry_and_each_belongs_to_one_run() -> None:
     skopeo = Skopeo(
         "/usr/bin/skopeo", "/bin/bash", FrozenDict({"HOME": "/home/me"}), ("registry.lan",)
     )
     copy = skopeo.copy(
-        "127.0.0.1:5000/x@" + DIGEST, "registry.lan:5000/x:1", platform=None, want=DIGEST, seen=None
+        "127.0.0.1:5000/x@" + DIGEST,
+        "registry.lan:5000/x:1",
+        platform=None,
+        want=DIGEST,
+        seen=None,
+        run_id=7,
     )
     # The guard reads the destination with its own TLS setting, then the copy runs.
     assert copy.argv[:3] == ("/bin/bash", "-c", GUARDED_COPY_SCRIPT)
@@ -135,12 +140,18 @@ def test_skopeo_processes_decide_tls_per_registry_and_are_not_cached_across_runs
         verify_destination_tls=False,
     )
     to_hub = skopeo.copy(
-        "ghcr.io/x@" + DIGEST, "docker.io/me/x:1", platform=None, want=DIGEST, seen=DIGEST
+        "ghcr.io/x@" + DIGEST, "docker.io/me/x:1", platform=None, want=DIGEST, seen=DIGEST, run_id=7
     )
     assert not any("tls-verify" in arg for arg in to_hub.argv)
     for process in (copy, to_hub):
-        assert process.cache_scope == ProcessCacheScope.PER_SESSION
-        assert process.env == FrozenDict({"HOME": "/home/me"})
+        # Run once while pantsd lives (its graph cleaning would otherwise run a previous run's
+        # copy again), and never reused by another run: the run id is part of the process.
+        assert process.cache_scope == ProcessCacheScope.PER_RESTART_ALWAYS
+        assert process.env == FrozenDict({"HOME": "/home/me", "DOCKER_MIRROR_PANTS_RUN": "7"})
+    next_run = skopeo.copy(
+        "ghcr.io/x@" + DIGEST, "docker.io/me/x:1", platform=None, want=DIGEST, seen=DIGEST, run_id=8
+    )
+    assert next_run != to_hub
 
 
 SKOPEO_NOT_FOUND = (
