@@ -30,13 +30,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-RULE_MODULES = (
-    "docker_mirror.generator",
-    "docker_mirror.util_rules.skopeo",
-    "docker_mirror.util_rules.manifest_reads",
-    "docker_mirror.goals.package",
-    "docker_mirror.goals.publish",
-)
 
 # -------------------------------------------------------------------------------------------
 # Stand-ins for the native engine's Python-visible classes (see its `native_engine.pyi`).
@@ -314,7 +307,13 @@ def main(pants_source: Path) -> int:
     from pants.version import VERSION
 
     print(f"Pants {VERSION} from {pants_source}, with a stand-in native engine")
-    modules = [importlib.import_module(name) for name in RULE_MODULES]
+    # `register` imports every module with rules of the plugin.
+    importlib.import_module("docker_mirror.register")
+    modules = [
+        module
+        for name, module in sorted(sys.modules.items())
+        if name.startswith("docker_mirror.") and module is not None
+    ]
     problems: list[str] = []
     rules = loaded_rules()
     plugin_rules = [

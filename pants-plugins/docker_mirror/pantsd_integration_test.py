@@ -16,7 +16,7 @@ from typing import Callable
 
 import pytest
 from docker_mirror.testutil.images import make_image, push_oci_image
-from docker_mirror.testutil.pants_repo import PantsRepo, PantsResult
+from docker_mirror.testutil.pants_repo import PantsRepo, PantsResult, PantsStats
 from docker_mirror.testutil.registries import Registry, Traffic, requests_for
 from docker_mirror.testutil.skopeo_tap import SkopeoTap
 
@@ -55,7 +55,13 @@ def test_a_copy_publish_run_again_under_the_same_daemon_writes_nothing(
             ),
         }
     )
-    publish = ("--docker-mirror-executable-search-paths=['%s']" % tap.bin, "publish", "src::")
+    # The same options in every run (changed bootstrap options would restart the daemon).
+    publish = (
+        "--stats-log",
+        "--docker-mirror-executable-search-paths=['%s']" % tap.bin,
+        "publish",
+        "src::",
+    )
     destinations = (
         f"{mirror.address}/mirror/team/multi:1.0",
         f"{mirror.address}/mirror/library/tool:2",
@@ -85,19 +91,34 @@ def test_a_copy_publish_run_again_under_the_same_daemon_writes_nothing(
     upstream_requests = upstream.settled_access_log()[len(upstream_before) :]
     mirror_requests = mirror.settled_access_log()[len(mirror_before) :]
     for path in ("/v2/team/multi/manifests/1.0", "/v2/library/tool/manifests/2"):
-        assert requests_for(upstream_requests, "GET", path), (path, upstream_requests)
-        assert requests_for(mirror_requests, "GET", f"/v2/mirror/{path[4:]}"), (
+        assert requests_for(upstream_requests, "HEAD", path), (path, upstream_requests)
+        assert requests_for(mirror_requests, "HEAD", f"/v2/mirror/{path[4:]}"), (
             path,
             mirror_requests,
         )
     # ... and once the logs have settled, nothing written: no blob upload, no manifest PUT,
-    # no blob read, and no `skopeo copy` started.
+    # no manifest GET (Docker Hub's pull), no blob read, and no `skopeo copy` started.
     traffic = Traffic.between(mirror_before, mirror_before + mirror_requests)
     assert (traffic.blob_uploads, traffic.manifest_puts) == (0, 0), mirror_requests
-    assert not [line for line in upstream_requests + mirror_requests if "/blobs/" in line]
+    assert not [
+        line for line in upstream_requests + mirror_requests if "/blobs/" in line or '"GET ' in line
+    ]
     runs = tap.runs()
-    assert [run for run in runs if run.argv[:1] == ("inspect",)], runs
     assert not [run for run in runs if run.argv[:1] == ("copy",)], runs
+    # One process, the registry probe: no earlier copy run again while pantsd checks what it
+    # can reuse, no process per image.
+    assert PantsStats.parse(second.stderr).processes == 1, second
+
+    # The destination loses the image while the daemon lives: the next run copies it again
+    # (a copy that ran in an earlier run is never taken for this run's).
+    mirror.delete_manifest("mirror/team/multi", multi.index)
+    assert mirror.manifest_digest("mirror/team/multi", "1.0") is None
+    third = daemon_run(pants_repo, *publish, registry=mirror, env=NO_DOCKER)
+    assert third.returncode == 0, third
+    assert pants_repo.daemon_pids() == daemon, "one daemon served every run"
+    assert f"✓ {destinations[0]} published to @mirror (copied from " in third.stderr, third
+    assert f"- {destinations[1]} skipped (up to date: " in third.stderr, third
+    assert mirror.manifest_digest("mirror/team/multi", "1.0") == multi.index
 
 
 def test_a_build_publish_under_pantsd(

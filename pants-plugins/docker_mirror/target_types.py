@@ -430,13 +430,14 @@ class DockerMirrorImageTarget(Target):
         An image mirrored registry to registry with `skopeo copy`, digest for digest, with no
         Docker engine: what `docker_mirror_images(method="copy")` generates for each spec line.
 
-        `pants package` resolves the source to a digest (one manifest request, no blob), reads
-        the digest each destination reference serves (batched with up to 31 other images of the
-        same generator, in one process) and writes a JSON record under `dist/`. `pants publish`
-        then compares, for every destination reference, that digest with the source's: equal is
-        reported as up to date and costs nothing more; otherwise `skopeo copy --all
-        --preserve-digests` copies every platform and the image index, keeping their digests
-        (or, with `platform`, just that platform's manifest). A failing image is reported as
-        failed without stopping the others.
+        `pants package` resolves the source to a digest and reads the digest each destination
+        reference serves, with one `HEAD` request each (none for a source pinned by digest),
+        together with every other image of the same generator, in one process per run; it
+        writes a JSON record under `dist/`. `pants publish` then compares, for every
+        destination reference, that digest with the source's: equal is reported as up to date
+        and costs nothing more; otherwise `skopeo copy --all --preserve-digests` copies every
+        platform and the image index, keeping their digests (or, with `platform`, just that
+        platform's manifest). A failing image is reported as failed without stopping the
+        others.
         """
     )

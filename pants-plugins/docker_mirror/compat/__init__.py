@@ -24,6 +24,9 @@ if CALL_BY_NAME:
         process_result,
         rule_call,
         targets,
+        unexpanded_targets,
+        venv_pex,
+        venv_pex_process,
     )
 else:
     from docker_mirror.compat.get_syntax import (
@@ -39,6 +42,9 @@ else:
         process_result,
         rule_call,
         targets,
+        unexpanded_targets,
+        venv_pex,
+        venv_pex_process,
     )
 
 # The helpers that make engine requests (the others are types and `concurrently`).
@@ -51,6 +57,9 @@ HELPERS = (
     "path_globs_contents",
     "process_result",
     "targets",
+    "unexpanded_targets",
+    "venv_pex",
+    "venv_pex_process",
 )
 
 __all__ = (
@@ -67,4 +76,7 @@ __all__ = (
     "process_result",
     "rule_call",
     "targets",
+    "unexpanded_targets",
+    "venv_pex",
+    "venv_pex_process",
 )

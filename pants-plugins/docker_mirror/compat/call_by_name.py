@@ -10,17 +10,24 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
 from docker_mirror.compat.pants_version import PANTS_2_29
+from pants.backend.python.util_rules.pex import (
+    PexRequest,
+    VenvPex,
+    VenvPexProcess,
+    create_venv_pex,
+    setup_venv_pex_process,
+)
 from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths, find_binary
 from pants.engine.addresses import Addresses
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import CreateDigest, Digest, DigestContents, PathGlobs
 from pants.engine.internals.build_files import AddressFamilyDir, parse_address_family
-from pants.engine.internals.graph import resolve_targets
+from pants.engine.internals.graph import resolve_targets, resolve_unexpanded_targets
 from pants.engine.internals.mapper import AddressFamily
 from pants.engine.intrinsics import create_digest, execute_process, get_digest_contents
 from pants.engine.process import FallibleProcessResult, Process
 from pants.engine.rules import concurrently, implicitly
-from pants.engine.target import Targets
+from pants.engine.target import Targets, UnexpandedTargets
 
 if PANTS_2_29:
     from pants.core.util_rules.env_vars import environment_vars_subset
@@ -60,9 +67,21 @@ async def targets(addresses: Addresses) -> Targets:
     return await resolve_targets(**implicitly({addresses: Addresses}))
 
 
+async def unexpanded_targets(addresses: Addresses) -> UnexpandedTargets:
+    return await resolve_unexpanded_targets(addresses)
+
+
 async def address_family(directory: AddressFamilyDir) -> AddressFamily:
     family = await parse_address_family(directory, **implicitly())
     return family.ensure()
+
+
+async def venv_pex(request: PexRequest) -> VenvPex:
+    return await create_venv_pex(**implicitly({request: PexRequest}))
+
+
+async def venv_pex_process(request: VenvPexProcess) -> Process:
+    return await setup_venv_pex_process(request, **implicitly())
 
 
 def rule_call(rule: Callable[..., Awaitable[_Out]]) -> Callable[[Any], Coroutine[Any, Any, _Out]]:
@@ -87,4 +106,7 @@ __all__ = (
     "process_result",
     "rule_call",
     "targets",
+    "unexpanded_targets",
+    "venv_pex",
+    "venv_pex_process",
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, TypeVar
 
+from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
 from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths
 from pants.engine.addresses import Addresses
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
@@ -18,7 +19,7 @@ from pants.engine.internals.build_files import AddressFamilyDir
 from pants.engine.internals.mapper import AddressFamily
 from pants.engine.process import FallibleProcessResult, Process
 from pants.engine.rules import Get, MultiGet
-from pants.engine.target import Targets
+from pants.engine.target import Targets, UnexpandedTargets
 from pants.option.global_options import UnmatchedBuildFileGlobs
 
 _In = TypeVar("_In")
@@ -64,8 +65,20 @@ def targets(addresses: Addresses) -> Awaits[Targets]:
     return Get(Targets, Addresses, addresses)
 
 
+def unexpanded_targets(addresses: Addresses) -> Awaits[UnexpandedTargets]:
+    return Get(UnexpandedTargets, Addresses, addresses)
+
+
 def address_family(directory: AddressFamilyDir) -> Awaits[AddressFamily]:
     return Get(AddressFamily, AddressFamilyDir, directory)
+
+
+def venv_pex(request: PexRequest) -> Awaits[VenvPex]:
+    return Get(VenvPex, PexRequest, request)
+
+
+def venv_pex_process(request: VenvPexProcess) -> Awaits[Process]:
+    return Get(Process, VenvPexProcess, request)
 
 
 def rule_call(rule: Callable[..., Coroutine[Any, Any, _Out]]) -> Callable[[Any], Awaits[_Out]]:
@@ -92,4 +105,7 @@ __all__ = (
     "process_result",
     "rule_call",
     "targets",
+    "unexpanded_targets",
+    "venv_pex",
+    "venv_pex_process",
 )

@@ -11,6 +11,10 @@ from pants.version import PANTS_SEMVER
 # `Get` and `MultiGet`.
 CALL_BY_NAME = PANTS_SEMVER >= "2.23.0.dev0"
 
+# Python tools' lockfiles: Pants 2.17 generates a plugin tool's own lockfile only with
+# `lockfile_rules_type = LockfileRules.SIMPLE`; 2.18 removed `LockfileRules`.
+PANTS_2_18 = PANTS_SEMVER >= "2.18.0.dev0"
+
 # `UnmatchedBuildFileGlobs` moved to `pants.option.bootstrap_options`, and
 # `environment_vars_subset` to `pants.core.util_rules.env_vars`.
 PANTS_2_29 = PANTS_SEMVER >= "2.29.0.dev0"

@@ -26,10 +26,11 @@ from docker_mirror.target_types import (
 )
 from docker_mirror.util_rules.destinations import Destination, mirror_destinations
 from docker_mirror.util_rules.manifest_reads import (
-    ImageReadsRequest,
+    GeneratorReadsRequest,
     ResolvedSource,
     destinations_to_check,
-    image_reads,
+    generator_reads,
+    reads_owner,
     resolve_source,
 )
 from pants.backend.docker.subsystems.docker_options import DockerOptions
@@ -64,6 +65,8 @@ class BuiltMirrorImage(BuiltPackageArtifact):
     destinations: tuple[Destination, ...] = ()
     # (reference, the digest it serves now or None) of each destination `publish` writes to.
     served: tuple[tuple[str, str | None], ...] = ()
+    # The Pants run whose registry reads these are (see `ProbedManifests.run_id`).
+    checked_in_run: int = 0
 
 
 def mirror_record(
@@ -99,7 +102,7 @@ def mirror_record(
     return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
 
 
-reads_of_image = rule_call(image_reads)
+reads_of = rule_call(generator_reads)
 
 
 @rule(desc="Resolving an image to mirror")
@@ -108,16 +111,8 @@ async def package_docker_mirror_image(
     docker: DockerOptions,
     union_membership: UnionMembership,
 ) -> BuiltPackage:
-    reads = await reads_of_image(ImageReadsRequest(field_set.address))
-    unresolved = ResolvedSource(field_set.source_image.value, field_set.platform.value)
-    read = reads.by_reference[unresolved.lookup_reference]
-    source = resolve_source(
-        unresolved.reference,
-        unresolved.platform,
-        exit_code=read.exit_code,
-        stdout=read.stdout,
-        stderr=read.stderr,
-    )
+    reads = await reads_of(GeneratorReadsRequest(reads_owner(field_set.address)))
+    source = resolve_source(field_set.source_image.value, field_set.platform.value, reads)
     destinations = mirror_destinations(
         field_set.address,
         registries=field_set.registries.value,
@@ -146,7 +141,12 @@ async def package_docker_mirror_image(
         digest,
         (
             BuiltMirrorImage(
-                relpath, (line,), source=source, destinations=destinations, served=served
+                relpath,
+                (line,),
+                source=source,
+                destinations=destinations,
+                served=served,
+                checked_in_run=reads.run_id,
             ),
         ),
     )

@@ -1,5 +1,4 @@
-"""Resolving a source from `skopeo inspect --raw` output, the `pants package` JSON record, and
-the publish summary entries: pure functions."""
+"""The `pants package` JSON record and the publish summary entries: pure functions."""
 
 from __future__ import annotations
 
@@ -13,7 +12,9 @@ from docker_mirror.goals.publish import (
     unresolved_packages,
     up_to_date_packages,
 )
-from docker_mirror.util_rules.manifest_reads import ResolvedSource, resolve_source
+from docker_mirror.testutil.probe_results import failed as probe_failed
+from docker_mirror.testutil.probe_results import probed, served
+from docker_mirror.util_rules.manifest_reads import resolve_source
 from docker_mirror.util_rules.destinations import Destination, mirror_destinations
 from docker_mirror.util_rules.manifests import OCI_INDEX, OCI_MANIFEST, manifest_digest
 from docker_mirror.util_rules.skopeo import CopyOutcome
@@ -44,54 +45,7 @@ INDEX = json.dumps(
         ],
     }
 ).encode()
-NOT_FOUND = (
-    b'time="x" level=fatal msg="reading manifest 1 in 127.0.0.1:5000/team/app: manifest unknown"'
-)
-
-
-def test_resolve_all_platforms() -> None:
-    source = resolve_source(
-        "127.0.0.1:5000/team/app:1", None, exit_code=0, stdout=INDEX, stderr=b""
-    )
-    assert source.error is None
-    assert source.digest == manifest_digest(INDEX)
-    assert source.media_type == OCI_INDEX
-    assert source.platforms == ("linux/amd64", "linux/arm64")
-    assert source.pinned == f"127.0.0.1:5000/team/app@{manifest_digest(INDEX)}"
-    assert source.summary.endswith("2 platforms: linux/amd64, linux/arm64")
-
-
-def test_resolve_one_platform_pins_its_manifest() -> None:
-    source = resolve_source("team/app:1", "linux/arm64", exit_code=0, stdout=INDEX, stderr=b"")
-    assert source.digest == ARM64_DIGEST
-    assert source.index_digest == manifest_digest(INDEX)
-    assert source.media_type == OCI_MANIFEST
-    assert source.pinned == f"team/app@{ARM64_DIGEST}"
-
-
-def test_resolve_failures_name_image_and_registry() -> None:
-    missing = resolve_source(
-        "127.0.0.1:5000/team/app:1", None, exit_code=1, stdout=b"", stderr=NOT_FOUND
-    )
-    assert missing.digest is None
-    assert missing.error == (
-        "source 127.0.0.1:5000/team/app:1 at registry 127.0.0.1:5000: not found "
-        "(reading manifest 1 in 127.0.0.1:5000/team/app: manifest unknown)"
-    )
-    no_platform = resolve_source("team/app:1", "linux/s390x", exit_code=0, stdout=INDEX, stderr=b"")
-    assert no_platform.error == (
-        "source team/app:1 at registry docker.io: the image index has no linux/s390x image "
-        "(it has: linux/amd64, linux/arm64)"
-    )
-
-
-def test_lookup_reference_prefers_the_digest() -> None:
-    assert ResolvedSource("a.io/x:1", None).lookup_reference == "a.io/x:1"
-    assert ResolvedSource("a.io/x", None).lookup_reference == "a.io/x:latest"
-    assert (
-        ResolvedSource(f"a.io/x:1@{AMD64_DIGEST}", None).lookup_reference
-        == f"a.io/x@{AMD64_DIGEST}"
-    )
+MANIFEST_UNKNOWN = "127.0.0.1:5000 answered 404 for team/app:1: manifest unknown"
 
 
 REGISTRIES = DockerRegistries.from_dict(
@@ -138,7 +92,7 @@ def test_destinations_follow_docker_registries_configuration() -> None:
 
 def test_record_has_source_digest_media_type_platforms_and_destinations() -> None:
     source = resolve_source(
-        "127.0.0.1:5000/team/app:1", None, exit_code=0, stdout=INDEX, stderr=b""
+        "127.0.0.1:5000/team/app:1", None, probed(served("127.0.0.1:5000/team/app:1", INDEX))
     )
     record = json.loads(mirror_record("src:m#app", source, destinations()))
     assert record == {
@@ -168,7 +122,7 @@ def test_record_has_source_digest_media_type_platforms_and_destinations() -> Non
     }
     failed = json.loads(
         mirror_record(
-            "src:m#app", resolve_source("x:1", None, exit_code=1, stdout=b"", stderr=NOT_FOUND), ()
+            "src:m#app", resolve_source("x:1", None, probed(probe_failed("x:1", "not_found", MANIFEST_UNKNOWN))), ()
         )
     )
     assert failed["source"]["digest"] is None and "not found" in failed["error"]
@@ -192,7 +146,7 @@ def test_tags_of_one_repository_are_copied_together() -> None:
 
 def test_summary_entries_are_honest() -> None:
     source = resolve_source(
-        "127.0.0.1:5000/team/app:1", None, exit_code=0, stdout=INDEX, stderr=b""
+        "127.0.0.1:5000/team/app:1", None, probed(served("127.0.0.1:5000/team/app:1", INDEX))
     )
     (destination,) = destinations()
 
@@ -220,7 +174,9 @@ def test_summary_entries_are_honest() -> None:
     assert failure.description == "copy ...: registry unreachable"
 
     missing = resolve_source(
-        "127.0.0.1:5000/team/app:1", None, exit_code=1, stdout=b"", stderr=NOT_FOUND
+        "127.0.0.1:5000/team/app:1",
+        None,
+        probed(probe_failed("127.0.0.1:5000/team/app:1", "not_found", MANIFEST_UNKNOWN)),
     )
     unresolved = unresolved_packages(missing, destinations(), bash="/bin/bash")
     assert unresolved.names == ("127.0.0.1:5501/mirror/team/app:1",)

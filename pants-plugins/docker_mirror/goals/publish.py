@@ -11,10 +11,11 @@ at all and is rendered as "skipped (up to date: ...)".
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from docker_mirror.compat import concurrently, process_result, rule_call
+from docker_mirror.compat import concurrently, digest_contents, process_result, rule_call
 from docker_mirror.goals.package import BuiltMirrorImage
 from docker_mirror.target_types import (
     DockerMirrorImageRegistriesField,
@@ -23,7 +24,13 @@ from docker_mirror.target_types import (
 )
 from docker_mirror.util_rules.destinations import Destination
 from docker_mirror.util_rules.manifest_reads import ResolvedSource
-from docker_mirror.util_rules.skopeo import CopyOutcome, Skopeo, copy_outcome, reporter_script
+from docker_mirror.util_rules.skopeo import (
+    DESTINATION_MANIFEST,
+    CopyOutcome,
+    Skopeo,
+    copy_outcome,
+    reporter_script,
+)
 from pants.core.goals.publish import (
     PublishFieldSet,
     PublishOutputData,
@@ -32,6 +39,7 @@ from pants.core.goals.publish import (
     PublishRequest,
 )
 from pants.core.util_rules.system_binaries import BashBinary
+from pants.engine.fs import DigestContents
 from pants.engine.process import InteractiveProcess, Process
 from pants.engine.rules import collect_rules, rule
 from pants.util.logging import LogLevel
@@ -105,17 +113,28 @@ def unresolved_packages(
     )
 
 
+def destination_manifest(outputs: DigestContents) -> bytes | None:
+    """What a copy's destination served after it (see `skopeo.GUARDED_COPY_SCRIPT`)."""
+    return next((f.content for f in outputs if f.path == DESTINATION_MANIFEST), None)
+
+
 def copied_packages(
     source: ResolvedSource, destination: Destination, outcome: CopyOutcome, *, bash: str
 ) -> PublishPackages:
     if outcome.up_to_date:
         return up_to_date_packages(source, destination)
     if outcome.exit_code == 0:
+        # The platforms as the destination serves them now: the source's body was not read.
+        written = (
+            dataclasses.replace(source, platforms=outcome.platforms)
+            if outcome.platforms is not None and source.platform is None
+            else source
+        )
         return PublishPackages(
             names=(destination.reference,),
             process=report_process(bash, exit_code=0, message=None),
             description=(
-                f"{destination.registry_name} (copied from {source.reference}, {source.summary})"
+                f"{destination.registry_name} (copied from {source.reference}, {written.summary})"
             ),
             data=_data(source, "copied"),
         )
@@ -167,6 +186,8 @@ class CopyToRepositoryRequest:
 
     source: ResolvedSource
     destinations: tuple[tuple[str, str | None], ...]
+    # The run whose reads decided the copy: a copy belongs to it (see `Skopeo.copy`).
+    checked_in_run: int
 
 
 @dataclass(frozen=True)
@@ -184,13 +205,20 @@ async def copy_to_repository(
 
     def copy(destination: str, seen: str | None) -> Process:
         return skopeo.copy(
-            source.pinned, destination, platform=source.platform, want=digest, seen=seen
+            source.pinned,
+            destination,
+            platform=source.platform,
+            want=digest,
+            seen=seen,
+            run_id=request.checked_in_run,
         )
 
     # The first tag uploads the blobs; the others then only add a manifest, concurrently.
     (first, first_seen), *others = request.destinations
+    first_result = await process_result(copy(first, first_seen))
+    first_written = await digest_contents(first_result.output_digest)
     first_outcome = copy_outcome(
-        source.reference, first, await process_result(copy(first, first_seen))
+        source.reference, first, first_result, destination_manifest(first_written)
     )
     if first_outcome.exit_code != 0:
         return CopyToRepositoryResult(
@@ -205,12 +233,15 @@ async def copy_to_repository(
             )
         )
     other_results = await concurrently(process_result(copy(other, seen)) for other, seen in others)
+    others_written = await concurrently(
+        digest_contents(result.output_digest) for result in other_results
+    )
     return CopyToRepositoryResult(
         (
             first_outcome,
             *(
-                copy_outcome(source.reference, other, result)
-                for (other, _), result in zip(others, other_results)
+                copy_outcome(source.reference, other, result, destination_manifest(written))
+                for (other, _), result, written in zip(others, other_results, others_written)
             ),
         )
     )
@@ -270,7 +301,9 @@ async def publish_docker_mirror_image(
         results = await concurrently(
             copy_to(
                 CopyToRepositoryRequest(
-                    source, tuple((d.reference, seen.get(d.reference)) for d in group)
+                    source,
+                    tuple((d.reference, seen.get(d.reference)) for d in group),
+                    checked_in_run=image.checked_in_run,
                 )
             )
             for group in by_repository(stale)

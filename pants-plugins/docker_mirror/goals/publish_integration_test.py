@@ -18,12 +18,14 @@ from docker_mirror.goals.publish import (
     DockerMirrorCopyPublishFieldSet,
     PublishDockerMirrorImageRequest,
 )
-from docker_mirror.util_rules.manifest_reads import ImageReadsRequest, ManifestReads
+from docker_mirror.util_rules.manifest_reads import GeneratorReadsRequest
 from docker_mirror.util_rules.manifests import manifest_digest
-from docker_mirror.util_rules.skopeo import Skopeo, manifest_reads
+from docker_mirror.util_rules.probe import ProbedManifests
+from docker_mirror.util_rules.skopeo import Skopeo
 from docker_mirror.testutil.images import OciImage, push_oci_image
 from docker_mirror.testutil.machine import require_skopeo
 from docker_mirror.testutil.registries import Registry, htpasswd_entry, requests_for
+from docker_mirror.testutil.rule_runner_options import pex_building_options
 from docker_mirror.testutil.skopeo_tap import SkopeoTap
 from pants.backend.docker.target_types import DockerImageTarget
 from pants.core.goals.package import BuiltPackage
@@ -48,7 +50,7 @@ def rule_runner() -> RuleRunner:
             *system_binaries.rules(),
             QueryRule(BuiltPackage, [DockerMirrorCopyPackageFieldSet]),
             QueryRule(PublishProcesses, [PublishDockerMirrorImageRequest]),
-            QueryRule(ManifestReads, [ImageReadsRequest]),
+            QueryRule(ProbedManifests, [GeneratorReadsRequest]),
             QueryRule(DigestContents, [Digest]),
         ],
         target_types=[
@@ -70,10 +72,11 @@ def configure(
         },
         "archive": {"address": "archive.invalid", "skip_push": True},
     }
+    pex_options, pex_env = pex_building_options()
     rule_runner.set_options(
-        [f"--docker-registries={registries!r}", *extra],
-        env={"HOME": str(rule_runner.build_root), **(env or {})},
-        env_inherit={"PATH"},
+        [f"--docker-registries={registries!r}", *pex_options, *extra],
+        env={"HOME": str(rule_runner.build_root), **pex_env, **(env or {})},
+        env_inherit={"PATH", "PYENV_ROOT"},
     )
 
 
@@ -132,17 +135,19 @@ def test_package_resolves_the_source_without_reading_blobs(
 
     assert record["source"]["digest"] == image.index
     assert record["source"]["media_type"] == "application/vnd.oci.image.index.v1+json"
-    assert record["source"]["platforms"] == ["linux/amd64", "linux/arm64"]
+    # Resolved by a HEAD: the image index's body, which lists its platforms, was not read.
+    assert record["source"]["platforms"] is None
     assert record["source"]["pinned"] == f"{upstream.address}/team/multi@{image.index}"
     assert [(d["reference"], d["skip_push"]) for d in record["destinations"]] == [
         (f"{mirror.address}/mirror/team/multi:1.0", False),
         ("archive.invalid/team/multi:1.0", True),
     ]
     assert record["error"] is None
-    # The one read `package` must make is there, and once the log has settled, no blob read.
+    # The one read `package` must make is there, a HEAD; once the log has settled, no GET and
+    # no blob read.
     new_requests = upstream.settled_access_log()[seen:]
-    assert requests_for(new_requests, "GET", "/v2/team/multi/manifests/1.0"), new_requests
-    assert not [line for line in new_requests if "/blobs/" in line], new_requests
+    assert requests_for(new_requests, "HEAD", "/v2/team/multi/manifests/1.0"), new_requests
+    assert not [line for line in new_requests if "/blobs/" in line or '"GET ' in line]
 
 
 def test_publish_copies_all_platforms_keeping_the_index_digest_then_skips(
@@ -203,14 +208,16 @@ def test_publish_copies_all_platforms_keeping_the_index_digest_then_skips(
     # logs have settled, nothing else is.
     upstream_requests = upstream.settled_access_log()[seen_upstream:]
     mirror_requests = mirror.settled_access_log()[seen_mirror:]
-    assert requests_for(upstream_requests, "GET", "/v2/team/multi/manifests/1.0"), upstream_requests
+    assert requests_for(upstream_requests, "HEAD", "/v2/team/multi/manifests/1.0"), upstream_requests
     for tag in ("1.0", "1"):
-        assert requests_for(mirror_requests, "GET", f"/v2/mirror/team/multi/manifests/{tag}"), (
+        assert requests_for(mirror_requests, "HEAD", f"/v2/mirror/team/multi/manifests/{tag}"), (
             mirror_requests
         )
     new_requests = upstream_requests + mirror_requests
     assert not [
-        line for line in new_requests if "/blobs/" in line or '"PUT ' in line or '"POST ' in line
+        line
+        for line in new_requests
+        if "/blobs/" in line or '"PUT ' in line or '"POST ' in line or '"GET ' in line
     ], "\n".join(new_requests)
 
 
@@ -324,11 +331,13 @@ def _digest_with_auth(registry: Registry, reference: str, docker_config: Path) -
 def test_missing_skopeo_names_the_packages_to_install(
     rule_runner: RuleRunner, registries: Callable[..., Registry], tmp_path: Path
 ) -> None:
-    mirror = registries()
+    # skopeo is needed once there is something to copy: a source that resolves.
+    upstream, mirror = registries(), registries()
+    push_oci_image(f"{upstream.address}/team/app:1", "no skopeo")
     configure(rule_runner, mirror, f"--docker-mirror-executable-search-paths=['{tmp_path}']")
-    mirror_spec(rule_runner, "python:3.12\n")
+    mirror_spec(rule_runner, f"{upstream.address}/team/app:1 AS app\n")
     with pytest.raises(Exception) as exc:
-        package_and_publish(rule_runner, "python")
+        package_and_publish(rule_runner, "app")
     message = str(exc.value)
     assert "Cannot find `skopeo`" in message
     assert "apt-get install skopeo" in message and "dnf install skopeo" in message
@@ -362,6 +371,7 @@ def test_a_repeated_copy_neither_pushes_again_nor_overwrites_a_newer_image(
         platform=None,
         want=old.index,
         seen=None,
+        run_id=1,
     )
 
     def run(process: Process) -> subprocess.CompletedProcess:
@@ -391,6 +401,7 @@ def test_a_repeated_copy_neither_pushes_again_nor_overwrites_a_newer_image(
                 platform=None,
                 want=new.index,
                 seen=old.index,
+                run_id=2,
             )
         ).returncode
         == 0
@@ -401,11 +412,11 @@ def test_a_repeated_copy_neither_pushes_again_nor_overwrites_a_newer_image(
     assert mirror.manifest_digest("mirror/team/app", "1") == new.index
 
 
-def test_one_image_reads_its_whole_batch_sources_and_destinations_in_one_go(
+def test_one_image_reads_its_whole_generator_sources_and_destinations_in_one_go(
     rule_runner: RuleRunner, registries: Callable[..., Registry]
 ) -> None:
-    """Packaging one image reads what every image of its batch needs, so packaging the others
-    asks no registry again; and `publish` decides from those reads alone."""
+    """Packaging one image reads what every image of its generator needs, by HEAD, in one probe
+    process, so packaging the others asks no registry again; `publish` decides from those reads."""
     upstream, mirror = registries(), registries()
     pushed = {
         name: push_oci_image(f"{upstream.address}/team/{name}:1", name) for name in ("a", "b", "c")
@@ -416,8 +427,8 @@ def test_one_image_reads_its_whole_batch_sources_and_destinations_in_one_go(
         "".join(f"{upstream.address}/team/{name}:1 AS {name}\n" for name in pushed),
         registries="['@mirror', '@archive']",
     )
-    address = Address("src", target_name="m", generated_name="b")
-    reads = rule_runner.request(ManifestReads, [ImageReadsRequest(address)])
+    seen = len(upstream.access_log()), len(mirror.access_log())
+    reads = rule_runner.request(ProbedManifests, [GeneratorReadsRequest(Address("src", target_name="m"))])
 
     # Every source and every destination to be written (not `skip_push` ones), read once.
     assert set(reads.by_reference) == {
@@ -425,40 +436,16 @@ def test_one_image_reads_its_whole_batch_sources_and_destinations_in_one_go(
         *(f"{mirror.address}/mirror/team/{name}:1" for name in pushed),
     }
     for name, image in pushed.items():
-        source = reads.by_reference[f"{upstream.address}/team/{name}:1"]
-        assert source.exit_code == 0 and manifest_digest(source.stdout) == image.index
+        assert reads.served_digest(f"{upstream.address}/team/{name}:1") == image.index
         assert reads.served_digest(f"{mirror.address}/mirror/team/{name}:1") is None
+    requests = [
+        line.split('"')[1].split()[0]
+        for line in upstream.settled_access_log()[seen[0]:] + mirror.settled_access_log()[seen[1]:]
+    ]
+    assert sorted(requests) == ["HEAD"] * 6, requests
 
     # The package carries what the destination served; a first publish copies (and skips the
     # `skip_push` registry).
     _, jobs = package_and_publish(rule_runner, "b")
     assert [outcome(rule_runner, job) for job in jobs] == ["skipped", "published"]
     assert mirror.manifest_digest("mirror/team/b", "1") == pushed["b"].index
-
-
-def test_the_batch_read_process_returns_each_result_in_order(
-    registries: Callable[..., Registry], tmp_path: Path
-) -> None:
-    """The real script against a real registry: found and missing references, more of them
-    than it runs at once, each paired with its own manifest or error."""
-    require_skopeo()
-    registry = registries()
-    images = {i: push_oci_image(f"{registry.address}/batch/img{i}:1", f"batch {i}") for i in range(10)}
-    references = [f"{registry.address}/batch/img{i}:1" for i in images]
-    references.insert(4, f"{registry.address}/batch/missing:1")
-    skopeo = Skopeo(shutil.which("skopeo") or "skopeo", shutil.which("bash") or "bash", FrozenDict())
-    process = skopeo.read_manifests(references)
-
-    # As Pants runs it: no PATH, in an empty directory, outputs collected by name.
-    result = subprocess.run(process.argv, env=dict(process.env), capture_output=True, cwd=tmp_path)
-
-    assert result.returncode == 0 and not result.stderr, result.stderr
-    outputs = {path: (tmp_path / path).read_bytes() for path in process.output_files}
-    reads = manifest_reads(references, outputs)
-    assert [read.reference for read in reads] == references
-    missing = reads[4]
-    assert missing.exit_code != 0 and b"manifest unknown" in missing.stderr
-    found = [read for read in reads if read is not missing]
-    assert [manifest_digest(read.stdout) for read in found] == [
-        image.index for image in images.values()
-    ]

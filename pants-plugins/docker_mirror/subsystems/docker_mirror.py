@@ -1,9 +1,9 @@
-"""The `[docker-mirror]` options: how `method="copy"` finds and runs `skopeo`."""
+"""The `[docker-mirror]` options: how `method="copy"` reaches registries."""
 
 from __future__ import annotations
 
 from pants.core.util_rules.search_paths import ExecutableSearchPathsOptionMixin
-from pants.option.option_types import ShellStrListOption, StrListOption
+from pants.option.option_types import IntOption, ShellStrListOption, StrListOption
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import softwrap
 
@@ -76,4 +76,48 @@ class DockerMirrorSubsystem(Subsystem):
             """
         ),
         advanced=False,
+    )
+
+    retries = IntOption(
+        default=3,
+        help=softwrap(
+            """
+            How many times to retry a transient failure of a registry (a 429 answer, a 5xx
+            answer, a dropped connection), with exponential backoff, when reading registries and
+            when copying (`skopeo copy --retry-times`). A `Retry-After` answer is honoured up to
+            `max_retry_wait`; a rate limit that outlasts the retries fails the image with a
+            message naming the registry and the limit.
+            """
+        ),
+        advanced=True,
+    )
+
+    max_retry_wait = IntOption(
+        default=60,
+        help=softwrap(
+            """
+            The longest `Retry-After` wait, in seconds, honoured before a retry. A registry that
+            asks to wait longer (e.g. Docker Hub's pull limit, which lasts hours) fails the
+            image at once, with the wait it asked for, rather than stalling the run.
+            """
+        ),
+        advanced=True,
+    )
+
+    registry_concurrency = IntOption(
+        default=8,
+        help=softwrap(
+            """
+            How many requests to one registry the registry probe sends at a time. Reads wait on
+            the network, so several at once hide latency; few enough to stay polite to a
+            rate-limited registry.
+            """
+        ),
+        advanced=True,
+    )
+
+    registry_timeout = IntOption(
+        default=30,
+        help="Seconds to wait for a registry's answer to one request, before it counts as failed.",
+        advanced=True,
     )

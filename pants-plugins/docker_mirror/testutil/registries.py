@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from docker_mirror.testutil.machine import SCRIPTS, unavailable
 
@@ -27,13 +28,16 @@ MANIFEST_MEDIA_TYPES = ", ".join(
 )
 
 
-def _start_registry_script(port: int, state_dir: Path, htpasswd: Path | None) -> str:
+def _start_registry_script(
+    port: int, state_dir: Path, htpasswd: Path | None, env: Mapping[str, str] | None = None
+) -> str:
     """Runs `scripts/start-registry`; returns what it printed (the address, for port 0)."""
     result = subprocess.run(
         [SCRIPTS / "start-registry", str(port), str(state_dir), *([htpasswd] if htpasswd else [])],
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, **env} if env else None,
     )
     if result.returncode != 0:
         raise RuntimeError(
@@ -81,6 +85,8 @@ class Registry:
     address: str
     state_dir: Path
     htpasswd: Path | None = None
+    # docker-registry settings given as REGISTRY_* variables (see `start_registry`).
+    env: tuple[tuple[str, str], ...] = ()
 
     def manifest_digest(self, repository: str, reference: str) -> str | None:
         """The digest the registry serves for `repository:reference`, or None if it has none."""
@@ -173,6 +179,13 @@ class Registry:
             raise RuntimeError(f"registry {self.address} (pid {pid}) did not exit")
         (self.state_dir / "registry.pid").unlink(missing_ok=True)
 
+    def delete_manifest(self, repository: str, digest: str) -> None:
+        """Deletes a manifest, and so every tag that serves it (the registry API's DELETE)."""
+        request = urllib.request.Request(
+            f"http://{self.address}/v2/{repository}/manifests/{digest}", method="DELETE"
+        )
+        urllib.request.urlopen(request, timeout=10).close()
+
     def put_tag(self, repository: str, source_tag: str, new_tag: str) -> None:
         """Tags an existing manifest again (registry API), so seeding many tags is cheap."""
         request = urllib.request.Request(
@@ -193,7 +206,7 @@ class Registry:
         """Starts this registry again after `stop()`: same address, same stored images, same
         authentication. Raises if another process took the port in between."""
         port = int(self.address.rsplit(":", 1)[1])
-        _start_registry_script(port, self.state_dir, self.htpasswd)
+        _start_registry_script(port, self.state_dir, self.htpasswd, dict(self.env))
 
 
 def requests_for(log: list[str], method: str, path: str) -> list[str]:
@@ -207,15 +220,19 @@ def htpasswd_entry(user: str, password: str) -> str:
     return f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()}\n"
 
 
-def start_registry(state_dir: Path, htpasswd: Path | None = None) -> Registry:
+def start_registry(
+    state_dir: Path, htpasswd: Path | None = None, *, env: Mapping[str, str] | None = None
+) -> Registry:
     """A registry on a loopback port that the kernel picked as it bound it, so that no other
-    process holds it; with `htpasswd`, requests need basic auth from that file."""
+    process holds it; with `htpasswd`, requests need basic auth from that file. `env` adds
+    `docker-registry` settings as `REGISTRY_*` variables, which override its configuration
+    file (e.g. `TokenServer.registry_env()` for `auth: token`)."""
     if not shutil.which("docker-registry"):
         unavailable("docker-registry is not installed (scripts/install-deps installs it)")
-    address = _start_registry_script(0, state_dir, htpasswd)
+    address = _start_registry_script(0, state_dir, htpasswd, env)
     if not re.fullmatch(r"127\.0\.0\.1:\d+", address):
         raise RuntimeError(f"scripts/start-registry printed {address!r}, not an address")
-    return Registry(address, state_dir, htpasswd)
+    return Registry(address, state_dir, htpasswd, tuple(sorted((env or {}).items())))
 
 
 @dataclass(frozen=True)

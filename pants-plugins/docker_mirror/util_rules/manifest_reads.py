@@ -1,19 +1,18 @@
-"""Reading registries for `method="copy"`: what each source and destination serves now.
+"""What `method="copy"` reads from registries: the digest each image's source serves, and what
+each destination tag serves now.
 
-Each image needs its source's manifest and what its destinations serve. They are read in one
-process per batch of images rather than one per reference (see `skopeo.READ_MANIFESTS_SCRIPT`),
-which is what makes a re-mirror cheap. A batch is a run of `BATCH_SIZE` images of one generator
-in address order: mirroring all of a generator's images reads every reference once, and
-mirroring one image reads at most `BATCH_SIZE - 1` other images' references along with its own.
-Every such process is cached for the current run only: registries change between runs.
+All of a generator's images are read in one run of the registry probe per Pants run
+(`docker_mirror.util_rules.probe`), whichever of them the run packages: the first image's
+package asks for its generator's reads, the others find them done. A source pinned by digest
+costs no request, unless a `--platform=` line needs its image index to find the platform.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
-from docker_mirror.compat import digest_contents, process_result, rule_call, targets
+from docker_mirror.compat import rule_call, targets
 from docker_mirror.image_reference import ImageReference
 from docker_mirror.target_types import (
     DockerMirrorImageRegistriesField,
@@ -24,8 +23,14 @@ from docker_mirror.target_types import (
     DockerMirrorSourceImageField,
 )
 from docker_mirror.util_rules.destinations import Destination, mirror_destinations
-from docker_mirror.util_rules.manifests import ManifestError, manifest_digest, parse_manifest, select_platform
-from docker_mirror.util_rules.skopeo import ManifestRead, Skopeo, at_registry, describe_failure, manifest_reads
+from docker_mirror.util_rules.manifests import (
+    INDEX_MEDIA_TYPES,
+    ManifestError,
+    parse_manifest,
+    select_platform,
+)
+from docker_mirror.util_rules.probe import ProbedManifests, ProbeRequest, merge_needs, run_probe
+from docker_mirror.util_rules.skopeo import at_registry
 from pants.backend.docker.subsystems.docker_options import DockerOptions
 from pants.engine.addresses import Address, Addresses
 from pants.engine.rules import collect_rules, rule
@@ -33,20 +38,6 @@ from pants.engine.target import Target
 from pants.engine.unions import UnionMembership
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
-
-BATCH_SIZE = 32
-
-
-def batch_images(
-    images: Iterable[Address], size: int = BATCH_SIZE
-) -> Mapping[Address, tuple[Address, ...]]:
-    """Each image's batch: the images sorted by address, cut into runs of `size`."""
-    ordered = sorted(set(images))
-    batches: dict[Address, tuple[Address, ...]] = {}
-    for start in range(0, len(ordered), size):
-        batch = tuple(ordered[start : start + size])
-        batches.update((address, batch) for address in batch)
-    return batches
 
 
 def destinations_to_check(
@@ -67,8 +58,10 @@ class ResolvedSource:
     # The digest of what is mirrored: the image index (or single manifest), or with `platform`
     # that platform's manifest. None when the source could not be resolved.
     digest: str | None = None
+    # Known when the registry was asked (not for a reference pinned by digest).
     media_type: str | None = None
-    # The platforms of an index (attestations left out); None for a single manifest.
+    # The platforms of an index (attestations left out), when its body was read; None for a
+    # single manifest, and when the body was not needed.
     platforms: tuple[str, ...] | None = None
     # With `platform`: the digest of the index the platform's manifest was picked from.
     index_digest: str | None = None
@@ -81,38 +74,52 @@ class ResolvedSource:
         return ImageReference.parse(self.reference).pinned(self.digest)
 
     @property
-    def lookup_reference(self) -> str:
-        """What to ask the registry for: the digest when the reference has one, else the tag."""
-        return ImageReference.parse(self.reference).manifest_reference
-
-    @property
     def summary(self) -> str:
         """`sha256:<12 hex>, <what>`, e.g. `sha256:cdae6a0d2d62, 2 platforms: linux/amd64, ...`."""
         short = (self.digest or "")[: len("sha256:") + 12]
         if self.platform:
             what = f"the {self.platform} image"
-        elif self.platforms is None:
-            what = "a single-platform image"
-        else:
+        elif self.platforms is not None:
             what = f"{len(self.platforms)} platforms: {', '.join(self.platforms)}"
+        elif self.media_type is None:
+            what = "pinned by digest"
+        elif self.media_type in INDEX_MEDIA_TYPES:
+            what = "an image index, every platform"
+        else:
+            what = "a single-platform image"
         return f"{short}, {what}"
 
 
+def source_read(reference: str, platform: str | None) -> tuple[str, bool] | None:
+    """What to ask the source registry for (reference, whether the body is needed), or None
+    for a reference pinned by digest, which needs no request."""
+    parsed = ImageReference.parse(reference)
+    if parsed.digest is not None and platform is None:
+        return None
+    # A `--platform=` line picks its platform's manifest from the image index's body.
+    return parsed.manifest_reference, platform is not None
+
+
 def resolve_source(
-    reference: str,
-    platform: str | None,
-    *,
-    exit_code: int,
-    stdout: bytes,
-    stderr: bytes,
+    reference: str, platform: str | None, reads: ProbedManifests
 ) -> ResolvedSource:
-    """The source as `skopeo inspect --raw <reference>` showed it (its exit code and output)."""
+    """The source as the registry probe saw it (see `source_read`)."""
     unresolved = ResolvedSource(reference, platform)
+    read = source_read(reference, platform)
+    if read is None:
+        return ResolvedSource(reference, None, digest=ImageReference.parse(reference).digest)
+    probed = reads.get(read[0])
     subject = f"source {at_registry(reference)}"
-    if exit_code != 0:
-        return _failed(unresolved, describe_failure(stderr, subject=subject))
+    if not probed.found:
+        return _failed(unresolved, probed.describe_failure(subject))
+    if platform is None and probed.body is None:
+        return ResolvedSource(
+            reference, None, digest=probed.digest, media_type=probed.media_type
+        )
+    if probed.body is None:
+        return _failed(unresolved, f"{subject}: the registry sent no image index")
     try:
-        manifest = parse_manifest(stdout)
+        manifest = parse_manifest(probed.body)
         if platform is None or not manifest.is_index:
             return ResolvedSource(
                 reference,
@@ -138,11 +145,6 @@ def _failed(source: ResolvedSource, error: str) -> ResolvedSource:
     return ResolvedSource(source.reference, source.platform, error=error)
 
 
-def image_source(target: Target) -> ResolvedSource:
-    """The source of a `docker_mirror_image`, not resolved yet."""
-    return ResolvedSource(target[DockerMirrorSourceImageField].value, target[DockerMirrorPlatformField].value)
-
-
 def image_destinations(
     target: Target, docker: DockerOptions, union_membership: UnionMembership
 ) -> tuple[Destination, ...]:
@@ -160,19 +162,29 @@ def image_destinations(
 
 def references_to_read(
     images: Iterable[Target], docker: DockerOptions, union_membership: UnionMembership
-) -> tuple[str, ...]:
-    """Each source and each destination `publish` would write to, once, sorted."""
-    references: set[str] = set()
+) -> dict[str, bool]:
+    """Each source to resolve and each destination `publish` would write to, once (reference ->
+    whether its body is needed)."""
+    needs: list[tuple[str, bool]] = []
     for target in images:
-        references.add(image_source(target).lookup_reference)
-        references.update(
-            d.reference
+        source = source_read(
+            target[DockerMirrorSourceImageField].value, target[DockerMirrorPlatformField].value
+        )
+        if source is not None:
+            needs.append(source)
+        needs.extend(
+            (d.reference, False)
             for d in destinations_to_check(
                 image_destinations(target, docker, union_membership),
                 skip_push=target[DockerMirrorImageSkipPushField].value,
             )
         )
-    return tuple(sorted(references))
+    return merge_needs(needs)
+
+
+def reads_owner(image: Address) -> Address:
+    """Whose reads an image shares: its generator's, or its own if it was written by hand."""
+    return image.maybe_convert_to_target_generator() if image.is_generated_target else image
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,91 +192,27 @@ def references_to_read(
 
 
 @dataclass(frozen=True)
-class ReadManifestsRequest:
-    references: tuple[str, ...]
+class GeneratorReadsRequest:
+    """The reads of every `docker_mirror_image` that `owner` stands for."""
+
+    owner: Address
 
 
-@dataclass(frozen=True)
-class ManifestReads:
-    """What each reference of a batch served (`skopeo inspect --raw`), by reference."""
-
-    by_reference: FrozenDict[str, ManifestRead]
-
-    def served_digest(self, reference: str) -> str | None:
-        """The digest `reference` serves now; None if it serves nothing (or cannot be read:
-        then the copy is attempted, and reports the real problem)."""
-        read = self.by_reference[reference]
-        return manifest_digest(read.stdout) if read.exit_code == 0 else None
+probe = rule_call(run_probe)
 
 
-@rule(desc="Reading manifests from registries", level=LogLevel.DEBUG)
-async def read_manifests(request: ReadManifestsRequest, skopeo: Skopeo) -> ManifestReads:
-    if not request.references:
-        return ManifestReads(FrozenDict())
-    result = await process_result(skopeo.read_manifests(request.references))
-    outputs = await digest_contents(result.output_digest)
-    reads = manifest_reads(
-        request.references,
-        {file.path: file.content for file in outputs},
-        batch_stderr=result.stderr,
+@rule(desc="Reading what a generator's images need from registries", level=LogLevel.DEBUG)
+async def generator_reads(
+    request: GeneratorReadsRequest, docker: DockerOptions, union_membership: UnionMembership
+) -> ProbedManifests:
+    generated = await targets(Addresses([request.owner]))
+    images = [target for target in generated if target.has_field(DockerMirrorSourceImageField)]
+    return await probe(
+        ProbeRequest(
+            FrozenDict(references_to_read(images, docker, union_membership)),
+            description=str(request.owner),
+        )
     )
-    return ManifestReads(FrozenDict((read.reference, read) for read in reads))
-
-
-@dataclass(frozen=True)
-class ImageBatchesRequest:
-    generator: Address
-
-
-@dataclass(frozen=True)
-class ImageBatches:
-    """The read batch of each `docker_mirror_image` a generator made (see `batch_images`)."""
-
-    by_image: FrozenDict[Address, tuple[Address, ...]]
-
-
-@rule(desc="Grouping mirrored images into batches of registry reads", level=LogLevel.DEBUG)
-async def image_batches(request: ImageBatchesRequest) -> ImageBatches:
-    generated = await targets(Addresses([request.generator]))
-    images = (t.address for t in generated if t.has_field(DockerMirrorSourceImageField))
-    return ImageBatches(FrozenDict(batch_images(images)))
-
-
-@dataclass(frozen=True)
-class BatchReadsRequest:
-    images: tuple[Address, ...]
-
-
-read_references = rule_call(read_manifests)
-
-
-@rule(desc="Reading the manifests of a batch of mirrored images", level=LogLevel.DEBUG)
-async def batch_reads(
-    request: BatchReadsRequest, docker: DockerOptions, union_membership: UnionMembership
-) -> ManifestReads:
-    images = await targets(Addresses(request.images))
-    return await read_references(
-        ReadManifestsRequest(references_to_read(images, docker, union_membership))
-    )
-
-
-@dataclass(frozen=True)
-class ImageReadsRequest:
-    image: Address
-
-
-batches_of = rule_call(image_batches)
-read_batch = rule_call(batch_reads)
-
-
-@rule(desc="Reading the manifests a mirrored image needs", level=LogLevel.DEBUG)
-async def image_reads(request: ImageReadsRequest) -> ManifestReads:
-    image = request.image
-    batch: tuple[Address, ...] = (image,)
-    if image.is_generated_target:
-        batches = await batches_of(ImageBatchesRequest(image.maybe_convert_to_target_generator()))
-        batch = batches.by_image.get(image, batch)
-    return await read_batch(BatchReadsRequest(batch))
 
 
 def rules():

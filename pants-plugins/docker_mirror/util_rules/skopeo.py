@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
-from docker_mirror.compat import binary_paths, concurrently, environment_vars
+
+from docker_mirror.compat import binary_paths
 from docker_mirror.image_reference import registry_host, split_platform
 from docker_mirror.subsystems.docker_mirror import DockerMirrorSubsystem
+from docker_mirror.util_rules.manifests import ManifestError, parse_manifest
 from docker_mirror.util_rules.registry_access import tls_verify
+from docker_mirror.util_rules.registry_client import RegistryClientEnvironment
 from pants.core.util_rules.system_binaries import (
     BashBinary,
     BinaryNotFoundError,
     BinaryPathRequest,
     BinaryPathTest,
 )
-from pants.engine.env_vars import EnvironmentVarsRequest
 from pants.engine.process import FallibleProcessResult, Process, ProcessCacheScope
 from pants.engine.rules import collect_rules, rule
 from pants.util.frozendict import FrozenDict
@@ -63,6 +64,7 @@ def copy_argv(
     platform: str | None,
     verify_source_tls: bool,
     verify_destination_tls: bool,
+    retries: int = 0,
 ) -> tuple[str, ...]:
     """Copies `source` to `destination` registry to registry, keeping every digest.
 
@@ -82,6 +84,7 @@ def copy_argv(
         "copy",
         *selection,
         "--preserve-digests",
+        *((f"--retry-times={retries}",) if retries else ()),
         *tls_flag("src-tls-verify", verify_source_tls),
         *tls_flag("dest-tls-verify", verify_destination_tls),
         docker_transport(source),
@@ -95,7 +98,8 @@ def copy_argv(
 # with pantsd, Pants re-runs the processes a previous run depended on while it checks whether
 # their results can be reused, so a previous run's copy can run again; this guard makes that
 # re-run a manifest read (it finds its own earlier copy in place) instead of a second push, and
-# keeps it from overwriting a newer copy.
+# keeps it from overwriting a newer copy. After a copy it reads back what the destination serves,
+# so the summary tells what was written (its platforms) without a request to the source.
 GUARDED_COPY_SCRIPT = r"""want=$1 seen=$2 count=$3; shift 3
 inspect=("${@:1:$count}"); shift "$count"
 if "${inspect[@]}" >destination-manifest 2>/dev/null; then
@@ -112,9 +116,13 @@ if [ "$current" != "$seen" ]; then
     "(it served $seen, now $current); not overwriting it" >&2
   exit 75
 fi
-exec "$@"
+"$@" || exit
+"${inspect[@]}" >destination-manifest 2>/dev/null || rm -f destination-manifest
 """
 UP_TO_DATE_OUTPUT = b"docker-mirror: up to date"
+DESTINATION_MANIFEST = "destination-manifest"
+# The Pants run a copy belongs to (see `Skopeo.copy`).
+RUN_ID_ENV_VAR = "DOCKER_MIRROR_PANTS_RUN"
 DESTINATION_CHANGED_EXIT_CODE = 75
 NOTHING = "none"
 
@@ -142,65 +150,6 @@ def guarded_copy_argv(
     )
 
 
-# Reads the manifests of many references in one process, a few at a time. A `Process` per
-# reference cost Pants a sandbox and skopeo a start-up each, which was most of a re-mirror's
-# time. Arguments: the parallelism, then per reference the length of its argv and the argv.
-# Reference n's result lands in `manifest-<n>` (stdout), `manifest-<n>.err` and
-# `manifest-<n>.exit`. Builtins only: the process gets no PATH.
-READ_MANIFESTS_SCRIPT = r"""parallel=$1; shift
-index=0 running=0
-while [ "$#" -gt 0 ]; do
-  count=$1; shift
-  ("${@:1:$count}" >"manifest-$index" 2>"manifest-$index.err"
-   echo "$?" >"manifest-$index.exit") &
-  shift "$count"
-  index=$((index + 1)) running=$((running + 1))
-  if [ "$running" -ge "$parallel" ]; then wait -n; running=$((running - 1)); fi
-done
-wait
-"""
-# Registry reads wait on the network, so more run at once than Pants runs processes (one per
-# core); few enough to stay polite to a rate-limited registry.
-READ_MANIFESTS_PARALLELISM = 8
-
-
-def manifest_read_path(index: int) -> str:
-    return f"manifest-{index}"
-
-
-@dataclass(frozen=True)
-class ManifestRead:
-    """`skopeo inspect --raw <reference>`: its exit code and output."""
-
-    reference: str
-    exit_code: int
-    stdout: bytes
-    stderr: bytes
-
-
-def manifest_reads(
-    references: Sequence[str], outputs: Mapping[str, bytes], *, batch_stderr: bytes = b""
-) -> tuple[ManifestRead, ...]:
-    """The result of each reference of a `Skopeo.read_manifests` process, from its output files
-    (path -> content). A reference without a result (the batch itself failed) gets a failure
-    carrying the batch's stderr."""
-    reads = []
-    for index, reference in enumerate(references):
-        path = manifest_read_path(index)
-        exit_text = outputs.get(f"{path}.exit", b"").strip()
-        if not exit_text.isdigit():
-            reads.append(
-                ManifestRead(reference, 1, b"", batch_stderr or b"the manifest was not read")
-            )
-            continue
-        reads.append(
-            ManifestRead(
-                reference, int(exit_text), outputs.get(path, b""), outputs.get(f"{path}.err", b"")
-            )
-        )
-    return tuple(reads)
-
-
 @dataclass(frozen=True)
 class Skopeo:
     """The `skopeo` binary with the environment and TLS settings every invocation shares."""
@@ -209,43 +158,32 @@ class Skopeo:
     bash: str
     env: FrozenDict[str, str]
     insecure_registries: tuple[str, ...] = ()
+    # Times to retry a transient failure (`--retry-times`).
+    retries: int = 0
 
     def verifies_tls(self, reference: str) -> bool:
         return tls_verify(registry_host(reference), self.insecure_registries)
 
-    def read_manifests(self, references: Sequence[str]) -> Process:
-        """Reads the raw manifest of each reference (no config, no layer); see
-        `READ_MANIFESTS_SCRIPT` and `manifest_reads`."""
-        argv = [
-            self.bash,
-            "-c",
-            READ_MANIFESTS_SCRIPT,
-            "docker-mirror-read-manifests",
-            str(READ_MANIFESTS_PARALLELISM),
-        ]
-        for reference in references:
-            inspect = inspect_argv(self.path, reference, verify_tls=self.verifies_tls(reference))
-            argv += [str(len(inspect)), *inspect]
-        more = f" and {len(references) - 1} more" if len(references) > 1 else ""
-        return Process(
-            argv=tuple(argv),
-            description=f"Reading the manifests of {references[0]}{more}",
-            level=LogLevel.DEBUG,
-            env=self.env,
-            output_files=tuple(
-                manifest_read_path(index) + suffix
-                for index in range(len(references))
-                for suffix in ("", ".err", ".exit")
-            ),
-            # Registries change between runs: ask them again in every run, once per run.
-            cache_scope=ProcessCacheScope.PER_SESSION,
-        )
-
     def copy(
-        self, source: str, destination: str, *, platform: str | None, want: str, seen: str | None
+        self,
+        source: str,
+        destination: str,
+        *,
+        platform: str | None,
+        want: str,
+        seen: str | None,
+        run_id: int,
     ) -> Process:
         """Copies `source` (pinned to the digest `want`) to `destination`, which served `seen`
-        when it was checked; see `GUARDED_COPY_SCRIPT`."""
+        when it was checked; see `GUARDED_COPY_SCRIPT`.
+
+        A copy runs once, in the run (`run_id`, whose registry reads decided it) and never again.
+        With pantsd, the next run speculatively re-requests what the previous run depended on,
+        while it checks what it can reuse (Pants' graph "cleaning"): a copy that is only cached
+        for its session would run again then. Kept in memory for the daemon's life
+        (`PER_RESTART_ALWAYS`), it is not; and the run id in its environment keeps any later
+        run from reusing its result: that run's copy is another process.
+        """
         what = f"the {platform} image" if platform else "all platforms"
         return Process(
             argv=guarded_copy_argv(
@@ -262,11 +200,14 @@ class Skopeo:
                     platform=platform,
                     verify_source_tls=self.verifies_tls(source),
                     verify_destination_tls=self.verifies_tls(destination),
+                    retries=self.retries,
                 ),
             ),
             description=f"Copying {source} to {destination} ({what})",
-            env=self.env,
-            cache_scope=ProcessCacheScope.PER_SESSION,
+            env=FrozenDict({**self.env, RUN_ID_ENV_VAR: str(run_id)}),
+            # What the destination serves after the copy (see `GUARDED_COPY_SCRIPT`).
+            output_files=(DESTINATION_MANIFEST,),
+            cache_scope=ProcessCacheScope.PER_RESTART_ALWAYS,
         )
 
 
@@ -363,12 +304,31 @@ class CopyOutcome:
     error: str | None = None
     # The destination turned out to serve the source digest already (nothing was written).
     up_to_date: bool = False
+    # The platforms the destination serves after the copy, when it serves an image index.
+    platforms: tuple[str, ...] | None = None
 
 
-def copy_outcome(source: str, destination: str, result: FallibleProcessResult) -> CopyOutcome:
-    """The outcome of `Skopeo.copy` from `source` to `destination`, from its process result."""
+def copy_outcome(
+    source: str,
+    destination: str,
+    result: FallibleProcessResult,
+    destination_manifest: bytes | None = None,
+) -> CopyOutcome:
+    """The outcome of `Skopeo.copy` from `source` to `destination`, from its process result and
+    what the destination served after it (`DESTINATION_MANIFEST`)."""
     if result.exit_code == 0:
-        return CopyOutcome(destination, 0, up_to_date=UP_TO_DATE_OUTPUT in result.stdout)
+        platforms = None
+        if destination_manifest:
+            try:
+                platforms = parse_manifest(destination_manifest).platforms
+            except ManifestError:
+                platforms = None
+        return CopyOutcome(
+            destination,
+            0,
+            up_to_date=UP_TO_DATE_OUTPUT in result.stdout,
+            platforms=platforms,
+        )
     subject = f"copy from {source} to {at_registry(destination)}"
     if result.exit_code == DESTINATION_CHANGED_EXIT_CODE:
         message = skopeo_error_message(result.stderr).replace("docker-mirror: ", "", 1)
@@ -382,6 +342,7 @@ def copy_outcome(source: str, destination: str, result: FallibleProcessResult) -
 async def find_skopeo(
     subsystem: DockerMirrorSubsystem,
     env_aware: DockerMirrorSubsystem.EnvironmentAware,
+    environment: RegistryClientEnvironment,
     bash: BashBinary,
 ) -> Skopeo:
     request = BinaryPathRequest(
@@ -389,9 +350,7 @@ async def find_skopeo(
         search_path=env_aware.executable_search_path,
         test=BinaryPathTest(args=["--version"]),
     )
-    paths, env = await concurrently(
-        binary_paths(request), environment_vars(EnvironmentVarsRequest(env_aware.env_vars))
-    )
+    paths = await binary_paths(request)
     if not paths.first_path:
         raise BinaryNotFoundError.from_request(
             request,
@@ -401,8 +360,9 @@ async def find_skopeo(
     return Skopeo(
         path=paths.first_path.path,
         bash=bash.path,
-        env=env,
+        env=environment.env,
         insecure_registries=tuple(subsystem.insecure_registries),
+        retries=subsystem.retries,
     )
 
 

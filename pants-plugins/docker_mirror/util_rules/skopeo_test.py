@@ -8,13 +8,10 @@ import subprocess
 import pytest
 from docker_mirror.util_rules.skopeo import (
     GUARDED_COPY_SCRIPT,
-    READ_MANIFESTS_SCRIPT,
-    ManifestRead,
     Skopeo,
     copy_argv,
     describe_failure,
     inspect_argv,
-    manifest_reads,
     reporter_script,
     skopeo_error_message,
 )
@@ -100,12 +97,33 @@ def test_tls_flags_only_where_tls_is_not_verified() -> None:
     )
 
 
-def test_skopeo_processes_decide_tls_per_registry_and_are_not_cached_across_runs() -> None:
+def test_copies_retry_transient_failures() -> None:
+    argv = copy_argv(
+        "skopeo", "a.io/x@" + DIGEST, "b.io/x:1", platform=None, verify_source_tls=True,
+        verify_destination_tls=True, retries=3,
+    )  # fmt: skip
+    assert "--retry-times=3" in argv
+    assert not any(arg.startswith("--retry") for arg in copy_argv(
+        "skopeo", "a.io/x@" + DIGEST, "b.io/x:1", platform=None, verify_source_tls=True,
+        verify_destination_tls=True,
+    ))  # fmt: skip
+    skopeo = Skopeo("/usr/bin/skopeo", "/bin/bash", FrozenDict(), retries=2)
+    assert "--retry-times=2" in skopeo.copy(
+        "a.io/x@" + DIGEST, "b.io/x:1", platform=None, want=DIGEST, seen=None, run_id=7
+    ).argv
+
+
+def test_copies_decide_tls_per_registry_and_each_belongs_to_one_run() -> None:
     skopeo = Skopeo(
         "/usr/bin/skopeo", "/bin/bash", FrozenDict({"HOME": "/home/me"}), ("registry.lan",)
     )
     copy = skopeo.copy(
-        "127.0.0.1:5000/x@" + DIGEST, "registry.lan:5000/x:1", platform=None, want=DIGEST, seen=None
+        "127.0.0.1:5000/x@" + DIGEST,
+        "registry.lan:5000/x:1",
+        platform=None,
+        want=DIGEST,
+        seen=None,
+        run_id=7,
     )
     # The guard reads the destination with its own TLS setting, then the copy runs.
     assert copy.argv[:3] == ("/bin/bash", "-c", GUARDED_COPY_SCRIPT)
@@ -122,29 +140,18 @@ def test_skopeo_processes_decide_tls_per_registry_and_are_not_cached_across_runs
         verify_destination_tls=False,
     )
     to_hub = skopeo.copy(
-        "ghcr.io/x@" + DIGEST, "docker.io/me/x:1", platform=None, want=DIGEST, seen=DIGEST
+        "ghcr.io/x@" + DIGEST, "docker.io/me/x:1", platform=None, want=DIGEST, seen=DIGEST, run_id=7
     )
     assert not any("tls-verify" in arg for arg in to_hub.argv)
-    inspect = skopeo.read_manifests(["python:3.12", "registry.lan:5000/x:1"])  # Docker Hub, LAN
-    assert inspect.argv == (
-        "/bin/bash",
-        "-c",
-        READ_MANIFESTS_SCRIPT,
-        "docker-mirror-read-manifests",
-        "8",
-        "4",
-        *("/usr/bin/skopeo", "inspect", "--raw", "docker://python:3.12"),
-        "5",
-        *("/usr/bin/skopeo", "inspect", "--raw", "--tls-verify=false"),
-        "docker://registry.lan:5000/x:1",
+    for process in (copy, to_hub):
+        # Run once while pantsd lives (its graph cleaning would otherwise run a previous run's
+        # copy again), and never reused by another run: the run id is part of the process.
+        assert process.cache_scope == ProcessCacheScope.PER_RESTART_ALWAYS
+        assert process.env == FrozenDict({"HOME": "/home/me", "DOCKER_MIRROR_PANTS_RUN": "7"})
+    next_run = skopeo.copy(
+        "ghcr.io/x@" + DIGEST, "docker.io/me/x:1", platform=None, want=DIGEST, seen=DIGEST, run_id=8
     )
-    assert inspect.output_files == (
-        *("manifest-0", "manifest-0.err", "manifest-0.exit"),
-        *("manifest-1", "manifest-1.err", "manifest-1.exit"),
-    )
-    for process in (copy, to_hub, inspect):
-        assert process.cache_scope == ProcessCacheScope.PER_SESSION
-        assert process.env == FrozenDict({"HOME": "/home/me"})
+    assert next_run != to_hub
 
 
 SKOPEO_NOT_FOUND = (
@@ -207,21 +214,3 @@ def test_reporter_script_prints_the_message_and_exits_with_the_code(exit_code: i
     assert result.returncode == exit_code
     assert result.stderr == message + "\n"
     assert result.stdout == ""
-
-
-def test_manifest_reads_pair_each_reference_with_its_own_result() -> None:
-    outputs = {
-        "manifest-0": b"{manifest a}",
-        "manifest-0.err": b"",
-        "manifest-0.exit": b"0\n",
-        "manifest-1": b"",
-        "manifest-1.err": b"manifest unknown",
-        "manifest-1.exit": b"1\n",
-        # The third has no result: the batch was cut short.
-    }
-    assert manifest_reads(["a:1", "b:1", "c:1"], outputs, batch_stderr=b"killed") == (
-        ManifestRead("a:1", 0, b"{manifest a}", b""),
-        ManifestRead("b:1", 1, b"", b"manifest unknown"),
-        ManifestRead("c:1", 1, b"", b"killed"),
-    )
-    assert manifest_reads(["a:1"], {})[0].exit_code != 0

@@ -1,0 +1,73 @@
+"""`python -m docker_mirror.probe REQUEST.json RESULT.json`.
+
+Exit 0 when the probe ran, whatever each reference's outcome; 2 for a request it cannot read;
+1 for an internal error. Anything else than the result goes to stderr as one line, secrets
+scrubbed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import List, Optional, TextIO
+
+from docker_mirror.probe.protocol import RequestError, parse_request
+from docker_mirror.probe.registry import one_line
+from docker_mirror.probe.run import run
+from docker_mirror.probe.secrets import SECRETS
+
+USAGE = "usage: python -m docker_mirror.probe REQUEST.json RESULT.json"
+_MAX_REQUEST_SIZE = 64 * 1024 * 1024
+
+
+def _fail(stderr: TextIO, code: int, message: str) -> int:
+    stderr.write(f"docker_mirror.probe: {SECRETS.scrub(one_line(message, 500))}\n")
+    return code
+
+
+def write_atomically(path: Path, text: str) -> None:
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def main(argv: Optional[List[str]] = None, stderr: TextIO = sys.stderr) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        return _fail(stderr, 2, USAGE)
+    request_path, result_path = Path(args[0]), Path(args[1])
+    try:
+        with open(request_path, "rb") as f:
+            raw = f.read(_MAX_REQUEST_SIZE + 1)
+    except OSError as e:
+        return _fail(stderr, 2, f"cannot read the request {request_path}: {e.strerror}")
+    if len(raw) > _MAX_REQUEST_SIZE:
+        return _fail(stderr, 2, f"the request {request_path} is larger than {_MAX_REQUEST_SIZE} bytes")
+    try:
+        request = parse_request(json.loads(raw))
+    except ValueError as e:  # RequestError, and JSON errors
+        what = e if isinstance(e, RequestError) else "it is not valid JSON"
+        return _fail(stderr, 2, f"bad request {request_path}: {what}")
+    try:
+        result = run(request)
+    except KeyboardInterrupt:
+        return _fail(stderr, 130, "interrupted")
+    except Exception as e:  # noqa: BLE001 - reported on one line, never as a traceback
+        return _fail(stderr, 1, f"internal error: {type(e).__name__}: {e}")
+    try:
+        write_atomically(result_path, json.dumps(result.to_json(), indent=1) + "\n")
+    except OSError as e:
+        return _fail(stderr, 1, f"cannot write the result {result_path}: {e.strerror or e}")
+    return 0

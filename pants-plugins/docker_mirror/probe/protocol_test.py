@@ -1,0 +1,118 @@
+"""The request and result files, and the command line's exit codes."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from docker_mirror.probe.cli import main
+from docker_mirror.probe.protocol import (
+    ProbeRequest, ProbeResult, ReferenceRequest, ReferenceResult, RequestCounts, RequestError, parse_request,
+)
+
+
+def test_defaults() -> None:
+    request = parse_request({"version": 1, "requests": [{"reference": "python:3"}], "future_key": 1})
+    assert request == ProbeRequest(requests=(ReferenceRequest("python:3", False),))
+    assert (request.max_concurrency_per_registry, request.attempts, request.timeout_seconds,
+            request.max_retry_after_seconds) == (8, 4, 30.0, 60.0)
+
+
+def test_everything_given() -> None:
+    request = parse_request({
+        "version": 1, "requests": [{"reference": "a", "need_body": True}],
+        "insecure_registries": ["h", "h:1", "10.0.0.0/8"], "max_concurrency_per_registry": 2,
+        "attempts": 1, "timeout_seconds": 2.5, "max_retry_after_seconds": 0, "deadline_seconds": 9,
+    })
+    assert request == ProbeRequest((ReferenceRequest("a", True),), ("h", "h:1", "10.0.0.0/8"), 2, 1, 2.5, 0.0, 9.0)
+
+
+@pytest.mark.parametrize(
+    "document, message",
+    [
+        ([], "not a JSON object"),
+        ({"requests": []}, "unsupported request version"),
+        ({"version": 2, "requests": []}, "unsupported request version"),
+        ({"version": 1}, "requests must be a list"),
+        ({"version": 1, "requests": [{"reference": 1}]}, r"requests\[0\]"),
+        ({"version": 1, "requests": [{"reference": "a", "need_body": "yes"}]}, "need_body"),
+        ({"version": 1, "requests": [], "insecure_registries": "h"}, "insecure_registries"),
+        ({"version": 1, "requests": [], "attempts": 0}, "attempts"),
+        ({"version": 1, "requests": [], "attempts": True}, "attempts"),
+        ({"version": 1, "requests": [], "timeout_seconds": "30"}, "timeout_seconds"),
+        ({"version": 1, "requests": [], "max_concurrency_per_registry": 1.5}, "max_concurrency"),
+    ],
+)
+def test_bad_requests(document: Any, message: str) -> None:
+    with pytest.raises(RequestError, match=message):
+        parse_request(document)
+
+
+def test_result_document() -> None:
+    result = ProbeResult(
+        results=[
+            ReferenceResult("a:1", "ok", "sha256:" + "0" * 64, "application/x", 12, b"{}", "GET", 200),
+            ReferenceResult("b:1", "rate_limited", method="HEAD", http_status=429, retry_after_seconds=3600.0,
+                            message="rate limited by docker.io (429), retry after 3600 s"),
+            ReferenceResult("c:1", "unreachable", retry_after_seconds=1.5),
+        ],
+        requests_sent={"docker.io": RequestCounts(HEAD=2, token=1)},
+    )
+    document = result.to_json()
+    assert document["version"] == 1
+    assert document["results"][0] == {
+        "reference": "a:1", "outcome": "ok", "digest": "sha256:" + "0" * 64, "media_type": "application/x",
+        "size": 12, "body": "e30=", "method": "GET", "http_status": 200, "retry_after_seconds": None,
+        "message": None,
+    }
+    assert document["results"][1]["retry_after_seconds"] == 3600
+    assert document["results"][2]["retry_after_seconds"] == 1.5
+    assert document["requests_sent"] == {"docker.io": {"HEAD": 2, "GET": 0, "token": 1}}
+    assert json.loads(json.dumps(document)) == document
+
+
+def _run(tmp_path: Path, *args: str) -> "tuple[int, str]":
+    stderr = io.StringIO()
+    code = main(list(args), stderr=stderr)
+    return code, stderr.getvalue()
+
+
+def test_usage(tmp_path: Path) -> None:
+    code, stderr = _run(tmp_path, "only-one")
+    assert code == 2 and stderr == "docker_mirror.probe: usage: python -m docker_mirror.probe REQUEST.json RESULT.json\n"
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "cannot read the request"), ("{", "it is not valid JSON"), ('{"version": 9, "requests": []}', "version"),
+])
+def test_unreadable_requests_exit_2_with_one_line(tmp_path: Path, content: Any, message: str) -> None:
+    request = tmp_path / "request.json"
+    if content is not None:
+        request.write_text(content)
+    code, stderr = _run(tmp_path, str(request), str(tmp_path / "result.json"))
+    assert code == 2 and message in stderr and stderr.count("\n") == 1
+    assert not (tmp_path / "result.json").exists()
+
+
+def test_an_empty_request_and_invalid_references_are_results(tmp_path: Path) -> None:
+    request, result = tmp_path / "request.json", tmp_path / "result.json"
+    request.write_text(json.dumps({"version": 1, "requests": [{"reference": "Not A Reference"}]}))
+    assert _run(tmp_path, str(request), str(result)) == (0, "")
+    document = json.loads(result.read_text())
+    assert document["results"][0]["outcome"] == "error"
+    assert document["results"][0]["message"].startswith("invalid image reference")
+    assert document["requests_sent"] == {}
+    request.write_text(json.dumps({"version": 1, "requests": []}))
+    assert _run(tmp_path, str(request), str(result)) == (0, "")
+    assert json.loads(result.read_text()) == {"version": 1, "results": [], "requests_sent": {}}
+
+
+def test_an_unwritable_result(tmp_path: Path) -> None:
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"version": 1, "requests": []}))
+    code, stderr = _run(tmp_path, str(request), str(tmp_path / "missing-dir" / "result.json"))
+    assert code == 1 and "cannot write the result" in stderr

@@ -1,0 +1,64 @@
+"""When to try a registry request again, and how long to wait first.
+
+Transient failures (429, 500, 502, 503, 504, connection errors) are retried up to `attempts`
+times in all, with exponential backoff and jitter (half the delay fixed, half random), and at
+least as long as the registry's `Retry-After` asks. A `Retry-After` beyond
+`max_retry_after_seconds` is not waited for: the request fails at once, naming the wait. The
+clock and the random source are injected, so tests check the timing without sleeping.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A Retry-After longer than a day is treated as a day: it is reported, never waited for.
+_MAX_REPORTED_RETRY_AFTER = 86400.0
+
+
+def parse_retry_after(value: Optional[str], *, now: Callable[[], float] = time.time) -> Optional[float]:
+    """Seconds to wait from a `Retry-After` value: delta-seconds or an HTTP date; None when
+    absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return min(float(value), _MAX_REPORTED_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return min(max(0.0, when.timestamp() - now()), _MAX_REPORTED_RETRY_AFTER)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    max_retry_after_seconds: float = 60.0
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    random: Callable[[], float] = field(default=random.random, compare=False)
+
+    def backoff(self, failed_attempts: int) -> float:
+        """The wait after the `failed_attempts`-th failure: 0.5 s, 1 s, 2 s... up to
+        `max_delay`, the upper half of each random."""
+        delay = min(self.max_delay, self.base_delay * 2 ** (failed_attempts - 1))
+        return delay / 2 + self.random() * delay / 2
+
+    def delay(self, failed_attempts: int, retry_after: Optional[float]) -> Optional[float]:
+        """How long to wait before the next attempt; None when there is none: attempts are
+        used up, or the registry asks for a wait beyond `max_retry_after_seconds`."""
+        if failed_attempts >= self.attempts:
+            return None
+        if retry_after is not None and retry_after > self.max_retry_after_seconds:
+            return None
+        backoff = self.backoff(failed_attempts)
+        return backoff if retry_after is None else max(retry_after, backoff)

@@ -1,0 +1,86 @@
+"""`[docker-mirror-extractor]`: the image extractor, a Python tool Pants runs from its own lockfile.
+
+The extractor (`docker_mirror.extractor`) reads Kubernetes YAML with PyYAML, for
+`pants docker-mirror-extract`. Pants builds it into a PEX from the lockfile shipped with the
+plugin, as it does for the registry probe, so users install nothing.
+
+To update the lockfile after changing the requirements (with this repository's Pants 2.17):
+
+    ./pants generate-lockfiles --resolve=docker-mirror-extractor \\
+        --docker-mirror-extractor-lockfile=pants-plugins/docker_mirror/subsystems/extractor.lock
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass
+
+from docker_mirror.compat import created_digest, venv_pex
+from docker_mirror.compat.python_tools import ToolLockfileRules
+from pants.backend.python.subsystems.python_tool_base import PythonToolRequirementsBase
+from pants.backend.python.target_types import EntryPoint
+from pants.backend.python.util_rules.pex import VenvPex
+from pants.engine.fs import CreateDigest, FileContent
+from pants.engine.rules import collect_rules, rule
+from pants.util.logging import LogLevel
+from pants.util.strutil import softwrap
+
+EXTRACTOR_PACKAGE = "docker_mirror.extractor"
+
+
+class ImageExtractorSubsystem(ToolLockfileRules, PythonToolRequirementsBase):
+    options_scope = "docker-mirror-extractor"
+    help_short = softwrap(
+        """
+        The image extractor: the program `docker-mirror-extract` reads Kubernetes YAML with
+        (PyYAML, with limits against alias bombs, deep nesting and huge files).
+        """
+    )
+    help = help_short
+
+    # Pants 2.17 locks `version` (and `extra_requirements`, none here); later versions
+    # `default_requirements`.
+    default_version = "PyYAML==6.0.3"
+    default_requirements = [default_version]
+
+    register_interpreter_constraints = True
+    default_interpreter_constraints = ["CPython>=3.9,<3.15"]
+
+    default_lockfile_resource = ("docker_mirror.subsystems", "extractor.lock")
+
+
+@dataclass(frozen=True)
+class ImageExtractor:
+    pex: VenvPex
+
+
+def extractor_sources() -> tuple[FileContent, ...]:
+    """The extractor package's modules (not its tests), laid out as a package for the PEX."""
+    package = importlib.resources.files(EXTRACTOR_PACKAGE)
+    modules = sorted(
+        (
+            entry
+            for entry in package.iterdir()
+            if entry.name.endswith(".py") and not entry.name.endswith("_test.py")
+        ),
+        key=lambda entry: entry.name,
+    )
+    prefix = EXTRACTOR_PACKAGE.replace(".", "/")
+    return (
+        # The parent package's `__init__.py` is empty: the extractor imports none of the plugin.
+        FileContent("docker_mirror/__init__.py", b""),
+        *(FileContent(f"{prefix}/{module.name}", module.read_bytes()) for module in modules),
+    )
+
+
+@rule(desc="Setting up the image extractor", level=LogLevel.DEBUG)
+async def setup_image_extractor(subsystem: ImageExtractorSubsystem) -> ImageExtractor:
+    sources = await created_digest(CreateDigest(extractor_sources()))
+    pex = await venv_pex(
+        subsystem.to_pex_request(main=EntryPoint(f"{EXTRACTOR_PACKAGE}.__main__"), sources=sources)
+    )
+    return ImageExtractor(pex)
+
+
+def rules():
+    return (*collect_rules(), *ImageExtractorSubsystem.rules())

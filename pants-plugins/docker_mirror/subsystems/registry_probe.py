@@ -1,0 +1,105 @@
+"""`[docker-mirror-probe]`: the registry probe, a Python tool Pants runs from its own lockfile.
+
+The probe (`docker_mirror.probe`) reads what registries serve with `HEAD` requests; see
+`docker_mirror.util_rules.probe`. Pants builds it into a PEX from the lockfile shipped with the
+plugin, as its docker backend does for its Dockerfile parser, so users install nothing.
+
+To update the lockfile after changing the requirements (with this repository's Pants 2.17):
+
+    ./pants generate-lockfiles --resolve=docker-mirror-probe \\
+        --docker-mirror-probe-lockfile=pants-plugins/docker_mirror/subsystems/registry_probe.lock
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass
+
+from docker_mirror.compat import created_digest, venv_pex
+from docker_mirror.compat.python_tools import ToolLockfileRules
+from pants.backend.python.subsystems.python_tool_base import PythonToolRequirementsBase
+from pants.backend.python.target_types import EntryPoint
+from pants.backend.python.util_rules.pex import VenvPex
+from pants.engine.fs import CreateDigest, FileContent
+from pants.engine.rules import collect_rules, rule
+from pants.util.logging import LogLevel
+from pants.util.strutil import softwrap
+
+PROBE_PACKAGE = "docker_mirror.probe"
+
+
+class RegistryProbeSubsystem(ToolLockfileRules, PythonToolRequirementsBase):
+    options_scope = "docker-mirror-probe"
+    help_short = softwrap(
+        """
+        The registry probe: the program `docker_mirror_images(method="copy")` and
+        `docker-mirror-pin` read registries with, one `HEAD` request per image reference.
+        """
+    )
+    help = help_short
+
+    # Those of docker_mirror/probe/requirements.txt (a test keeps them equal). Pants 2.17 locks
+    # `version` and `extra_requirements`; later versions lock `default_requirements`.
+    default_version = "h11==0.16.0"
+    default_requirements = [default_version]
+
+    register_interpreter_constraints = True
+    default_interpreter_constraints = ["CPython>=3.9,<4"]
+
+    default_lockfile_resource = ("docker_mirror.subsystems", "registry_probe.lock")
+
+
+@dataclass(frozen=True)
+class RegistryProbe:
+    pex: VenvPex
+
+
+# The plugin's modules the probe imports: the reference grammar and the TLS access rule, which
+# use the standard library alone, so that the probe and the plugin read references alike.
+SHARED_MODULES = (
+    ("docker_mirror", "image_reference.py"),
+    ("docker_mirror", "untrusted_text.py"),
+    ("docker_mirror.util_rules", "registry_access.py"),
+)
+
+
+def probe_sources() -> tuple[FileContent, ...]:
+    """The probe's modules (not its tests) and the plugin modules it shares, as a package tree
+    for the PEX. The package `__init__.py` files on the way are empty: nothing imports Pants."""
+    probe = importlib.resources.files(PROBE_PACKAGE)
+    modules = sorted(
+        (
+            entry
+            for entry in probe.iterdir()
+            if entry.name.endswith(".py") and not entry.name.endswith("_test.py")
+        ),
+        key=lambda entry: entry.name,
+    )
+    return (
+        FileContent("docker_mirror/__init__.py", b""),
+        FileContent("docker_mirror/util_rules/__init__.py", b""),
+        *(
+            FileContent(
+                f"{package.replace('.', '/')}/{name}",
+                importlib.resources.files(package).joinpath(name).read_bytes(),
+            )
+            for package, name in SHARED_MODULES
+        ),
+        *(
+            FileContent(f"{PROBE_PACKAGE.replace('.', '/')}/{module.name}", module.read_bytes())
+            for module in modules
+        ),
+    )
+
+
+@rule(desc="Setting up the registry probe", level=LogLevel.DEBUG)
+async def setup_registry_probe(subsystem: RegistryProbeSubsystem) -> RegistryProbe:
+    sources = await created_digest(CreateDigest(probe_sources()))
+    pex = await venv_pex(
+        subsystem.to_pex_request(main=EntryPoint(f"{PROBE_PACKAGE}.__main__"), sources=sources)
+    )
+    return RegistryProbe(pex)
+
+
+def rules():
+    return (*collect_rules(), *RegistryProbeSubsystem.rules())

@@ -1,0 +1,42 @@
+"""Registry probe results for unit tests of what the plugin makes of them (no registry)."""
+
+from __future__ import annotations
+
+import json
+
+from docker_mirror.util_rules.manifests import manifest_digest, parse_manifest
+from docker_mirror.util_rules.probe import ProbedManifest, ProbedManifests
+from pants.util.frozendict import FrozenDict
+
+
+def served(reference: str, body: bytes, *, with_body: bool = True) -> ProbedManifest:
+    """`reference` serves the manifest `body`; the probe saw its body (a `GET`), or with
+    `with_body=False` only its digest and media type (a `HEAD`)."""
+    return ProbedManifest(
+        reference,
+        "ok",
+        digest=manifest_digest(body),
+        media_type=parse_manifest(body).media_type,
+        body=body if with_body else None,
+    )
+
+
+def failed(reference: str, outcome: str, message: str) -> ProbedManifest:
+    return ProbedManifest(reference, outcome, message=message)
+
+
+def probed(*manifests: ProbedManifest) -> ProbedManifests:
+    return ProbedManifests(FrozenDict((m.reference, m) for m in manifests))
+
+
+def single_manifest(label: str) -> bytes:
+    """A small single-platform OCI manifest, distinct per label."""
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + "0" * 64, "size": 2},
+            "layers": [],
+            "annotations": {"label": label},
+        }
+    ).encode()

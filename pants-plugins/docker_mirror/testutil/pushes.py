@@ -1,0 +1,109 @@
+"""Pushing small images straight through a registry's HTTP API (no engine, no skopeo): one
+blob upload per blob and a manifest `PUT`, with an `Authorization` value when the registry
+needs one. Fast enough to seed many tags; plain stdlib."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.request
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+
+
+def _digest(data: bytes) -> str:
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+def _request(
+    method: str, url: str, *, data: Optional[bytes] = None, headers: Optional[Dict[str, str]] = None,
+    authorization: Optional[str] = None,
+) -> Any:
+    all_headers = dict(headers or {})
+    if authorization:
+        all_headers["Authorization"] = authorization
+    request = urllib.request.Request(url, data=data, method=method, headers=all_headers)
+    return urllib.request.urlopen(request, timeout=10)
+
+
+def push_blob(address: str, repository: str, data: bytes, *, authorization: Optional[str] = None) -> str:
+    base = f"http://{address}"
+    digest = _digest(data)
+    with _request("POST", f"{base}/v2/{repository}/blobs/uploads/", data=b"",
+                  authorization=authorization) as response:
+        location = response.headers["Location"]
+    if not location.startswith("http"):
+        location = base + location
+    separator = "&" if "?" in location else "?"
+    _request(
+        "PUT", f"{location}{separator}digest={digest}", data=data,
+        headers={"Content-Type": "application/octet-stream"}, authorization=authorization,
+    ).close()
+    return digest
+
+
+def push_manifest(
+    address: str, repository: str, tag: str, manifest: bytes, media_type: str, *,
+    authorization: Optional[str] = None,
+) -> str:
+    _request(
+        "PUT", f"http://{address}/v2/{repository}/manifests/{tag}", data=manifest,
+        headers={"Content-Type": media_type}, authorization=authorization,
+    ).close()
+    return _digest(manifest)
+
+
+def image_manifest(
+    address: str, repository: str, label: str, *, platform: Tuple[str, str] = ("linux", "amd64"),
+    authorization: Optional[str] = None,
+) -> bytes:
+    """Uploads the blobs of a one-layer image labelled `label` and returns its manifest."""
+    config = json.dumps(
+        {"architecture": platform[1], "os": platform[0], "config": {"Labels": {"label": label}},
+         "rootfs": {"type": "layers", "diff_ids": []}},
+        sort_keys=True,
+    ).encode()
+    layer = f"layer of {label}\n".encode()
+    config_digest = push_blob(address, repository, config, authorization=authorization)
+    layer_digest = push_blob(address, repository, layer, authorization=authorization)
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
+            "layers": [{"mediaType": OCI_LAYER, "digest": layer_digest, "size": len(layer)}],
+        },
+        sort_keys=True,
+    ).encode()
+
+
+def push_image(
+    address: str, repository: str, tag: str, label: Optional[str] = None, *,
+    authorization: Optional[str] = None,
+) -> str:
+    """Pushes a tiny single-platform image to `address/repository:tag`; returns its digest."""
+    manifest = image_manifest(address, repository, label or f"{repository}:{tag}",
+                              authorization=authorization)
+    return push_manifest(address, repository, tag, manifest, OCI_MANIFEST, authorization=authorization)
+
+
+def push_index(
+    address: str, repository: str, tag: str, label: str, platforms: Sequence[Tuple[str, str]], *,
+    authorization: Optional[str] = None,
+) -> Tuple[str, bytes]:
+    """Pushes a multi-platform image; returns the index digest and its exact bytes."""
+    entries: List[dict] = []
+    for os_name, arch in platforms:
+        manifest = image_manifest(address, repository, f"{label} {os_name}/{arch}",
+                                  platform=(os_name, arch), authorization=authorization)
+        digest = push_manifest(address, repository, _digest(manifest), manifest, OCI_MANIFEST,
+                               authorization=authorization)
+        entries.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest),
+                        "platform": {"os": os_name, "architecture": arch}})
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries},
+                       sort_keys=True).encode()
+    return push_manifest(address, repository, tag, index, OCI_INDEX, authorization=authorization), index

@@ -1,0 +1,37 @@
+"""What a `RuleRunner` needs to build PEXes (the registry probe's) as this repository's `./pants`
+does: `RuleRunner` reads no `pants.toml`, and Pants' default `pex` download (from GitHub) cannot
+be reached here; `./pants` builds the same `pex` from PyPI into its cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from docker_mirror.testutil.machine import REPO_ROOT
+
+
+def bootstrap_cache() -> Path:
+    """Where `./pants` keeps Pants and the `pex` it built (the same lookup as the script)."""
+    configured = os.environ.get("PANTS_BOOTSTRAP_CACHE")
+    if configured:
+        return Path(configured)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "pants-docker-mirror"
+
+
+def pex_building_options() -> tuple[list[str], dict[str, str]]:
+    """(options, environment) for `RuleRunner.set_options`, from this repository's pants.toml."""
+    import toml  # pants: no-infer-dep (it comes with Pants; the benchmarks never import this)
+
+    config = toml.loads((REPO_ROOT / "pants.toml").read_text())
+    pex_cli = config["pex-cli"]
+    options = [
+        f"--pex-cli-version={pex_cli['version']}",
+        f"--pex-cli-known-versions={pex_cli['known_versions']!r}",
+        f"--python-bootstrap-search-path={config['python-bootstrap']['search_path']!r}",
+        f"--subprocess-environment-env-vars={config['subprocess-environment']['env_vars']['add']!r}",
+        f"--ca-certs-path={config['GLOBAL']['ca_certs_path']}",
+        f"--python-interpreter-constraints={config['python']['interpreter_constraints']!r}",
+    ]
+    template = f"file://{bootstrap_cache()}/pex/pex-{{version}}"
+    return options, {"PANTS_PEX_CLI_URL_TEMPLATE": template}
