@@ -32,8 +32,8 @@ class ImageExtractorSubsystem(ToolLockfileRules, PythonToolRequirementsBase):
     options_scope = "docker-mirror-extractor"
     help_short = softwrap(
         """
-        The image extractor: the program `docker-mirror-extract` reads Kubernetes YAML with
-        (PyYAML, with limits against alias bombs, deep nesting and huge files).
+        The image extractor: the program `docker-mirror-extract` reads Kubernetes YAML with. It
+        uses PyYAML's parser, with limits against alias bombs, deep nesting and huge files.
         """
     )
     help = help_short
