@@ -509,7 +509,7 @@ def wan_profile(wan: Mapping[str, Sequence[WanRun]], sizes: ScaleSizes) -> Table
             "per process",
             f"copying: time with a `{COPIER}` alive",
             f"`{COPIER}` processes alive at once while copying: mean / peak",
-            "the rest of the wall time (client, rules, probe)",
+            "the rest of the wall time, no copy alive (client, rules, probe, process set-up)",
             "requests per image (both registries)",
             f"their round trips per image ({DELAY * 2000:.0f} ms each)",
             "wall per image",
@@ -520,7 +520,8 @@ def wan_profile(wan: Mapping[str, Sequence[WanRun]], sizes: ScaleSizes) -> Table
             "(pantsd's; the harness's for skopeo sync), so other work on the machine does not count. Pants runs "
             "one copy process per image, as many at once as its process limit allows; each starts skopeo and "
             "opens its own connections, so its run time is mostly round trips. skopeo sync copies one image "
-            "after another in one process: its wall per image is about its round trips per image.",
+            "after another in one process, so its wall per image is of the order of its round trips per image "
+            "(its requests', and a TCP handshake for each new connection: table 7 counts them).",
         ),
     )
 
