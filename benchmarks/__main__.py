@@ -20,22 +20,30 @@ Scenarios (benchmarks/scenarios/):
   3. re-mirror when nothing changed: the same four, run again; plus the requests each sent and
      the processes Pants ran (`--stats-log`).
   4. one line changed in a 200-line spec: the README's `--changed-since` command.
+  5-7. copy mode at scale against `skopeo sync --all`: no-op re-mirror and first mirror of
+     20, 200 and 1,000 images (the marginal cost per image, manifest GETs and HEADs per
+     registry, blobs and manifests written, processes, CPU), and a first mirror of 200 with
+     20 ms added to every round trip by a delaying proxy in front of both registries.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
 import signal
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
+
+from docker_mirror.testutil.pants_repo import PantsRepo
 
 from benchmarks import REPO
 from benchmarks.harness import Bench, progress, side_by_side, since_start
 from benchmarks.report import Report, Section, machine_notes
-from benchmarks.scenarios import changed_line, generation, mirroring, startup
+from benchmarks.scenarios import changed_line, generation, mirroring, scale, startup
 from benchmarks.scenarios.startup import Startup
 
 
@@ -48,18 +56,30 @@ class Sizes:
     images: int  # first mirror and re-mirror
     mirror_runs: int
     changed: tuple[tuple[str, int], ...]  # (method, spec lines) for the changed-line runs
+    scale: scale.ScaleSizes  # copy mode against skopeo sync at scale, and with latency
 
 
-# Sized to finish in under ten minutes on 2 cores.
-FULL = Sizes((300, 3000, 10000), 3000, 2, 3, 20, 3, (("copy", 200), ("build", 20)))
-# Checks the harness, at small sizes, in about four minutes.
-QUICK = Sizes((30, 300), 300, 1, 1, 5, 1, (("copy", 20), ("build", 5)))
+# Sized to finish in about thirty minutes on a quiet 2-core machine (the scale scenario: about 15).
+FULL = Sizes(
+    (300, 3000, 10000), 3000, 2, 3, 20, 3, (("copy", 200), ("build", 20)),
+    # A first mirror of 1,000 runs once per tool: three would add about four minutes.
+    scale.ScaleSizes(
+        (20, 200, 1000), (3, 3, 1), 3, cold_size=200, first_size=200, wan_size=200, wan_runs=1, wan_parallelism=(8, 16)
+    ),
+)
+# Checks the harness, at small sizes, in a few minutes.
+QUICK = Sizes(
+    (30, 300), 300, 1, 1, 5, 1, (("copy", 20), ("build", 5)),
+    scale.ScaleSizes(
+        (5, 20, 50), (1, 1, 1), 1, cold_size=20, first_size=20, wan_size=20, wan_runs=1, wan_parallelism=(8,)
+    ),
+)
 
 MODES = (
     "Pants rows are **warm** unless marked **cold**: warm runs go to a running pantsd (Pants' default "
     "mode: a developer's machine, or a CI job that runs several Pants commands), started by one untimed "
     "command in each throwaway repository; cold runs use `--no-pantsd`, a fresh process per command "
-    "(a one-shot CI job). Cold rows: the cold start and profile below, table 1a, and one row of table 3."
+    "(a one-shot CI job). Cold rows: the cold start and profile below, table 1a, and one row each of tables 3 and 5."
 )
 
 
@@ -71,36 +91,73 @@ class Results:
     sections: list[Section]
 
 
+# What `--only` can name; "Where Pants' time goes" (startup) runs every time, the others need it.
+SCENARIOS = ("generation", "mirroring", "changed", "scale")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The mirror repository and its scenarios, set up (None: not run)."""
+
+    repo: PantsRepo
+    mirroring: mirroring.Mirroring | None
+    changed: changed_line.ChangedLine | None
+    scale: scale.Scale | None
+
+
 def warm_up_mirror_repository(
-    bench: Bench, setup: mirroring.Mirroring, changed: changed_line.ChangedLine
+    bench: Bench, prepared: Prepared, seeded: concurrent.futures.Future[None] | None
 ) -> None:
     """Untimed: the mirror repository's daemon, its upstream seeded and packaged, then changed/
-    published once."""
-    mirroring.warm_up(bench, setup)
-    changed_line.publish_once(bench, changed)
+    published once, and scale/ packaged once its upstream is seeded (by `seeded`)."""
+    if prepared.mirroring:
+        mirroring.warm_up(bench, prepared.mirroring)
+    else:
+        bench.warm_up(prepared.repo)
+    if prepared.changed:
+        changed_line.publish_once(bench, prepared.changed)
+    if prepared.scale and seeded:
+        seeded.result()
+        scale.warm_up(bench, prepared.scale)
 
 
-def run_all(bench: Bench, sizes: Sizes) -> Results:
-    machine = machine_notes()
-    # Untimed set-up, side by side: seed the registries and start every daemon.
-    progress("set-up: seeding registries, starting daemons")
-    # Warm rows run in two repositories with a daemon each. `gen` holds every size and side of
-    # the generation benchmark (26,600 targets at full size); `mirror`, a git repository, holds
-    # build/, copy/ and changed/. They are kept apart because a daemon that holds many targets
-    # makes every run slower, even runs about other targets (measured: a re-mirror took about
-    # twice as long next to the generation targets).
-    gen_repo = bench.repo("gen")
-    generation.write_warm(gen_repo, sizes.generation)
+def prepare(bench: Bench, sizes: Sizes, wanted: Sequence[str]) -> Prepared:
+    """Writes the mirror repository (a git repository: changed/ runs `--changed-since`) with the
+    wanted scenarios' directories, and starts their registries."""
     mirror_repo = bench.repo("mirror")
-    mirror_setup = mirroring.prepare(bench, mirror_repo, sizes.images)
-    changed_setup = changed_line.prepare(bench, mirror_repo, sizes.changed)
+    prepared = Prepared(
+        mirror_repo,
+        mirroring.prepare(bench, mirror_repo, sizes.images) if "mirroring" in wanted else None,
+        changed_line.prepare(bench, mirror_repo, sizes.changed) if "changed" in wanted else None,
+        scale.prepare(bench, mirror_repo, sizes.scale) if "scale" in wanted else None,
+    )
+    mirror_repo.write({"BUILD": ""})  # so that a repository with no scenario in it still lists
     mirror_repo.git("init", "-q")
     mirror_repo.git("add", "-A")
     mirror_repo.git("commit", "-qm", "initial")
+    return prepared
+
+
+def run_all(bench: Bench, sizes: Sizes, wanted: Sequence[str]) -> Results:
+    machine = machine_notes()
+    # Untimed set-up, side by side: seed the registries and start every daemon.
+    progress(f"set-up: seeding registries, starting daemons ({', '.join(wanted)})")
+    # Warm rows run in two repositories with a daemon each. `gen` holds every size and side of
+    # the generation benchmark (26,600 targets at full size); `mirror`, a git repository, holds
+    # build/, copy/, changed/ and scale/. They are kept apart because a daemon that holds many
+    # targets makes every run slower, even runs about other targets (measured: a re-mirror took
+    # about twice as long next to the generation targets).
+    gen_repo = bench.repo("gen")
+    if "generation" in wanted:
+        generation.write_warm(gen_repo, sizes.generation)
+    prepared = prepare(bench, sizes, wanted)
+    mirror_repo = prepared.repo
     with side_by_side() as pool:
+        seeded = pool.submit(scale.seed, prepared.scale) if prepared.scale else None
         futures = [
-            pool.submit(bench.warm_up, gen_repo),
-            pool.submit(warm_up_mirror_repository, bench, mirror_setup, changed_setup),
+            *([seeded] if seeded else []),
+            *([pool.submit(bench.warm_up, gen_repo)] if "generation" in wanted else []),
+            pool.submit(warm_up_mirror_repository, bench, prepared, seeded),
         ]
     for future in futures:
         future.result()
@@ -109,13 +166,19 @@ def run_all(bench: Bench, sizes: Sizes) -> Results:
     progress("set-up done; timing from here, one thing at a time")
 
     pants_startup = startup.run_scenario(bench, mirror_repo)
-    sections = [generation.run_cold(bench, sizes.cold_size, sizes.cold_runs)]
-    sections.append(generation.run_warm(bench, gen_repo, sizes.generation, sizes.warm_runs, sizes.cold_size))
-    bench.check_daemon(gen_repo, "the warm generation runs")
-    bench.stop_daemon(gen_repo)
-    sections.append(mirroring.run_scenario(bench, mirror_setup, sizes.mirror_runs, pants_startup))
-    bench.check_daemon(mirror_repo, "the mirroring runs")
-    sections.append(changed_line.run_scenario(bench, changed_setup))
+    sections = []
+    if "generation" in wanted:
+        sections.append(generation.run_cold(bench, sizes.cold_size, sizes.cold_runs))
+        sections.append(generation.run_warm(bench, gen_repo, sizes.generation, sizes.warm_runs, sizes.cold_size))
+        bench.check_daemon(gen_repo, "the warm generation runs")
+        bench.stop_daemon(gen_repo)
+    if prepared.mirroring:
+        sections.append(mirroring.run_scenario(bench, prepared.mirroring, sizes.mirror_runs, pants_startup))
+        bench.check_daemon(mirror_repo, "the mirroring runs")
+    if prepared.changed:
+        sections.append(changed_line.run_scenario(bench, prepared.changed))
+    if prepared.scale:
+        sections.append(scale.run_scenario(bench, prepared.scale, pants_startup))
     bench.stop_daemon(mirror_repo)
     return Results(machine, setup, pants_startup, sections)
 
@@ -126,7 +189,11 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, one run: checks the harness")
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "RESULTS.md"))
+    parser.add_argument(
+        "--only", choices=SCENARIOS, action="append", help="run this scenario (repeatable), with the start-up one"
+    )
     args = parser.parse_args()
+    wanted = tuple(args.only or SCENARIOS)
     # A SIGTERM ends the run through the `finally` below, so the daemons and registries stop.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -134,14 +201,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="docker-mirror-bench-") as tmp:
         bench = Bench(Path(tmp).resolve())
         try:
-            results = run_all(bench, QUICK if args.quick else FULL)
+            results = run_all(bench, QUICK if args.quick else FULL, wanted)
         finally:
             bench.close()
     total = since_start()
     load_after = os.getloadavg()[0]
 
     report = Report(
-        command=f"benchmarks/run{' --quick' if args.quick else ''}",
+        command="benchmarks/run" + (" --quick" if args.quick else "") + "".join(f" --only {s}" for s in args.only or ()),
         total=total,
         setup=results.setup,
         modes=MODES,

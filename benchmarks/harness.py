@@ -1,21 +1,29 @@
 """What every scenario uses: running and timing commands, medians and slopes, what a command
-asked of each registry, progress on stderr, and `Bench`, which owns the run's throwaway
-directory and stops every pantsd and registry started in it."""
+asked of each registry (and which client asked it), the CPU it used, progress on stderr, and
+`Bench`, which owns the run's throwaway directory and stops every pantsd, registry and delaying
+proxy started in it."""
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import contextlib
+import os
+import re
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from docker_mirror.testutil.pants_repo import PantsRepo, PantsStats
 from docker_mirror.testutil.registries import Registry, Traffic, start_registry
+from docker_mirror.testutil.tcp_proxy import DelayingProxy
 
 STARTED = time.perf_counter()
 
@@ -81,14 +89,96 @@ def slope(smaller: tuple[int, float], larger: tuple[int, float], per: int = 1) -
     return (time_b - time_a) / ((size_b - size_a) / per)
 
 
+# ------------------------------------------------------------------------------------------
+# CPU time, and which client sent which request
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(pid: int, *, with_children: bool = True) -> float:
+    """CPU seconds (user + system) that process `pid` used so far, with those of its children
+    that it has waited for (the processes pantsd ran, the registry's none), 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the command name: state is field 3 of proc(5), so utime (14) .. cstime (17) are 11..14.
+    ticks = [int(value) for value in fields[11:15 if with_children else 13]]
+    return sum(ticks) / _TICKS
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's waited-for children (and theirs): the commands `run` ran."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def own_cpu() -> float:
+    """CPU seconds of this process, every thread: the harness and any `DelayingProxy` in it."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds one command used, user + system, by whom."""
+
+    command: float  # the processes it started itself (this process's children): a Pants client, skopeo
+    daemon: float  # the daemons it handed its work to (pantsd), their own: Pants' rules
+    daemon_processes: float  # the processes those daemons ran for it (and theirs)
+    registries: float  # the watched registries' processes
+    harness: float  # this process: the harness, and the delaying proxies in its threads
+
+    @property
+    def tool(self) -> float:
+        """Everything the tool itself used: its processes, its daemons and theirs."""
+        return self.command + self.daemon + self.daemon_processes
+
+
+_AGENT = re.compile(r'"(?P<method>[A-Z]+) (?P<path>/v2/\S*) HTTP/[^"]*" .* "(?P<agent>[^"]*)"$')
+
+
+def clients(log: Iterable[str], method: str, kind: str = "manifests") -> dict[str, int]:
+    """How many `method` requests for /v2/<name>/<kind>/... each client sent (by its User-Agent's
+    first word, e.g. `skopeo/1.9.3`), from the lines of an access log."""
+    counts: collections.Counter[str] = collections.Counter()
+    for line in log:
+        match = _AGENT.search(line)
+        if match and match["method"] == method and f"/{kind}/" in match["path"]:
+            counts[(match["agent"].split() or ["(none)"])[0]] += 1
+    return dict(counts)
+
+
+_BLOB_WRITE = re.compile(r'"(?P<method>POST|PUT) /v2/\S+/blobs/uploads/(?P<rest>\S*) HTTP/[^"]*" (?P<status>\d+)')
+
+
+def blob_writes(log: Iterable[str]) -> tuple[int, int]:
+    """Blobs uploaded (an upload's closing PUT) and blobs mounted from another repository of the
+    registry (a POST with `mount=` answered 201, no data sent), from the lines of an access log."""
+    uploaded = mounted = 0
+    for line in log:
+        match = _BLOB_WRITE.search(line)
+        if not match:
+            continue
+        if match["method"] == "PUT" and match["status"] == "201":
+            uploaded += 1
+        elif match["method"] == "POST" and "mount=" in match["rest"] and match["status"] == "201":
+            mounted += 1
+    return uploaded, mounted
+
+
 @dataclass(frozen=True)
 class Measured:
-    """One timed command: its wall time, its output, and what it asked of each watched registry
-    (by the name the scenario gave it, e.g. "source" and "destination")."""
+    """One timed command: its wall time, its output, what it asked of each watched registry (by
+    the name the scenario gave it, e.g. "source" and "destination"), the new lines of each one's
+    access log, and the CPU it used."""
 
     seconds: float
     output: str
     traffic: Mapping[str, Traffic]
+    log: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    cpu: Cpu | None = None
 
     @property
     def requests(self) -> Traffic:
@@ -100,16 +190,116 @@ class Measured:
         return PantsStats.parse(self.output)
 
 
-def measure(command: Callable[[], str], registries: Mapping[str, Registry] | None = None) -> Measured:
-    """Times `command` alone; the access logs are read before and after, outside the timing."""
+def measure(
+    command: Callable[[], str],
+    registries: Mapping[str, Registry] | None = None,
+    daemons: Sequence[int] = (),
+) -> Measured:
+    """Times `command` alone; the access logs and CPU counters are read before and after,
+    outside the timing. `daemons`: pids of long-running processes the command hands its work
+    to (a pantsd), whose CPU, with their children's, counts as the command's."""
     watched = dict(registries or {})
     before = {name: registry.access_log() for name, registry in watched.items()}
+    registry_pids = [pid for pid in (registry.pid() for registry in watched.values()) if pid]
+
+    def cpu_now() -> tuple[float, float, float, float, float]:
+        daemon = sum(cpu_of(pid, with_children=False) for pid in daemons)
+        return (
+            children_cpu(),
+            daemon,
+            sum(cpu_of(pid) for pid in daemons) - daemon,
+            sum(cpu_of(pid) for pid in registry_pids),
+            own_cpu(),
+        )
+
+    cpu_before = cpu_now()
     elapsed, output = timed_result(command)
-    traffic = {
-        name: Traffic.between(before[name], registry.access_log())
-        for name, registry in watched.items()
-    }
-    return Measured(elapsed, output, traffic)
+    cpu_after = cpu_now()
+    traffic, log = {}, {}
+    for name, registry in watched.items():
+        # A registry logs a request after answering it: wait for the last lines, so they are
+        # neither missed here nor counted for the next command.
+        after = registry.settled_access_log(quiet=0.3)
+        traffic[name] = Traffic.between(before[name], after)
+        log[name] = tuple(after[len(before[name]) :])
+    cpu = Cpu(*(b - a for a, b in zip(cpu_before, cpu_after)))
+    return Measured(elapsed, output, traffic, log, cpu)
+
+
+# ------------------------------------------------------------------------------------------
+# How many processes ran at once
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """How many processes of one name were alive at once during a command, sampled every
+    `interval` seconds."""
+
+    counts: tuple[int, ...]
+    interval: float
+
+    @property
+    def peak(self) -> int:
+        return max(self.counts, default=0)
+
+    @property
+    def busy_seconds(self) -> float:
+        """About how long at least one was alive."""
+        return sum(1 for c in self.counts if c) * self.interval
+
+    @property
+    def busy_mean(self) -> float:
+        """How many were alive at once on average, while at least one was."""
+        busy = [c for c in self.counts if c]
+        return statistics.fmean(busy) if busy else 0.0
+
+
+def _descendants_named(roots: Sequence[int], name: str) -> int:
+    """How many processes called `name` (their `comm`) run below any of `roots`."""
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        pid = int(stat.parent.name)
+        parents[pid], names[pid] = int(rest[1]), comm
+    wanted, count = set(roots), 0
+    for pid, comm in names.items():
+        if comm != name:
+            continue
+        ancestor, depth = parents.get(pid, 0), 0
+        while ancestor > 1 and ancestor not in wanted and depth < 10:
+            ancestor, depth = parents.get(ancestor, 0), depth + 1
+        count += ancestor in wanted
+    return count
+
+
+SAMPLE_INTERVAL = 0.1  # seconds
+
+
+@contextlib.contextmanager
+def sampling(roots: Sequence[int], name: str) -> Iterator[Callable[[], Concurrency]]:
+    """While the block runs, counts every `SAMPLE_INTERVAL` s the processes called `name` below
+    `roots` (e.g. the `skopeo` processes a pantsd runs); the function it yields returns them,
+    once the block is done. Only processes below `roots` count: other work on the machine may
+    run the same programs."""
+    counts: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(SAMPLE_INTERVAL):
+            counts.append(_descendants_named(roots, name))
+
+    thread = threading.Thread(target=sample, name="sampler", daemon=True)
+    thread.start()
+    try:
+        yield lambda: Concurrency(tuple(counts), SAMPLE_INTERVAL)
+    finally:
+        done.set()
+        thread.join(10)
 
 
 # ------------------------------------------------------------------------------------------
@@ -124,6 +314,7 @@ class Bench:
         self.work = work
         self.warnings: list[str] = []  # for RESULTS.md: what makes a row less trustworthy
         self._registries: list[Registry] = []
+        self._proxies: list[DelayingProxy] = []
         # Repositories a daemon was (maybe) started in, with the pids seen after its warm-up.
         self._daemons: dict[PantsRepo, list[int]] = {}
         self._closed = False
@@ -150,6 +341,18 @@ class Bench:
         if registry in self._registries:
             self._registries.remove(registry)
             registry.stop()
+
+    def proxy(self, target: str, delay_seconds: float) -> DelayingProxy:
+        """A new `DelayingProxy` on loopback in front of `target` ("host:port"), stopped by
+        `stop_proxy` or `close`."""
+        proxy = DelayingProxy(target, delay_seconds).start()
+        self._proxies.append(proxy)
+        return proxy
+
+    def stop_proxy(self, proxy: DelayingProxy) -> None:
+        if proxy in self._proxies:
+            self._proxies.remove(proxy)
+            proxy.stop()
 
     def pants(
         self, repo: PantsRepo, *args: str, registry: Registry | None = None, daemon: bool = True
@@ -202,6 +405,8 @@ class Bench:
         self._closed = True
         for repo in list(self._daemons):
             _despite_errors(lambda: self.stop_daemon(repo))
+        for proxy in list(self._proxies):
+            _despite_errors(lambda: self.stop_proxy(proxy))
         for registry in list(self._registries):
             _despite_errors(lambda: self.stop_registry(registry))
 

@@ -28,11 +28,12 @@ class Table:
 
 @dataclass(frozen=True)
 class Section:
-    """What one scenario adds to RESULTS.md: its tables, and its lines (`- ...`) under "The
-    issue's targets", in the order the scenarios ran."""
+    """What one scenario adds to RESULTS.md: its tables, its lines (`- ...`) under "The issue's
+    targets", in the order the scenarios ran, and any table that sums the targets up."""
 
     tables: tuple[Table, ...]
     targets: tuple[str, ...] = ()
+    summary: tuple[Table, ...] = ()  # under "The issue's targets", after every section's lines
 
 
 def verdict(holds: bool) -> str:
@@ -82,6 +83,7 @@ class Report:
                 "",
                 *[line for section in self.sections for line in section.targets],
                 "",
+                *[table.markdown() for section in self.sections for table in section.summary],
                 "## Tables",
                 "",
                 *[table.markdown() for section in self.sections for table in section.tables],

@@ -154,6 +154,11 @@ class Registry:
         except (OSError, ValueError):
             return None
 
+    def pid(self) -> int | None:
+        """The pid of this registry's process while it runs (e.g. to read its CPU time), else None."""
+        pid = self._pid()
+        return pid if pid is not None and _is_own_process(pid, self.state_dir) else None
+
     def stop(self) -> None:
         """Stops this registry (SIGTERM, SIGKILL after 10 s) and returns once it has exited, so
         that its port is free for `start()`. Only ever signals this registry's own process."""
@@ -196,6 +201,37 @@ class Registry:
             body, media_type = response.read(), response.headers["Content-Type"]
         put = urllib.request.Request(
             f"http://{self.address}/v2/{repository}/manifests/{new_tag}",
+            data=body,
+            method="PUT",
+            headers={"Content-Type": media_type},
+        )
+        urllib.request.urlopen(put, timeout=10).close()
+
+    def put_tag_into(self, repository: str, source_tag: str, new_repository: str, new_tag: str) -> None:
+        """Tags a single-platform manifest of `repository` in another repository of the same
+        registry: its config and layers are mounted there (the registry API's cross-repository
+        blob mount, no upload), then the manifest is put. So seeding many repositories is cheap."""
+        request = urllib.request.Request(
+            f"http://{self.address}/v2/{repository}/manifests/{source_tag}",
+            headers={"Accept": MANIFEST_MEDIA_TYPES},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body, media_type = response.read(), response.headers["Content-Type"]
+        manifest = json.loads(body)
+        if "config" not in manifest:
+            raise ValueError(f"{repository}:{source_tag} is not a single-platform manifest ({media_type})")
+        for blob in (manifest["config"], *manifest.get("layers", [])):
+            mount = urllib.request.Request(
+                f"http://{self.address}/v2/{new_repository}/blobs/uploads/"
+                f"?mount={blob['digest']}&from={repository}",
+                data=b"",
+                method="POST",
+            )
+            with urllib.request.urlopen(mount, timeout=10) as response:
+                if response.status != 201:  # 202 would be an upload started instead
+                    raise RuntimeError(f"mounting {blob['digest']} into {new_repository}: {response.status}")
+        put = urllib.request.Request(
+            f"http://{self.address}/v2/{new_repository}/manifests/{new_tag}",
             data=body,
             method="PUT",
             headers={"Content-Type": media_type},

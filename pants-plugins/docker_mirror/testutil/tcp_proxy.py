@@ -87,6 +87,10 @@ class DelayingProxy:
                 self._pump(upstream_reader, writer, up=False),
                 return_exceptions=True,
             )
+        except asyncio.CancelledError:
+            # `stop` with connections still open. Ending quietly: Python 3.11's asyncio logs a
+            # cancelled client_connected_cb task as an unhandled exception.
+            pass
         finally:
             writer.close()
             upstream_writer.close()
