@@ -12,6 +12,7 @@ from docker_mirror.compat import (
 from docker_mirror.generation import (
     COPY,
     applicable_defaults,
+    check_allowed_source_registries,
     check_copy_method_fields,
     check_destination_clashes,
     check_override_names,
@@ -20,6 +21,7 @@ from docker_mirror.generation import (
     spec_file_relative_path,
 )
 from docker_mirror.spec import SpecError
+from docker_mirror.subsystems.docker_mirror import DockerMirrorSubsystem
 from docker_mirror.target_types import (
     DockerMirrorImagesMethodField,
     DockerMirrorImagesSourcesField,
@@ -43,7 +45,8 @@ class GenerateFromDockerMirrorImagesRequest(GenerateTargetsRequest):
 
 
 class DockerMirrorSpecError(InvalidTargetException):
-    """A spec file does not parse; its message lists every bad line as `path:line: ...`."""
+    """A spec file does not parse, or names a registry that is not allowed; its message lists
+    every bad line as `path:line: ...`."""
 
 
 @rule(desc="Generate images to mirror from `docker_mirror_images` spec files", level=LogLevel.DEBUG)
@@ -51,6 +54,7 @@ async def generate_docker_mirror_images(
     request: GenerateFromDockerMirrorImagesRequest,
     union_membership: UnionMembership,
     unmatched_build_file_globs: UnmatchedBuildFileGlobs,
+    subsystem: DockerMirrorSubsystem,
 ) -> GeneratedTargets:
     generator_address = request.template_address
     sources = request.generator[DockerMirrorImagesSourcesField]
@@ -68,6 +72,12 @@ async def generate_docker_mirror_images(
     except SpecError as e:
         raise DockerMirrorSpecError(
             f"{generator_address}: invalid spec file, no image generated:\n{e}"
+        ) from None
+    try:
+        check_allowed_source_registries(images, subsystem.allowed_source_registries)
+    except SpecError as e:
+        raise DockerMirrorSpecError(
+            f"{generator_address}: a source registry is not allowed, no image generated:\n{e}"
         ) from None
     overrides = request.require_unparametrized_overrides()
     check_override_names(overrides, images, generator=str(generator_address))

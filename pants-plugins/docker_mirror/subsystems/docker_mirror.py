@@ -135,3 +135,19 @@ class DockerMirrorSubsystem(Subsystem):
         ),
         advanced=True,
     )
+
+    allowed_source_registries = StrListOption(
+        default=[],
+        help=softwrap(
+            """
+            When set, the only registries spec files may name as sources: hosts or glob
+            patterns, e.g. `["docker.io", "*.gcr.io", "registry.k8s.io"]`. A line without a
+            registry host (`python:3.12`) names Docker Hub, `docker.io`. An entry without a port
+            matches the host on any port; `host:port` only that port. Matching ignores case.
+            Any other registry is refused when the targets are generated, with
+            `path:line: registry not allowed: ...`, for both methods, and nothing of that
+            generator is mirrored. Empty (the default): any registry.
+            """
+        ),
+        advanced=False,
+    )
