@@ -22,11 +22,13 @@ from docker_mirror.target_types import (
     DockerMirrorSourceImageField,
 )
 from docker_mirror.util_rules.registry_access import split_registry_address
+from pants.backend.docker.registries import DockerRegistries, DockerRegistryOptionsNotFoundError
 from pants.backend.docker.target_types import (
     DockerImageBuildPullOptionField,
     DockerImageInstructionsField,
     DockerImageRegistriesField,
     DockerImageRepositoryField,
+    DockerImageSkipPushField,
     DockerImageSourceField,
     DockerImageTagsField,
 )
@@ -264,3 +266,31 @@ def check_allowed_source_registries(
     ]
     if errors:
         raise SpecError(sorted(errors, key=lambda e: (e.path, e.line_number)))
+
+
+def has_destination_registry(values: Mapping[str, Any], registries: DockerRegistries) -> bool:
+    """Whether an image with these field values is pushed to a registry: `registries` (by
+    default every registry with `default = true`) names at least one, or the image is not
+    pushed at all (`skip_push`). Without one, Pants' docker backend tags the image with no
+    registry, and `docker push` sends it to Docker Hub."""
+    if values.get(DockerImageSkipPushField.alias):
+        return True
+    names = values.get(DockerImageRegistriesField.alias, DockerImageRegistriesField.default)
+    try:
+        return any(True for _ in registries.get(*(names or ())))
+    except DockerRegistryOptionsNotFoundError:
+        return True  # an unknown `@alias`: Pants names it when it packages the image
+
+
+def no_destination_message(generator: str, images: Sequence[str]) -> str:
+    return softwrap(
+        f"""
+        {generator}: no destination registry for {", ".join(images)}: they have no
+        `registries`, and no registry in `[docker].registries` has `default = true`, so they
+        would be pushed to Docker Hub. Configure a destination, e.g. in pants.toml
+        `[docker.registries.mirror]` with `address = "registry.example.com"` and `default =
+        true`, or give the generator (or its `overrides`) `registries=["@mirror"]`; to push to
+        Docker Hub on purpose, name it: `registries=["docker.io"]`. (Images with `skip_push=True`
+        need none.)
+        """
+    )

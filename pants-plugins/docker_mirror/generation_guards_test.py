@@ -8,6 +8,7 @@ import pytest
 from docker_mirror import generator
 from docker_mirror.generation import source_registry_allowed
 from docker_mirror.target_types import DockerMirrorImagesTargetGenerator, DockerMirrorImageTarget
+from docker_mirror.testutil.rule_runner_options import default_registry_args
 from pants.backend.docker.target_types import DockerImageTarget
 from pants.core.target_types import TargetGeneratorSourcesHelperTarget
 from pants.engine.addresses import Address
@@ -89,7 +90,7 @@ SPEC = "# images\npython:3.12\nghcr.io/org/app:1\n\nquay.io/org/tool:2\nEvil.Exa
 @pytest.mark.parametrize("method", METHODS)
 def test_a_registry_that_is_not_allowed_is_refused_with_path_and_line(method: str) -> None:
     rule_runner = rule_runner_with(
-        "--docker-mirror-allowed-source-registries=['docker.io', 'GHCR.io']"
+        *default_registry_args(), "--docker-mirror-allowed-source-registries=['docker.io', 'GHCR.io']"
     )
     with pytest.raises(ExecutionError) as exc:
         generate(rule_runner, method, SPEC)
@@ -107,7 +108,49 @@ def test_a_registry_that_is_not_allowed_is_refused_with_path_and_line(method: st
 def test_allowed_registries_generate_and_an_empty_allowlist_allows_any(method: str) -> None:
     spec = "python:3.12\nghcr.io/org/app:1\neu.gcr.io/p/tool:3\n"
     allowed = rule_runner_with(
+        *default_registry_args(),
         "--docker-mirror-allowed-source-registries=['docker.io', 'ghcr.io', '*.gcr.io']",
     )
     assert len(generate(allowed, method, spec)) == 3
-    assert len(generate(rule_runner_with(), method, spec)) == 3
+    assert len(generate(rule_runner_with(*default_registry_args()), method, spec)) == 3
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_an_image_without_a_destination_registry_is_refused_with_how_to(method: str) -> None:
+    # No `[docker].registries` default, no `registries`: Docker Hub, by accident.
+    with pytest.raises(ExecutionError) as exc:
+        generate(rule_runner_with(), method, "python:3.12\nghcr.io/org/app:1\n")
+    message = str(exc.value)
+    assert "src:mirror: no destination registry for src:mirror#python, src:mirror#ghcr.io/org/app" in message
+    assert "would be pushed to Docker Hub" in message
+    assert "[docker.registries.mirror]" in message and 'registries=["docker.io"]' in message
+    # Only images without one: an override with a registry takes its image out of the list.
+    with pytest.raises(ExecutionError) as exc:
+        generate(
+            rule_runner_with(), method, "python:3.12\nghcr.io/org/app:1\n",
+            ", overrides={'python': {'registries': ['registry.lan:5000']}}",
+        )  # fmt: skip
+    assert "no destination registry for src:mirror#ghcr.io/org/app:" in str(exc.value)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(
+    "build_extra",
+    [
+        ", registries=['docker.io']",  # Docker Hub, on purpose
+        ", registries=['registry.lan:5000']",
+        ", skip_push=True",  # nothing is pushed at all
+    ],
+)
+def test_a_named_destination_or_no_push_needs_no_default_registry(method: str, build_extra: str) -> None:
+    assert len(generate(rule_runner_with(), method, "python:3.12\n", build_extra)) == 1
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_default_registry_is_a_destination(method: str) -> None:
+    assert len(generate(rule_runner_with(*default_registry_args()), method, "python:3.12\n")) == 1
+    # A configured registry that is not a default is not one.
+    not_default = "--docker-registries={'m': {'address': 'registry.lan', 'default': False}}"
+    with pytest.raises(ExecutionError, match="no destination registry"):
+        generate(rule_runner_with(not_default), method, "python:3.12\n")
+    assert len(generate(rule_runner_with(not_default), method, "python:3.12\n", ", registries=['@m']")) == 1

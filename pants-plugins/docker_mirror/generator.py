@@ -16,7 +16,9 @@ from docker_mirror.generation import (
     check_copy_method_fields,
     check_destination_clashes,
     check_override_names,
+    has_destination_registry,
     image_field_values,
+    no_destination_message,
     plan_images,
     spec_file_relative_path,
 )
@@ -28,6 +30,7 @@ from docker_mirror.target_types import (
     DockerMirrorImagesTargetGenerator,
     DockerMirrorImageTarget,
 )
+from pants.backend.docker.subsystems.docker_options import DockerOptions
 from pants.backend.docker.target_types import DockerImageTarget
 from pants.core.target_types import (
     TargetGeneratorSourcesHelperSourcesField,
@@ -49,12 +52,17 @@ class DockerMirrorSpecError(InvalidTargetException):
     every bad line as `path:line: ...`."""
 
 
+class DockerMirrorNoDestinationError(InvalidTargetException):
+    """Images that would be pushed to Docker Hub because no registry was configured."""
+
+
 @rule(desc="Generate images to mirror from `docker_mirror_images` spec files", level=LogLevel.DEBUG)
 async def generate_docker_mirror_images(
     request: GenerateFromDockerMirrorImagesRequest,
     union_membership: UnionMembership,
     unmatched_build_file_globs: UnmatchedBuildFileGlobs,
     subsystem: DockerMirrorSubsystem,
+    docker: DockerOptions,
 ) -> GeneratedTargets:
     generator_address = request.template_address
     sources = request.generator[DockerMirrorImagesSourcesField]
@@ -123,6 +131,16 @@ async def generate_docker_mirror_images(
         )
         for image in images
     ]
+    docker_registries = docker.registries()
+    homeless = [
+        str(generator_address.create_generated(image.name))
+        for image, values in planned
+        if not has_destination_registry(values, docker_registries)
+    ]
+    if homeless:
+        raise DockerMirrorNoDestinationError(
+            no_destination_message(str(generator_address), homeless)
+        )
     try:
         check_destination_clashes(planned)
     except SpecError as e:
