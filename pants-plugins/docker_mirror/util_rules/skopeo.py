@@ -114,9 +114,9 @@ def copy_argv(
 #
 # skopeo's `--retry-times` retries what it recognises as transient (a connection reset while
 # reading, a refused connection, 429), but not a connection cut while it writes a blob (`use of
-# closed network connection`), nor a 5xx answer: those the script retries itself, up to
-# `retries` times with backoff (1 s, 2 s, 4 s...), checking the destination again before each
-# attempt. Bash builtins only (`read -t` waits), but `rm`.
+# closed network connection`, `connection reset by peer`), nor a 5xx answer: those the script
+# retries itself, up to `retries` times with backoff (1 s, 2 s, 4 s...), checking the
+# destination again before each attempt. Bash builtins only (`read -t` waits), but `rm`.
 GUARDED_COPY_SCRIPT = r"""want=$1 seen=$2 retries=$3 count=$4; shift 4
 inspect=("${@:1:$count}"); shift "$count"
 attempt=0
@@ -141,7 +141,8 @@ while :; do
   error=$(<copy-stderr)
   attempt=$((attempt + 1))
   case "$error" in
-    *"use of closed network connection"* | *"unexpected HTTP status: 5"* | *"from registry 5"*) ;;
+    *"use of closed network connection"* | *"connection reset by peer"* | \
+      *"unexpected HTTP status: 5"* | *"from registry 5"*) ;;
     *) attempt=$((retries + 1)) ;;
   esac
   if [ "$attempt" -gt "$retries" ]; then

@@ -273,6 +273,9 @@ esac
         # A connection cut while a blob is written, twice, then success: retried.
         (["write: use of closed network connection", "use of closed network connection", "ok"],
          2, 0, 3, ""),
+        # A connection reset by the registry while a blob is written: retried.
+        (["writing blob: Patch \"http://r/v2/x/blobs/uploads/u\": read: connection reset by peer", "ok"],
+         1, 0, 2, ""),
         # A 5xx answer: retried.
         (["received unexpected HTTP status: 503 Service Unavailable", "ok"], 1, 0, 2, ""),
         # More cuts than retries: the last error is reported.
