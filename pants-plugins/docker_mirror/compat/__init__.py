@@ -10,42 +10,13 @@ type-checks them against a Pants source tree.
 
 from docker_mirror.compat.pants_version import CALL_BY_NAME
 
+# Both modules define the same names (`__all__`; compat_test checks it).
 if CALL_BY_NAME:
-    from docker_mirror.compat.call_by_name import (
-        AddressFamilyDir,
-        UnmatchedBuildFileGlobs,
-        address_family,
-        binary_paths,
-        concurrently,
-        created_digest,
-        digest_contents,
-        environment_vars,
-        path_globs_contents,
-        process_result,
-        rule_call,
-        targets,
-        unexpanded_targets,
-        venv_pex,
-        venv_pex_process,
-    )
+    from docker_mirror.compat.call_by_name import *  # noqa: F403
+    from docker_mirror.compat.call_by_name import __all__ as _names
 else:
-    from docker_mirror.compat.get_syntax import (
-        AddressFamilyDir,
-        UnmatchedBuildFileGlobs,
-        address_family,
-        binary_paths,
-        concurrently,
-        created_digest,
-        digest_contents,
-        environment_vars,
-        path_globs_contents,
-        process_result,
-        rule_call,
-        targets,
-        unexpanded_targets,
-        venv_pex,
-        venv_pex_process,
-    )
+    from docker_mirror.compat.get_syntax import *  # noqa: F403
+    from docker_mirror.compat.get_syntax import __all__ as _names
 
 # The helpers that make engine requests (the others are types and `concurrently`).
 HELPERS = (
@@ -62,21 +33,4 @@ HELPERS = (
     "venv_pex_process",
 )
 
-__all__ = (
-    "HELPERS",
-    "AddressFamilyDir",
-    "UnmatchedBuildFileGlobs",
-    "address_family",
-    "binary_paths",
-    "concurrently",
-    "created_digest",
-    "digest_contents",
-    "environment_vars",
-    "path_globs_contents",
-    "process_result",
-    "rule_call",
-    "targets",
-    "unexpanded_targets",
-    "venv_pex",
-    "venv_pex_process",
-)
+__all__ = ("HELPERS", *_names)

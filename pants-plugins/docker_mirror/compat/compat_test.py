@@ -70,3 +70,20 @@ def test_the_syntax_matches_the_running_pants() -> None:
     from pants.version import PANTS_SEMVER
 
     assert CALL_BY_NAME == (PANTS_SEMVER >= "2.23.0.dev0")
+
+
+def test_both_syntaxes_define_the_same_names() -> None:
+    """`call_by_name` cannot be imported on Pants before 2.23: read its `__all__`."""
+    import ast
+    from pathlib import Path
+
+    from docker_mirror.compat import get_syntax
+
+    tree = ast.parse((Path(get_syntax.__file__).parent / "call_by_name.py").read_text())
+    (names,) = (
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets)
+    )
+    assert sorted(names) == sorted(get_syntax.__all__)
+    assert set(compat.HELPERS) <= set(names)

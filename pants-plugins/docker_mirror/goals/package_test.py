@@ -13,38 +13,16 @@ from docker_mirror.goals.publish import (
     up_to_date_packages,
 )
 from docker_mirror.testutil.probe_results import failed as probe_failed
-from docker_mirror.testutil.probe_results import probed, served
+from docker_mirror.testutil.probe_results import INDEX, probed, served
 from docker_mirror.util_rules.manifest_reads import resolve_source
 from docker_mirror.util_rules.destinations import Destination, mirror_destinations
-from docker_mirror.util_rules.manifests import OCI_INDEX, OCI_MANIFEST, manifest_digest
+from docker_mirror.util_rules.manifests import OCI_INDEX, manifest_digest
 from docker_mirror.util_rules.skopeo import CopyOutcome
 from pants.engine.unions import UnionMembership
 from pants.backend.docker.registries import DockerRegistries
 from pants.engine.addresses import Address
 from pants.engine.process import InteractiveProcess
 
-AMD64_DIGEST = "sha256:" + "1" * 64
-ARM64_DIGEST = "sha256:" + "2" * 64
-INDEX = json.dumps(
-    {
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": [
-            {
-                "mediaType": OCI_MANIFEST,
-                "digest": AMD64_DIGEST,
-                "size": 1,
-                "platform": {"os": "linux", "architecture": "amd64"},
-            },
-            {
-                "mediaType": OCI_MANIFEST,
-                "digest": ARM64_DIGEST,
-                "size": 1,
-                "platform": {"os": "linux", "architecture": "arm64"},
-            },
-        ],
-    }
-).encode()
 MANIFEST_UNKNOWN = "127.0.0.1:5000 answered 404 for team/app:1: manifest unknown"
 
 

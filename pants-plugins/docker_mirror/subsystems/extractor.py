@@ -12,11 +12,11 @@ To update the lockfile after changing the requirements (with this repository's P
 
 from __future__ import annotations
 
-import importlib.resources
 from dataclasses import dataclass
 
 from docker_mirror.compat import created_digest, venv_pex
 from docker_mirror.compat.python_tools import ToolLockfileRules
+from docker_mirror.subsystems.tool_sources import package_sources
 from pants.backend.python.subsystems.python_tool_base import PythonToolRequirementsBase
 from pants.backend.python.target_types import EntryPoint
 from pants.backend.python.util_rules.pex import VenvPex
@@ -32,8 +32,8 @@ class ImageExtractorSubsystem(ToolLockfileRules, PythonToolRequirementsBase):
     options_scope = "docker-mirror-extractor"
     help_short = softwrap(
         """
-        The image extractor: the program `docker-mirror-extract` reads Kubernetes YAML with
-        (PyYAML, with limits against alias bombs, deep nesting and huge files).
+        The image extractor: the program `docker-mirror-extract` reads Kubernetes YAML with. It
+        uses PyYAML's parser, with limits against alias bombs, deep nesting and huge files.
         """
     )
     help = help_short
@@ -55,22 +55,8 @@ class ImageExtractor:
 
 
 def extractor_sources() -> tuple[FileContent, ...]:
-    """The extractor package's modules (not its tests), laid out as a package for the PEX."""
-    package = importlib.resources.files(EXTRACTOR_PACKAGE)
-    modules = sorted(
-        (
-            entry
-            for entry in package.iterdir()
-            if entry.name.endswith(".py") and not entry.name.endswith("_test.py")
-        ),
-        key=lambda entry: entry.name,
-    )
-    prefix = EXTRACTOR_PACKAGE.replace(".", "/")
-    return (
-        # The parent package's `__init__.py` is empty: the extractor imports none of the plugin.
-        FileContent("docker_mirror/__init__.py", b""),
-        *(FileContent(f"{prefix}/{module.name}", module.read_bytes()) for module in modules),
-    )
+    """The extractor's modules, laid out for its PEX: it imports none of the plugin."""
+    return package_sources(EXTRACTOR_PACKAGE)
 
 
 @rule(desc="Setting up the image extractor", level=LogLevel.DEBUG)

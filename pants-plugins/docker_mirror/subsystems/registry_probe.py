@@ -12,11 +12,11 @@ To update the lockfile after changing the requirements (with this repository's P
 
 from __future__ import annotations
 
-import importlib.resources
 from dataclasses import dataclass
 
 from docker_mirror.compat import created_digest, venv_pex
 from docker_mirror.compat.python_tools import ToolLockfileRules
+from docker_mirror.subsystems.tool_sources import package_sources
 from pants.backend.python.subsystems.python_tool_base import PythonToolRequirementsBase
 from pants.backend.python.target_types import EntryPoint
 from pants.backend.python.util_rules.pex import VenvPex
@@ -64,32 +64,8 @@ SHARED_MODULES = (
 
 
 def probe_sources() -> tuple[FileContent, ...]:
-    """The probe's modules (not its tests) and the plugin modules it shares, as a package tree
-    for the PEX. The package `__init__.py` files on the way are empty: nothing imports Pants."""
-    probe = importlib.resources.files(PROBE_PACKAGE)
-    modules = sorted(
-        (
-            entry
-            for entry in probe.iterdir()
-            if entry.name.endswith(".py") and not entry.name.endswith("_test.py")
-        ),
-        key=lambda entry: entry.name,
-    )
-    return (
-        FileContent("docker_mirror/__init__.py", b""),
-        FileContent("docker_mirror/util_rules/__init__.py", b""),
-        *(
-            FileContent(
-                f"{package.replace('.', '/')}/{name}",
-                importlib.resources.files(package).joinpath(name).read_bytes(),
-            )
-            for package, name in SHARED_MODULES
-        ),
-        *(
-            FileContent(f"{PROBE_PACKAGE.replace('.', '/')}/{module.name}", module.read_bytes())
-            for module in modules
-        ),
-    )
+    """The probe's modules and the plugin modules it shares, laid out for its PEX."""
+    return package_sources(PROBE_PACKAGE, shared_modules=SHARED_MODULES)
 
 
 @rule(desc="Setting up the registry probe", level=LogLevel.DEBUG)

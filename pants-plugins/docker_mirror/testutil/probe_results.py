@@ -4,9 +4,33 @@ from __future__ import annotations
 
 import json
 
-from docker_mirror.util_rules.manifests import manifest_digest, parse_manifest
+from docker_mirror.util_rules.manifests import OCI_INDEX, OCI_MANIFEST, manifest_digest, parse_manifest
 from docker_mirror.util_rules.probe import ProbedManifest, ProbedManifests
 from pants.util.frozendict import FrozenDict
+
+# An image index of two platforms, as a registry serves it.
+AMD64_DIGEST = "sha256:" + "1" * 64
+ARM64_DIGEST = "sha256:" + "2" * 64
+INDEX = json.dumps(
+    {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": AMD64_DIGEST,
+                "size": 1,
+                "platform": {"os": "linux", "architecture": "amd64"},
+            },
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": ARM64_DIGEST,
+                "size": 1,
+                "platform": {"os": "linux", "architecture": "arm64"},
+            },
+        ],
+    }
+).encode()
 
 
 def served(reference: str, body: bytes, *, with_body: bool = True) -> ProbedManifest:

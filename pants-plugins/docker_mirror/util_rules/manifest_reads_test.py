@@ -3,9 +3,15 @@ pure functions."""
 
 from __future__ import annotations
 
-import json
 
-from docker_mirror.testutil.probe_results import failed, probed, served
+from docker_mirror.testutil.probe_results import (
+    AMD64_DIGEST,
+    ARM64_DIGEST,
+    INDEX,
+    failed,
+    probed,
+    served,
+)
 from docker_mirror.util_rules.destinations import Destination
 from docker_mirror.util_rules.manifest_reads import (
     destinations_to_check,
@@ -17,28 +23,6 @@ from docker_mirror.util_rules.manifests import OCI_INDEX, OCI_MANIFEST, manifest
 from docker_mirror.util_rules.probe import merge_needs
 from pants.engine.addresses import Address
 
-AMD64_DIGEST = "sha256:" + "1" * 64
-ARM64_DIGEST = "sha256:" + "2" * 64
-INDEX = json.dumps(
-    {
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": [
-            {
-                "mediaType": OCI_MANIFEST,
-                "digest": AMD64_DIGEST,
-                "size": 1,
-                "platform": {"os": "linux", "architecture": "amd64"},
-            },
-            {
-                "mediaType": OCI_MANIFEST,
-                "digest": ARM64_DIGEST,
-                "size": 1,
-                "platform": {"os": "linux", "architecture": "arm64"},
-            },
-        ],
-    }
-).encode()
 SOURCE = "127.0.0.1:5000/team/app:1"
 
 
