@@ -432,9 +432,10 @@ class FaultProxy:
         """Serves one request; False when the client connection is to be closed."""
         method, path = self._request_line(head)
         fault = self._next(method, path)
-        hook = None
+        hook: Optional[Callable[[], None]] = None
         if isinstance(fault, Then):
-            fault, hook = fault.fault, fault.hook
+            hook = fault.hook
+            fault = fault.fault
         if isinstance(fault, Respond):
             await self._drain_body(head, reader)
             self._count_fault(fault.kind)
@@ -539,7 +540,9 @@ class FaultProxy:
                 upstream[0] = await asyncio.open_connection(host, int(port))
             except OSError:
                 return reset()  # as a host whose registry died: the connection drops
-        up_reader, up_writer = upstream[0]
+        connection = upstream[0]
+        assert connection is not None
+        up_reader, up_writer = connection
         try:
             up_writer.write(head.encode(drop=("Proxy-Connection",)))
             if not await self._copy_body(head, reader, up_writer, request=True, method=method,

@@ -48,7 +48,7 @@ def make_certificates(directory: Path, hostname: str) -> Tuple[Path, Path, Path]
     return ca_path, cert_path, key_path
 
 
-def _san(x509, ipaddress, hostname: str):  # type: ignore[no-untyped-def]
+def _san(x509, ipaddress, hostname: str):
     try:
         return x509.IPAddress(ipaddress.ip_address(hostname))
     except ValueError:
