@@ -120,11 +120,15 @@ def publish(
     repo: PantsRepo, directory: str, destination: str, *options: str,
     env: Optional[Dict[str, str]] = None, daemon: bool = True,
 ) -> PantsResult:  # fmt: skip
+    defaults = [
+        option
+        for option in ("--docker-mirror-registry-timeout=20", "--docker-mirror-copy-timeout=120",
+                       "--docker-mirror-max-retry-wait=5")
+        if not any(given.startswith(option.split("=")[0] + "=") for given in options)
+    ]  # fmt: skip
     return repo.pants(
         destination_option(destination),
-        "--docker-mirror-registry-timeout=20",
-        "--docker-mirror-copy-timeout=120",
-        "--docker-mirror-max-retry-wait=5",
+        *defaults,
         *options,
         "publish",
         f"{directory}::",
@@ -346,6 +350,39 @@ def test_the_destination_registry_killed_during_a_copy_and_the_rerun_completes(
         destination, expected(directory, digests), must_exist=tuple(expected(directory, digests))
     )
     RUNS["recovered"] += 1
+
+
+def test_a_stalled_upload_fails_its_image_within_copy_timeout(
+    repo: PantsRepo, upstream: Registry, registries: Callable[..., Registry], proxies
+) -> None:
+    directory = "stalled"
+    names = ["slow", "fine"]
+    digests = seed(upstream, directory, names)
+    write_spec(repo, upstream, directory, names)
+    destination = registries()
+    # `slow`'s blob upload hangs for far longer than the copy may take.
+    proxy = proxies(
+        destination.address,
+        rules(Rule(Stall(RUN_TIMEOUT), methods=BLOB_BODY,
+                   path=f"/mirror/{directory}/slow/blobs/uploads/")),
+    )  # fmt: skip
+    started = time.monotonic()
+    result = publish(
+        repo, directory, proxy.address, "--docker-mirror-retries=0",
+        "--docker-mirror-copy-timeout=10",
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    proxy.release()
+
+    assert proxy.faults()["stall"] >= 1, (proxy.requests(), result)
+    assert result.returncode != 0, result
+    assert_no_traceback(result)
+    line = next(l for l in result.stderr.splitlines() if f"/mirror/{directory}/slow:1 failed" in l)
+    assert "timed out" in line and f"at registry {proxy.address}" in line, line
+    assert f"✓ {proxy.address}/mirror/{directory}/fine:1 published to @mirror" in result.stderr
+    assert elapsed < RUN_TIMEOUT / 2, elapsed  # the stall (RUN_TIMEOUT) did not hold the run
+    now = assert_destination_consistent(destination, expected(directory, digests))
+    assert (f"mirror/{directory}/slow", "1") not in now
 
 
 # ---------------------------------------------------------------------------------------------
@@ -591,6 +628,8 @@ def test_a_self_signed_registry_in_a_private_range_is_verified_and_trusted_throu
     registry = NetnsRegistry(state, cert, key)
     certs_d = Path("/etc/docker/certs.d") / registry.address
     assert not certs_d.exists(), f"{certs_d} exists already: not this test's to change"
+    # The directories this test creates, innermost first: removed at its end.
+    created = [d for d in (certs_d, certs_d.parent, certs_d.parent.parent) if not d.exists()]
     try:
         # Without the CA: refused, saying how to trust it.
         untrusted = publish(repo, directory, registry.address)
@@ -616,5 +655,10 @@ def test_a_self_signed_registry_in_a_private_range_is_verified_and_trusted_throu
             assert response.headers["Docker-Content-Digest"] == digests["app"]
     finally:
         shutil.rmtree(certs_d, ignore_errors=True)
+        for made in created[1:]:
+            try:
+                made.rmdir()
+            except OSError:
+                pass  # something else was put there meanwhile: not this test's
         registry.stop()
-    assert not certs_d.exists()
+    assert not certs_d.exists() and not [d for d in created if d.exists()]
