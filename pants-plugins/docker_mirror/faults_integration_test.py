@@ -374,11 +374,12 @@ def test_a_stalled_upload_fails_its_image_within_copy_timeout(
     elapsed = time.monotonic() - started
     proxy.release()
 
-    assert proxy.faults()["stall"] >= 1, (proxy.requests(), result)
     assert result.returncode != 0, result
     assert_no_traceback(result)
     line = next(l for l in result.stderr.splitlines() if f"/mirror/{directory}/slow:1 failed" in l)
+    # skopeo's own limit cut the blob upload the proxy held.
     assert "timed out" in line and f"at registry {proxy.address}" in line, line
+    assert "writing blob" in line and f"/mirror/{directory}/slow/blobs/uploads/" in line, line
     assert f"✓ {proxy.address}/mirror/{directory}/fine:1 published to @mirror" in result.stderr
     assert elapsed < RUN_TIMEOUT / 2, elapsed  # the stall (RUN_TIMEOUT) did not hold the run
     now = assert_destination_consistent(destination, expected(directory, digests))
