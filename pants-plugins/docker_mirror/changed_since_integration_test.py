@@ -9,13 +9,13 @@ is read back from the destination registry's API.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-import time
-import urllib.error
-import urllib.request
 from typing import Callable
 
 import pytest
+from docker_mirror.testutil.consistency import BUILT, assert_destination_consistent
+from docker_mirror.testutil.fault_proxy import FaultProxy, Reset, Rule, passthrough, respond, rules
 from docker_mirror.testutil.images import make_image
 from docker_mirror.testutil.pants_repo import PantsRepo, PantsResult
 from docker_mirror.testutil.registries import Registry
@@ -223,29 +223,19 @@ FAILURE_LAYOUT = {
 }
 
 
-def stop(registry: Registry) -> None:
-    registry.stop()
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"http://{registry.address}/v2/", timeout=1)
-        except (urllib.error.URLError, ConnectionError):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"registry {registry.address} still answers after stop()")
-
-
-def test_publish_failures_name_image_and_registry_push_no_partial_tag_and_a_rerun_completes(
+def test_publish_failures_name_image_and_registry_an_interrupted_push_leaves_no_tag_and_a_rerun_completes(
     docker_engine: None, registries: Callable[[], Registry], pants_repo: PantsRepo
 ) -> None:
-    """Two faults in turn, each fixed before the same command runs again.
+    """Two faults in turn, each fixed before the same command runs again; build method, the
+    Docker engine pushing through the fault proxy.
 
     1. A source image that does not exist. Pants builds every image before it pushes any, so the
        run fails naming the source reference and the destination tag, and nothing is pushed.
-    2. The destination registry is down. Every push is tried (one failure does not stop the
-       others), and the run fails listing each tag that was not pushed.
+    2. Pushes interrupted for real: `team/app`'s first blob upload is cut in the middle of its
+       body (the engine retries it), then its manifest push is refused (403). Every other push
+       goes on; the run fails naming that tag, and no tag of it appears at the destination.
 
-    No tag appears at the destination until its push completes; once the registry is back, the
-    same command mirrors everything.
+    Once the fault is gone, the same command mirrors everything.
     """
     upstream, mirror = registries(), registries()
     make_image(f"{upstream.address}/library/busybox:1.36")
@@ -257,35 +247,53 @@ def test_publish_failures_name_image_and_registry_push_no_partial_tag_and_a_reru
         {"src/images.txt": "U/library/busybox:1.36\nU/team/app:2.0\nU/team/missing:1.0\n"},
     )
     tags = ("library/busybox:1.36", "team/app:2.0", "team/missing:1.0")
+    proxy = FaultProxy.start(
+        mirror.address,
+        rules(
+            Rule(Reset(16), methods=frozenset({"PATCH", "PUT"}),
+                 path="/mirror/team/app/blobs/uploads/", times=1),
+            Rule(respond(403), methods=frozenset({"PUT"}), path="/mirror/team/app/manifests/"),
+        ),
+    )  # fmt: skip
+    # The engine pushes to the proxy's address: the images are tagged with it.
+    through = dataclasses.replace(mirror, address=proxy.address)
+    try:
+        missing_source = pants_repo.pants(CHANGED, "publish", registry=through)
 
-    missing_source = pants_repo.pants(CHANGED, "publish", registry=mirror)
+        assert missing_source.returncode != 0, missing_source
+        destination = f"{proxy.address}/mirror/team/missing:1.0"
+        assert f"Building docker image {destination}" in missing_source.stderr, missing_source
+        source_error = f"manifest for {upstream.address}/team/missing:1.0 not found"
+        assert source_error in missing_source.stderr, missing_source
+        assert "Traceback (most recent call last)" not in missing_source.stderr, missing_source
+        assert mirror.repositories() == []
 
-    assert missing_source.returncode != 0, missing_source
-    destination = f"{mirror.address}/mirror/team/missing:1.0"
-    assert f"Building docker image {destination}" in missing_source.stderr, missing_source
-    source_error = f"manifest for {upstream.address}/team/missing:1.0 not found"
-    assert source_error in missing_source.stderr, missing_source
-    assert "Traceback (most recent call last)" not in missing_source.stderr, missing_source
-    assert mirror.repositories() == []
+        make_image(f"{upstream.address}/team/missing:1.0")
+        interrupted = pants_repo.pants(CHANGED, "publish", registry=through)
 
-    make_image(f"{upstream.address}/team/missing:1.0")
-    stop(mirror)
-    registry_down = pants_repo.pants(CHANGED, "publish", registry=mirror)
-
-    assert registry_down.returncode != 0, registry_down
-    for tag in tags:
+        assert interrupted.returncode != 0, interrupted
+        cut = [r for r in proxy.requests() if r.fault == "reset"]
+        assert [r.method for r in cut] == ["PATCH"] or [r.method for r in cut] == ["PUT"], cut
+        assert [r.status for r in proxy.requests() if r.fault == "403"], proxy.requests()
         assert re.search(
-            rf"^\S+ {re.escape(mirror.address)}/mirror/{re.escape(tag)} failed\.$",
-            registry_down.stderr,
+            rf"^\S+ {re.escape(proxy.address)}/mirror/team/app:2.0 failed\.$",
+            interrupted.stderr,
             re.MULTILINE,
-        ), registry_down
-    assert f"{mirror.address}/v2/" in registry_down.stderr, registry_down
-    assert "connection refused" in registry_down.stderr, registry_down
-    assert "Traceback (most recent call last)" not in registry_down.stderr, registry_down
+        ), interrupted
+        assert "denied" in interrupted.stderr, interrupted
+        assert "Traceback (most recent call last)" not in interrupted.stderr, interrupted
+        sources = {("mirror/" + t.split(":")[0], t.split(":")[1]): BUILT for t in tags}
+        now = assert_destination_consistent(
+            mirror, sources, must_exist=(("mirror/library/busybox", "1.36"),
+                                         ("mirror/team/missing", "1.0")),
+        )  # fmt: skip
+        assert ("mirror/team/app", "2.0") not in now  # no partial tag
 
-    mirror.start()
-    assert mirror.repositories() == []
-    rerun = pants_repo.pants(CHANGED, "publish", registry=mirror)
+        proxy.plan = passthrough()
+        rerun = pants_repo.pants(CHANGED, "publish", registry=through)
 
-    assert rerun.returncode == 0, rerun
+        assert rerun.returncode == 0, rerun
+        assert_destination_consistent(mirror, sources, now, must_exist=tuple(sources))
+    finally:
+        proxy.stop()
     assert_mirrored(mirror, upstream, *tags)

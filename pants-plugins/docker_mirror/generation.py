@@ -7,10 +7,12 @@ Both methods share names, repositories, tags, precedence and the per-spec-file h
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
+from docker_mirror.image_reference import DOCKER_HUB
 from docker_mirror.spec import SpecEntry, SpecError, SpecLineError, assign_names, parse_spec_files
 from docker_mirror.target_types import (
     DockerMirrorImagesBuildArgsField,
@@ -19,11 +21,14 @@ from docker_mirror.target_types import (
     DockerMirrorPlatformField,
     DockerMirrorSourceImageField,
 )
+from docker_mirror.util_rules.registry_access import split_registry_address
+from pants.backend.docker.registries import DockerRegistries, DockerRegistryOptionsNotFoundError
 from pants.backend.docker.target_types import (
     DockerImageBuildPullOptionField,
     DockerImageInstructionsField,
     DockerImageRegistriesField,
     DockerImageRepositoryField,
+    DockerImageSkipPushField,
     DockerImageSourceField,
     DockerImageTagsField,
 )
@@ -214,3 +219,78 @@ def check_destination_clashes(images: Iterable[tuple[PlannedImage, Mapping[str, 
         )
     if errors:
         raise SpecError(errors)
+
+
+# Docker Hub's names: a line without a host names it as `docker.io`.
+DOCKER_HUB_NAMES = frozenset({DOCKER_HUB, "index.docker.io", "registry-1.docker.io"})
+
+
+def source_registry_allowed(registry: str, allowed: Sequence[str]) -> bool:
+    """Whether `registry` (`host[:port]`, `docker.io` for Docker Hub) matches an entry of
+    `allowed`: a host or a glob pattern (`*.gcr.io`), any port, or `host:port`. Case is
+    ignored; Docker Hub's other names count as `docker.io`."""
+    host, port = split_registry_address(registry)
+    if host in DOCKER_HUB_NAMES:
+        host = DOCKER_HUB
+    for entry in allowed:
+        entry_host, entry_port = split_registry_address(entry.strip())
+        if not entry_host:
+            continue
+        if entry_host in DOCKER_HUB_NAMES:
+            entry_host = DOCKER_HUB
+        if not fnmatch.fnmatchcase(host, entry_host):
+            continue
+        if entry_port is None or (port is not None and fnmatch.fnmatchcase(port, entry_port)):
+            return True
+    return False
+
+
+def check_allowed_source_registries(
+    images: Iterable[PlannedImage], allowed: Sequence[str]
+) -> None:
+    """Refuses every line whose registry `[docker-mirror].allowed_source_registries` does not
+    allow (when it is set), compiler-style; raises `SpecError`."""
+    if not allowed:
+        return
+    patterns = ", ".join(allowed)
+    errors = [
+        SpecLineError(
+            image.entry.path,
+            image.entry.line_number,
+            f"registry not allowed: {image.entry.reference.registry_host} (not in "
+            f"`[docker-mirror].allowed_source_registries`: {patterns})",
+            image.entry.line,
+        )
+        for image in images
+        if not source_registry_allowed(image.entry.reference.registry_host, allowed)
+    ]
+    if errors:
+        raise SpecError(sorted(errors, key=lambda e: (e.path, e.line_number)))
+
+
+def has_destination_registry(values: Mapping[str, Any], registries: DockerRegistries) -> bool:
+    """Whether an image with these field values is pushed to a registry: `registries` (by
+    default every registry with `default = true`) names at least one, or the image is not
+    pushed at all (`skip_push`). Without one, Pants' docker backend tags the image with no
+    registry, and `docker push` sends it to Docker Hub."""
+    if values.get(DockerImageSkipPushField.alias):
+        return True
+    names = values.get(DockerImageRegistriesField.alias, DockerImageRegistriesField.default)
+    try:
+        return any(True for _ in registries.get(*(names or ())))
+    except DockerRegistryOptionsNotFoundError:
+        return True  # an unknown `@alias`: Pants names it when it packages the image
+
+
+def no_destination_message(generator: str, images: Sequence[str]) -> str:
+    return softwrap(
+        f"""
+        {generator}: no destination registry for {", ".join(images)}: they have no
+        `registries`, and no registry in `[docker].registries` has `default = true`, so they
+        would be pushed to Docker Hub. Configure a destination, e.g. in pants.toml
+        `[docker.registries.mirror]` with `address = "registry.example.com"` and `default =
+        true`, or give the generator (or its `overrides`) `registries=["@mirror"]`; to push to
+        Docker Hub on purpose, name it: `registries=["docker.io"]`. (Images with `skip_push=True`
+        need none.)
+        """
+    )

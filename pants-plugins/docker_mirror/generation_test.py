@@ -16,6 +16,7 @@ from docker_mirror.target_types import (
     DockerMirrorSourceImageField,
 )
 from docker_mirror.target_types import DockerMirrorImagesTargetGenerator
+from docker_mirror.testutil.rule_runner_options import default_registry_args
 from pants.backend.docker.goals.package_image import DockerPackageFieldSet
 from pants.backend.docker.goals.publish import PublishDockerImageFieldSet
 from pants.backend.docker.target_types import DockerImageTarget
@@ -35,6 +36,7 @@ SPEC = (
 @pytest.fixture
 def rule_runner() -> RuleRunner:
     return RuleRunner(
+        bootstrap_args=default_registry_args(),
         rules=generator.rules(),
         target_types=[
             DockerMirrorImagesTargetGenerator,

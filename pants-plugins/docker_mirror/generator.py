@@ -12,20 +12,25 @@ from docker_mirror.compat import (
 from docker_mirror.generation import (
     COPY,
     applicable_defaults,
+    check_allowed_source_registries,
     check_copy_method_fields,
     check_destination_clashes,
     check_override_names,
+    has_destination_registry,
     image_field_values,
+    no_destination_message,
     plan_images,
     spec_file_relative_path,
 )
 from docker_mirror.spec import SpecError
+from docker_mirror.subsystems.docker_mirror import DockerMirrorSubsystem
 from docker_mirror.target_types import (
     DockerMirrorImagesMethodField,
     DockerMirrorImagesSourcesField,
     DockerMirrorImagesTargetGenerator,
     DockerMirrorImageTarget,
 )
+from pants.backend.docker.subsystems.docker_options import DockerOptions
 from pants.backend.docker.target_types import DockerImageTarget
 from pants.core.target_types import (
     TargetGeneratorSourcesHelperSourcesField,
@@ -43,7 +48,12 @@ class GenerateFromDockerMirrorImagesRequest(GenerateTargetsRequest):
 
 
 class DockerMirrorSpecError(InvalidTargetException):
-    """A spec file does not parse; its message lists every bad line as `path:line: ...`."""
+    """A spec file does not parse, or names a registry that is not allowed; its message lists
+    every bad line as `path:line: ...`."""
+
+
+class DockerMirrorNoDestinationError(InvalidTargetException):
+    """Images that would be pushed to Docker Hub because no registry was configured."""
 
 
 @rule(desc="Generate images to mirror from `docker_mirror_images` spec files", level=LogLevel.DEBUG)
@@ -51,6 +61,8 @@ async def generate_docker_mirror_images(
     request: GenerateFromDockerMirrorImagesRequest,
     union_membership: UnionMembership,
     unmatched_build_file_globs: UnmatchedBuildFileGlobs,
+    subsystem: DockerMirrorSubsystem,
+    docker: DockerOptions,
 ) -> GeneratedTargets:
     generator_address = request.template_address
     sources = request.generator[DockerMirrorImagesSourcesField]
@@ -68,6 +80,12 @@ async def generate_docker_mirror_images(
     except SpecError as e:
         raise DockerMirrorSpecError(
             f"{generator_address}: invalid spec file, no image generated:\n{e}"
+        ) from None
+    try:
+        check_allowed_source_registries(images, subsystem.allowed_source_registries)
+    except SpecError as e:
+        raise DockerMirrorSpecError(
+            f"{generator_address}: a source registry is not allowed, no image generated:\n{e}"
         ) from None
     overrides = request.require_unparametrized_overrides()
     check_override_names(overrides, images, generator=str(generator_address))
@@ -113,6 +131,16 @@ async def generate_docker_mirror_images(
         )
         for image in images
     ]
+    docker_registries = docker.registries()
+    homeless = [
+        str(generator_address.create_generated(image.name))
+        for image, values in planned
+        if not has_destination_registry(values, docker_registries)
+    ]
+    if homeless:
+        raise DockerMirrorNoDestinationError(
+            no_destination_message(str(generator_address), homeless)
+        )
     try:
         check_destination_clashes(planned)
     except SpecError as e:

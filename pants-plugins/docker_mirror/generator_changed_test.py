@@ -20,6 +20,7 @@ from docker_mirror.target_types import (
     DockerMirrorImagesTargetGenerator,
     DockerMirrorImagesSourcesField,
 )
+from docker_mirror.testutil.rule_runner_options import default_registry_args
 from pants.backend.docker.target_types import DockerImageInstructionsField, DockerImageTarget
 from pants.core.target_types import TargetGeneratorSourcesHelperTarget
 from pants.engine.addresses import Address
@@ -40,6 +41,7 @@ DIRECT, TRANSITIVE = DependentsOption.DIRECT, DependentsOption.TRANSITIVE
 @pytest.fixture
 def rule_runner() -> RuleRunner:
     rule_runner = RuleRunner(
+        bootstrap_args=default_registry_args(),
         rules=[
             *generator.rules(),
             *changed.rules(),

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Union
 import pytest
 from docker_mirror import register
 from docker_mirror.generator import DockerMirrorSpecError
+from docker_mirror.testutil.rule_runner_options import default_registry_args
 from pants.backend.docker.target_types import DockerImageInstructionsField, DockerImageTarget
 from pants.base.specs import RawSpecs, RecursiveGlobSpec
 from pants.core.target_types import TargetGeneratorSourcesHelperTarget
@@ -34,6 +35,7 @@ TIME_BOUND = 240.0
 @pytest.fixture
 def rule_runner() -> RuleRunner:
     return RuleRunner(
+        bootstrap_args=default_registry_args(),
         rules=[*register.rules(), QueryRule(Addresses, [RawSpecs])],
         target_types=[*register.target_types(), DockerImageTarget, TargetGeneratorSourcesHelperTarget],
     )

@@ -72,7 +72,9 @@ class DockerMirrorSubsystem(Subsystem):
             Registries on loopback (`localhost`, `127.0.0.0/8` and `[::1]`, with any port) need
             no entry: like Docker, `method="copy"` always reaches them this way. Every other
             registry, source or destination, is reached over verified TLS, with the system's
-            certificates (and `/etc/containers/certs.d/<host>/` for a private CA).
+            certificates and the per-registry CA directories Docker and skopeo read: for a
+            private CA, put its certificate in `/etc/docker/certs.d/<host:port>/ca.crt` (or
+            `/etc/containers/certs.d/<host:port>/ca.crt`), which the Docker engine reads too.
             """
         ),
         advanced=False,
@@ -120,4 +122,32 @@ class DockerMirrorSubsystem(Subsystem):
         default=30,
         help="Seconds to wait for a registry's answer to one request, before it counts as failed.",
         advanced=True,
+    )
+
+    copy_timeout = IntOption(
+        default=3600,
+        help=softwrap(
+            """
+            The longest one attempt to copy an image may take, in seconds (`skopeo
+            --command-timeout`), so that a registry that stalls in the middle of a transfer
+            fails that image instead of hanging the run. 0: no limit.
+            """
+        ),
+        advanced=True,
+    )
+
+    allowed_source_registries = StrListOption(
+        default=[],
+        help=softwrap(
+            """
+            When set, the only registries spec files may name as sources: hosts or glob
+            patterns, e.g. `["docker.io", "*.gcr.io", "registry.k8s.io"]`. A line without a
+            registry host (`python:3.12`) names Docker Hub, `docker.io`. An entry without a port
+            matches the host on any port; `host:port` only that port. Matching ignores case.
+            Any other registry is refused when the targets are generated, with
+            `path:line: registry not allowed: ...`, for both methods, and nothing of that
+            generator is mirrored. Empty (the default): any registry.
+            """
+        ),
+        advanced=False,
     )

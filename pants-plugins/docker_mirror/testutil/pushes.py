@@ -59,15 +59,17 @@ def push_manifest(
 
 def image_manifest(
     address: str, repository: str, label: str, *, platform: Tuple[str, str] = ("linux", "amd64"),
-    authorization: Optional[str] = None,
+    authorization: Optional[str] = None, layer: Optional[bytes] = None,
 ) -> bytes:
-    """Uploads the blobs of a one-layer image labelled `label` and returns its manifest."""
+    """Uploads the blobs of a one-layer image labelled `label` and returns its manifest; the
+    layer is a line naming the label, or `layer`."""
     config = json.dumps(
         {"architecture": platform[1], "os": platform[0], "config": {"Labels": {"label": label}},
          "rootfs": {"type": "layers", "diff_ids": []}},
         sort_keys=True,
     ).encode()
-    layer = f"layer of {label}\n".encode()
+    if layer is None:
+        layer = f"layer of {label}\n".encode()
     config_digest = push_blob(address, repository, config, authorization=authorization)
     layer_digest = push_blob(address, repository, layer, authorization=authorization)
     return json.dumps(
@@ -83,11 +85,12 @@ def image_manifest(
 
 def push_image(
     address: str, repository: str, tag: str, label: Optional[str] = None, *,
-    authorization: Optional[str] = None,
+    authorization: Optional[str] = None, layer: Optional[bytes] = None,
 ) -> str:
-    """Pushes a tiny single-platform image to `address/repository:tag`; returns its digest."""
+    """Pushes a single-platform image to `address/repository:tag` (a tiny one, or with the
+    layer `layer`); returns its digest."""
     manifest = image_manifest(address, repository, label or f"{repository}:{tag}",
-                              authorization=authorization)
+                              authorization=authorization, layer=layer)
     return push_manifest(address, repository, tag, manifest, OCI_MANIFEST, authorization=authorization)
 
 

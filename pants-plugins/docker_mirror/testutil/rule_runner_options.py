@@ -35,3 +35,14 @@ def pex_building_options() -> tuple[list[str], dict[str, str]]:
     ]
     template = f"file://{bootstrap_cache()}/pex/pex-{{version}}"
     return options, {"PANTS_PEX_CLI_URL_TEMPLATE": template}
+
+
+# A generated image needs a destination registry (without one it would be pushed to Docker Hub,
+# and generation refuses it): RuleRunner tests of the generator get this one as their default.
+TEST_REGISTRY = "registry.example.com"
+
+
+def default_registry_args(address: str = TEST_REGISTRY) -> list[str]:
+    """`RuleRunner(bootstrap_args=...)` that make `address` the default registry."""
+    registries = {"test": {"address": address, "default": True}}
+    return [f"--docker-registries={registries!r}"]

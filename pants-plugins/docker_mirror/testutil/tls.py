@@ -8,7 +8,10 @@ from typing import Tuple
 
 
 def make_certificates(directory: Path, hostname: str) -> Tuple[Path, Path, Path]:
-    """(CA certificate, server certificate, server key) files for `hostname`, in `directory`."""
+    """(CA certificate, server certificate, server key) files for `hostname` (a DNS name, or an
+    IP address), in `directory`."""
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -33,7 +36,7 @@ def make_certificates(directory: Path, hostname: str) -> Tuple[Path, Path, Path]
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([_san(x509, ipaddress, hostname)]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     ca_path, cert_path, key_path = directory / "ca.pem", directory / "server.pem", directory / "server.key"
@@ -43,3 +46,10 @@ def make_certificates(directory: Path, hostname: str) -> Tuple[Path, Path, Path]
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ))
     return ca_path, cert_path, key_path
+
+
+def _san(x509, ipaddress, hostname: str):
+    try:
+        return x509.IPAddress(ipaddress.ip_address(hostname))
+    except ValueError:
+        return x509.DNSName(hostname)

@@ -45,10 +45,18 @@ def tls_flag(option: str, verify: bool) -> tuple[str, ...]:
     return () if verify else (f"--{option}=false",)
 
 
-def inspect_argv(skopeo: str, reference: str, *, verify_tls: bool) -> tuple[str, ...]:
+def timeout_flag(seconds: int) -> tuple[str, ...]:
+    """skopeo's own time limit for the whole command (0: none)."""
+    return (f"--command-timeout={seconds}s",) if seconds > 0 else ()
+
+
+def inspect_argv(
+    skopeo: str, reference: str, *, verify_tls: bool, timeout: int = 0
+) -> tuple[str, ...]:
     """Fetches the raw manifest of `reference` and nothing else: no config, no layer."""
     return (
         skopeo,
+        *timeout_flag(timeout),
         "inspect",
         "--raw",
         *tls_flag("tls-verify", verify_tls),
@@ -65,12 +73,14 @@ def copy_argv(
     verify_source_tls: bool,
     verify_destination_tls: bool,
     retries: int = 0,
+    timeout: int = 0,
 ) -> tuple[str, ...]:
     """Copies `source` to `destination` registry to registry, keeping every digest.
 
     Without `platform`: `--all`, every platform of an index and the index itself. With it: only
     that platform's manifest (`--override-os/--override-arch/--override-variant`, no `--all`).
     `--preserve-digests` makes skopeo fail rather than write anything under another digest.
+    `timeout` bounds the whole copy (a registry that stalls mid-transfer fails it).
     """
     if platform is None:
         selection: tuple[str, ...] = ("--all",)
@@ -81,6 +91,7 @@ def copy_argv(
             selection += ("--override-variant", variant)
     return (
         skopeo,
+        *timeout_flag(timeout),
         "copy",
         *selection,
         "--preserve-digests",
@@ -100,23 +111,46 @@ def copy_argv(
 # re-run a manifest read (it finds its own earlier copy in place) instead of a second push, and
 # keeps it from overwriting a newer copy. After a copy it reads back what the destination serves,
 # so the summary tells what was written (its platforms) without a request to the source.
-GUARDED_COPY_SCRIPT = r"""want=$1 seen=$2 count=$3; shift 3
+#
+# skopeo's `--retry-times` retries what it recognises as transient (a connection reset while
+# reading, a refused connection, 429), but not a connection cut while it writes a blob (`use of
+# closed network connection`, `connection reset by peer`), nor a 5xx answer: those the script
+# retries itself, up to `retries` times with backoff (1 s, 2 s, 4 s...), checking the
+# destination again before each attempt. Bash builtins only (`read -t` waits), but `rm`.
+GUARDED_COPY_SCRIPT = r"""want=$1 seen=$2 retries=$3 count=$4; shift 4
 inspect=("${@:1:$count}"); shift "$count"
-if "${inspect[@]}" >destination-manifest 2>/dev/null; then
-  current=$("${inspect[0]}" manifest-digest destination-manifest) || current=unreadable
-else
-  current=none
-fi
-if [ "$current" = "$want" ]; then
-  echo "docker-mirror: up to date"
-  exit 0
-fi
-if [ "$current" != "$seen" ]; then
-  echo "docker-mirror: the destination changed since it was checked" \
-    "(it served $seen, now $current); not overwriting it" >&2
-  exit 75
-fi
-"$@" || exit
+attempt=0
+while :; do
+  if "${inspect[@]}" >destination-manifest 2>/dev/null; then
+    current=$("${inspect[0]}" manifest-digest destination-manifest) || current=unreadable
+  else
+    current=none
+  fi
+  if [ "$current" = "$want" ]; then
+    # After a failed attempt, its copy landed after all.
+    [ "$attempt" -gt 0 ] || echo "docker-mirror: up to date"
+    exit 0
+  fi
+  if [ "$current" != "$seen" ]; then
+    echo "docker-mirror: the destination changed since it was checked" \
+      "(it served $seen, now $current); not overwriting it" >&2
+    exit 75
+  fi
+  "$@" 2>copy-stderr && break
+  code=$?
+  error=$(<copy-stderr)
+  attempt=$((attempt + 1))
+  case "$error" in
+    *"use of closed network connection"* | *"connection reset by peer"* | \
+      *"unexpected HTTP status: 5"* | *"from registry 5"*) ;;
+    *) attempt=$((retries + 1)) ;;
+  esac
+  if [ "$attempt" -gt "$retries" ]; then
+    printf '%s\n' "$error" >&2
+    exit "$code"
+  fi
+  read -rt $((1 << (attempt - 1))) <> <(:) || true
+done
 "${inspect[@]}" >destination-manifest 2>/dev/null || rm -f destination-manifest
 """
 UP_TO_DATE_OUTPUT = b"docker-mirror: up to date"
@@ -134,9 +168,11 @@ def guarded_copy_argv(
     seen: str | None,
     inspect_destination: tuple[str, ...],
     copy: tuple[str, ...],
+    retries: int = 0,
 ) -> tuple[str, ...]:
     """Runs `copy` unless the destination (read with `inspect_destination`) already serves
-    `want`, or no longer serves `seen` (None: nothing), what it served when it was checked."""
+    `want`, or no longer serves `seen` (None: nothing), what it served when it was checked;
+    retries a copy cut by a transient fault up to `retries` times (see `GUARDED_COPY_SCRIPT`)."""
     return (
         bash,
         "-c",
@@ -144,6 +180,7 @@ def guarded_copy_argv(
         "docker-mirror-copy",
         want,
         seen or NOTHING,
+        str(retries),
         str(len(inspect_destination)),
         *inspect_destination,
         *copy,
@@ -158,8 +195,12 @@ class Skopeo:
     bash: str
     env: FrozenDict[str, str]
     insecure_registries: tuple[str, ...] = ()
-    # Times to retry a transient failure (`--retry-times`).
+    # Times to retry a transient failure (`--retry-times`, and the guard's own retries).
     retries: int = 0
+    # Seconds one guard read of the destination (`read_timeout`) and one copy attempt
+    # (`copy_timeout`) may take; 0: no limit.
+    read_timeout: int = 0
+    copy_timeout: int = 0
 
     def verifies_tls(self, reference: str) -> bool:
         return tls_verify(registry_host(reference), self.insecure_registries)
@@ -191,7 +232,10 @@ class Skopeo:
                 want=want,
                 seen=seen,
                 inspect_destination=inspect_argv(
-                    self.path, destination, verify_tls=self.verifies_tls(destination)
+                    self.path,
+                    destination,
+                    verify_tls=self.verifies_tls(destination),
+                    timeout=self.read_timeout,
                 ),
                 copy=copy_argv(
                     self.path,
@@ -201,7 +245,9 @@ class Skopeo:
                     verify_source_tls=self.verifies_tls(source),
                     verify_destination_tls=self.verifies_tls(destination),
                     retries=self.retries,
+                    timeout=self.copy_timeout,
                 ),
+                retries=self.retries,
             ),
             description=f"Copying {source} to {destination} ({what})",
             env=FrozenDict({**self.env, RUN_ID_ENV_VAR: str(run_id)}),
@@ -219,7 +265,15 @@ _NOISE_PREFIXES = (
     re.compile(r"^initializing destination docker://\S+: "),
 )
 
-# (what the message contains, what it means), checked in order.
+# How to trust a registry's CA: what Docker, skopeo and the registry probe all read.
+TRUST_HINT = (
+    "trust its CA: put the CA certificate in /etc/docker/certs.d/{registry}/ca.crt (or "
+    "/etc/containers/certs.d/{registry}/ca.crt), or add it to the system's CA bundle; or list "
+    "the registry in `[docker-mirror].insecure_registries` to skip verification"
+)
+
+# (what the message contains, what it means), checked in order. `{registry}` is the registry
+# the message names.
 _PROBLEMS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("manifest unknown", "name unknown", "not found"), "not found"),
     (
@@ -230,10 +284,19 @@ _PROBLEMS: tuple[tuple[tuple[str, ...], str], ...] = (
         ("server gave HTTP response to HTTPS client",),
         "the registry speaks plain HTTP; list it in `[docker-mirror].insecure_registries`",
     ),
+    (("x509:", "certificate"), "TLS verification of {registry} failed; " + TRUST_HINT),
+    (("toomanyrequests", "too many requests"), "rate limited"),
     (
-        ("x509:", "certificate"),
-        "TLS verification failed; list the registry in `[docker-mirror].insecure_registries` "
-        "if that is expected",
+        ("context deadline exceeded",),
+        "timed out (`[docker-mirror].copy_timeout` bounds a copy, `registry_timeout` a read)",
+    ),
+    (
+        ("use of closed network connection", "broken pipe", "unexpected EOF"),
+        "the connection to the registry was lost",
+    ),
+    (
+        ("unexpected HTTP status: 5", "from registry 5"),
+        "the registry answered with a server error",
     ),
     (
         (
@@ -246,6 +309,10 @@ _PROBLEMS: tuple[tuple[tuple[str, ...], str], ...] = (
         "registry unreachable",
     ),
     (("policy.json", "trust policy"), "skopeo's signature policy refused the image"),
+)
+# Where skopeo's messages name the registry: `pinging container registry <host>`, a URL.
+_NAMED_REGISTRY = re.compile(
+    r"(?:container registry |https?://)([A-Za-z0-9.-]+(?::[0-9]+)?|\[[0-9A-Fa-f:.]+\](?::[0-9]+)?)"
 )
 
 
@@ -277,6 +344,9 @@ def describe_failure(stderr: bytes | str, *, subject: str) -> str:
             break
     else:
         meaning = "failed"
+    if "{registry}" in meaning:
+        named = _NAMED_REGISTRY.search(message)
+        meaning = meaning.replace("{registry}", named.group(1) if named else "<host:port>")
     return f"{subject}: {meaning} ({message})"
 
 
@@ -363,6 +433,8 @@ async def find_skopeo(
         env=environment.env,
         insecure_registries=tuple(subsystem.insecure_registries),
         retries=subsystem.retries,
+        read_timeout=subsystem.registry_timeout,
+        copy_timeout=subsystem.copy_timeout,
     )
 
 

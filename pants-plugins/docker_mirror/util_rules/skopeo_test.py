@@ -127,11 +127,12 @@ def test_copies_decide_tls_per_registry_and_each_belongs_to_one_run() -> None:
     )
     # The guard reads the destination with its own TLS setting, then the copy runs.
     assert copy.argv[:3] == ("/bin/bash", "-c", GUARDED_COPY_SCRIPT)
-    assert copy.argv[4:7] == (DIGEST, "none", "5")
-    assert copy.argv[7:12] == inspect_argv(
+    # want, seen, the guard's retries (none configured), the length of the inspect argv.
+    assert copy.argv[4:8] == (DIGEST, "none", "0", "5")
+    assert copy.argv[8:13] == inspect_argv(
         "/usr/bin/skopeo", "registry.lan:5000/x:1", verify_tls=False
     )
-    assert copy.argv[12:] == copy_argv(
+    assert copy.argv[13:] == copy_argv(
         "/usr/bin/skopeo",
         "127.0.0.1:5000/x@" + DIGEST,
         "registry.lan:5000/x:1",
@@ -180,7 +181,22 @@ def test_error_message_drops_skopeo_boilerplate() -> None:
         ),
         (
             "pinging container registry r.lan: x509: certificate signed by unknown authority",
-            "TLS verification failed",
+            # The registry named, and how to trust its CA.
+            "TLS verification of r.lan failed; trust its CA: put the CA certificate in "
+            "/etc/docker/certs.d/r.lan/ca.crt",
+        ),
+        (
+            "writing blob: Patch \"http://127.0.0.1:5000/v2/x/blobs/uploads/u\": write tcp: "
+            "use of closed network connection",
+            "the connection to the registry was lost",
+        ),
+        (
+            "reading manifest 1 in r.lan/x: toomanyrequests: too many requests",
+            "rate limited",
+        ),
+        (
+            "received unexpected HTTP status: 503 Service Unavailable",
+            "the registry answered with a server error",
         ),
         (
             'Get "http://127.0.0.1:4040/v2/": dial tcp 127.0.0.1:4040: connect: connection refused',
@@ -214,3 +230,82 @@ def test_reporter_script_prints_the_message_and_exits_with_the_code(exit_code: i
     assert result.returncode == exit_code
     assert result.stderr == message + "\n"
     assert result.stdout == ""
+
+
+def test_copies_and_reads_are_bounded_in_time() -> None:
+    skopeo = Skopeo(
+        "/usr/bin/skopeo", "/bin/bash", FrozenDict(), retries=1, read_timeout=30, copy_timeout=600
+    )
+    argv = skopeo.copy(
+        "a.io/x@" + DIGEST, "b.io/x:1", platform=None, want=DIGEST, seen=None, run_id=7
+    ).argv
+    # The guard's read of the destination, then the copy: each with its own global limit.
+    assert argv[8:11] == ("/usr/bin/skopeo", "--command-timeout=30s", "inspect")
+    assert argv[13:16] == ("/usr/bin/skopeo", "--command-timeout=600s", "copy")
+    unbounded = Skopeo("/usr/bin/skopeo", "/bin/bash", FrozenDict()).copy(
+        "a.io/x@" + DIGEST, "b.io/x:1", platform=None, want=DIGEST, seen=None, run_id=7
+    )
+    assert not any("timeout" in arg for arg in unbounded.argv)
+
+
+# A stand-in for skopeo that plays a script of outcomes, one per `copy` call: `ok` (the
+# destination serves `want` from then on), or an error message (exit 1). `inspect` prints the
+# manifest the destination "serves" (file `served`), or fails when there is none;
+# `manifest-digest` prints that manifest (here, the digest itself).
+FAKE_SKOPEO = r"""#!/bin/bash
+cd "$FAKE_DIR"
+case "$1" in
+  inspect) [ -f served ] && cat served || { echo "manifest unknown" >&2; exit 1; } ;;
+  manifest-digest) cat "$2" ;;
+  copy)
+    n=$(cat calls 2>/dev/null || echo 0); echo $((n + 1)) >calls
+    outcome=$(sed -n "$((n + 1))p" outcomes)
+    if [ "$outcome" = ok ]; then printf %s "$WANT" >served; exit 0; fi
+    if [ "$outcome" = "someone-else" ]; then printf other >served; echo "use of closed network connection" >&2; exit 1; fi
+    echo "$outcome" >&2; exit 1 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(
+    "outcomes, retries, exit_code, copies, stderr",
+    [
+        # A connection cut while a blob is written, twice, then success: retried.
+        (["write: use of closed network connection", "use of closed network connection", "ok"],
+         2, 0, 3, ""),
+        # A connection reset by the registry while a blob is written: retried.
+        (["writing blob: Patch \"http://r/v2/x/blobs/uploads/u\": read: connection reset by peer", "ok"],
+         1, 0, 2, ""),
+        # A 5xx answer: retried.
+        (["received unexpected HTTP status: 503 Service Unavailable", "ok"], 1, 0, 2, ""),
+        # More cuts than retries: the last error is reported.
+        (["use of closed network connection"] * 3, 2, 1, 3, "use of closed network connection"),
+        # A refusal is not transient: no retry.
+        (["unauthorized: authentication required", "ok"], 3, 1, 1, "unauthorized"),
+        # Someone else wrote the tag during a failed attempt: not overwritten.
+        (["someone-else", "ok"], 3, 75, 1, "the destination changed since it was checked"),
+    ],
+)
+def test_the_guard_retries_only_transient_failures_and_checks_again_before_each_attempt(
+    tmp_path, outcomes, retries, exit_code, copies, stderr
+) -> None:
+    fake = tmp_path / "skopeo"
+    fake.write_text(FAKE_SKOPEO)
+    fake.chmod(0o755)
+    (tmp_path / "outcomes").write_text("\n".join(outcomes) + "\n")
+    skopeo = Skopeo(str(fake), "/bin/bash", FrozenDict(), retries=retries)
+    process = skopeo.copy(
+        "a.io/x@" + DIGEST, "b.io/x:1", platform=None, want=DIGEST, seen=None, run_id=7
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    result = subprocess.run(
+        process.argv, cwd=work, capture_output=True, text=True, timeout=60,
+        env={"FAKE_DIR": str(tmp_path), "WANT": DIGEST, "PATH": os.environ["PATH"]},
+    )  # fmt: skip
+    assert result.returncode == exit_code, result.stderr
+    assert int((tmp_path / "calls").read_text()) == copies
+    assert stderr in result.stderr
+    if exit_code == 0:
+        assert (tmp_path / "served").read_text() == DIGEST
+        assert "up to date" not in result.stdout

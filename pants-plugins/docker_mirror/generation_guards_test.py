@@ -1,0 +1,156 @@
+"""Where images may come from and go to, decided at generation: `[docker-mirror]
+.allowed_source_registries`, and no image without a destination registry (which would go to
+Docker Hub), in both methods."""
+
+from __future__ import annotations
+
+import pytest
+from docker_mirror import generator
+from docker_mirror.generation import source_registry_allowed
+from docker_mirror.target_types import DockerMirrorImagesTargetGenerator, DockerMirrorImageTarget
+from docker_mirror.testutil.rule_runner_options import default_registry_args
+from pants.backend.docker.target_types import DockerImageTarget
+from pants.core.target_types import TargetGeneratorSourcesHelperTarget
+from pants.engine.addresses import Address
+from pants.engine.internals.scheduler import ExecutionError
+from pants.testutil.rule_runner import RuleRunner
+
+METHODS = ["build", "copy"]
+
+
+@pytest.mark.parametrize(
+    "registry, allowed, expected",
+    [
+        # A line without a host names Docker Hub, `docker.io`; its other names count as it.
+        ("docker.io", ["docker.io"], True),
+        ("index.docker.io", ["docker.io"], True),
+        ("registry-1.docker.io", ["docker.io"], True),
+        ("docker.io", ["index.docker.io"], True),
+        ("docker.io", ["ghcr.io"], False),
+        # Globs: `*.gcr.io` is every subdomain, not gcr.io itself, nor a look-alike.
+        ("eu.gcr.io", ["*.gcr.io"], True),
+        ("us-docker.pkg.gcr.io", ["*.gcr.io"], True),
+        ("gcr.io", ["*.gcr.io"], False),
+        ("evilgcr.io", ["*.gcr.io"], False),
+        ("eu.gcr.io.evil.com", ["*.gcr.io"], False),
+        ("registry.k8s.io", ["docker.io", "*.gcr.io", "registry.k8s.io"], True),
+        ("k8s.io", ["registry.k8s.io"], False),
+        # Ports: an entry without one matches any; `host:port` only that port.
+        ("registry.lan:5000", ["registry.lan"], True),
+        ("registry.lan:5000", ["registry.lan:5000"], True),
+        ("registry.lan:5001", ["registry.lan:5000"], False),
+        ("registry.lan", ["registry.lan:5000"], False),
+        ("localhost:5000", ["localhost"], True),
+        ("127.0.0.1:5000", ["127.0.0.1:*"], True),
+        ("[::1]:5000", ["[::1]"], True),
+        # Case is ignored, on both sides.
+        ("GHCR.io", ["ghcr.IO"], True),
+        ("Registry.Lan:5000", ["registry.lan:5000"], True),
+        # Blank entries match nothing.
+        ("ghcr.io", ["", " "], False),
+    ],
+)
+def test_allowlist_matching(registry: str, allowed: list[str], expected: bool) -> None:
+    assert source_registry_allowed(registry, allowed) is expected
+
+
+def rule_runner_with(*args: str) -> RuleRunner:
+    return RuleRunner(
+        bootstrap_args=list(args),
+        rules=generator.rules(),
+        target_types=[
+            DockerMirrorImagesTargetGenerator,
+            DockerImageTarget,
+            DockerMirrorImageTarget,
+            TargetGeneratorSourcesHelperTarget,
+        ],
+    )
+
+
+def generate(rule_runner: RuleRunner, method: str, spec: str, build_extra: str = "") -> list[str]:
+    rule_runner.write_files(
+        {
+            "src/BUILD": (
+                f"docker_mirror_images(name='mirror', sources=['images.txt'], method={method!r}"
+                f"{build_extra})"
+            ),
+            "src/images.txt": spec,
+        }
+    )
+    names = [line.split(":")[0] for line in spec.splitlines() if line and not line.startswith("#")]
+    return [
+        str(rule_runner.get_target(Address("src", target_name="mirror", generated_name=n)).address)
+        for n in names
+    ]
+
+
+SPEC = "# images\npython:3.12\nghcr.io/org/app:1\n\nquay.io/org/tool:2\nEvil.Example.com:443/x:1\n"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_registry_that_is_not_allowed_is_refused_with_path_and_line(method: str) -> None:
+    rule_runner = rule_runner_with(
+        *default_registry_args(), "--docker-mirror-allowed-source-registries=['docker.io', 'GHCR.io']"
+    )
+    with pytest.raises(ExecutionError) as exc:
+        generate(rule_runner, method, SPEC)
+    message = str(exc.value)
+    assert (
+        "src/images.txt:5: registry not allowed: quay.io (not in "
+        "`[docker-mirror].allowed_source_registries`: docker.io, GHCR.io)"
+    ) in message
+    assert "src/images.txt:6: registry not allowed: Evil.Example.com:443" in message
+    assert "src/images.txt:2:" not in message and "src/images.txt:3:" not in message
+    assert "no image generated" in message
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_allowed_registries_generate_and_an_empty_allowlist_allows_any(method: str) -> None:
+    spec = "python:3.12\nghcr.io/org/app:1\neu.gcr.io/p/tool:3\n"
+    allowed = rule_runner_with(
+        *default_registry_args(),
+        "--docker-mirror-allowed-source-registries=['docker.io', 'ghcr.io', '*.gcr.io']",
+    )
+    assert len(generate(allowed, method, spec)) == 3
+    assert len(generate(rule_runner_with(*default_registry_args()), method, spec)) == 3
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_an_image_without_a_destination_registry_is_refused_with_how_to(method: str) -> None:
+    # No `[docker].registries` default, no `registries`: Docker Hub, by accident.
+    with pytest.raises(ExecutionError) as exc:
+        generate(rule_runner_with(), method, "python:3.12\nghcr.io/org/app:1\n")
+    message = str(exc.value)
+    assert "src:mirror: no destination registry for src:mirror#python, src:mirror#ghcr.io/org/app" in message
+    assert "would be pushed to Docker Hub" in message
+    assert "[docker.registries.mirror]" in message and 'registries=["docker.io"]' in message
+    # Only images without one: an override with a registry takes its image out of the list.
+    with pytest.raises(ExecutionError) as exc:
+        generate(
+            rule_runner_with(), method, "python:3.12\nghcr.io/org/app:1\n",
+            ", overrides={'python': {'registries': ['registry.lan:5000']}}",
+        )  # fmt: skip
+    assert "no destination registry for src:mirror#ghcr.io/org/app:" in str(exc.value)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(
+    "build_extra",
+    [
+        ", registries=['docker.io']",  # Docker Hub, on purpose
+        ", registries=['registry.lan:5000']",
+        ", skip_push=True",  # nothing is pushed at all
+    ],
+)
+def test_a_named_destination_or_no_push_needs_no_default_registry(method: str, build_extra: str) -> None:
+    assert len(generate(rule_runner_with(), method, "python:3.12\n", build_extra)) == 1
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_default_registry_is_a_destination(method: str) -> None:
+    assert len(generate(rule_runner_with(*default_registry_args()), method, "python:3.12\n")) == 1
+    # A configured registry that is not a default is not one.
+    not_default = "--docker-registries={'m': {'address': 'registry.lan', 'default': False}}"
+    with pytest.raises(ExecutionError, match="no destination registry"):
+        generate(rule_runner_with(not_default), method, "python:3.12\n")
+    assert len(generate(rule_runner_with(not_default), method, "python:3.12\n", ", registries=['@m']")) == 1
