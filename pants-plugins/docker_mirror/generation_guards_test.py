@@ -5,12 +5,8 @@ Docker Hub), in both methods."""
 from __future__ import annotations
 
 import pytest
-from docker_mirror import generator
 from docker_mirror.generation import source_registry_allowed
-from docker_mirror.target_types import DockerMirrorImagesTargetGenerator, DockerMirrorImageTarget
-from docker_mirror.testutil.rule_runner_options import default_registry_args
-from pants.backend.docker.target_types import DockerImageTarget
-from pants.core.target_types import TargetGeneratorSourcesHelperTarget
+from docker_mirror.testutil.rule_runner_options import default_registry_args, generator_rule_runner
 from pants.engine.addresses import Address
 from pants.engine.internals.scheduler import ExecutionError
 from pants.testutil.rule_runner import RuleRunner
@@ -54,18 +50,6 @@ def test_allowlist_matching(registry: str, allowed: list[str], expected: bool) -
     assert source_registry_allowed(registry, allowed) is expected
 
 
-def rule_runner_with(*args: str) -> RuleRunner:
-    return RuleRunner(
-        bootstrap_args=list(args),
-        rules=generator.rules(),
-        target_types=[
-            DockerMirrorImagesTargetGenerator,
-            DockerImageTarget,
-            DockerMirrorImageTarget,
-            TargetGeneratorSourcesHelperTarget,
-        ],
-    )
-
 
 def generate(rule_runner: RuleRunner, method: str, spec: str, build_extra: str = "") -> list[str]:
     rule_runner.write_files(
@@ -89,7 +73,7 @@ SPEC = "# images\npython:3.12\nghcr.io/org/app:1\n\nquay.io/org/tool:2\nEvil.Exa
 
 @pytest.mark.parametrize("method", METHODS)
 def test_a_registry_that_is_not_allowed_is_refused_with_path_and_line(method: str) -> None:
-    rule_runner = rule_runner_with(
+    rule_runner = generator_rule_runner(
         *default_registry_args(), "--docker-mirror-allowed-source-registries=['docker.io', 'GHCR.io']"
     )
     with pytest.raises(ExecutionError) as exc:
@@ -107,19 +91,19 @@ def test_a_registry_that_is_not_allowed_is_refused_with_path_and_line(method: st
 @pytest.mark.parametrize("method", METHODS)
 def test_allowed_registries_generate_and_an_empty_allowlist_allows_any(method: str) -> None:
     spec = "python:3.12\nghcr.io/org/app:1\neu.gcr.io/p/tool:3\n"
-    allowed = rule_runner_with(
+    allowed = generator_rule_runner(
         *default_registry_args(),
         "--docker-mirror-allowed-source-registries=['docker.io', 'ghcr.io', '*.gcr.io']",
     )
     assert len(generate(allowed, method, spec)) == 3
-    assert len(generate(rule_runner_with(*default_registry_args()), method, spec)) == 3
+    assert len(generate(generator_rule_runner(*default_registry_args()), method, spec)) == 3
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_an_image_without_a_destination_registry_is_refused_with_how_to(method: str) -> None:
     # No `[docker].registries` default, no `registries`: Docker Hub, by accident.
     with pytest.raises(ExecutionError) as exc:
-        generate(rule_runner_with(), method, "python:3.12\nghcr.io/org/app:1\n")
+        generate(generator_rule_runner(), method, "python:3.12\nghcr.io/org/app:1\n")
     message = str(exc.value)
     assert "src:mirror: no destination registry for src:mirror#python, src:mirror#ghcr.io/org/app" in message
     assert "would be pushed to Docker Hub" in message
@@ -127,7 +111,7 @@ def test_an_image_without_a_destination_registry_is_refused_with_how_to(method: 
     # Only images without one: an override with a registry takes its image out of the list.
     with pytest.raises(ExecutionError) as exc:
         generate(
-            rule_runner_with(), method, "python:3.12\nghcr.io/org/app:1\n",
+            generator_rule_runner(), method, "python:3.12\nghcr.io/org/app:1\n",
             ", overrides={'python': {'registries': ['registry.lan:5000']}}",
         )  # fmt: skip
     assert "no destination registry for src:mirror#ghcr.io/org/app:" in str(exc.value)
@@ -143,14 +127,14 @@ def test_an_image_without_a_destination_registry_is_refused_with_how_to(method: 
     ],
 )
 def test_a_named_destination_or_no_push_needs_no_default_registry(method: str, build_extra: str) -> None:
-    assert len(generate(rule_runner_with(), method, "python:3.12\n", build_extra)) == 1
+    assert len(generate(generator_rule_runner(), method, "python:3.12\n", build_extra)) == 1
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_a_default_registry_is_a_destination(method: str) -> None:
-    assert len(generate(rule_runner_with(*default_registry_args()), method, "python:3.12\n")) == 1
+    assert len(generate(generator_rule_runner(*default_registry_args()), method, "python:3.12\n")) == 1
     # A configured registry that is not a default is not one.
     not_default = "--docker-registries={'m': {'address': 'registry.lan', 'default': False}}"
     with pytest.raises(ExecutionError, match="no destination registry"):
-        generate(rule_runner_with(not_default), method, "python:3.12\n")
-    assert len(generate(rule_runner_with(not_default), method, "python:3.12\n", ", registries=['@m']")) == 1
+        generate(generator_rule_runner(not_default), method, "python:3.12\n")
+    assert len(generate(generator_rule_runner(not_default), method, "python:3.12\n", ", registries=['@m']")) == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from docker_mirror import generator
 from docker_mirror.goals.package import DockerMirrorCopyPackageFieldSet
 from docker_mirror.goals.publish import DockerMirrorCopyPublishFieldSet
 from docker_mirror.target_types import (
@@ -15,12 +14,10 @@ from docker_mirror.target_types import (
     DockerMirrorPlatformField,
     DockerMirrorSourceImageField,
 )
-from docker_mirror.target_types import DockerMirrorImagesTargetGenerator
-from docker_mirror.testutil.rule_runner_options import default_registry_args
+from docker_mirror.testutil.rule_runner_options import default_registry_args, generator_rule_runner
 from pants.backend.docker.goals.package_image import DockerPackageFieldSet
 from pants.backend.docker.goals.publish import PublishDockerImageFieldSet
 from pants.backend.docker.target_types import DockerImageTarget
-from pants.core.target_types import TargetGeneratorSourcesHelperTarget
 from pants.engine.addresses import Address
 from pants.engine.internals.scheduler import ExecutionError
 from pants.engine.target import Dependencies, DescriptionField, Tags
@@ -35,16 +32,7 @@ SPEC = (
 
 @pytest.fixture
 def rule_runner() -> RuleRunner:
-    return RuleRunner(
-        bootstrap_args=default_registry_args(),
-        rules=generator.rules(),
-        target_types=[
-            DockerMirrorImagesTargetGenerator,
-            DockerImageTarget,
-            DockerMirrorImageTarget,
-            TargetGeneratorSourcesHelperTarget,
-        ],
-    )
+    return generator_rule_runner(*default_registry_args())
 
 
 def generated(rule_runner: RuleRunner, name: str):

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from docker_mirror import generator
-from docker_mirror.target_types import DockerMirrorImagesTargetGenerator
-from docker_mirror.testutil.rule_runner_options import default_registry_args
+from docker_mirror.testutil.rule_runner_options import default_registry_args, generator_rule_runner
 from pants.backend.docker.target_types import (
     DockerImageBuildPullOptionField,
     DockerImageInstructionsField,
@@ -25,15 +23,7 @@ from pants.testutil.rule_runner import RuleRunner
 
 @pytest.fixture
 def rule_runner() -> RuleRunner:
-    return RuleRunner(
-        bootstrap_args=default_registry_args(),
-        rules=generator.rules(),
-        target_types=[
-            DockerMirrorImagesTargetGenerator,
-            DockerImageTarget,
-            TargetGeneratorSourcesHelperTarget,
-        ],
-    )
+    return generator_rule_runner(*default_registry_args())
 
 
 def generated(rule_runner: RuleRunner, name: str, *, directory: str = "src", generator: str = "mirror"):

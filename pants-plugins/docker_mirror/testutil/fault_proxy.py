@@ -578,6 +578,17 @@ class FaultProxy:
         return status, framed
 
 
+async def _exactly(reader: asyncio.StreamReader, count: int) -> AsyncIterator[bytes]:
+    """The next `count` bytes, as they arrive; a connection that ends first is a reset."""
+    remaining = count
+    while remaining:
+        data = await reader.read(min(remaining, _CHUNK))
+        if not data:
+            raise _ConnectionReset()
+        remaining -= len(data)
+        yield data
+
+
 async def _body(head: _Head, reader: asyncio.StreamReader, *, request: bool, method: str,
                 status: int) -> AsyncIterator[bytes]:
     """The raw bytes of a message's body (chunked framing kept), as they arrive."""
@@ -594,21 +605,11 @@ async def _body(head: _Head, reader: asyncio.StreamReader, *, request: bool, met
                     yield line
                     if line == b"\r\n":
                         return
-            remaining = size + 2  # the chunk and its CRLF
-            while remaining:
-                data = await reader.read(min(remaining, _CHUNK))
-                if not data:
-                    raise _ConnectionReset()
-                remaining -= len(data)
+            async for data in _exactly(reader, size + 2):  # the chunk and its CRLF
                 yield data
     length = head.get("Content-Length")
     if length is not None:
-        remaining = int(length)
-        while remaining:
-            data = await reader.read(min(remaining, _CHUNK))
-            if not data:
-                raise _ConnectionReset()
-            remaining -= len(data)
+        async for data in _exactly(reader, int(length)):
             yield data
         return
     if request:

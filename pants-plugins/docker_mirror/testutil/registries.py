@@ -191,32 +191,34 @@ class Registry:
         )
         urllib.request.urlopen(request, timeout=10).close()
 
-    def put_tag(self, repository: str, source_tag: str, new_tag: str) -> None:
-        """Tags an existing manifest again (registry API), so seeding many tags is cheap."""
+    def manifest(self, repository: str, reference: str) -> tuple[bytes, str]:
+        """The manifest `repository:reference` serves, and its media type (registry API)."""
         request = urllib.request.Request(
-            f"http://{self.address}/v2/{repository}/manifests/{source_tag}",
+            f"http://{self.address}/v2/{repository}/manifests/{reference}",
             headers={"Accept": MANIFEST_MEDIA_TYPES},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
-            body, media_type = response.read(), response.headers["Content-Type"]
-        put = urllib.request.Request(
-            f"http://{self.address}/v2/{repository}/manifests/{new_tag}",
+            return response.read(), response.headers["Content-Type"]
+
+    def put_manifest(self, repository: str, tag: str, body: bytes, media_type: str) -> None:
+        request = urllib.request.Request(
+            f"http://{self.address}/v2/{repository}/manifests/{tag}",
             data=body,
             method="PUT",
             headers={"Content-Type": media_type},
         )
-        urllib.request.urlopen(put, timeout=10).close()
+        urllib.request.urlopen(request, timeout=10).close()
+
+    def put_tag(self, repository: str, source_tag: str, new_tag: str) -> None:
+        """Tags an existing manifest again (registry API), so seeding many tags is cheap."""
+        body, media_type = self.manifest(repository, source_tag)
+        self.put_manifest(repository, new_tag, body, media_type)
 
     def put_tag_into(self, repository: str, source_tag: str, new_repository: str, new_tag: str) -> None:
         """Tags a single-platform manifest of `repository` in another repository of the same
         registry: its config and layers are mounted there (the registry API's cross-repository
         blob mount, no upload), then the manifest is put. So seeding many repositories is cheap."""
-        request = urllib.request.Request(
-            f"http://{self.address}/v2/{repository}/manifests/{source_tag}",
-            headers={"Accept": MANIFEST_MEDIA_TYPES},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            body, media_type = response.read(), response.headers["Content-Type"]
+        body, media_type = self.manifest(repository, source_tag)
         manifest = json.loads(body)
         if "config" not in manifest:
             raise ValueError(f"{repository}:{source_tag} is not a single-platform manifest ({media_type})")
@@ -230,13 +232,7 @@ class Registry:
             with urllib.request.urlopen(mount, timeout=10) as response:
                 if response.status != 201:  # 202 would be an upload started instead
                     raise RuntimeError(f"mounting {blob['digest']} into {new_repository}: {response.status}")
-        put = urllib.request.Request(
-            f"http://{self.address}/v2/{new_repository}/manifests/{new_tag}",
-            data=body,
-            method="PUT",
-            headers={"Content-Type": media_type},
-        )
-        urllib.request.urlopen(put, timeout=10).close()
+        self.put_manifest(new_repository, new_tag, body, media_type)
 
     def start(self) -> None:
         """Starts this registry again after `stop()`: same address, same stored images, same

@@ -7,7 +7,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from docker_mirror import generator
+from docker_mirror.target_types import DockerMirrorImagesTargetGenerator, DockerMirrorImageTarget
 from docker_mirror.testutil.machine import REPO_ROOT
+from pants.backend.docker.target_types import DockerImageTarget
+from pants.core.target_types import TargetGeneratorSourcesHelperTarget
+from pants.testutil.rule_runner import RuleRunner
 
 
 def bootstrap_cache() -> Path:
@@ -46,3 +51,18 @@ def default_registry_args(address: str = TEST_REGISTRY) -> list[str]:
     """`RuleRunner(bootstrap_args=...)` that make `address` the default registry."""
     registries = {"test": {"address": address, "default": True}}
     return [f"--docker-registries={registries!r}"]
+
+
+def generator_rule_runner(*bootstrap_args: str) -> RuleRunner:
+    """A `RuleRunner` with the generator's rules and every target type it generates; pass
+    `*default_registry_args()` for images that need a destination."""
+    return RuleRunner(
+        bootstrap_args=list(bootstrap_args),
+        rules=generator.rules(),
+        target_types=[
+            DockerMirrorImagesTargetGenerator,
+            DockerImageTarget,
+            DockerMirrorImageTarget,
+            TargetGeneratorSourcesHelperTarget,
+        ],
+    )
