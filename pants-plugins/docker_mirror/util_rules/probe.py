@@ -45,10 +45,8 @@ OUTCOME_MEANINGS = {
     "denied": "access denied (credentials come from the Docker config or the containers auth file)",
     "rate_limited": "rate limited",
     "unreachable": "registry unreachable",
-    "tls": (
-        "TLS verification failed; list the registry in `[docker-mirror].insecure_registries` "
-        "if that is expected"
-    ),
+    # The probe's own message says how to trust the registry's CA, or to list it as insecure.
+    "tls": "TLS failed",
     "error": "failed",
 }
 

@@ -27,11 +27,16 @@ from docker_mirror.util_rules.skopeo import (
 )
 
 UNREACHABLE = "registry unreachable"
-TLS_FAILED = (
-    "TLS verification failed; list the registry in `[docker-mirror].insecure_registries` if "
-    "that is expected"
-)
 PLAIN_HTTP = "the registry speaks plain HTTP; list it in `[docker-mirror].insecure_registries`"
+
+
+def tls_failed(address: str) -> str:
+    return (
+        f"TLS verification of {address} failed; trust its CA: put the CA certificate in "
+        f"/etc/docker/certs.d/{address}/ca.crt (or /etc/containers/certs.d/{address}/ca.crt), or "
+        "add it to the system's CA bundle; or list the registry in "
+        "`[docker-mirror].insecure_registries` to skip verification"
+    )
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,8 @@ def self_signed_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Situat
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield Situation(f"127.0.0.1:{server.server_address[1]}", True, "x509: ", TLS_FAILED)
+        address = f"127.0.0.1:{server.server_address[1]}"
+        yield Situation(address, True, "x509: ", tls_failed(address))
     finally:
         server.shutdown()
         server.server_close()
