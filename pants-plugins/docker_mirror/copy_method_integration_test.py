@@ -197,7 +197,7 @@ def test_credentials_reach_skopeo_from_the_docker_config_and_no_output_record_or
 
     # What holds the run's traces, each checked to be there and to hold what it should.
     runs = tap.runs()
-    copies = [run for run in runs if run.argv[:1] == ("copy",)]
+    copies = [run for run in runs if run.command == "copy"]
     assert [run.exit_code for run in copies] == [0], runs
     assert f'DOCKER_CONFIG="{docker_config}"' in copies[0].env
     record = pants_repo.root / "dist" / "src" / "app.docker-mirror.json"

@@ -75,6 +75,8 @@ def test_a_copy_publish_run_again_under_the_same_daemon_writes_nothing(
     assert mirror.manifest_digest("mirror/team/multi", "1.0") == multi.index
     assert mirror.manifest_digest("mirror/library/tool", "2") == tool.index
     daemon = pants_repo.daemon_pids()
+    # The tap sees the copies (so that "no copy" below can fail).
+    assert [run.exit_code for run in tap.runs() if run.command == "copy"] == [0, 0], tap.runs()
 
     tap.clear()
     upstream_before = upstream.settled_access_log()
@@ -104,7 +106,7 @@ def test_a_copy_publish_run_again_under_the_same_daemon_writes_nothing(
         line for line in upstream_requests + mirror_requests if "/blobs/" in line or '"GET ' in line
     ]
     runs = tap.runs()
-    assert not [run for run in runs if run.argv[:1] == ("copy",)], runs
+    assert not [run for run in runs if run.command == "copy"], runs
     # One process, the registry probe: no earlier copy run again while pantsd checks what it
     # can reuse, no process per image.
     assert PantsStats.parse(second.stderr).processes == 1, second

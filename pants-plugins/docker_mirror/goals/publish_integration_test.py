@@ -301,11 +301,11 @@ def test_credentials_come_from_the_docker_config_and_stay_out_of_argv_and_output
     # The real runs: the copy to the mirror succeeded with the Docker config named in its
     # environment, and no run had the secret in its argv, environment, stdout or stderr.
     runs = tap.runs()
-    copies = [run for run in runs if run.argv[:1] == ("copy",)]
+    copies = [run for run in runs if run.command == "copy"]
     assert [run.exit_code for run in copies] == [0], runs
     assert f"docker://{mirror.address}/mirror/team/app:2" in copies[0].argv
     assert f"DOCKER_CONFIG=\"{docker_config}\"" in copies[0].env
-    assert [run for run in runs if run.argv[:1] == ("inspect",)], "the destination was read"
+    assert [run for run in runs if run.command == "inspect"], "the destination was read"
     for run in denied_runs + runs:
         for secret in (PASSWORD, auth):
             assert secret.encode() not in run.everything(), run

@@ -34,6 +34,12 @@ class SkopeoRun:
     stderr: bytes
     exit_code: int
 
+    @property
+    def command(self) -> str | None:
+        """skopeo's command (`copy`, `inspect`...): its first argument that is not a global
+        option such as `--command-timeout=30s`."""
+        return next((arg for arg in self.argv if not arg.startswith("-")), None)
+
     def everything(self) -> bytes:
         """All that was recorded, to search for what must not be there."""
         return b"\0".join(
