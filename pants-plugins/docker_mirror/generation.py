@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from docker_mirror.image_reference import DOCKER_HUB
+from docker_mirror.image_reference import DOCKER_HUB, DOCKER_HUB_NAMES
 from docker_mirror.spec import SpecEntry, SpecError, SpecLineError, assign_names, parse_spec_files
 from docker_mirror.target_types import (
     DockerMirrorImagesBuildArgsField,
@@ -219,10 +219,6 @@ def check_destination_clashes(images: Iterable[tuple[PlannedImage, Mapping[str, 
         )
     if errors:
         raise SpecError(errors)
-
-
-# Docker Hub's names: a line without a host names it as `docker.io`.
-DOCKER_HUB_NAMES = frozenset({DOCKER_HUB, "index.docker.io", "registry-1.docker.io"})
 
 
 def source_registry_allowed(registry: str, allowed: Sequence[str]) -> bool:

@@ -23,6 +23,9 @@ from docker_mirror.untrusted_text import quote
 _T = TypeVar("_T")
 
 DOCKER_HUB = "docker.io"
+# Every name Docker Hub goes by: a reference without a host names it as `docker.io`; its
+# registry API answers at `registry-1.docker.io`, and Docker's config files say `index.docker.io`.
+DOCKER_HUB_NAMES = (DOCKER_HUB, "index.docker.io", "registry-1.docker.io")
 
 # The grammar, as regex sources; error messages quote them so users see what is allowed.
 _PATH_COMPONENT_SOURCE = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"

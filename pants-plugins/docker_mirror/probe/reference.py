@@ -12,12 +12,12 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from docker_mirror.image_reference import ImageReference
+from docker_mirror.image_reference import DOCKER_HUB_NAMES, ImageReference
 
 # Docker Hub's registry API lives on another host than its name, and its official images sit
 # under `library/`.
 DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
-DOCKER_HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
+DOCKER_HUB_ALIASES = DOCKER_HUB_NAMES
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
 
 
