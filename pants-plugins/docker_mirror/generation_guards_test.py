@@ -50,7 +50,6 @@ def test_allowlist_matching(registry: str, allowed: list[str], expected: bool) -
     assert source_registry_allowed(registry, allowed) is expected
 
 
-
 def generate(rule_runner: RuleRunner, method: str, spec: str, build_extra: str = "") -> list[str]:
     rule_runner.write_files(
         {
