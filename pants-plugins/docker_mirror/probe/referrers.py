@@ -224,23 +224,32 @@ def manifest_parts(raw: bytes, what: str = "the manifest") -> ManifestParts:
     )
 
 
-def merged_tag_manifest(
+def updated_tag_manifest(
     destination: bytes, destination_config: Optional[bytes], source: bytes
 ) -> Optional[Tuple[bytes, Optional[bytes]]]:
-    """A cosign tag-scheme manifest (`.sig`, `.att`, `.sbom`) at the destination that holds
-    layers the source's lacks (someone signed the mirrored image at the mirror): the
-    destination's manifest with the source's missing layers appended, as `cosign sign` appends
-    a signature, and its config's `rootfs.diff_ids` extended to match (a new config, or None
-    if the config needs no change). None when the destination already holds every source
-    layer."""
+    """What to write under a cosign tag (`.sig`, `.att`, `.sbom`) that the destination already
+    serves with another manifest: (manifest, its new config or None), or None to leave it.
+
+    - The destination holds nothing the source lacks (an older copy of the source's): the
+      source's manifest, as is.
+    - It holds layers the source lacks (someone signed the mirrored image at the mirror): its
+      manifest with the source's missing layers appended, as `cosign sign` appends a signature,
+      and its config's `rootfs.diff_ids` extended to match (a new config blob).
+    - It holds every source layer already: None.
+    """
     have = manifest_parts(destination, "the destination's manifest")
     want = manifest_parts(source, "the source's manifest")
-    present = {layer.digest for layer in have.layers}
-    missing = [layer for layer in want.layers if layer.digest not in present]
+    # A layer is a signature by its descriptor as a whole: cosign's payload for one image is
+    # the same bytes (one digest) whoever signs it, and the signature is in the annotations.
+    present = {layer.document for layer in have.layers}
+    wanted = {layer.document for layer in want.layers}
+    if present <= wanted:
+        return source, None
+    missing = [layer for layer in want.layers if layer.document not in present]
     if not missing:
         return None
     document = _document(destination, "the destination's manifest")
-    document["layers"] = list(document.get("layers") or []) + [blob.fields for blob in missing]
+    document["layers"] = list(document.get("layers") or []) + [layer.fields for layer in missing]
     config = None
     if destination_config is not None:
         try:
@@ -249,16 +258,17 @@ def merged_tag_manifest(
             config_document = None
         rootfs = config_document.get("rootfs") if isinstance(config_document, dict) else None
         if isinstance(rootfs, dict) and isinstance(rootfs.get("diff_ids"), list):
-            rootfs["diff_ids"] = list(rootfs["diff_ids"]) + [blob.digest for blob in missing]
+            rootfs["diff_ids"] = list(rootfs["diff_ids"]) + [layer.digest for layer in missing]
             history = config_document.get("history")
             if isinstance(history, list) and history:
                 config_document["history"] = history + [dict(history[-1]) for _ in missing]
             config = json.dumps(config_document, separators=(",", ":")).encode()
-            document["config"] = dict(document["config"], digest=_sha256(config), size=len(config))
+            document["config"] = dict(document["config"], digest=digest_of(config), size=len(config))
     return json.dumps(document, separators=(",", ":")).encode(), config
 
 
-def _sha256(raw: bytes) -> str:
+def digest_of(raw: bytes) -> str:
+    """The digest a registry stores `raw` under."""
     return f"sha256:{hashlib.sha256(raw).hexdigest()}"
 
 
@@ -295,7 +305,7 @@ class Listing:
 
     @classmethod
     def of(cls, raw: bytes) -> Listing:
-        return cls(_sha256(raw), raw, index_entries(raw))
+        return cls(digest_of(raw), raw, index_entries(raw))
 
 
 @dataclass(frozen=True)

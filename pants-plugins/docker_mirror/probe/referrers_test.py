@@ -19,7 +19,7 @@ from docker_mirror.probe.referrers import (
     listing_index,
     manifest_parts,
     merged_listing,
-    merged_tag_manifest,
+    updated_tag_manifest,
     missing_referrers,
     stale_tags,
 )
@@ -156,8 +156,8 @@ def sig_config(*layers: bytes) -> bytes:
 def test_a_tag_manifest_merged_with_the_destinations_own_signatures() -> None:
     theirs = sig_manifest(sig_config(b"upstream", b"ours-at-mirror"), b"upstream", b"ours-at-mirror")
     source = sig_manifest(sig_config(b"upstream", b"upstream-new"), b"upstream", b"upstream-new")
-    merged = merged_tag_manifest(theirs, sig_config(b"upstream", b"ours-at-mirror"), source)
-    assert merged is not None
+    merged = updated_tag_manifest(theirs, sig_config(b"upstream", b"ours-at-mirror"), source)
+    assert merged is not None and merged[0] != source
     manifest_raw, config_raw = merged
     manifest = json.loads(manifest_raw)
     assert [l["digest"] for l in manifest["layers"]] == [digest(b"upstream"), digest(b"ours-at-mirror"), digest(b"upstream-new")]
@@ -165,7 +165,10 @@ def test_a_tag_manifest_merged_with_the_destinations_own_signatures() -> None:
     assert json.loads(config_raw)["rootfs"]["diff_ids"] == [l["digest"] for l in manifest["layers"]]
     assert len(json.loads(config_raw)["history"]) == 3
     # Nothing to add: the destination holds every source layer.
-    assert merged_tag_manifest(manifest_raw, config_raw, source) is None
+    assert updated_tag_manifest(manifest_raw, config_raw, source) is None
+    # An older copy of the source's (a subset of its layers) is replaced by the source's as is.
+    older = sig_manifest(sig_config(b"upstream"), b"upstream")
+    assert updated_tag_manifest(older, sig_config(b"upstream"), source) == (source, None)
 
 
 def test_stale_tags_and_missing_referrers() -> None:
