@@ -9,14 +9,14 @@ import base64
 import hashlib
 import json
 from collections import Counter
-from typing import AsyncIterator, Dict, List, Optional, Tuple
+from typing import AsyncIterator, Awaitable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from docker_mirror.probe.mirror_referrers import Location, Served, copy, find
-from docker_mirror.probe.referrers import OCI_INDEX, OCI_MANIFEST, digest_tag
-from docker_mirror.probe.signatures import SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, load_public_key
+from docker_mirror.probe.mirror_referrers import Copied, Found, Location, Served, copy, find
+from docker_mirror.probe.referrers import OCI_INDEX, OCI_MANIFEST, Plan, digest_tag
+from docker_mirror.probe.signatures import SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, PublicKey, load_public_key
 
 EMPTY_CONFIG = b"{}"
 
@@ -114,8 +114,11 @@ class MemoryRegistry:
         return self.referrers_api and "subject" in json.loads(body)
 
 
-def run(coroutine):  # type: ignore[no-untyped-def]
-    return asyncio.run(coroutine)
+T = TypeVar("T")
+
+
+def run(coroutine: Awaitable[T]) -> T:
+    return asyncio.run(coroutine)  # type: ignore[arg-type]
 
 
 PRIVATE = ec.generate_private_key(ec.SECP256R1())
@@ -170,7 +173,9 @@ def attach_sbom(registry: MemoryRegistry, repository: str, subject: str, content
     return referrer
 
 
-def mirror(source: MemoryRegistry, destination: MemoryRegistry, subject: str, keys=()):  # type: ignore[no-untyped-def]
+def mirror(
+    source: MemoryRegistry, destination: MemoryRegistry, subject: str, keys: Sequence[PublicKey] = ()
+) -> Tuple[Found, Plan, Copied]:
     src, dst = Location(source, "app"), Location(destination, "mirror/app")
     found = run(find(src, subject, [dst]))
     plan = found.plans[str(dst)]
@@ -193,7 +198,8 @@ def test_everything_is_copied_with_its_digest_then_a_re_mirror_costs_heads_only(
             listed = destination.manifests[("mirror/app", destination.tags[("mirror/app", digest_tag(subject))])][0]
             assert [e["digest"] for e in json.loads(listed)["manifests"]] == [sbom]
         # Again, nothing new: HEADs (and the API's list where there is one), no manifest GET.
-        source.asked.clear(), destination.asked.clear()
+        source.asked.clear()
+        destination.asked.clear()
         found, plan, copied = mirror(source, destination, subject)
         assert plan.empty and copied.copied == ()
         assert source.asked["GET manifest"] == destination.asked["GET manifest"] == 0
@@ -230,7 +236,8 @@ def test_signatures_made_at_the_mirror_are_kept_when_upstream_signs_again() -> N
     assert len(merged["layers"]) == 3  # upstream's first, the shop's, upstream's second
     assert ("mirror/app", upstream_new) in destination.manifests  # kept under its own digest
     # And the next run finds everything in place with HEADs only.
-    source.asked.clear(), destination.asked.clear()
+    source.asked.clear()
+    destination.asked.clear()
     _, plan, _ = mirror(source, destination, subject)
     assert plan.empty and source.asked["GET manifest"] == 0
 
