@@ -238,11 +238,16 @@ class DockerMirrorImagesMethodField(StringField):
 
         `"copy"` generates a `docker_mirror_image` per line, mirrored registry to registry with
         `skopeo copy --all --preserve-digests`: every platform, and the image index under the
-        source's own digest, or just the line's `--platform=`. No Docker engine is involved, and
-        a destination that already serves the source digest is skipped (reported as up to date)
-        after a single manifest request. `pull`, `extra_build_args` and `image_labels` do not
-        apply and are an error with `"copy"`. See `pants help docker_mirror_image` and
-        `pants help docker-mirror`.
+        source's own digest, or just the line's `--platform=`, with the signatures,
+        attestations and SBOMs that refer to it (`referrers`), and optionally only if it is
+        signed (`require_signature`). No Docker engine is involved, and a destination that
+        already serves the source digest is skipped (reported as up to date) after a single
+        manifest request. `pull`, `extra_build_args` and `image_labels` do not apply and are an
+        error with `"copy"`. See `pants help docker_mirror_image` and `pants help docker-mirror`.
+
+        Signatures: a rebuilt image (`"build"`) has a digest of its own, so no upstream
+        signature, attestation or SBOM names it and none is carried; verify what you run at the
+        mirror with `"copy"`, which keeps the digests they name.
         """
     )
 
@@ -533,7 +538,9 @@ class DockerMirrorImageTarget(Target):
         destination reference, that digest with the source's: equal is reported as up to date
         and costs nothing more; otherwise `skopeo copy --all --preserve-digests` copies every
         platform and the image index, keeping their digests (or, with `platform`, just that
-        platform's manifest). A failing image is reported as failed without stopping the
-        others.
+        platform's manifest). Before the image, what refers to it (signatures, attestations,
+        SBOMs; see `referrers`) is copied to each destination repository that lacks it, after
+        the `require_signature` check if one is set. A failing image is reported as failed
+        without stopping the others.
         """
     )
