@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import AsyncIterable, AsyncIterator, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from docker_mirror.probe.referrers import (
     BUNDLE_MEDIA_TYPE_PREFIX,
@@ -100,9 +100,9 @@ class Registry(Protocol):
         rather have it uploaded."""
 
     async def put_blob(
-        self, repository: str, digest: str, size: int, chunks: AsyncIterator[bytes]
+        self, repository: str, digest: str, size: int, chunks: Callable[[], AsyncIterable[bytes]]
     ) -> None:
-        ...
+        """Uploads a blob; `chunks` makes its stream (afresh, should it be sent again)."""
 
     async def put_manifest(
         self, repository: str, reference: str, body: bytes, media_type: str
@@ -274,7 +274,7 @@ async def _copy_blob(source: Location, destination: Location, blob: Descriptor) 
         return
     await destination.registry.put_blob(
         destination.repository, blob.digest, blob.size,
-        source.registry.blob_chunks(source.repository, blob.digest, blob.size),
+        lambda: source.registry.blob_chunks(source.repository, blob.digest, blob.size),
     )  # fmt: skip
 
 
@@ -333,7 +333,7 @@ async def _write_tag(
             yield new_config
 
         await destination.registry.put_blob(
-            destination.repository, digest_of(new_config), len(new_config), whole()
+            destination.repository, digest_of(new_config), len(new_config), whole
         )
     await destination.registry.put_manifest(destination.repository, item.tag, manifest, media_type)
 

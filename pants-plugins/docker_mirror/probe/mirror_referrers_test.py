@@ -9,7 +9,7 @@ import base64
 import hashlib
 import json
 from collections import Counter
-from typing import AsyncIterator, Awaitable, Dict, List, Optional, Sequence, Tuple, TypeVar
+from typing import AsyncIterable, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -100,9 +100,9 @@ class MemoryRegistry:
         self.blobs[(repository, d)] = self.blobs[(source_repository, d)]
         return True
 
-    async def put_blob(self, repository: str, d: str, size: int, chunks: AsyncIterator[bytes]) -> None:
+    async def put_blob(self, repository: str, d: str, size: int, chunks: Callable[[], AsyncIterable[bytes]]) -> None:
         self.asked["PUT blob"] += 1
-        data = b"".join([chunk async for chunk in chunks])
+        data = b"".join([chunk async for chunk in chunks()])
         assert digest(data) == d and len(data) == size
         self.blobs[(repository, d)] = data
 
