@@ -25,7 +25,7 @@ import ssl
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple, Union, cast
 
 HeaderValue = Union[str, bytes]
 _MAX_HEAD = 1024 * 1024
@@ -114,6 +114,7 @@ class _Connection(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         owner = self.server.owner
+        owner.connections += 1
         if owner.context is not None:
             try:
                 self.connection = owner.context.wrap_socket(self.connection, server_side=True)
@@ -121,7 +122,9 @@ class _Connection(socketserver.StreamRequestHandler):
                 owner.handshake_failures += 1
                 return
             self.rfile = self.connection.makefile("rb")
-            self.wfile = self.connection.makefile("wb", buffering=0)
+            self.wfile = cast(BinaryIO, self.connection.makefile("wb", buffering=0))
+        elif self.connection.recv(1, socket.MSG_PEEK) == b"\x16":
+            return  # a TLS handshake on plain HTTP: closed at once, as a plain-HTTP registry does
         while not owner.stopped.is_set():
             request = self._read_request()
             if request is None:
@@ -166,7 +169,7 @@ class _Connection(socketserver.StreamRequestHandler):
         if length is not None and length.isdigit():
             return self.rfile.read(min(int(length), _MAX_BODY))
         if (request.header("transfer-encoding") or "").lower() == "chunked":
-            chunks = []
+            chunks: List[bytes] = []
             while True:
                 size = int(self.rfile.readline(64).strip().split(b";")[0] or b"0", 16)
                 if size == 0:
@@ -230,6 +233,7 @@ class HostileServer:
     tls: Optional[Tuple[Path, Path]] = None
     proxy: bool = False
     requests: List[Request] = field(default_factory=list)
+    connections: int = 0
     handshake_failures: int = 0
     stopped: threading.Event = field(default_factory=threading.Event)
     context: Optional[ssl.SSLContext] = None
@@ -250,7 +254,7 @@ class HostileServer:
         server._server = kind((host, port), _Connection)
         server._server.owner = server
         server.port = server._server.server_address[1]
-        threading.Thread(target=server._server.serve_forever, daemon=True).start()
+        threading.Thread(target=server._server.serve_forever, args=(0.05,), daemon=True).start()
         return server
 
     def log(self, request: Request) -> None:
