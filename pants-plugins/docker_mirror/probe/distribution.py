@@ -17,10 +17,10 @@ from yarl import URL
 
 from docker_mirror.probe.auth import Scope
 from docker_mirror.probe.manifests import ACCEPT, probe_manifest
-from docker_mirror.probe.mirror_referrers import RegistryError as CopyError
 from docker_mirror.probe.mirror_referrers import Served
 from docker_mirror.probe.reference import Reference
 from docker_mirror.probe.registry import Answer, RegistryError, RegistrySession, reason_phrase
+from docker_mirror.probe.transport import HttpError
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 # Referrer manifests are OCI manifests, and artifact manifests of older writers.
@@ -46,9 +46,9 @@ class Distribution:
         separator = "@" if reference.startswith("sha256:") else ":"
         return Reference.parse(f"{self.name}/{repository}{separator}{reference}")
 
-    def _failed(self, what: str, status: int) -> CopyError:
+    def _failed(self, what: str, status: int) -> RegistryError:
         phrase = f" {reason_phrase(status)}" if reason_phrase(status) else ""
-        return CopyError(f"{self.name} answered {status}{phrase} for {what}")
+        return RegistryError("error", f"{self.name} answered {status}{phrase} for {what}")
 
     async def _request(
         self, method: str, target: Union[str, URL], repository: str, subject: str, *,
@@ -58,19 +58,16 @@ class Distribution:
         """One request with the scopes it needs: pull, or pull and push to write; and pull from
         `mount_from` for a cross-repository mount."""
         scopes = _scopes(repository, write=write) + ((Scope(mount_from),) if mount_from else ())
-        try:
-            return await self.session.request(
-                method, target, scopes=scopes, subject=subject, headers=headers, **options
-            )
-        except RegistryError as e:
-            raise CopyError(e.message) from None
+        return await self.session.request(
+            method, target, scopes=scopes, subject=subject, headers=headers, **options
+        )
 
     async def head_manifest(self, repository: str, reference: str) -> Optional[Served]:
         result = await probe_manifest(self.session, self._reference(repository, reference), False)
         if result.outcome == "not_found":
             return None
         if result.outcome != "ok" or result.digest is None:
-            raise CopyError(result.message or f"{self.name}: {result.outcome}")
+            raise RegistryError(result.outcome, result.message or f"{self.name}: {result.outcome}")
         return Served(result.digest, result.media_type)
 
     async def get_manifest(self, repository: str, reference: str) -> Optional[Tuple[bytes, str]]:
@@ -78,7 +75,7 @@ class Distribution:
         if result.outcome == "not_found":
             return None
         if result.outcome != "ok" or result.body is None:
-            raise CopyError(result.message or f"{self.name}: {result.outcome}")
+            raise RegistryError(result.outcome, result.message or f"{self.name}: {result.outcome}")
         return result.body, result.media_type or OCI_INDEX
 
     async def referrers(self, repository: str, digest: str) -> Optional[bytes]:
@@ -101,15 +98,15 @@ class Distribution:
                 page = json.loads(answer.body)
                 entries.extend(page.get("manifests") or [])
             except (ValueError, RecursionError, AttributeError, TypeError):
-                raise CopyError(f"{self.name} answered the referrers of {digest} with no index") from None
+                raise RegistryError("error", f"{self.name} answered the referrers of {digest} with no index") from None
             following = answer.headers.get("Link", "")
             if 'rel="next"' not in following:
                 return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).encode()
             link = following.split(";", 1)[0].strip().lstrip("<").rstrip(">")
             target = answer.url.join(URL(link))
             if not self.session.is_own(target):
-                raise CopyError(f"{self.name} paged the referrers of {digest} to another host")
-        raise CopyError(f"{self.name} lists more than {MAX_REFERRER_PAGES} pages of referrers of {digest}")
+                raise RegistryError("error", f"{self.name} paged the referrers of {digest} to another host")
+        raise RegistryError("error", f"{self.name} lists more than {MAX_REFERRER_PAGES} pages of referrers of {digest}")
 
     async def read_blob(self, repository: str, digest: str, limit: int) -> bytes:
         answer = await self._request("GET", f"/v2/{repository}/blobs/{digest}", repository,
@@ -117,26 +114,30 @@ class Distribution:
         if answer.status != 200:
             raise self._failed(f"blob {digest} of {repository}", answer.status)
         if f"sha256:{hashlib.sha256(answer.body).hexdigest()}" != digest:
-            raise CopyError(f"{self.name} served blob {digest} of {repository} with other bytes")
+            raise RegistryError("error", f"{self.name} served blob {digest} of {repository} with other bytes")
         return answer.body
 
     async def blob_chunks(self, repository: str, digest: str, size: int) -> AsyncIterator[bytes]:
-        try:
-            async with self.session.stream("GET", f"/v2/{repository}/blobs/{digest}", scopes=_scopes(repository),
-                                           subject=f"blob {digest}") as response:  # fmt: skip
-                if response.status != 200:
-                    raise self._failed(f"blob {digest} of {repository}", response.status)
-                hashed, received = hashlib.sha256(), 0
+        """The blob as it arrives, never more than `size` bytes; a `RegistryError` at the end if
+        it was not exactly its `size` bytes of its digest (so nothing written from it is kept:
+        the destination checks the digest of what it received too)."""
+        what = f"blob {digest} of {repository}"
+        async with self.session.stream("GET", f"/v2/{repository}/blobs/{digest}", scopes=_scopes(repository),
+                                       subject=f"blob {digest}") as response:  # fmt: skip
+            if response.status != 200:
+                raise self._failed(what, response.status)
+            hashed, received = hashlib.sha256(), 0
+            try:
                 async for chunk in response.iter_chunks():
                     received += len(chunk)
                     if received > size:
-                        raise CopyError(f"{self.name} served blob {digest} of {repository} larger than its {size} bytes")
+                        raise RegistryError("error", f"{self.name} served {what} larger than its {size} bytes")
                     hashed.update(chunk)
                     yield chunk
-                if received != size or f"sha256:{hashed.hexdigest()}" != digest:
-                    raise CopyError(f"{self.name} served blob {digest} of {repository} with other bytes")
-        except RegistryError as e:
-            raise CopyError(e.message) from None
+            except HttpError as e:
+                raise RegistryError("unreachable", f"{self.name}: {e.reason}, reading {what}") from None
+            if received != size or f"sha256:{hashed.hexdigest()}" != digest:
+                raise RegistryError("error", f"{self.name} served {what} with other bytes than its digest")
 
     async def has_blob(self, repository: str, digest: str) -> bool:
         answer = await self._request("HEAD", f"/v2/{repository}/blobs/{digest}", repository, f"blob {digest}")

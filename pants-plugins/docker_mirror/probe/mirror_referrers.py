@@ -45,6 +45,8 @@ from docker_mirror.probe.referrers import (
     tag_kind,
     updated_tag_manifest,
 )
+from docker_mirror.probe.protocol import CopyResult
+from docker_mirror.probe.registry import RegistryError
 from docker_mirror.probe.signatures import (
     MAX_SIGNATURE_DOCUMENT,
     PublicKey,
@@ -59,10 +61,6 @@ from docker_mirror.probe.signatures import (
 MAX_SIGNATURES = 32
 
 
-class RegistryError(Exception):
-    """A registry request that failed; the message names the registry and the reason."""
-
-
 @dataclass(frozen=True)
 class Served:
     digest: str
@@ -70,8 +68,8 @@ class Served:
 
 
 class Registry(Protocol):
-    """What this module needs of one registry (the probe's `RegistrySession` provides it).
-    Every method raises `RegistryError` for anything but success and "not there"."""
+    """What this module needs of one registry (`distribution.Distribution` provides it). Every
+    method raises `RegistryError` for anything but success and "not there"."""
 
     name: str
 
@@ -133,7 +131,7 @@ class Found:
     media_types: Dict[str, str] = field(default_factory=dict)
     listing_digest: Optional[str] = None
     listing: Optional[Listing] = None  # read when it is known (the API's), or was needed
-    plans: Dict[str, Plan] = field(default_factory=dict)
+    plans: List[Plan] = field(default_factory=list)  # one per destination, in order
 
     def counts(self) -> Dict[str, int]:
         """By kind: the cosign tags, and the referrers listed, when the listing was read."""
@@ -163,7 +161,7 @@ async def _source_listing(source: Location, subject: str) -> Tuple[Optional[str]
 async def _read_listing(location: Location, digest: str) -> Listing:
     got = await location.registry.get_manifest(location.repository, digest)
     if got is None:
-        raise RegistryError(f"{location} no longer serves the referrers index {digest}")
+        raise RegistryError("error", f"{location} no longer serves the referrers index {digest}")
     return Listing(digest, got[0], index_entries(got[0], f"the referrers index {digest} at {location}"))
 
 
@@ -219,7 +217,7 @@ async def find(source: Location, subject: str, destinations: Sequence[Location])
         listing=listing,
     )
     for destination in destinations:
-        found.plans[str(destination)] = await _plan(found, source, destination)
+        found.plans.append(await _plan(found, source, destination))
     return found
 
 
@@ -286,7 +284,7 @@ async def copy_manifest(
     media type, whether the destination lists its subject as a referrer by itself)."""
     got = await source.registry.get_manifest(source.repository, digest)
     if got is None:
-        raise RegistryError(f"{source} no longer serves {digest}")
+        raise RegistryError("error", f"{source} no longer serves {digest}")
     body, media_type = got
     if await destination.registry.head_manifest(destination.repository, digest):
         return body, media_type, False
@@ -357,21 +355,13 @@ async def _write_listing(destination: Location, subject: str, listing: Listing, 
     await destination.registry.put_manifest(destination.repository, listing.digest, listing.raw, OCI_INDEX)
 
 
-@dataclass(frozen=True)
-class Copied:
-    outcome: str  # ok, unsigned, error
-    message: Optional[str] = None
-    copied: Tuple[CopyItem, ...] = ()
-    verified_by: Optional[str] = None
-
-
 async def copy(
     source: Location,
     destination: Location,
     subject: str,
     plan: Plan,
     keys: Sequence[PublicKey] = (),
-) -> Copied:
+) -> CopyResult:
     """The gate first (with `keys`), then every item of `plan`, then its listing."""
     verified_by = None
     if keys:
@@ -383,7 +373,7 @@ async def copy(
         verdict = await check_signature(source, subject, keys, listing)
         if not verdict.verified:
             names = ", ".join(key.name for key in keys)
-            return Copied(
+            return CopyResult(
                 "unsigned",
                 f"no cosign signature of {subject} at {source} verifies against {names}: "
                 f"{verdict.reason}",
@@ -402,4 +392,4 @@ async def copy(
         copied.append(item)
     if plan.listing is not None:
         await _write_listing(destination, subject, plan.listing, lists_itself)
-    return Copied("ok", copied=tuple(copied), verified_by=verified_by)
+    return CopyResult("ok", copied=tuple(copied), verified_by=verified_by)

@@ -14,7 +14,8 @@ from typing import AsyncIterable, AsyncIterator, Awaitable, Callable, Dict, List
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from docker_mirror.probe.mirror_referrers import Copied, Found, Location, Served, copy, find
+from docker_mirror.probe.mirror_referrers import Found, Location, Served, copy, find
+from docker_mirror.probe.protocol import CopyResult
 from docker_mirror.probe.referrers import OCI_INDEX, OCI_MANIFEST, Plan, digest_tag
 from docker_mirror.probe.signatures import SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, PublicKey, load_public_key
 
@@ -175,10 +176,10 @@ def attach_sbom(registry: MemoryRegistry, repository: str, subject: str, content
 
 def mirror(
     source: MemoryRegistry, destination: MemoryRegistry, subject: str, keys: Sequence[PublicKey] = ()
-) -> Tuple[Found, Plan, Copied]:
+) -> Tuple[Found, Plan, CopyResult]:
     src, dst = Location(source, "app"), Location(destination, "mirror/app")
     found = run(find(src, subject, [dst]))
-    plan = found.plans[str(dst)]
+    (plan,) = found.plans
     return found, plan, run(copy(src, dst, subject, plan, keys))
 
 
@@ -277,5 +278,5 @@ def test_same_registry_blobs_are_mounted_not_streamed() -> None:
     subject = push_image(registry)
     sign(registry, "app", subject)
     found = run(find(Location(registry, "app"), subject, [Location(registry, "mirror/app")]))
-    run(copy(Location(registry, "app"), Location(registry, "mirror/app"), subject, found.plans["r/mirror/app"]))
+    run(copy(Location(registry, "app"), Location(registry, "mirror/app"), subject, found.plans[0]))
     assert registry.asked["mount"] == 2 and registry.asked["PUT blob"] == 0

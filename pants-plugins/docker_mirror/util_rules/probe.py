@@ -32,7 +32,6 @@ from docker_mirror.util_rules.referrers import (
     CopyReferrersRequest,
     ProbedReferrers,
     ReferrersRead,
-    copy_request_json,
     parse_copy_result,
     parse_referrers_results,
 )
@@ -135,6 +134,25 @@ def probe_request_json(
         ],
         **({"referrers": [read.to_json() for read in referrers]} if referrers else {}),
         **settings.to_json(),
+    }
+    return json.dumps(document, indent=1).encode()
+
+
+def copy_request_json(
+    request: CopyReferrersRequest, keys: Sequence[tuple[str, bytes]], settings: Mapping[str, Any]
+) -> bytes:
+    document = {
+        "version": PROBE_VERSION,
+        **settings,
+        "copy": {
+            "source": request.source_repository,
+            "subject": request.subject,
+            "destination": request.destination_repository,
+            **request.plan.to_json(),
+            "require_signature": [
+                {"name": name, "pem": pem.decode("ascii", errors="replace")} for name, pem in keys
+            ] or None,
+        },
     }
     return json.dumps(document, indent=1).encode()
 

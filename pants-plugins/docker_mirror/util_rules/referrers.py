@@ -217,25 +217,6 @@ class CopiedReferrers:
         return self.outcome == "ok"
 
 
-def copy_request_json(
-    request: CopyReferrersRequest, keys: Sequence[tuple[str, bytes]], settings: Mapping[str, Any]
-) -> bytes:
-    document = {
-        "version": 2,
-        **settings,
-        "copy": {
-            "source": request.source_repository,
-            "subject": request.subject,
-            "destination": request.destination_repository,
-            **request.plan.to_json(),
-            "require_signature": [
-                {"name": name, "pem": pem.decode("ascii", errors="replace")} for name, pem in keys
-            ] or None,
-        },
-    }
-    return json.dumps(document, indent=1).encode()
-
-
 def parse_copy_result(content: bytes) -> CopiedReferrers:
     try:
         result = json.loads(content)["copy"]

@@ -8,14 +8,13 @@ import json
 from docker_mirror.testutil.probe_results import INDEX, probed, served
 from docker_mirror.util_rules.manifest_reads import resolve_source, source_referrers
 from docker_mirror.util_rules.manifests import manifest_digest
-from docker_mirror.util_rules.probe import ProbedManifests, ProbeSettings, probe_request_json
+from docker_mirror.util_rules.probe import ProbedManifests, ProbeSettings, copy_request_json, probe_request_json
 from docker_mirror.util_rules.referrers import (
     CopyReferrersRequest,
     ProbedReferrers,
     ReferrerCopy,
     ReferrersPlan,
     ReferrersRead,
-    copy_request_json,
     counted,
     merge_reads,
     parse_copy_result,
