@@ -47,7 +47,13 @@ from typing import Any, Mapping, Optional
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from docker_mirror.testutil.oci import OCI_CONFIG, descriptor, digest_tag, go_json, parse_json_object
+from docker_mirror.testutil.oci import (
+    OCI_CONFIG,
+    descriptor,
+    digest_tag,
+    go_json,
+    parse_json_object,
+)
 from docker_mirror.testutil.registries import Registry
 from docker_mirror.util_rules.manifests import OCI_MANIFEST, manifest_digest
 

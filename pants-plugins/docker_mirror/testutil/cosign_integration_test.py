@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import subprocess
 from typing import Callable
 
 import pytest
@@ -24,17 +23,6 @@ from docker_mirror.util_rules.manifests import OCI_MANIFEST, manifest_digest
 REPOSITORY = "team/signed"
 
 
-def _raw(registry: Registry, repository: str, reference: str) -> bytes:
-    """What `skopeo inspect --raw` reads: the manifest's exact bytes."""
-    separator = "@" if reference.startswith("sha256:") else ":"
-    return subprocess.run(
-        ["skopeo", "inspect", "--raw", "--tls-verify=false",
-         f"docker://{registry.address}/{repository}{separator}{reference}"],
-        capture_output=True,
-        check=True,
-    ).stdout
-
-
 def _image(registry: Registry, label: str) -> OciImage:
     require_skopeo()
     return push_oci_image(f"{registry.address}/{REPOSITORY}:{label}", label)
@@ -43,10 +31,10 @@ def _image(registry: Registry, label: str) -> OciImage:
 def _cosign_config(*diff_ids: str) -> bytes:
     """The config go-containerregistry writes for an image of these layers made from nothing."""
     history = ",".join(['{"created":"0001-01-01T00:00:00Z"}'] * len(diff_ids))
+    layers = ",".join(f'"{diff_id}"' for diff_id in diff_ids)
     return (
         '{"architecture":"","created":"0001-01-01T00:00:00Z","history":[' + history + '],'
-        '"os":"","rootfs":{"type":"layers","diff_ids":' + json.dumps(list(diff_ids)).replace(" ", "")
-        + '},"config":{}}'
+        '"os":"","rootfs":{"type":"layers","diff_ids":[' + layers + ']},"config":{}}'
     ).encode()
 
 
@@ -61,7 +49,7 @@ def test_a_signature_is_a_simple_signing_layer_under_the_sig_tag(
 
     tag = f"sha256-{image.index.split(':')[1]}.sig"
     assert registry.manifest_digest(REPOSITORY, tag) == signed
-    raw = _raw(registry, REPOSITORY, tag)
+    raw = registry.skopeo_raw(REPOSITORY, tag)
     assert manifest_digest(raw) == signed
     manifest = json.loads(raw)
     assert manifest["mediaType"] == OCI_MANIFEST and manifest["schemaVersion"] == 2
@@ -99,13 +87,13 @@ def test_signing_again_appends_a_layer_and_the_tag_serves_a_new_digest(
     image = _image(registry, "append")
     first_key, second_key = cosign.generate_key(), cosign.generate_key()
     first = cosign.sign(registry, REPOSITORY, image.index, first_key)
-    first_layer = json.loads(_raw(registry, REPOSITORY, first))["layers"][0]
+    first_layer = json.loads(registry.skopeo_raw(REPOSITORY, first))["layers"][0]
 
     second = cosign.sign(registry, REPOSITORY, image.index, second_key)
 
     assert second != first
     assert registry.manifest_digest(REPOSITORY, cosign.signature_tag(image.index)) == second
-    manifest = json.loads(_raw(registry, REPOSITORY, second))
+    manifest = json.loads(registry.skopeo_raw(REPOSITORY, second))
     assert len(manifest["layers"]) == 2 and manifest["layers"][0] == first_layer
     config = registry.blob(REPOSITORY, manifest["config"]["digest"])
     assert config == _cosign_config(*(layer["digest"] for layer in manifest["layers"]))
@@ -157,7 +145,7 @@ def test_an_attestation_is_a_signed_dsse_envelope_under_the_att_tag(
 
     tag = f"sha256-{image.index.split(':')[1]}.att"
     assert registry.manifest_digest(REPOSITORY, tag) == attested
-    [layer] = json.loads(_raw(registry, REPOSITORY, tag))["layers"]
+    [layer] = json.loads(registry.skopeo_raw(REPOSITORY, tag))["layers"]
     assert layer["mediaType"] == "application/vnd.dsse.envelope.v1+json"
     assert layer["annotations"] == {
         "dev.cosignproject.cosign/signature": "",
@@ -191,7 +179,7 @@ def test_an_sbom_is_a_one_layer_image_under_the_sbom_tag_and_replaces_the_last(
 
     tag = f"sha256-{image.index.split(':')[1]}.sbom"
     assert registry.manifest_digest(REPOSITORY, tag) == attached
-    manifest = json.loads(_raw(registry, REPOSITORY, tag))
+    manifest = json.loads(registry.skopeo_raw(REPOSITORY, tag))
     assert manifest["layers"] == [
         {
             "mediaType": "text/spdx+json",

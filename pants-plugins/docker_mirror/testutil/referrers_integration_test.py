@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import tracemalloc
 import urllib.error
 import urllib.request
@@ -52,22 +51,13 @@ def _image(registry: Registry, label: str) -> OciImage:
     return push_oci_image(f"{registry.address}/{REPOSITORY}:{label}", label)
 
 
-def _raw(registry: Registry, reference: str) -> bytes:
-    return subprocess.run(
-        ["skopeo", "inspect", "--raw", "--tls-verify=false",
-         f"docker://{registry.address}/{REPOSITORY}@{reference}"],
-        capture_output=True,
-        check=True,
-    ).stdout
-
-
 def test_without_the_api_an_artifact_is_listed_by_the_fallback_tag(registry: Registry) -> None:
     image = _image(registry, "fallback")
     assert referrers_api(registry, REPOSITORY, image.index) is None, "docker-registry 2.8: 404"
 
     sbom = attach_spdx_sbom(registry, REPOSITORY, image.index, name="fallback")
 
-    manifest = json.loads(_raw(registry, sbom["digest"]))
+    manifest = json.loads(registry.skopeo_raw(REPOSITORY, sbom["digest"]))
     assert manifest["artifactType"] == "application/spdx+json"
     assert manifest["config"] == {
         "mediaType": "application/vnd.oci.empty.v1+json",
@@ -87,7 +77,7 @@ def test_without_the_api_an_artifact_is_listed_by_the_fallback_tag(registry: Reg
     assert json.loads(fallback_body)["manifests"] == [sbom]
     assert sbom == {
         "mediaType": OCI_MANIFEST,
-        "size": len(_raw(registry, sbom["digest"])),
+        "size": len(registry.skopeo_raw(REPOSITORY, sbom["digest"])),
         "digest": sbom["digest"],
         "artifactType": "application/spdx+json",
         "annotations": {
@@ -148,7 +138,7 @@ def test_the_proxy_serves_the_referrers_api_from_what_was_pushed_through_it(
     assert listed_referrers(through, REPOSITORY, image.index) == [sbom, untyped]
     assert proxy.referrers(REPOSITORY, image.index) == [sbom, untyped]
     for manifest in (sbom, untyped):
-        assert referrer_descriptor(_raw(registry, manifest["digest"])) == manifest
+        assert referrer_descriptor(registry.skopeo_raw(REPOSITORY, manifest["digest"])) == manifest
     # The artifactType filter, said in a header.
     assert referrers_api(through, REPOSITORY, image.index, "application/spdx+json") == (
         [sbom], "artifactType"
@@ -186,7 +176,7 @@ def test_the_proxy_answers_a_push_with_oci_subject_and_forgets_a_deleted_referre
     image = _image(registry, "subject")
     through = proxy.as_registry(registry)
     sbom = attach_spdx_sbom(registry, REPOSITORY, image.index, name="subject")  # not through it
-    body = _raw(registry, sbom["digest"])
+    body = registry.skopeo_raw(REPOSITORY, sbom["digest"])
     assert proxy.referrers(REPOSITORY, image.index) == [], "it learns only what passes through"
 
     answer = through.put_manifest(REPOSITORY, sbom["digest"], body, OCI_MANIFEST)

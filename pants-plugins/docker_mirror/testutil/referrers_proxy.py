@@ -137,7 +137,8 @@ class ReferrersProxy(FaultProxy):
         return await super()._pass_on(head, method, path, fault, reader, writer, upstream, fired)
 
     def _list(self, name: str, digest: str, artifact_types: List[str]) -> Respond:
-        if not _DIGEST.match(digest) or (digest.startswith("sha256:") and not _SHA256.match(digest)):
+        sha256 = digest.startswith("sha256:")
+        if not _DIGEST.match(digest) or (sha256 and not _SHA256.match(digest)):
             return _error(400, "DIGEST_INVALID", f"invalid digest: {digest!r}")
         manifests = self.referrers(name, digest)
         headers = [("Content-Type", OCI_INDEX)]

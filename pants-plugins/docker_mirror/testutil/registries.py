@@ -203,6 +203,17 @@ class Registry:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.read(), response.headers["Content-Type"]
 
+    def skopeo_raw(self, repository: str, reference: str) -> bytes:
+        """The manifest `repository` serves for `reference` (a tag or a digest) as another client
+        reads it: the bytes `skopeo inspect --raw` prints."""
+        separator = "@" if ":" in reference else ":"
+        return subprocess.run(
+            ["skopeo", "inspect", "--raw", "--tls-verify=false",
+             f"docker://{self.address}/{repository}{separator}{reference}"],
+            capture_output=True,
+            check=True,
+        ).stdout
+
     def put_manifest(
         self, repository: str, tag: str, body: bytes, media_type: str
     ) -> email.message.Message:

@@ -207,7 +207,9 @@ def test_blobs_and_manifests_put_through_the_api_are_served_back(
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "config": {"mediaType": OCI_CONFIG, "digest": config, "size": 2},
-            "layers": [{"mediaType": "application/octet-stream", "digest": digest, "size": len(data)}],
+            "layers": [
+                {"mediaType": "application/octet-stream", "digest": digest, "size": len(data)}
+            ],
         }
     ).encode()
     stored = registry.put_manifest_by_digest("team/blobs", manifest, OCI_MANIFEST)
@@ -215,13 +217,7 @@ def test_blobs_and_manifests_put_through_the_api_are_served_back(
     assert stored == f"sha256:{hashlib.sha256(manifest).hexdigest()}"
     assert registry.manifest("team/blobs", stored) == (manifest, OCI_MANIFEST)
     assert registry.tags("team/blobs") == [], "put by digest: untagged"
-    served = subprocess.run(
-        ["skopeo", "inspect", "--raw", "--tls-verify=false",
-         f"docker://{registry.address}/team/blobs@{stored}"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    assert served == manifest
+    assert registry.skopeo_raw("team/blobs", stored) == manifest
     with pytest.raises(urllib.error.HTTPError) as unknown:
         registry.blob("team/blobs", f"sha256:{'0' * 64}")
     assert unknown.value.code == 404
