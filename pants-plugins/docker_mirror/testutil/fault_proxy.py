@@ -24,6 +24,10 @@ by a host with nothing listening) and `accept()` listens again. Every request is
 `injected` counts the faults by kind. A TLS handshake (a client trying HTTPS first) gets the
 connection closed at once, as a plain-HTTP registry would refuse it.
 
+A subclass can serve some requests itself, or add headers to the answers it relays, through
+`_pass_on` and `_relay(answer_headers=...)`: `referrers_proxy.ReferrersProxy` adds the OCI 1.1
+referrers API to a registry that lacks it.
+
 Standard library only; the proxy runs on an asyncio loop in a thread of its own.
 """
 
