@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from typing import Callable
 
-import pytest
 from docker_mirror.testutil import cosign
+from docker_mirror.testutil.fault_proxy import passthrough
 from docker_mirror.testutil.images import push_oci_image
 from docker_mirror.testutil.machine import require_skopeo
 from docker_mirror.testutil.oci import digest_tag
 from docker_mirror.testutil.pants_repo import PantsRepo
 from docker_mirror.testutil.referrers import attach_artifact, attach_spdx_sbom, listed_referrers
+from docker_mirror.testutil.referrers_proxy import ReferrersProxy
 from docker_mirror.testutil.registries import Registry
 
 BUILD = "docker_mirror_images(name='mirror', sources=['images.txt'], method='copy'{extra})\n"
@@ -140,3 +141,46 @@ def test_require_signature_keeps_unsigned_images_out_and_copies_signed_ones(
     assert "; signature verified by keys/cosign.pub; with 1 signature)" in result.stderr, result
     assert mirror.manifest_digest("mirror/team/signed", "1") == signed.index
     cosign.verify_signature(mirror, "mirror/team/signed", signed.index, cosign.public_key_pem(trusted))
+
+
+def test_through_the_referrers_api_with_cosign_v3_bundles_checked_by_the_gate(
+    registries: Callable[..., Registry], pants_repo: PantsRepo
+) -> None:
+    """Source and destination with the referrers API (docker-registry behind a proxy that
+    implements it): referrers are found by the API, written by digest and listed by the
+    destination itself, with no fallback tag; a cosign v3 signature (a Sigstore bundle referrer)
+    passes `require_signature`."""
+    require_skopeo()
+    upstream_registry, mirror_registry = registries(), registries()
+    with ReferrersProxy.start(upstream_registry.address, passthrough()) as upstream_api, \
+            ReferrersProxy.start(mirror_registry.address, passthrough()) as mirror_api:  # fmt: skip
+        upstream = upstream_api.as_registry(upstream_registry)
+        mirror = mirror_api.as_registry(mirror_registry)
+        key = cosign.generate_key()
+        image = push_oci_image(f"{upstream.address}/team/app:1", "bundle-signed app")
+        subject = image.index
+        bundle = cosign.sign_bundle(upstream, "team/app", subject, key)
+        spdx = attach_spdx_sbom(upstream, "team/app", subject)
+        assert digest_tag(subject) not in upstream_registry.tags("team/app")  # the API lists them
+        pants_repo.write(
+            {
+                "keys/cosign.pub": cosign.public_key_pem(key).decode(),
+                "src/BUILD": BUILD.format(extra=", require_signature=['keys/cosign.pub']"),
+                "src/images.txt": f"{upstream.address}/team/app:1\n",
+            }
+        )
+
+        first = pants_repo.pants("publish", "src::", registry=mirror, daemon=True)
+        assert first.returncode == 0, first
+        assert "; signature verified by keys/cosign.pub; with 1 signature, 1 SBOM)" in first.stderr, first
+        assert mirror.manifest_digest("mirror/team/app", "1") == subject
+        listed = {entry["digest"] for entry in mirror_api.referrers("mirror/team/app", subject)}
+        assert listed == {bundle["digest"], spdx["digest"]}
+        # The destination lists them itself: no fallback tag was written.
+        assert digest_tag(subject) not in mirror_registry.tags("mirror/team/app")
+
+        before = len(upstream_registry.settled_access_log())
+        again = pants_repo.pants("publish", "src::", registry=mirror, daemon=True)
+        assert again.returncode == 0, again
+        assert "skipped (up to date" in again.stderr, again
+        assert manifest_gets(upstream_registry.settled_access_log()[before:]) == []

@@ -54,6 +54,7 @@ from docker_mirror.testutil.oci import (
     go_json,
     parse_json_object,
 )
+from docker_mirror.testutil.referrers import attach_artifact
 from docker_mirror.testutil.registries import Registry
 from docker_mirror.util_rules.manifests import OCI_MANIFEST, manifest_digest
 
@@ -349,3 +350,51 @@ def verify_attestation(
             f"no attestation of {repository}@{digest} verifies: " + "; ".join(reasons)
         )
     return statements
+
+
+# ---------------------------------------------------------------------------------------------
+# cosign v3: a Sigstore bundle attached as an OCI 1.1 referrer
+
+SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
+IN_TOTO_STATEMENT_V1 = "https://in-toto.io/Statement/v1"
+
+
+def sign_bundle(
+    registry: Registry, repository: str, digest: str, key: ec.EllipticCurvePrivateKey
+) -> dict[str, Any]:
+    """Signs `repository@digest` as cosign v3's `cosign sign --key` does by default
+    (`cmd/cosign/cli/sign/sign.go` `signDigestBundle`, `pkg/oci/remote/write.go`
+    `WriteAttestationNewBundleFormat`): an in-toto statement of predicate type
+    `https://sigstore.dev/cosign/sign/v1` about the digest, in a DSSE envelope signed with `key`,
+    in a Sigstore bundle (v0.3, its public-key hint, no transparency-log entry), pushed as an
+    OCI 1.1 referrer whose annotations name the bundle's content and predicate type. Returns its
+    referrer descriptor (listed by the fallback tag where the registry has no referrers API)."""
+    algorithm, _, encoded = digest.partition(":")
+    statement = go_json(
+        {
+            "_type": IN_TOTO_STATEMENT_V1,
+            "subject": [{"digest": {algorithm: encoded}}],
+            "predicateType": COSIGN_SIGN_PREDICATE,
+            "predicate": {},
+        }
+    )
+    bundle = go_json(
+        {
+            "mediaType": SIGSTORE_BUNDLE,
+            "verificationMaterial": {"publicKey": {"hint": ""}},
+            "dsseEnvelope": {
+                "payload": base64.b64encode(statement).decode(),
+                "payloadType": IN_TOTO,
+                "signatures": [{"sig": _sign(key, dsse_pae(IN_TOTO, statement))}],
+            },
+        }
+    )
+    return attach_artifact(
+        registry, repository, digest, SIGSTORE_BUNDLE, bundle, SIGSTORE_BUNDLE,
+        annotations={
+            "dev.sigstore.bundle.content": "dsse-envelope",
+            "dev.sigstore.bundle.predicateType": COSIGN_SIGN_PREDICATE,
+            "org.opencontainers.image.created": "2026-01-01T00:00:00Z",
+        },
+    )  # fmt: skip
