@@ -54,6 +54,7 @@ from docker_mirror.testutil.spec_strategies import (
     GeneratedReference,
     blank_lines,
     comment_lines,
+    path_length,
     references,
     spec_lines,
 )
@@ -185,13 +186,17 @@ def near_misses(draw: st.DrawFn) -> Tuple[str, str]:
     elif kind == "bad_host":
         mutated = with_reference(f"{draw(st.sampled_from(BAD_HOSTS))}/{ref.repository}{suffix}")
     elif kind == "too_long":
-        # The last path component grows until the name is one character too long.
-        mutated = with_reference(f"{name}{'x' * (256 - len(name))}{suffix}")
+        # The last path component grows until the path (as Docker counts it) is one character
+        # too long.
+        mutated = with_reference(f"{name}{'x' * (256 - path_length(ref.registry, ref.repository))}{suffix}")
     elif kind == "upper_case":
         offset = start + reference.repository_offset
-        letters = [offset + i for i, c in enumerate(ref.repository) if c.isalpha()]
+        # Without a host, an upper-case first component followed by '/' is a host (as Docker
+        # reads it): upper-case a letter after it.
+        first_end = ref.repository.find("/") + 1 if ref.registry is None else 0
+        letters = [offset + i for i, c in enumerate(ref.repository) if c.isalpha() and i >= first_end]
         if not letters:  # an all-digit repository: add a letter
-            mutated = insert(text, offset, "A")
+            mutated = insert(text, offset + first_end, "A")
         else:
             position = draw(st.sampled_from(letters))
             mutated = text[:position] + text[position].upper() + text[position + 1 :]
