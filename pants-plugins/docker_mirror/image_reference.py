@@ -6,7 +6,7 @@ Docker does (distribution/reference's `ParseNormalizedNamed`): the registry host
 path component when it contains `.` or `:`, is `localhost`, or has an upper-case letter, and
 otherwise Docker Hub (`docker.io`); the path after the host is at most 255 characters, counting
 the `library/` Docker puts before a Docker Hub name without a namespace; a name of 64 hex digits
-alone is refused as an image ID.
+alone is refused as an image ID. `ImageIdentity` is when two references name the same image.
 
 Deliberate differences from distribution/reference, each said in its error message and listed
 in the README: only sha256 digests; an IPv6 host must be an IPv6 address; a first component with
@@ -373,9 +373,73 @@ class ImageReference:
         """`name@digest`: the manifest `digest` of this image, immune to a tag moving."""
         return f"{self.name}@{digest}"
 
+    @property
+    def identity(self) -> ImageIdentity:
+        """The image this reference names, as Docker reads it; see `ImageIdentity`."""
+        registry = self.registry or DOCKER_HUB
+        repository = self.repository
+        if registry in _DOCKER_HUB_SPELLINGS:
+            registry = DOCKER_HUB
+            if "/" not in repository:
+                repository = OFFICIAL_NAMESPACE + repository
+        tag = self.tag if self.tag is not None or self.digest is not None else "latest"
+        # Made once per spec line: filled directly, like the parser's own values.
+        return build_validated(ImageIdentity, (registry, repository, tag, self.digest))
+
     @classmethod
     def parse(cls, text: str) -> ImageReference:
         return build_validated(cls, _split_reference(text))
+
+
+@dataclass(frozen=True)
+class ImageIdentity:
+    """A reference as Docker normalises it: two references name the same image exactly when
+    their identities are equal. This is the one definition of "the same image" that spec files,
+    extraction, the allowlist and `docker-mirror-pin` use.
+
+    Docker's normalisation (distribution/reference `ParseNormalizedNamed` and `TagNameOnly`): no
+    host is `docker.io`, and so is `index.docker.io`; a Docker Hub name without a namespace is
+    under `library/`; no tag and no digest is `latest`. So `nginx`, `nginx:latest`,
+    `library/nginx` and `docker.io/library/nginx:latest` are one image. A digest decides what is
+    fetched, but a tag beside it stays part of the identity, since it is what the mirror pushes:
+    `nginx:1.25@sha256:<d>` and `nginx@sha256:<d>` are two images (pushed as `1.25` and as
+    `sha256-<d>`). Hosts are compared as written, as Docker does (`registry-1.docker.io`, Docker
+    Hub's API host, is not `docker.io` to Docker; it still is to the allowlist, which judges
+    hosts).
+
+    Not validated on construction: `ImageReference.identity` makes it from validated parts.
+    """
+
+    registry: str
+    repository: str
+    tag: str | None
+    digest: str | None
+
+    def __str__(self) -> str:
+        """The canonical spelling: `docker.io/library/nginx:latest`."""
+        return self._spelled(f"{self.registry}/{self.repository}")
+
+    @property
+    def familiar(self) -> str:
+        """The spelling Docker prints (`docker.io/` and `library/` left out, the tag kept):
+        `nginx:latest`, `bitnami/redis:7`, `ghcr.io/org/app:1`. It parses back to this identity."""
+        name = f"{self.registry}/{self.repository}"
+        if self.registry == DOCKER_HUB:
+            name = self.repository
+            official = name[len(OFFICIAL_NAMESPACE) :]
+            if name.startswith(OFFICIAL_NAMESPACE) and "/" not in official:
+                name = official
+        return self._spelled(name)
+
+    def without_digest(self) -> ImageIdentity:
+        """What a line with this identity follows when it is pinned: its tag (None for a line
+        pinned by digest alone)."""
+        return ImageIdentity(self.registry, self.repository, self.tag, None)
+
+    def _spelled(self, name: str) -> str:
+        tag = f":{self.tag}" if self.tag is not None else ""
+        digest = f"@{self.digest}" if self.digest is not None else ""
+        return f"{name}{tag}{digest}"
 
 
 def registry_host(reference: str) -> str:

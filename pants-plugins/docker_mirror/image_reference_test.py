@@ -85,3 +85,38 @@ def test_a_bare_64_hex_name_is_refused_as_an_image_id() -> None:
     # Only alone: with a host, a namespace or a tag it is a name like any other.
     for text in (f"docker.io/{IMAGE_ID}", f"library/{IMAGE_ID}", f"{IMAGE_ID}:latest"):
         assert str(ImageReference.parse(text)) == text
+
+
+def test_one_image_under_every_spelling_docker_reads_as_it() -> None:
+    spellings = ["nginx", "nginx:latest", "library/nginx", "docker.io/library/nginx:latest",
+                 "docker.io/nginx", "index.docker.io/library/nginx"]  # fmt: skip
+    identities = {ImageReference.parse(text).identity for text in spellings}
+    assert [str(identity) for identity in identities] == ["docker.io/library/nginx:latest"]
+    assert [identity.familiar for identity in identities] == ["nginx:latest"]
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("nginx:1.25", "nginx:1.26"),
+        # A digest decides what is fetched, and a tag beside it what is pushed: two images.
+        (f"nginx:1.25@{DIGEST}", f"nginx@{DIGEST}"),
+        (f"nginx@{DIGEST}", "nginx"),
+        ("nginx:1.25", f"nginx:1.25@{DIGEST}"),
+        # Hosts as Docker compares them: only `docker.io` and `index.docker.io` are Docker Hub.
+        ("nginx", "registry-1.docker.io/library/nginx"),
+        ("ghcr.io/nginx", "nginx"),
+        ("library/nginx", "library/library/nginx"),
+    ],
+)
+def test_different_images(first: str, second: str) -> None:
+    assert ImageReference.parse(first).identity != ImageReference.parse(second).identity
+
+
+def test_what_a_pinned_line_follows() -> None:
+    pinned = ImageReference.parse(f"docker.io/library/nginx:1.25@{DIGEST}").identity
+    assert pinned.without_digest() == ImageReference.parse("nginx:1.25").identity
+    assert pinned.without_digest().familiar == "nginx:1.25"
+    assert ImageReference.parse(f"ghcr.io/org/app@{DIGEST}").identity.without_digest().familiar == (
+        "ghcr.io/org/app"
+    )

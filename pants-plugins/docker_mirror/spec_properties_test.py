@@ -46,6 +46,7 @@ from docker_mirror.testutil.spec_grammar import (
     check_spec_error,
     entry_as_model,
     model_file,
+    model_identity,
     model_line,
 )
 from docker_mirror.testutil.spec_strategies import (
@@ -290,6 +291,20 @@ def test_every_grammar_reference_parses_and_round_trips(reference: GeneratedRefe
     check_entry_is_safe(entry)
 
 
+@given(references())
+@example(GeneratedReference("index.docker.io/a", ModelReference("index.docker.io", "a", None, None)))
+@example(GeneratedReference("LOCALDOMAIN/a", ModelReference("LOCALDOMAIN", "a", None, None)))
+def test_the_identity_of_a_reference_is_dockers_normalisation(reference: GeneratedReference) -> None:
+    identity = ImageReference.parse(reference.text).identity
+    assert (identity.registry, identity.repository, identity.tag, identity.digest) == (
+        model_identity(reference.model)
+    )
+    # Both spellings of the identity are references to the same image.
+    assert ImageReference.parse(str(identity)).identity == identity
+    assert ImageReference.parse(identity.familiar).identity == identity
+    assert len(identity.familiar) <= len(reference.text) + len(":latest")
+
+
 @given(spec_lines())
 def test_every_grammar_line_parses_to_the_same_from_line(line: GeneratedLine) -> None:
     note(repr(line.text))
@@ -311,8 +326,8 @@ def test_every_grammar_file_parses_line_by_line(spec_file: GeneratedFile) -> Non
     assert [entry_as_model(e) for e in entries] == [line.model for _, line in expected]
     assert [e.from_instruction for e in entries] == [line.from_instruction for _, line in expected]
     assert [e.line for e in entries] == [line.text for _, line in expected]
-    # Across files, a reference listed twice is an error naming the later line.
-    references = [str(e.reference) for e in entries]
+    # Across files, an image listed twice (however spelt) is an error naming the later line.
+    references = [model_identity(entry_as_model(e).reference) for e in entries]
     try:
         parse_spec_files([(PATH, spec_file.content)])
     except SpecError as error:

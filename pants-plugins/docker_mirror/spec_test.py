@@ -653,14 +653,45 @@ def test_duplicate_is_reported_once_per_later_line() -> None:
     ]
 
 
+def test_one_image_under_two_spellings_is_a_duplicate() -> None:
+    # Docker reads all four as docker.io/library/nginx:latest (issue 18).
+    content = b"nginx\nnginx:latest\nlibrary/nginx\ndocker.io/library/nginx:latest\n"
+    with pytest.raises(SpecError) as info:
+        parse_spec_files([("a.txt", content)])
+    assert [str(e) for e in info.value.errors] == [
+        f'a.txt:{n}: duplicate image "{text}", first listed at a.txt:1 as "nginx" (both are '
+        f"docker.io/library/nginx:latest as Docker reads them): {text}"
+        for n, text in [(2, "nginx:latest"), (3, "library/nginx"), (4, "docker.io/library/nginx:latest")]
+    ]
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("python", "docker.io/python"),
+        ("python:3", "index.docker.io/library/python:3"),
+        (f"python@{DIGEST}", f"docker.io/library/python@{DIGEST}"),
+        ("ghcr.io/org/app", "ghcr.io/org/app:latest"),
+    ],
+)
+def test_spellings_of_one_image_are_duplicates(first: str, second: str) -> None:
+    with pytest.raises(SpecError, match="duplicate image"):
+        parse_spec_files([("a.txt", f"{first}\n".encode()), ("b.txt", f"{second}\n".encode())])
+
+
 @pytest.mark.parametrize(
     "first, second",
     [
         ("python:3.12", "python:3.11"),
-        ("python", "python:latest"),  # compared as written
-        ("python", "docker.io/python"),
         (f"python@{DIGEST}", f"python@{OTHER_DIGEST}"),
         (f"python:3@{DIGEST}", "python:3"),
+        # A tag beside a digest is what the mirror pushes: two images.
+        (f"python:3@{DIGEST}", f"python@{DIGEST}"),
+        (f"python@{DIGEST}", "python"),
+        # Docker's names for Docker Hub are `docker.io` and `index.docker.io`, not its API host.
+        ("python", "registry-1.docker.io/library/python"),
+        ("library/python", "library/library/python"),
+        ("ghcr.io/python", "python"),
     ],
 )
 def test_not_duplicates(first: str, second: str) -> None:

@@ -121,6 +121,22 @@ def model_reference(text: str) -> Optional[ModelReference]:
     return ModelReference(domain, match["path"], match["tag"], match["digest"])
 
 
+def model_identity(reference: ModelReference) -> tuple[str, str, Optional[str], Optional[str]]:
+    """The image a reference names, as Docker normalises it (splitDockerDomain, TagNameOnly):
+    no host or `index.docker.io` is `docker.io`, a Docker Hub name without a namespace is under
+    `library/`, and a reference without tag or digest is `:latest`."""
+    domain = reference.registry or DEFAULT_DOMAIN
+    if domain == LEGACY_DEFAULT_DOMAIN:
+        domain = DEFAULT_DOMAIN
+    path = reference.repository
+    if domain == DEFAULT_DOMAIN and "/" not in path:
+        path = OFFICIAL_REPO_PREFIX + path
+    tag = reference.tag
+    if tag is None and reference.digest is None:
+        tag = "latest"
+    return domain, path, tag, reference.digest
+
+
 def model_platform(text: str) -> bool:
     components = text.split("/")
     return 2 <= len(components) <= 3 and all(PLATFORM_COMPONENT.fullmatch(c) for c in components)
