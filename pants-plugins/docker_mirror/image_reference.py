@@ -125,14 +125,14 @@ def _is_ipv6(text: str) -> bool:
     return True
 
 
-def is_official_docker_hub_name(registry: str | None, path: str) -> bool:
+def _is_official_docker_hub_name(registry: str | None, path: str) -> bool:
     """Whether Docker puts `library/` before `path`: a Docker Hub name without a namespace."""
     return (registry is None or registry in _DOCKER_HUB_SPELLINGS) and "/" not in path
 
 
 def _path_length(registry: str | None, path: str) -> int:
     """The length of the path as Docker reads it (and limits it)."""
-    extra = len(OFFICIAL_NAMESPACE) if is_official_docker_hub_name(registry, path) else 0
+    extra = len(OFFICIAL_NAMESPACE) if _is_official_docker_hub_name(registry, path) else 0
     return len(path) + extra
 
 
@@ -246,7 +246,7 @@ def _check_digest(digest: str) -> None:
 def _path_too_long(registry: str | None, path: str) -> ValueError:
     length = _path_length(registry, path)
     counted = "the registry host not counted"
-    if is_official_docker_hub_name(registry, path):
+    if _is_official_docker_hub_name(registry, path):
         counted = f"with the {quote(OFFICIAL_NAMESPACE)} Docker puts before a Docker Hub name"
     return ValueError(
         f"image path is {length} characters long ({counted}; at most {_MAX_PATH_LENGTH} allowed)"
@@ -377,11 +377,11 @@ class ImageReference:
     def identity(self) -> ImageIdentity:
         """The image this reference names, as Docker reads it; see `ImageIdentity`."""
         registry = self.registry or DOCKER_HUB
-        repository = self.repository
         if registry in _DOCKER_HUB_SPELLINGS:
             registry = DOCKER_HUB
-            if "/" not in repository:
-                repository = OFFICIAL_NAMESPACE + repository
+        repository = self.repository
+        if _is_official_docker_hub_name(self.registry, repository):
+            repository = OFFICIAL_NAMESPACE + repository
         tag = self.tag if self.tag is not None or self.digest is not None else "latest"
         # Made once per spec line: filled directly, like the parser's own values.
         return build_validated(ImageIdentity, (registry, repository, tag, self.digest))
