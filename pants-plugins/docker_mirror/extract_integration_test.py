@@ -64,6 +64,23 @@ spec:
       containers: [{name: redis, image: "redis:7.2"}]
 """
 
+# What the chart's next version adds: a CRD that lists its pods (no `template`), one of which
+# names nginx:1.25 under another spelling.
+STRIMZI = """\
+---
+apiVersion: core.strimzi.io/v1
+kind: StrimziPodSet
+metadata: {name: kafka}
+spec:
+  pods:
+    - kind: Pod
+      metadata: {name: kafka-0}
+      spec:
+        containers:
+          - {name: kafka, image: "quay.io/strimzi/kafka:0.45.0-kafka-4.0.0"}
+          - {name: proxy, image: "docker.io/library/nginx:1.25"}
+"""
+
 BUILD = "docker_mirror_images(name='mirror', sources=['*.images.txt'])\n"
 
 
@@ -103,7 +120,8 @@ def test_extraction_from_a_rendered_chart_and_re_extraction_keeping_pins(pants_r
     listed = pants_repo.pants("list", "images::").check()
     assert len([line for line in listed.stdout.splitlines() if "images:mirror#" in line]) == 6, listed
 
-    # Pin two lines and add a note by hand; then the chart moves redis to 7.4 and drops statsd.
+    # Pin two lines and add a note by hand; then the chart moves redis to 7.4, drops statsd, and
+    # adds a StrimziPodSet.
     pinned = (
         spec.replace("nginx:1.25\n", f"nginx:1.25@{PIN}  # reviewed\n")
         .replace("busybox:1.36\n", f"busybox:1.36@{PIN}\n")
@@ -115,6 +133,7 @@ def test_extraction_from_a_rendered_chart_and_re_extraction_keeping_pins(pants_r
             "deploy/rendered.yaml": RENDERED.replace("redis:7.2", "redis:7.4").replace(
                 '        - name: metrics\n          image: "prom/statsd-exporter:v0.26.0"\n', ""
             )
+            + STRIMZI
         }
     )
 
@@ -122,13 +141,17 @@ def test_extraction_from_a_rendered_chart_and_re_extraction_keeping_pins(pants_r
 
     assert second.returncode == 0, second
     after = (pants_repo.root / "images/app.images.txt").read_text()
-    assert after == pinned.replace("redis:7.2", "redis:7.4").replace(
-        "# Deployment/web\nprom/statsd-exporter:v0.26.0\n", ""
+    assert after == (
+        pinned.replace("# StatefulSet/cache\nredis:7.2", "# StrimziPodSet/kafka\nquay.io/strimzi/kafka:0.45.0-kafka-4.0.0\n# StatefulSet/cache\nredis:7.4")
+        .replace("# Deployment/web\nprom/statsd-exporter:v0.26.0\n", "")
+        .replace("# Deployment/web\nnginx:1.25@", "# Deployment/web, StrimziPodSet/kafka\nnginx:1.25@")
     )
+    # One image under two spellings keeps its line, pin and all.
     assert f"nginx:1.25@{PIN}  # reviewed\n" in after and f"busybox:1.36@{PIN}\n" in after
     assert "images/app.images.txt: added redis:7.4 (StatefulSet/cache)" in second.stdout, second
+    assert "added quay.io/strimzi/kafka:0.45.0-kafka-4.0.0 (StrimziPodSet/kafka)" in second.stdout
     assert "removed redis:7.2" in second.stdout and "removed prom/statsd-exporter:v0.26.0" in second.stdout
-    assert "1 added, 2 removed, 4 kept" in second.stderr, second
+    assert "2 added, 2 removed, 4 kept" in second.stderr, second
 
     # Without --output the spec file is printed, and nothing is written.
     printed = extract(pants_repo, "deploy/rendered.yaml")

@@ -7,14 +7,21 @@ each image once, sorted, under a comment saying where it was found:
     # CronJob/backup, Deployment/web
     busybox:1.36
 
+"Once" is per image as Docker reads it (`ImageIdentity`): `nginx`, `nginx:latest` and
+`docker.io/library/nginx:latest` are one image, written in the shortest of the spellings the
+manifests use (the first in sorted order among equally short ones), so the spec file is the same
+whatever the order of files and documents, and the name is the one people write (and the mirror's
+repository the familiar `nginx`, not `library/nginx`).
+
 Re-extracting into an existing spec file keeps that file as it is, except for what the manifests
 changed: a line whose image is still found stays byte for byte (its pin, `--platform=`, `AS`
 name, spacing and comments included), and only its location comment (a comment line directly
 above it in the form written here) is brought up to date; a line whose image is gone is removed
 with its location comment; a new image is inserted before the first kept line that sorts after
-it, or at the end. A line matches an image when both name the same repository and tag (`latest`
-when there is none): a pinned line `nginx:1.25@sha256:...` keeps its digest when the manifests
-say `nginx:1.25`. An image that the manifests pin by digest matches only a line with that digest.
+it, or at the end. A line matches an image when both name the same image as Docker reads them,
+digest aside: a pinned line `nginx:1.25@sha256:...` (or `docker.io/library/nginx:1.25@...`)
+keeps its digest and its spelling when the manifests say `nginx:1.25`. An image that the
+manifests pin by digest matches only a line with that digest.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from docker_mirror.generation import plan_images
-from docker_mirror.image_reference import ImageReference
+from docker_mirror.image_reference import ImageIdentity, ImageReference
 from docker_mirror.spec import SpecEntry, SpecError, parse_spec_files
 from docker_mirror.untrusted_text import quote, shorten, visible
 
@@ -35,7 +42,9 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]", re.ASCII)
 _MAX_NAME = 100
 _MAX_LOCATIONS = 10
-_LOCATION = r"[A-Za-z0-9._:?-]+/[A-Za-z0-9._:?-]+"
+NO_KIND = "(no kind)"
+NO_NAME = "(no name)"
+_LOCATION = r"(?:[A-Za-z0-9._:?-]+|\(no kind\))/(?:[A-Za-z0-9._:?-]+|\(no name\))"
 LOCATION_COMMENT = re.compile(
     rf"# {_LOCATION}(?:, {_LOCATION})*(?: and [0-9]+ more)?[ \t]*", re.ASCII
 )
@@ -57,9 +66,16 @@ def _safe(text: str) -> str:
     return _UNSAFE.sub("?", text)[:_MAX_NAME] or "?"
 
 
-def location(kind: str, name: str) -> str:
-    """`Kind/name`, as it is written in a comment."""
-    return f"{_safe(kind)}/{_safe(name)}"
+def location(kind: str | None, name: str | None) -> str:
+    """`Kind/name`, as it is written in a comment; `(no kind)` and `(no name)` for what an object
+    does not have."""
+    kind_text = NO_KIND if kind is None else _safe(kind)
+    name_text = NO_NAME if name is None else _safe(name)
+    return f"{kind_text}/{name_text}"
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def location_comment(locations: Iterable[str]) -> str:
@@ -77,15 +93,22 @@ def _describe_value(image: Mapping[str, Any]) -> str:
     return f"{article} {visible(kind)}{shown}, not a string"
 
 
+def _spelling(first: str, second: str) -> str:
+    """Which of two spellings of one image to write: the shorter, then the first sorted."""
+    return min(first, second, key=lambda text: (len(text), text))
+
+
 def found_images(result: bytes) -> dict[str, frozenset[str]]:
-    """Each valid image the extractor found (as written) -> where (`Kind/name`); raises
-    `ExtractionError` with every problem: an unreadable file, an image that is not a string or
-    not a valid reference (`file:document: Kind/name field (line N): ...`)."""
+    """Each valid image the extractor found -> where (`Kind/name`), one entry per image however
+    spelt (see the module docstring); raises `ExtractionError` with every problem: an unreadable
+    file, an image that is not a string or not a valid reference (`file:document: Kind/name field
+    (line N): ...`)."""
     try:
         files = json.loads(result)["files"]
     except (ValueError, KeyError, TypeError) as e:
         raise ExtractionError([f"the image extractor wrote no readable result ({e})"]) from None
-    images: dict[str, set[str]] = {}
+    spellings: dict[ImageIdentity, str] = {}
+    places: dict[ImageIdentity, set[str]] = {}
     problems: list[str] = []
     for file in files:
         path = visible(str(file.get("path")))
@@ -93,7 +116,7 @@ def found_images(result: bytes) -> dict[str, frozenset[str]]:
             problems.append(f"{path}: {visible(shorten(str(file['error']), 300))}")
             continue
         for image in file.get("images") or ():
-            where = location(str(image.get("kind")), str(image.get("name")))
+            where = location(_optional_text(image.get("kind")), _optional_text(image.get("name")))
             line = f" (line {image['line']})" if isinstance(image.get("line"), int) else ""
             at = f"{path}:{image.get('document')}: {where} {visible(str(image.get('field')))}{line}"
             value = image.get("image")
@@ -105,23 +128,12 @@ def found_images(result: bytes) -> dict[str, frozenset[str]]:
             except ValueError as e:
                 problems.append(f"{at}: {quote(value)} is not a valid image reference: {e}")
                 continue
-            images.setdefault(str(reference), set()).add(where)
+            identity = reference.identity
+            spellings[identity] = _spelling(spellings.get(identity, value), value)
+            places.setdefault(identity, set()).add(where)
     if problems:
         raise ExtractionError(problems)
-    return {reference: frozenset(where) for reference, where in images.items()}
-
-
-def _follows(reference: ImageReference) -> tuple[str, str | None]:
-    """(name, tag) a line follows: `latest` without a tag, none for a digest-only line."""
-    tag = reference.tag or ("latest" if reference.digest is None else None)
-    return reference.name, tag
-
-
-def matches(line: ImageReference, image: ImageReference) -> bool:
-    """Whether an existing spec line stands for an image found in the manifests."""
-    if image.digest is not None:
-        return (line.name, line.tag, line.digest) == (image.name, image.tag, image.digest)
-    return _follows(line) == _follows(image)
+    return {spellings[identity]: frozenset(where) for identity, where in places.items()}
 
 
 @dataclass(frozen=True)
@@ -159,14 +171,16 @@ def update_spec(path: str, existing: bytes, images: Mapping[str, frozenset[str]]
         lines.pop()
     cr = "\r" if lines and lines[0].endswith("\r") else ""
 
-    found = {reference: ImageReference.parse(reference) for reference in images}
+    # One image per identity, as `found_images` gives them. A line stands for an image when both
+    # are the same image as Docker reads them, but for the digest of a line pinned to what the
+    # image's tag serves.
+    unmatched = {ImageReference.parse(reference).identity: reference for reference in images}
     matched: dict[int, str] = {}  # line number -> image
-    unmatched = dict(found)
     for entry in entries:
-        image = next((r for r, parsed in unmatched.items() if matches(entry.reference, parsed)), None)
+        identity = entry.reference.identity
+        image = unmatched.pop(identity, None) or unmatched.pop(identity.without_digest(), None)
         if image is not None:
             matched[entry.line_number] = image
-            del unmatched[image]
 
     def is_location_comment(index: int) -> bool:
         return index >= 0 and bool(LOCATION_COMMENT.fullmatch(lines[index].rstrip("\r")))
@@ -198,7 +212,7 @@ def update_spec(path: str, existing: bytes, images: Mapping[str, frozenset[str]]
             out.append((image, block))
         index = block_end
 
-    added = sorted(unmatched)
+    added = sorted(unmatched.values())
     for image in added:
         block = [location_comment(images[image]) + cr, image + cr]
         position = next(

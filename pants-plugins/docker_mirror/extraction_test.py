@@ -24,7 +24,7 @@ def result(*images: dict, error: str | None = None, path: str = "deploy/all.yaml
     return json.dumps({"version": 1, "files": [{"path": path, "error": error, "images": list(images)}]}).encode()
 
 
-def image(value: object, kind: str = "Deployment", name: str = "web", document: int = 1, **extra: object) -> dict:
+def image(value: object, kind: str | None = "Deployment", name: str | None = "web", document: int = 1, **extra: object) -> dict:
     fields = {"document": document, "kind": kind, "name": name, "line": 9,
               "field": "spec.template.spec.containers[0].image"}
     if isinstance(value, str):
@@ -40,6 +40,46 @@ def test_found_images_are_deduplicated_with_every_place_they_are_used() -> None:
         "nginx:1.25": frozenset({"Deployment/web"}),
         "busybox:1.36": frozenset({"CronJob/backup", "Deployment/web"}),
     }
+
+
+def test_one_image_under_several_spellings_is_one_line_in_its_shortest_spelling() -> None:
+    # Issue 18: `nginx` here and `nginx:latest` there stopped the extraction with a name clash.
+    found = found_images(
+        result(
+            image("nginx:latest", "Deployment", "a"),
+            image("docker.io/library/nginx:latest", "Deployment", "b"),
+            image("nginx", "Pod", "c"),
+            image("library/nginx", "Pod", "d"),
+            image("docker.io/bitnami/redis:7", "StatefulSet", "e"),
+            image("index.docker.io/bitnami/redis:7", "StatefulSet", "f"),
+        )
+    )
+    assert found == {
+        "nginx": frozenset({"Deployment/a", "Deployment/b", "Pod/c", "Pod/d"}),
+        "docker.io/bitnami/redis:7": frozenset({"StatefulSet/e", "StatefulSet/f"}),
+    }
+    spec = new_spec(found)
+    check_generates(PATH, spec)
+    assert spec.decode().split("\n\n", 1)[1] == (
+        "# StatefulSet/e, StatefulSet/f\ndocker.io/bitnami/redis:7\n"
+        "# Deployment/a, Deployment/b, Pod/c, Pod/d\nnginx\n"
+    )
+
+
+def test_the_spelling_does_not_depend_on_the_order_found() -> None:
+    spellings = ["nginx:latest", "docker.io/library/nginx", "library/nginx", "nginx:latest"]
+    for order in (spellings, spellings[::-1], spellings[1:] + spellings[:1]):
+        assert list(found_images(result(*(image(text) for text in order)))) == ["nginx:latest"]
+
+
+def test_an_object_without_a_kind_or_name_says_so() -> None:
+    found = found_images(result(image("busybox", kind=None, name="busybox2"), image("a:1", kind=None, name=None)))
+    assert found == {"busybox": frozenset({"(no kind)/busybox2"}), "a:1": frozenset({"(no kind)/(no name)"})}
+    spec = new_spec(found)
+    # The comments are location comments: brought up to date by the next extraction.
+    update = update_spec(PATH, spec, {"busybox": frozenset({"Pod/busybox2"})})
+    assert update.content.decode().split("\n\n", 1)[1] == "# Pod/busybox2\nbusybox\n"
+    assert update.removed == ((5, "a:1"),)
 
 
 def test_every_bad_image_and_file_is_reported_compiler_style() -> None:
@@ -141,7 +181,12 @@ def test_an_unchanged_extraction_changes_no_byte() -> None:
         (f"nginx:1.25@{PIN}", "nginx:1.25@sha256:" + "d" * 64, False),
         (f"nginx@{PIN}", "nginx", False),
         ("nginx:1.25", "nginx:1.26", False),
-        ("docker.io/library/nginx:1.25", "nginx:1.25", False),
+        # Spellings of one image: the line is kept as it is, pin and all (issue 18).
+        ("docker.io/library/nginx:1.25", "nginx:1.25", True),
+        (f"docker.io/library/nginx:1.25@{PIN}", "nginx:1.25", True),
+        (f"index.docker.io/nginx@{PIN}", f"library/nginx@{PIN}", True),
+        (f"nginx:latest@{PIN}", "docker.io/library/nginx", True),
+        ("registry-1.docker.io/library/nginx:1.25", "nginx:1.25", False),
     ],
 )
 def test_which_lines_stand_for_which_images(line: str, found: str, kept: bool) -> None:

@@ -301,7 +301,8 @@ def check_allowed_source_registries(
     images: Iterable[PlannedImage], allowed: Sequence[str]
 ) -> None:
     """Refuses every line whose registry `[docker-mirror].allowed_source_registries` does not
-    allow (when it is set), compiler-style; raises `SpecError`."""
+    allow (when it is set), compiler-style; raises `SpecError`. A line's registry is that of its
+    image as Docker reads it (`ImageIdentity`): `docker.io` without a host."""
     if not allowed:
         return
     patterns = ", ".join(allowed)
@@ -309,12 +310,13 @@ def check_allowed_source_registries(
         SpecLineError(
             image.entry.path,
             image.entry.line_number,
-            f"registry not allowed: {image.entry.reference.registry_host} (not in "
+            f"registry not allowed: {registry} (not in "
             f"`[docker-mirror].allowed_source_registries`: {patterns})",
             image.entry.line,
         )
         for image in images
-        if not source_registry_allowed(image.entry.reference.registry_host, allowed)
+        for registry in (image.entry.reference.identity.registry,)
+        if not source_registry_allowed(registry, allowed)
     ]
     if errors:
         raise SpecError(sorted(errors, key=lambda e: (e.path, e.line_number)))

@@ -5,7 +5,12 @@ Docker Hub), in both methods."""
 from __future__ import annotations
 
 import pytest
-from docker_mirror.generation import source_registry_allowed
+from docker_mirror.generation import (
+    check_allowed_source_registries,
+    plan_images,
+    source_registry_allowed,
+)
+from docker_mirror.spec import SpecError
 from docker_mirror.testutil.rule_runner_options import default_registry_args, generator_rule_runner
 from pants.engine.addresses import Address
 from pants.engine.internals.scheduler import ExecutionError
@@ -48,6 +53,18 @@ METHODS = ["build", "copy"]
 )
 def test_allowlist_matching(registry: str, allowed: list[str], expected: bool) -> None:
     assert source_registry_allowed(registry, allowed) is expected
+
+
+def test_the_allowlist_judges_each_line_by_its_image_as_docker_reads_it() -> None:
+    spec = b"python\nindex.docker.io/library/redis:7\nDocker/docker\nLOCALDOMAIN/debian:12\n"
+    with pytest.raises(SpecError) as info:
+        check_allowed_source_registries(plan_images([("a.txt", spec)]), ["docker.io"])
+    # An upper-case first component is a host (Docker's reading), so not Docker Hub.
+    assert [str(e) for e in info.value.errors] == [
+        f"a.txt:{n}: registry not allowed: {host} (not in "
+        f"`[docker-mirror].allowed_source_registries`: docker.io): {line}"
+        for n, host, line in [(3, "Docker", "Docker/docker"), (4, "LOCALDOMAIN", "LOCALDOMAIN/debian:12")]
+    ]
 
 
 def generate(rule_runner: RuleRunner, method: str, spec: str, build_extra: str = "") -> list[str]:

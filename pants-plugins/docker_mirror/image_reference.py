@@ -1,9 +1,17 @@
 """Image references and platforms: the grammar of the OCI distribution reference, in one home.
 
 Pure stdlib, no Pants imports. Spec files, `docker_mirror_image` fields, registry reads and records
-all read references and platforms here, so they agree on what a reference means: the registry
-host is the first path component when it contains `.` or `:` or is `localhost`, and otherwise
-Docker Hub (`docker.io`).
+all read references and platforms here, so they agree on what a reference means, and read it as
+Docker does (distribution/reference's `ParseNormalizedNamed`): the registry host is the first
+path component when it contains `.` or `:`, is `localhost`, or has an upper-case letter, and
+otherwise Docker Hub (`docker.io`); the path after the host is at most 255 characters, counting
+the `library/` Docker puts before a Docker Hub name without a namespace; a name of 64 hex digits
+alone is refused as an image ID. `ImageIdentity` is when two references name the same image.
+
+Deliberate differences from distribution/reference, each said in its error message and listed
+in the README: only sha256 digests; an IPv6 host must be an IPv6 address; a first component with
+`.` that is no valid host is refused (upstream would read `a_b.c/d` as a path under no
+registry at all).
 
 This is a trust boundary: an accepted reference or platform ends up verbatim in a generated
 Dockerfile `FROM` line, in target names and in registry requests. Every part is checked with
@@ -35,10 +43,12 @@ _TAG_SOURCE = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _DIGEST_SOURCE = r"sha256:[0-9a-f]{64}"
 _PLATFORM_COMPONENT_SOURCE = r"[a-z0-9]+(?:[._-][a-z0-9]+)*"
 
-# Only what `_looks_like_host` calls a host: with a '.' or a port, `localhost`, or IPv6. So a
-# plain first path component never takes a detour through this branch.
+# Only what `_looks_like_host` calls a host: with a '.' or a port, `localhost`, IPv6, or a single
+# label with an upper-case letter (the lookahead). So a plain first path component never takes a
+# detour through this branch.
 _HOST_SOURCE = (
-    rf"(?:localhost|{_DOMAIN_LABEL_SOURCE}(?:\.{_DOMAIN_LABEL_SOURCE})+|{_IPV6_SOURCE})"
+    rf"(?:localhost|{_DOMAIN_LABEL_SOURCE}(?:\.{_DOMAIN_LABEL_SOURCE})+|{_IPV6_SOURCE}"
+    rf"|(?=[a-z0-9-]*[A-Z]){_DOMAIN_LABEL_SOURCE})"
     rf"(?::[0-9]+)?|{_DOMAIN_LABEL_SOURCE}:[0-9]+"
 )
 REFERENCE_SOURCE = (
@@ -68,7 +78,17 @@ _REFERENCE = re.compile(REFERENCE_SOURCE, re.ASCII)
 # Defense in depth: the union of all characters any part of a reference may contain.
 _REFERENCE_CHARS = re.compile(r"[A-Za-z0-9._:/@\[\]-]+", re.ASCII)
 
-_MAX_NAME_LENGTH = 255
+# Of the path after the host (distribution/reference's NameTotalLengthMax, on the path alone since
+# 2024), as Docker reads it: `library/` included for a Docker Hub name without a namespace.
+_MAX_PATH_LENGTH = 255
+# Docker's spellings of Docker Hub in a reference (`registry-1.docker.io` is its API's host, which
+# Docker does not rename), and the namespace of its official images.
+_DOCKER_HUB_SPELLINGS = (DOCKER_HUB, "index.docker.io")
+OFFICIAL_NAMESPACE = "library/"
+# What `docker` prints for an image ID, and refuses as a name (anchoredIdentifierRegexp).
+_IMAGE_ID = re.compile(r"[a-f0-9]{64}", re.ASCII)
+# The digest algorithms Docker accepts besides sha256 (go-digest's), which this project refuses.
+_OTHER_DOCKER_DIGESTS = ("sha384", "sha512")
 _MAX_TAG_LENGTH = 128
 # Longer input skips the fast-path regexes, so they never run on unbounded text.
 FAST_PATH_MAX_LENGTH = 1024
@@ -87,8 +107,14 @@ def build_validated(cls: type[_T], values: tuple[Any, ...]) -> _T:
 
 
 def _looks_like_host(component: str) -> bool:
-    # The distribution grammar's rule: otherwise `bitnami/redis` would read as host "bitnami".
-    return "." in component or ":" in component or component == "localhost"
+    # Docker's rule (splitDockerDomain): otherwise `bitnami/redis` would read as host "bitnami".
+    # An upper-case letter makes a host too (`LOCALDOMAIN/debian`): a path has none.
+    return (
+        "." in component
+        or ":" in component
+        or component == "localhost"
+        or component.lower() != component
+    )
 
 
 def _is_ipv6(text: str) -> bool:
@@ -99,19 +125,32 @@ def _is_ipv6(text: str) -> bool:
     return True
 
 
+def _is_official_docker_hub_name(registry: str | None, path: str) -> bool:
+    """Whether Docker puts `library/` before `path`: a Docker Hub name without a namespace."""
+    return (registry is None or registry in _DOCKER_HUB_SPELLINGS) and "/" not in path
+
+
+def _path_length(registry: str | None, path: str) -> int:
+    """The length of the path as Docker reads it (and limits it)."""
+    extra = len(OFFICIAL_NAMESPACE) if _is_official_docker_hub_name(registry, path) else 0
+    return len(path) + extra
+
+
 def fast_name_ok(registry: str | None, repository: str) -> bool:
     """The rules the fast-path regexes cannot express; False sends to the slow path.
 
     A path component with '.' (like `a_b.c`) is valid, but as a first component followed by
-    '/' it is a host, and an invalid one; lengths and IPv6 values are not checked by regexes.
+    '/' it is a host, and an invalid one; lengths and IPv6 values are not checked by regexes,
+    nor whether a name alone is an image ID (the slow path looks at its tag and digest).
     """
     if registry is None:
         if "/" in repository and _looks_like_host(repository.partition("/")[0]):
             return False
-        return len(repository) <= _MAX_NAME_LENGTH
-    if registry[0] == "[" and not _is_ipv6(registry[1 : registry.index("]")]):
+        if len(repository) == 64 and _IMAGE_ID.fullmatch(repository):
+            return False
+    elif registry[0] == "[" and not _is_ipv6(registry[1 : registry.index("]")]):
         return False
-    return len(registry) + 1 + len(repository) <= _MAX_NAME_LENGTH
+    return _path_length(registry, repository) <= _MAX_PATH_LENGTH
 
 
 def _check_registry(registry: str) -> None:
@@ -122,9 +161,15 @@ def _check_registry(registry: str) -> None:
                 f"invalid registry host {quote(registry)}: missing ']' after IPv6 address"
             )
         body, rest = registry[1:end], registry[end + 1 :]
-        if not _IPV6_BODY.fullmatch(body) or not _is_ipv6(body):
+        if not _IPV6_BODY.fullmatch(body):
             raise ValueError(
                 f"invalid IPv6 address {quote(body)} in registry host {quote(registry)}"
+            )
+        if not _is_ipv6(body):
+            raise ValueError(
+                f"invalid IPv6 address {quote(body)} in registry host {quote(registry)} "
+                "(Docker takes any hex digits and colons between brackets; this project takes "
+                "only an IPv6 address, since it connects to the host)"
             )
         if rest and not rest.startswith(":"):
             raise ValueError(
@@ -184,12 +229,39 @@ def _check_digest(digest: str) -> None:
         raise ValueError("empty digest after '@'")
     algorithm, colon, _ = digest.partition(":")
     if colon and algorithm != "sha256" and _DIGEST_ALGORITHM.fullmatch(algorithm):
+        why = ""
+        if algorithm in _OTHER_DOCKER_DIGESTS:
+            why = (
+                f"; Docker also takes {' and '.join(_OTHER_DOCKER_DIGESTS)}, but pins, digest "
+                "tags and the comparisons with what registries serve are sha256 here"
+            )
         raise ValueError(
-            f"unsupported digest algorithm {quote(algorithm)} (only sha256 is accepted)"
+            f"unsupported digest algorithm {quote(algorithm)} (only sha256 is accepted{why})"
         )
     raise ValueError(
         f"invalid digest {quote(digest)} (expected sha256: followed by 64 lowercase hex digits)"
     )
+
+
+def _path_too_long(registry: str | None, path: str) -> ValueError:
+    length = _path_length(registry, path)
+    counted = "the registry host not counted"
+    if _is_official_docker_hub_name(registry, path):
+        counted = f"with the {quote(OFFICIAL_NAMESPACE)} Docker puts before a Docker Hub name"
+    return ValueError(
+        f"image path is {length} characters long ({counted}; at most {_MAX_PATH_LENGTH} allowed)"
+    )
+
+
+def _host_problem(error: ValueError, name: str) -> ValueError:
+    """`error` about the host of `name`, saying why when Docker would accept `name` anyway."""
+    if len(name) <= FAST_PATH_MAX_LENGTH and _PATH.fullmatch(name):
+        return ValueError(
+            f"{error}; a first component with '.' is a registry host here, where "
+            f"distribution/reference would read {quote(name)} as a path under no registry at "
+            "all, which no registry serves"
+        )
+    return error
 
 
 def check_reference(text: str) -> tuple[str | None, str, str | None, str | None]:
@@ -199,6 +271,12 @@ def check_reference(text: str) -> tuple[str | None, str, str | None, str | None]
     if text.startswith("-"):
         # Would be read as an option by `docker` and friends.
         raise ValueError(f"image reference {quote(text)} must not start with '-'")
+    if _IMAGE_ID.fullmatch(text):
+        raise ValueError(
+            f"{quote(text)} looks like an image ID (64 hex digits), not an image name: Docker "
+            "refuses it as ambiguous (for a repository of that name, add a tag or its namespace, "
+            "library/<hex>)"
+        )
     name_and_tag, at, digest_text = text.partition("@")
     digest = digest_text if at else None
     # The tag colon is the last one after the last '/': earlier colons belong to a host:port.
@@ -211,17 +289,20 @@ def check_reference(text: str) -> tuple[str | None, str, str | None, str | None]
         name, tag = name_and_tag, None
     if not name:
         raise ValueError(f"missing image name in {quote(text)}")
-    # Checked first: it also bounds the input of the regexes below.
-    if len(name) > _MAX_NAME_LENGTH:
-        raise ValueError(
-            f"image name is {len(name)} characters long (at most {_MAX_NAME_LENGTH} allowed)"
-        )
     registry: str | None = None
     path = name
     first, slash, rest = name.partition("/")
     if slash and _looks_like_host(first):
         registry, path = first, rest
-        _check_registry(registry)
+    # Checked first: it also bounds the input of the path's regexes below (the host's checks
+    # are one label or address at a time, in linear time).
+    if _path_length(registry, path) > _MAX_PATH_LENGTH:
+        raise _path_too_long(registry, path)
+    if registry is not None:
+        try:
+            _check_registry(registry)
+        except ValueError as e:
+            raise _host_problem(e, name) from None
     # One regex call for the whole path, and one more to find the bad component if any.
     if not _PATH.fullmatch(path):
         start = _VALID_PATH_PREFIX.match(path + "/").end()  # type: ignore[union-attr]
@@ -292,9 +373,73 @@ class ImageReference:
         """`name@digest`: the manifest `digest` of this image, immune to a tag moving."""
         return f"{self.name}@{digest}"
 
+    @property
+    def identity(self) -> ImageIdentity:
+        """The image this reference names, as Docker reads it; see `ImageIdentity`."""
+        registry = self.registry or DOCKER_HUB
+        if registry in _DOCKER_HUB_SPELLINGS:
+            registry = DOCKER_HUB
+        repository = self.repository
+        if _is_official_docker_hub_name(self.registry, repository):
+            repository = OFFICIAL_NAMESPACE + repository
+        tag = self.tag if self.tag is not None or self.digest is not None else "latest"
+        # Made once per spec line: filled directly, like the parser's own values.
+        return build_validated(ImageIdentity, (registry, repository, tag, self.digest))
+
     @classmethod
     def parse(cls, text: str) -> ImageReference:
         return build_validated(cls, _split_reference(text))
+
+
+@dataclass(frozen=True)
+class ImageIdentity:
+    """A reference as Docker normalises it: two references name the same image exactly when
+    their identities are equal. This is the one definition of "the same image" that spec files,
+    extraction, the allowlist and `docker-mirror-pin` use.
+
+    Docker's normalisation (distribution/reference `ParseNormalizedNamed` and `TagNameOnly`): no
+    host is `docker.io`, and so is `index.docker.io`; a Docker Hub name without a namespace is
+    under `library/`; no tag and no digest is `latest`. So `nginx`, `nginx:latest`,
+    `library/nginx` and `docker.io/library/nginx:latest` are one image. A digest decides what is
+    fetched, but a tag beside it stays part of the identity, since it is what the mirror pushes:
+    `nginx:1.25@sha256:<d>` and `nginx@sha256:<d>` are two images (pushed as `1.25` and as
+    `sha256-<d>`). Hosts are compared as written, as Docker does (`registry-1.docker.io`, Docker
+    Hub's API host, is not `docker.io` to Docker; it still is to the allowlist, which judges
+    hosts).
+
+    Not validated on construction: `ImageReference.identity` makes it from validated parts.
+    """
+
+    registry: str
+    repository: str
+    tag: str | None
+    digest: str | None
+
+    def __str__(self) -> str:
+        """The canonical spelling: `docker.io/library/nginx:latest`."""
+        return self._spelled(f"{self.registry}/{self.repository}")
+
+    @property
+    def familiar(self) -> str:
+        """The spelling Docker prints (`docker.io/` and `library/` left out, the tag kept):
+        `nginx:latest`, `bitnami/redis:7`, `ghcr.io/org/app:1`. It parses back to this identity."""
+        name = f"{self.registry}/{self.repository}"
+        if self.registry == DOCKER_HUB:
+            name = self.repository
+            official = name[len(OFFICIAL_NAMESPACE) :]
+            if name.startswith(OFFICIAL_NAMESPACE) and "/" not in official:
+                name = official
+        return self._spelled(name)
+
+    def without_digest(self) -> ImageIdentity:
+        """What a line with this identity follows when it is pinned: its tag (None for a line
+        pinned by digest alone)."""
+        return ImageIdentity(self.registry, self.repository, self.tag, None)
+
+    def _spelled(self, name: str) -> str:
+        tag = f":{self.tag}" if self.tag is not None else ""
+        digest = f"@{self.digest}" if self.digest is not None else ""
+        return f"{name}{tag}{digest}"
 
 
 def registry_host(reference: str) -> str:

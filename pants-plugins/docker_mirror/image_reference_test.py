@@ -47,3 +47,76 @@ def test_platforms_compare_as_docker_compares_them() -> None:
     assert normalized_platform("linux/arm") == normalized_platform("linux/arm/v7")
     assert normalized_platform("linux/amd64/v1") == normalized_platform("linux/amd64")
     assert normalized_platform("linux/arm/v6") != normalized_platform("linux/arm/v7")
+
+
+# The grammar as distribution/reference has it (issue 18, defects 3 and 4), with the inputs of
+# its own tests.
+IMAGE_ID = "1a3f5e7d9c1b3a5f7e9d1c3b5a7f9e1d3c5b7a9f1e3d5d7c9b1a3f5e7d9c1b3a"
+
+
+@pytest.mark.parametrize(
+    "text, registry, repository",
+    [("LOCALDOMAIN/debian", "LOCALDOMAIN", "debian"), ("Docker/docker", "Docker", "docker")],
+)
+def test_an_upper_case_first_component_is_a_registry_host(
+    text: str, registry: str, repository: str
+) -> None:
+    reference = ImageReference.parse(text)
+    assert (reference.registry, reference.repository, str(reference)) == (registry, repository, text)
+    assert registry_host(text) == registry
+
+
+def test_the_length_limit_is_on_the_path_without_the_domain() -> None:
+    text = "example.com/" + "a" * 255 + ":tag"
+    reference = ImageReference.parse(text)
+    assert (reference.registry, len(reference.repository), str(reference)) == ("example.com", 255, text)
+    with pytest.raises(ValueError, match="image path is 256 characters long"):
+        ImageReference.parse("example.com/" + "a" * 256 + ":tag")
+    # As Docker counts it: `library/` included for a Docker Hub name without a namespace.
+    ImageReference.parse("a" * 247)
+    with pytest.raises(ValueError, match='image path is 258 characters long .with the "library/"'):
+        ImageReference.parse("a" * 250)
+
+
+def test_a_bare_64_hex_name_is_refused_as_an_image_id() -> None:
+    with pytest.raises(ValueError) as info:
+        ImageReference.parse(IMAGE_ID)
+    assert str(info.value).startswith(f'"{IMAGE_ID}" looks like an image ID (64 hex digits)')
+    # Only alone: with a host, a namespace or a tag it is a name like any other.
+    for text in (f"docker.io/{IMAGE_ID}", f"library/{IMAGE_ID}", f"{IMAGE_ID}:latest"):
+        assert str(ImageReference.parse(text)) == text
+
+
+def test_one_image_under_every_spelling_docker_reads_as_it() -> None:
+    spellings = ["nginx", "nginx:latest", "library/nginx", "docker.io/library/nginx:latest",
+                 "docker.io/nginx", "index.docker.io/library/nginx"]  # fmt: skip
+    identities = {ImageReference.parse(text).identity for text in spellings}
+    assert [str(identity) for identity in identities] == ["docker.io/library/nginx:latest"]
+    assert [identity.familiar for identity in identities] == ["nginx:latest"]
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("nginx:1.25", "nginx:1.26"),
+        # A digest decides what is fetched, and a tag beside it what is pushed: two images.
+        (f"nginx:1.25@{DIGEST}", f"nginx@{DIGEST}"),
+        (f"nginx@{DIGEST}", "nginx"),
+        ("nginx:1.25", f"nginx:1.25@{DIGEST}"),
+        # Hosts as Docker compares them: only `docker.io` and `index.docker.io` are Docker Hub.
+        ("nginx", "registry-1.docker.io/library/nginx"),
+        ("ghcr.io/nginx", "nginx"),
+        ("library/nginx", "library/library/nginx"),
+    ],
+)
+def test_different_images(first: str, second: str) -> None:
+    assert ImageReference.parse(first).identity != ImageReference.parse(second).identity
+
+
+def test_what_a_pinned_line_follows() -> None:
+    pinned = ImageReference.parse(f"docker.io/library/nginx:1.25@{DIGEST}").identity
+    assert pinned.without_digest() == ImageReference.parse("nginx:1.25").identity
+    assert pinned.without_digest().familiar == "nginx:1.25"
+    assert ImageReference.parse(f"ghcr.io/org/app@{DIGEST}").identity.without_digest().familiar == (
+        "ghcr.io/org/app"
+    )

@@ -49,8 +49,10 @@ class Served:
 
 
 def tag_reference(reference: ImageReference) -> str:
-    """`name:tag` (`name:latest` without a tag): what a pin follows, digest left out."""
-    return f"{reference.name}:{reference.tag or 'latest'}"
+    """`name:tag` (`name:latest` without a tag): what a pin follows, digest left out, spelt as
+    Docker prints it (`nginx:1.25` for `docker.io/library/nginx:1.25`), so that every spelling
+    of one image is resolved once, and alike (`ImageIdentity`)."""
+    return reference.identity.without_digest().familiar
 
 
 def reference_to_resolve(entry: SpecEntry, mode: str) -> str | None:

@@ -142,3 +142,18 @@ def test_a_file_that_does_not_parse_is_reported_and_left_alone() -> None:
 def test_short_digest() -> None:
     assert short_digest(NEW) == "sha256:bbbbbbbbbbbb…"
     assert short_digest("sha256:abc") == "sha256:abc"
+
+
+def test_every_spelling_of_one_tag_is_resolved_once_and_each_line_keeps_its_own() -> None:
+    files = {
+        "a.txt": b"nginx:1.25\nbusybox\n",
+        "b.txt": b"docker.io/library/nginx:1.25\nindex.docker.io/library/busybox:latest\n",
+    }
+    entries = [entry for path, content in files.items() for entry in parse_spec(content, path)]
+    # One request per image, named as Docker prints it.
+    assert references_to_resolve(entries, PIN) == {"nginx:1.25", "busybox:latest"}
+    answers = served(**{"nginx:1.25": NEW, "busybox:latest": OLD})
+    assert [plan_file(path, content, answers, PIN).content for path, content in files.items()] == [
+        f"nginx:1.25@{NEW}\nbusybox:latest@{OLD}\n".encode(),
+        f"docker.io/library/nginx:1.25@{NEW}\nindex.docker.io/library/busybox:latest@{OLD}\n".encode(),
+    ]

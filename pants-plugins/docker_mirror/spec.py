@@ -26,6 +26,7 @@ from docker_mirror.image_reference import (
     FAST_PATH_MAX_LENGTH,
     PLATFORM_SOURCE,
     REFERENCE_SOURCE,
+    ImageIdentity,
     ImageReference,
     build_validated,
     check_reference,
@@ -349,20 +350,20 @@ def parse_spec(content: bytes, path: str) -> tuple[SpecEntry, ...]:
 def parse_spec_files(files: Iterable[tuple[str, bytes]]) -> tuple[SpecEntry, ...]:
     """The entries of the spec files of one generator, in order.
 
-    Raises SpecError listing the errors of all files, including references listed twice
-    (compared as written, platform ignored: one generated image per reference).
+    Raises SpecError listing the errors of all files, including images listed twice, however
+    spelt (`nginx` and `docker.io/library/nginx:latest`: compared by `ImageIdentity`, platform
+    ignored: one generated image per image).
     """
     all_entries: list[SpecEntry] = []
     all_errors: list[SpecLineError] = []
-    first_seen: dict[str, SpecEntry] = {}
+    first_seen: dict[ImageIdentity, SpecEntry] = {}
     for path, content in files:
         entries, errors = _parse_content(content, path)
         for entry in entries:
-            key = str(entry.reference)
+            key = entry.reference.identity
             first = first_seen.get(key)
             if first is not None:
-                message = f"duplicate image {quote(key)}, first listed at {first.location}"
-                errors.append(SpecLineError(entry.path, entry.line_number, message, entry.line))
+                errors.append(_duplicate(entry, first, key))
             else:
                 first_seen[key] = entry
             all_entries.append(entry)
@@ -371,6 +372,14 @@ def parse_spec_files(files: Iterable[tuple[str, bytes]]) -> tuple[SpecEntry, ...
     if all_errors:
         raise SpecError(all_errors)
     return tuple(all_entries)
+
+
+def _duplicate(entry: SpecEntry, first: SpecEntry, identity: ImageIdentity) -> SpecLineError:
+    written, earlier = str(entry.reference), str(first.reference)
+    message = f"duplicate image {quote(written)}, first listed at {first.location}"
+    if written != earlier:
+        message += f" as {quote(earlier)} (both are {identity} as Docker reads them)"
+    return SpecLineError(entry.path, entry.line_number, message, entry.line)
 
 
 def _default_name(entry: SpecEntry) -> str:

@@ -46,6 +46,7 @@ from docker_mirror.testutil.spec_grammar import (
     check_spec_error,
     entry_as_model,
     model_file,
+    model_identity,
     model_line,
 )
 from docker_mirror.testutil.spec_strategies import (
@@ -54,6 +55,7 @@ from docker_mirror.testutil.spec_strategies import (
     GeneratedReference,
     blank_lines,
     comment_lines,
+    path_length,
     references,
     spec_lines,
 )
@@ -185,13 +187,17 @@ def near_misses(draw: st.DrawFn) -> Tuple[str, str]:
     elif kind == "bad_host":
         mutated = with_reference(f"{draw(st.sampled_from(BAD_HOSTS))}/{ref.repository}{suffix}")
     elif kind == "too_long":
-        # The last path component grows until the name is one character too long.
-        mutated = with_reference(f"{name}{'x' * (256 - len(name))}{suffix}")
+        # The last path component grows until the path (as Docker counts it) is one character
+        # too long.
+        mutated = with_reference(f"{name}{'x' * (256 - path_length(ref.registry, ref.repository))}{suffix}")
     elif kind == "upper_case":
         offset = start + reference.repository_offset
-        letters = [offset + i for i, c in enumerate(ref.repository) if c.isalpha()]
+        # Without a host, an upper-case first component followed by '/' is a host (as Docker
+        # reads it): upper-case a letter after it.
+        first_end = ref.repository.find("/") + 1 if ref.registry is None else 0
+        letters = [offset + i for i, c in enumerate(ref.repository) if c.isalpha() and i >= first_end]
         if not letters:  # an all-digit repository: add a letter
-            mutated = insert(text, offset, "A")
+            mutated = insert(text, offset + first_end, "A")
         else:
             position = draw(st.sampled_from(letters))
             mutated = text[:position] + text[position].upper() + text[position + 1 :]
@@ -285,6 +291,20 @@ def test_every_grammar_reference_parses_and_round_trips(reference: GeneratedRefe
     check_entry_is_safe(entry)
 
 
+@given(references())
+@example(GeneratedReference("index.docker.io/a", ModelReference("index.docker.io", "a", None, None)))
+@example(GeneratedReference("LOCALDOMAIN/a", ModelReference("LOCALDOMAIN", "a", None, None)))
+def test_the_identity_of_a_reference_is_dockers_normalisation(reference: GeneratedReference) -> None:
+    identity = ImageReference.parse(reference.text).identity
+    assert (identity.registry, identity.repository, identity.tag, identity.digest) == (
+        model_identity(reference.model)
+    )
+    # Both spellings of the identity are references to the same image.
+    assert ImageReference.parse(str(identity)).identity == identity
+    assert ImageReference.parse(identity.familiar).identity == identity
+    assert len(identity.familiar) <= len(reference.text) + len(":latest")
+
+
 @given(spec_lines())
 def test_every_grammar_line_parses_to_the_same_from_line(line: GeneratedLine) -> None:
     note(repr(line.text))
@@ -306,8 +326,8 @@ def test_every_grammar_file_parses_line_by_line(spec_file: GeneratedFile) -> Non
     assert [entry_as_model(e) for e in entries] == [line.model for _, line in expected]
     assert [e.from_instruction for e in entries] == [line.from_instruction for _, line in expected]
     assert [e.line for e in entries] == [line.text for _, line in expected]
-    # Across files, a reference listed twice is an error naming the later line.
-    references = [str(e.reference) for e in entries]
+    # Across files, an image listed twice (however spelt) is an error naming the later line.
+    references = [model_identity(entry_as_model(e).reference) for e in entries]
     try:
         parse_spec_files([(PATH, spec_file.content)])
     except SpecError as error:

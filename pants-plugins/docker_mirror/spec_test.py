@@ -82,7 +82,20 @@ def spec_error(content: bytes, path: str = PATH) -> SpecError:
         # No '/' after it, so "localhost" is the repository and "5000" the tag (as in Docker).
         ("localhost:5000", None, "localhost", "5000", None),
         ("ghcr.io", None, "ghcr.io", None, None),
-        ("x" * 255, None, "x" * 255, None, None),
+        # The path is limited to 255 characters, the host not counted; Docker counts the
+        # `library/` it puts before a Docker Hub name without a namespace.
+        ("x" * 247, None, "x" * 247, None, None),
+        ("docker.io/" + "x" * 247, "docker.io", "x" * 247, None, None),
+        ("a/" + "x" * 253, None, "a/" + "x" * 253, None, None),
+        ("example.com/" + "x" * 255, "example.com", "x" * 255, None, None),
+        # An upper-case first component is a registry host, as Docker reads it.
+        ("LOCALDOMAIN/debian", "LOCALDOMAIN", "debian", None, None),
+        ("Docker/docker", "Docker", "docker", None, None),
+        ("dockerHub:5000/a", "dockerHub:5000", "a", None, None),
+        # 64 hex digits are an image ID only alone.
+        (HEX + ":latest", None, HEX, "latest", None),
+        (f"{HEX}@{DIGEST}", None, HEX, None, DIGEST),
+        ("docker.io/" + HEX, "docker.io", HEX, None, None),
     ],
 )
 def test_valid_reference(
@@ -126,11 +139,21 @@ def test_valid_reference(
         (f"python@sha256:{HEX.upper()}", "invalid digest"),
         (f"python@sha256:{HEX}0", "invalid digest"),
         (f"python@{HEX}", "invalid digest"),
-        (f"python@sha512:{HEX}{HEX}", 'unsupported digest algorithm "sha512" (only sha256 is accepted)'),
+        (f"python@sha512:{HEX}{HEX}", 'unsupported digest algorithm "sha512" (only sha256 is accepted; Docker also'),
+        (f"python@md5:{HEX[:32]}", 'unsupported digest algorithm "md5" (only sha256 is accepted)'),
         (f"python@{DIGEST}@{DIGEST}", "invalid digest"),
         (f"@{DIGEST}", "missing image name"),
         (":3", "missing image name"),
-        ("x" * 256, "image name is 256 characters long (at most 255 allowed)"),
+        ("x" * 248, 'image path is 256 characters long (with the "library/" Docker puts before a Docker Hub name; at most 255 allowed)'),
+        ("index.docker.io/" + "x" * 248, "image path is 256 characters long (with the"),
+        ("example.com/" + "x" * 256, "image path is 256 characters long (the registry host not counted; at most 255 allowed)"),
+        (HEX, f'"{HEX}" looks like an image ID (64 hex digits), not an image name'),
+        ("docker/Docker", 'invalid path component "Docker" in image name "docker/Docker": upper-case'),
+        ("LOCAL_DOMAIN/debian", 'invalid registry host "LOCAL_DOMAIN": invalid label "LOCAL_DOMAIN"'),
+        # The deliberate differences from distribution/reference say so.
+        (f"python@sha384:{HEX}{HEX[:32]}", 'unsupported digest algorithm "sha384" (only sha256 is accepted; Docker also takes sha384 and sha512, but'),
+        ("[1:2:3]/app", 'invalid IPv6 address "1:2:3" in registry host "[1:2:3]" (Docker takes any hex digits and colons between brackets; this project takes only an IPv6 address'),
+        ("a_b.c/d", 'invalid registry host "a_b.c": invalid label "a_b" (labels must match [a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?); a first component with \'.\' is a registry host here, where distribution/reference would read "a_b.c/d" as a path under no registry at all'),
         ("ex_ample.com/app", 'invalid registry host "ex_ample.com": invalid label "ex_ample"'),
         ("bad-.com/app", 'invalid label "bad-"'),
         ("a..com/app", 'invalid registry host "a..com": empty label'),
@@ -430,7 +453,7 @@ def test_spec_entry_constructor_validates(kwargs: dict) -> None:
         ("# comment with NUL \x00", "NUL character at column 20"),
         ("pyth\u00f6n:3", 'character "\u00f6" is not allowed'),
         ("python:3\u00e9", 'invalid tag "3\u00e9"'),
-        ("x" * 300, "image name is 300 characters long (at most 255 allowed)"),
+        ("x" * 300, "image path is 308 characters long"),
     ],
 )
 def test_invalid_line(line: str, message: str) -> None:
@@ -507,7 +530,7 @@ def test_long_lines_are_shortened_in_the_message_only() -> None:
     error = spec_error(line.encode())
     assert error.errors[0].line == line
     text = str(error)
-    assert text.startswith(f"{PATH}:1: image name is 5000 characters long (at most 255 allowed): aaaa")
+    assert text.startswith(f"{PATH}:1: image path is 5008 characters long (with the ")
     assert text.endswith("... (5000 characters)")
     assert len(text) < 400
 
@@ -630,14 +653,45 @@ def test_duplicate_is_reported_once_per_later_line() -> None:
     ]
 
 
+def test_one_image_under_two_spellings_is_a_duplicate() -> None:
+    # Docker reads all four as docker.io/library/nginx:latest (issue 18).
+    content = b"nginx\nnginx:latest\nlibrary/nginx\ndocker.io/library/nginx:latest\n"
+    with pytest.raises(SpecError) as info:
+        parse_spec_files([("a.txt", content)])
+    assert [str(e) for e in info.value.errors] == [
+        f'a.txt:{n}: duplicate image "{text}", first listed at a.txt:1 as "nginx" (both are '
+        f"docker.io/library/nginx:latest as Docker reads them): {text}"
+        for n, text in [(2, "nginx:latest"), (3, "library/nginx"), (4, "docker.io/library/nginx:latest")]
+    ]
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("python", "docker.io/python"),
+        ("python:3", "index.docker.io/library/python:3"),
+        (f"python@{DIGEST}", f"docker.io/library/python@{DIGEST}"),
+        ("ghcr.io/org/app", "ghcr.io/org/app:latest"),
+    ],
+)
+def test_spellings_of_one_image_are_duplicates(first: str, second: str) -> None:
+    with pytest.raises(SpecError, match="duplicate image"):
+        parse_spec_files([("a.txt", f"{first}\n".encode()), ("b.txt", f"{second}\n".encode())])
+
+
 @pytest.mark.parametrize(
     "first, second",
     [
         ("python:3.12", "python:3.11"),
-        ("python", "python:latest"),  # compared as written
-        ("python", "docker.io/python"),
         (f"python@{DIGEST}", f"python@{OTHER_DIGEST}"),
         (f"python:3@{DIGEST}", "python:3"),
+        # A tag beside a digest is what the mirror pushes: two images.
+        (f"python:3@{DIGEST}", f"python@{DIGEST}"),
+        (f"python@{DIGEST}", "python"),
+        # Docker's names for Docker Hub are `docker.io` and `index.docker.io`, not its API host.
+        ("python", "registry-1.docker.io/library/python"),
+        ("library/python", "library/library/python"),
+        ("ghcr.io/python", "python"),
     ],
 )
 def test_not_duplicates(first: str, second: str) -> None:
@@ -870,9 +924,18 @@ EQUIVALENCE_CORPUS = [
     "[::1]:5000",
     "ghcr.io",
     "ghcr.io/",
-    "x" * 255,
-    "x" * 256,
+    "x" * 247,
+    "x" * 248,
+    "docker.io/" + "x" * 248,
     "a/" + "x" * 253,
+    "a/" + "x" * 254,
+    "LOCALDOMAIN/debian",
+    "Docker/docker",
+    "Foo_bar/x",
+    "a/B/c",
+    HEX,
+    HEX + ":1",
+    "library/" + HEX,
     "a.b/" + "x" * 251,
     "a.b/" + "x" * 252,
     "python:" + "a" * 128,

@@ -48,10 +48,13 @@ SPEC_FORMAT_HELP = softwrap(
 
         [--platform=<os>/<arch>[/<variant>]] <reference> [AS <name>]
 
-    `<reference>` is an image reference as in the OCI distribution spec: an optional registry
-    host (the first path component, when it contains `.` or `:` or is `localhost`), lower-case
-    path components, an optional `:tag` and an optional `@sha256:<64 hex digits>`. Blank lines
-    are ignored; `#` starts a comment at the start of a line or after whitespace. For example:
+    `<reference>` is an image reference as in the OCI distribution spec, read as Docker reads
+    it: an optional registry host (the first path component, when it contains `.` or `:`, is
+    `localhost`, or has an upper-case letter), lower-case path components (at most 255
+    characters after the host, counting the `library/` Docker puts before a Docker Hub name
+    without a namespace), an optional `:tag` and an optional `@sha256:<64 hex digits>`. Blank
+    lines are ignored; `#` starts a comment at the start of a line or after whitespace. For
+    example:
 
         # images.txt
         python:3.12-slim
@@ -62,7 +65,8 @@ SPEC_FORMAT_HELP = softwrap(
     A line outside this grammar (extra words, `$` variables, quotes, `;`, backslashes,
     upper-case paths, a bad tag or digest) is an error reported as `path:line: problem: line`,
     and then no image of the generator is generated, so nothing from a broken spec is
-    published. Listing the same reference twice is an error too.
+    published. Listing the same image twice is an error too, however it is spelt: `nginx`,
+    `nginx:latest` and `docker.io/library/nginx:latest` are one image, as Docker reads them.
     """
 )
 

@@ -1,99 +1,119 @@
 """Where Kubernetes objects keep container images, and finding them in a document.
 
-A pod spec's images are those of its `initContainers`, `containers` and `ephemeralContainers`.
-The workload kinds keep their pod spec at a known place; any other kind (a `PodTemplate`, an
-Argo `Rollout`, a Knative `Service`, a KEDA `ScaledJob`, ...) is searched for pod templates: a
-`template` whose `spec` has `containers`. A `List` (`kubectl get -o yaml`) is read item by item.
+A pod spec's images are those of its `initContainers`, `containers` and `ephemeralContainers`,
+and a pod spec can sit anywhere: at a workload's known place (`spec.template.spec`), in the pod
+templates of CRDs (an Argo `Rollout`, a KEDA `ScaledJob`), in the pods a CRD lists (a Strimzi
+`StrimziPodSet`'s `spec.pods[i].spec`), or in a whole object a policy wraps (an
+open-cluster-management `Policy`). So every mapping of a document is searched, whatever the
+`kind` (or without one), and every such key holding a list is a container list: each mapping in
+it with an `image` is a container. A value called `image` anywhere else (a ConfigMap's `data`, a
+CRD's schema, where `containers` is a mapping) is no container's; nor is anything in a Kyverno
+`validate` rule's `pattern` or `anyPattern`, which are patterns (`image: "!*:latest"`), not
+objects.
+
+Each image is named by the object it belongs to: the outermost mapping with a `kind` that holds
+it (a `List`'s items are objects of their own), or the document itself when no mapping holds a
+`kind`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional, Tuple
 
 from docker_mirror.extractor.yaml_documents import Document
 
-POD_SPEC_PATHS = {
-    "Pod": ("spec",),
-    "Deployment": ("spec", "template", "spec"),
-    "StatefulSet": ("spec", "template", "spec"),
-    "DaemonSet": ("spec", "template", "spec"),
-    "ReplicaSet": ("spec", "template", "spec"),
-    "ReplicationController": ("spec", "template", "spec"),
-    "Job": ("spec", "template", "spec"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
-}
-CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+CONTAINER_LISTS = frozenset({"initContainers", "containers", "ephemeralContainers"})
+# Kyverno: `spec.rules[].validate.pattern` (and `anyPattern`) match objects, they are none.
+_PATTERN_KEYS = frozenset({"pattern", "anyPattern"})
+_PATTERNS_PARENT = "validate"
+
+# A field path, built only for the images found: (parent, step), a step a key or a list index.
+_Path = Optional[Tuple[Any, Any]]
+# (kind, name) of the object that holds a value, None above the first object.
+_Owner = Optional[Tuple[Optional[str], Optional[str]]]
 
 
 @dataclass(frozen=True)
 class FoundImage:
-    """An `image:` of a container: where it is, and its value as read (a `str` when valid)."""
+    """An `image:` of a container: where it is, and its value as read (a `str` when valid).
+
+    `kind` and `name` are those of its object, None where it has none."""
 
     document: int
-    kind: str
-    name: str
+    kind: str | None
+    name: str | None
     field: str  # e.g. spec.template.spec.containers[0].image
     value: Any
     line: int | None
 
 
-def _text(value: Any, default: str) -> str:
-    return value if isinstance(value, str) and value else default
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _name(obj: dict) -> str | None:
+    metadata = obj.get("metadata")
+    return _text(metadata.get("name")) if isinstance(metadata, dict) else None
+
+
+def _is_list(obj: dict, kind: str) -> bool:
+    """`kind: List` (`kubectl get -o yaml`), or an API list such as `PodList`."""
+    return kind.endswith("List") and isinstance(obj.get("items"), list)
+
+
+def _field(path: _Path) -> str:
+    steps = []
+    while path is not None:
+        path, step = path
+        steps.append(f"[{step}]" if isinstance(step, int) else f".{step}")
+    text = "".join(reversed(steps))
+    return text[1:] if text.startswith(".") else text
 
 
 def images_in_document(document: Document) -> Iterator[FoundImage]:
-    yield from _images_in_object(document, document.value, "")
+    """Every image of every container list of `document`, in document order.
 
-
-def _images_in_object(document: Document, obj: Any, prefix: str) -> Iterator[FoundImage]:
-    if not isinstance(obj, dict):
-        return
-    kind = _text(obj.get("kind"), "?")
-    if kind == "List" and isinstance(obj.get("items"), list):
-        for index, item in enumerate(obj["items"]):
-            yield from _images_in_object(document, item, f"{prefix}items[{index}].")
-        return
-    metadata = obj.get("metadata")
-    name = _text(metadata.get("name") if isinstance(metadata, dict) else None, "?")
-    path = POD_SPEC_PATHS.get(kind)
-    if path is not None:
-        pod_spec: Any = obj
-        for key in path:
-            pod_spec = pod_spec.get(key) if isinstance(pod_spec, dict) else None
-        pod_specs = [(prefix + ".".join(path), pod_spec)]
-    else:
-        pod_specs = [(prefix + field, spec) for field, spec in _pod_templates(obj)]
-    for field, spec in pod_specs:
-        for container_list in CONTAINER_LISTS:
-            containers = spec.get(container_list) if isinstance(spec, dict) else None
-            if not isinstance(containers, list):
-                continue
-            for index, container in enumerate(containers):
-                if isinstance(container, dict) and "image" in container:
-                    yield FoundImage(
-                        document.number,
-                        kind,
-                        name,
-                        f"{field}.{container_list}[{index}].image",
-                        container["image"],
-                        document.image_lines.get(id(container)),
-                    )
-
-
-def _pod_templates(obj: dict) -> Iterator[tuple[str, dict]]:
-    """(field path, pod spec) of every pod template in `obj`, searched without recursion (the
-    reader bounds how many nodes there are, aliases included)."""
-    pending: list[tuple[str, Any]] = [("", obj)]
+    Searched without recursion, each node once per path to it: the reader bounds how many nodes
+    there are, aliases included, and refuses cycles."""
+    root = document.value
+    document_owner = (None, _name(root) if isinstance(root, dict) else None)
+    # (value, its path, the key it is under, its object)
+    pending: list[tuple[Any, _Path, Any, _Owner]] = [(root, None, None, None)]
     while pending:
-        path, value = pending.pop()
-        if isinstance(value, dict):
-            items = [(str(key), child) for key, child in value.items()]
-            for key, child in items:
-                spec = child.get("spec") if key == "template" and isinstance(child, dict) else None
-                if isinstance(spec, dict) and isinstance(spec.get("containers"), list):
-                    yield f"{path}{key}.spec", spec
-                    continue
-                pending.append((f"{path}{key}.", child))
-        elif isinstance(value, list):
-            pending.extend((f"{path[:-1]}[{i}].", child) for i, child in enumerate(value))
+        value, path, key, owner = pending.pop()
+        if isinstance(value, list):
+            if key in CONTAINER_LISTS:
+                yield from _images_in_containers(document, value, path, owner or document_owner)
+            pending.extend(
+                (child, (path, index), None, owner)
+                for index, child in reversed(list(enumerate(value)))
+            )
+            continue
+        if not isinstance(value, dict):
+            continue
+        if owner is None:
+            kind = _text(value.get("kind"))
+            if kind is not None and not _is_list(value, kind):
+                owner = (kind, _name(value))
+        children = []
+        for child_key, child in value.items():
+            if key == _PATTERNS_PARENT and child_key in _PATTERN_KEYS:
+                continue
+            children.append((child, (path, str(child_key)), child_key, owner))
+        pending.extend(reversed(children))
+
+
+def _images_in_containers(
+    document: Document, containers: list, path: _Path, owner: tuple[str | None, str | None]
+) -> Iterator[FoundImage]:
+    for index, container in enumerate(containers):
+        if isinstance(container, dict) and "image" in container:
+            yield FoundImage(
+                document.number,
+                owner[0],
+                owner[1],
+                _field(((path, index), "image")),
+                container["image"],
+                document.image_lines.get(id(container)),
+            )

@@ -107,6 +107,142 @@ def test_objects_without_pod_specs_and_odd_shapes_give_nothing() -> None:
         assert found(text) == [], text
 
 
+# Issue 18: pod specs that are not under a `template`, as real manifests hold them.
+STRIMZI_POD_SET = """\
+apiVersion: core.strimzi.io/v1
+kind: StrimziPodSet
+metadata: {name: my-kafka-kafka}
+spec:
+  pods:
+""" + "".join(
+    f"""\
+  - apiVersion: v1
+    kind: Pod
+    metadata: {{name: my-kafka-kafka-{n}}}
+    spec:
+      containers:
+      - name: kafka
+        image: quay.io/strimzi/kafka:0.45.0-kafka-4.0.0
+"""
+    for n in range(3)
+)
+OCM_POLICY = """\
+apiVersion: policy.open-cluster-management.io/v1
+kind: Policy
+metadata: {name: argo-example}
+spec:
+  policy-templates:
+    - objectDefinition:
+        kind: ConfigurationPolicy
+        metadata: {name: example-pod}
+        spec:
+          object-templates:
+            - complianceType: musthave
+              objectDefinition:
+                apiVersion: v1
+                kind: Pod
+                metadata: {name: foobar}
+                spec:
+                  containers:
+                    - image: 'registry.redhat.io/rhel9/httpd-24:latest'
+                      name: httpd
+"""
+MISSPELT_KIND = """\
+apiVersion: v1
+ind: Pod
+metadata: {name: busybox2}
+spec:
+  containers:
+  - image: busybox
+    name: busybox
+"""
+
+
+def test_the_pods_of_a_strimzi_pod_set_are_found() -> None:
+    assert found(STRIMZI_POD_SET) == [
+        (1, "StrimziPodSet", "my-kafka-kafka", f"spec.pods[{n}].spec.containers[0].image",
+         "quay.io/strimzi/kafka:0.45.0-kafka-4.0.0")
+        for n in range(3)
+    ]  # fmt: skip
+
+
+def test_a_pod_that_a_policy_wraps_is_found_under_the_policy() -> None:
+    assert found(OCM_POLICY) == [
+        (1, "Policy", "argo-example",
+         "spec.policy-templates[0].objectDefinition.spec.object-templates[0].objectDefinition.spec"
+         ".containers[0].image",
+         "registry.redhat.io/rhel9/httpd-24:latest"),
+    ]  # fmt: skip
+
+
+def test_an_object_without_a_kind_is_searched_too() -> None:
+    assert found(MISSPELT_KIND) == [(1, None, "busybox2", "spec.containers[0].image", "busybox")]
+    assert found("spec: {containers: [{image: a:1}]}\n") == [(1, None, None, "spec.containers[0].image", "a:1")]
+
+
+def test_container_lists_anywhere_of_any_kind() -> None:
+    text = """\
+- k8sOperation: create
+  unstructuredObj:
+    kind: Job
+    metadata: {name: hello}
+    spec: {template: {spec: {containers: [{name: a, image: "busybox:1.28"}]}}}
+---
+kind: PodList
+items:
+  - {kind: Pod, metadata: {name: p1}, spec: {initContainers: [{image: "a:1"}], containers: [{image: "b:1"}]}}
+  - {kind: Pod, metadata: {name: p2}, spec: {containers: [{image: "c:1"}]}}
+---
+kind: DeploymentConfig
+metadata: {name: dc}
+spec: {template: {spec: {containers: [{image: "d:1"}]}}}
+---
+kind: AdvancedCronJob
+metadata: {name: acj}
+spec: {template: {broadcastJobTemplate: {spec: {template: {spec: {containers: [{image: "e:1"}]}}}}}}
+"""
+    assert found(text) == [
+        (1, "Job", "hello", "[0].unstructuredObj.spec.template.spec.containers[0].image", "busybox:1.28"),
+        (2, "Pod", "p1", "items[0].spec.initContainers[0].image", "a:1"),
+        (2, "Pod", "p1", "items[0].spec.containers[0].image", "b:1"),
+        (2, "Pod", "p2", "items[1].spec.containers[0].image", "c:1"),
+        (3, "DeploymentConfig", "dc", "spec.template.spec.containers[0].image", "d:1"),
+        (4, "AdvancedCronJob", "acj",
+         "spec.template.broadcastJobTemplate.spec.template.spec.containers[0].image", "e:1"),
+    ]  # fmt: skip
+
+
+def test_a_string_called_image_outside_a_container_list_is_not_an_image() -> None:
+    for text in (
+        "kind: ConfigMap\ndata: {image: 'nginx:1', containers: 'x'}\n",
+        # A CRD's schema: `containers` is a mapping there.
+        "kind: CustomResourceDefinition\nspec: {versions: [{schema: {openAPIV3Schema: {properties:"
+        " {containers: {type: array, items: {properties: {image: {type: string}}}}}}}}]}\n",
+        # A Prometheus CR's own image is the operator's to run, not a container list's.
+        "kind: Prometheus\nspec: {image: 'quay.io/prometheus/prometheus:v2.37.0'}\n",
+        "kind: Pod\nstatus: {containerStatuses: [{image: 'alpine:latest'}]}\n",
+        # Kyverno's validate patterns match objects, and are none.
+        "kind: ClusterPolicy\nspec: {rules: [{validate: {pattern: {spec: {containers: [{image: '!*:latest'}]}},"
+        " anyPattern: [{spec: {initContainers: [{image: '*'}]}}]}}]}\n",
+    ):
+        assert found(text) == [], text
+
+
+def test_the_search_is_bounded_by_what_the_reader_accepts() -> None:
+    # As deep as the reader goes (200 levels), a container list is found: no recursion.
+    depth = 194
+    deep = "a: " + "{b: " * depth + "{containers: [{image: 'a:1'}]}" + "}" * depth + "\n"
+    assert [f[3] for f in found(deep)] == ["a" + ".b" * depth + ".containers[0].image"]
+    # Aliases expanding to two thirds of what the reader accepts (679,000 nodes): each path to a
+    # container is one image, found in about a second.
+    shared = "a: &a {containers: [{image: 'a:1'}]}\n" + "".join(
+        f"{n}: &{n} [" + ", ".join([f"*{p}"] * 10) + "]\n" for p, n in zip("abcde", "bcdef")
+    )
+    started = time.monotonic()
+    assert len(found(shared)) == 111_111
+    assert time.monotonic() - started < 60
+
+
 def test_non_string_images_are_found_as_they_are() -> None:
     values = [f[4] for f in found("kind: Pod\nspec: {containers: [{image: 1.0}, {image: [x]}, {image: }]}\n")]
     assert [type(v).__name__ for v in values] == ["Scalar", "list", "Scalar"]

@@ -58,19 +58,23 @@ class DockerMirrorExtractSubsystem(GoalSubsystem):
         --output=images.txt deploy/rendered.yaml`, or `deploy/*.yaml`); of the files given,
         those ending in {", ".join(f"`{s}`" for s in MANIFEST_SUFFIXES)} are read. They must be
         in the repository and not ignored by Pants (`.gitignore`, `[GLOBAL].pants_ignore`). The
-        images of every container, init container and ephemeral container are collected from
-        Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, ReplicationControllers, Jobs
-        and CronJobs, and from the pod templates (a `template` whose `spec` has `containers`)
-        of any other kind, e.g. an Argo Rollout; a `List` is read item by item. Each image is
-        listed once, sorted, under a comment saying where it was found (`# Deployment/web`).
+        image of every container, init container and ephemeral container is collected, wherever
+        its list is: in the pod spec of a workload, of a CRD's pod template (an Argo Rollout) or
+        pod list (a StrimziPodSet), of a Pod a policy wraps, in a `List`'s items, in an object
+        of any kind or none. An `image` outside a container list (a ConfigMap's data, a CRD's
+        schema, an operator's own `spec.image`) is not read, nor are Kyverno's validate
+        patterns. Each image is listed once, sorted, under a comment saying where it was found
+        (`# Deployment/web`, `# (no kind)/name` for an object without a kind); spellings of one
+        image as Docker reads them (`nginx`, `nginx:latest`, `docker.io/library/nginx`) are one
+        line, in the shortest spelling found.
 
         Without `--output` the spec file is printed. With `--output` it is written; if that
         file exists, its comments, blank lines and pins survive: a line whose image the
         manifests still use stays as it is (a pinned `nginx:1.25@sha256:...` for a manifest's
-        `nginx:1.25` included), a line whose image is gone is removed, and new images are
-        inserted in order. What was added and removed is printed. Images you list by hand
-        belong in another spec file of the generator, since re-extracting removes what the
-        manifests do not use.
+        `nginx:1.25` included, however either is spelt), a line whose image is gone is removed,
+        and new images are inserted in order. What was added and removed is printed. Images you
+        list by hand belong in another spec file of the generator, since re-extracting removes
+        what the manifests do not use.
 
         An image that is not a string or not a valid image reference (e.g. an unrendered
         `{{{{ .Values.image }}}}`), and a file that is not valid YAML, are reported as

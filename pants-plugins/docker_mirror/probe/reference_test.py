@@ -18,7 +18,10 @@ def _probe_reads(text: str) -> Optional[Tuple[str, str, Optional[str], Optional[
 
 @pytest.mark.parametrize(
     "text",
-    ["a_b.c/d", "[zz]:5000/x", "x" * 256, "-x", "UPPER", "a/b:", "a@sha256:abc", "a b", "a:b\n"],
+    [
+        "a_b.c/d", "[zz]:5000/x", "x" * 248, "-x", "UPPER", "a/b:", "a@sha256:abc", "a b", "a:b\n",
+        "1a3f5e7d9c1b3a5f7e9d1c3b5a7f9e1d3c5b7a9f1e3d5d7c9b1a3f5e7d9c1b3a",
+    ],  # fmt: skip
 )
 def test_refused(text: str) -> None:
     assert _probe_reads(text) is None
@@ -33,6 +36,8 @@ def test_refused(text: str) -> None:
         ("index.docker.io/python:3", "registry-1.docker.io", "/v2/library/python/manifests/3"),
         ("ghcr.io/team/app:1", "ghcr.io", "/v2/team/app/manifests/1"),
         ("localhost:5000/app", "localhost:5000", "/v2/app/manifests/latest"),
+        # An upper-case first component is a host, as Docker reads it.
+        ("LOCALDOMAIN/debian", "LOCALDOMAIN", "/v2/debian/manifests/latest"),
         (f"ghcr.io/app:1@sha256:{'a' * 64}", "ghcr.io", f"/v2/app/manifests/sha256:{'a' * 64}"),
     ],
 )

@@ -7,12 +7,16 @@ README's rules, not from `spec.py`, and is deliberately simple and slow: it spli
 tokens and matches each against its own regex. The tests compare it with the parser, which has a
 fast whole-line regex and a hand-written slow path; any disagreement is a bug in one of them.
 
-Differences from Docker's own parser are deliberate narrowings of what is accepted (the spec is
-a trust boundary), never widenings:
+It reads a reference as Docker does (`ParseNormalizedNamed` in normalize.go): the first component
+is a host when it has `.` or `:`, is `localhost`, or has an upper-case letter; the path after the
+host is at most 255 characters, `library/` counted for a Docker Hub name without a namespace; a
+reference of exactly 64 lowercase hex digits is an image ID, not a name. Differences from
+Docker's own parser are deliberate narrowings of what is accepted (the spec is a trust
+boundary), never widenings:
 - only `sha256:` digests with exactly 64 lowercase hex digits;
 - an IPv6 host must be a real IPv6 address, not just hex digits and colons;
-- a first component with upper-case letters and no `.`/`:` is not taken as a host (Docker does);
-  it is an upper-case path component, so refused.
+- a first component with `.` that is no valid host (`a_b.c/d`) is refused; Docker's regex would
+  fall back to reading the whole name as a path under no registry.
 
 Plain stdlib, so `fuzz/fuzz_spec.py` can import it outside Pants.
 """
@@ -40,7 +44,13 @@ DOMAIN_AND_PORT = rf"(?:{DOMAIN_NAME}|{IPV6_ADDRESS})(?::[0-9]+)?"
 TAG = r"[\w][\w.-]{0,127}"
 # distribution accepts any registered algorithm; the spec accepts only canonical sha256.
 DIGEST = r"sha256:[0-9a-f]{64}"
+# distribution/reference's NameTotalLengthMax: on the path alone (not the domain) since 2024.
 NAME_TOTAL_LENGTH_MAX = 255
+# splitDockerDomain: Docker Hub's spellings, and where its official images live.
+DEFAULT_DOMAIN = "docker.io"
+LEGACY_DEFAULT_DOMAIN = "index.docker.io"
+OFFICIAL_REPO_PREFIX = "library/"
+IDENTIFIER = re.compile(r"[a-f0-9]{64}", re.ASCII)
 
 _WITH_DOMAIN = re.compile(
     rf"(?P<domain>{DOMAIN_AND_PORT})/(?P<path>{REMOTE_NAME})(?::(?P<tag>{TAG}))?(?:@(?P<digest>{DIGEST}))?",
@@ -85,10 +95,15 @@ LineVerdict = Union[None, ModelEntry, Invalid]
 
 def model_reference(text: str) -> Optional[ModelReference]:
     """`text` split into parts if the grammar accepts it as a reference, else None."""
+    if IDENTIFIER.fullmatch(text):  # anchoredIdentifierRegexp: an image ID
+        return None
     # Docker's rule (splitDockerDomain): the part before the first '/' is a registry host when
-    # it contains '.' or ':' or is `localhost`; otherwise the whole name is a path.
+    # it contains '.' or ':', is `localhost`, or is not all lower case; otherwise the whole name
+    # is a path.
     first, slash, _ = text.partition("/")
-    has_domain = bool(slash) and ("." in first or ":" in first or first == "localhost")
+    has_domain = bool(slash) and (
+        "." in first or ":" in first or first == "localhost" or first.lower() != first
+    )
     match = (_WITH_DOMAIN if has_domain else _WITHOUT_DOMAIN).fullmatch(text)
     if match is None:
         return None
@@ -98,10 +113,28 @@ def model_reference(text: str) -> Optional[ModelReference]:
             ipaddress.IPv6Address(match["ipv6"])
         except ValueError:
             return None
-    name = f"{domain}/{match['path']}" if domain else match["path"]
-    if len(name) > NAME_TOTAL_LENGTH_MAX:
+    path = match["path"]
+    docker_hub = domain is None or domain in (DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN)
+    normalized_path = OFFICIAL_REPO_PREFIX + path if docker_hub and "/" not in path else path
+    if len(normalized_path) > NAME_TOTAL_LENGTH_MAX:
         return None
     return ModelReference(domain, match["path"], match["tag"], match["digest"])
+
+
+def model_identity(reference: ModelReference) -> tuple[str, str, Optional[str], Optional[str]]:
+    """The image a reference names, as Docker normalises it (splitDockerDomain, TagNameOnly):
+    no host or `index.docker.io` is `docker.io`, a Docker Hub name without a namespace is under
+    `library/`, and a reference without tag or digest is `:latest`."""
+    domain = reference.registry or DEFAULT_DOMAIN
+    if domain == LEGACY_DEFAULT_DOMAIN:
+        domain = DEFAULT_DOMAIN
+    path = reference.repository
+    if domain == DEFAULT_DOMAIN and "/" not in path:
+        path = OFFICIAL_REPO_PREFIX + path
+    tag = reference.tag
+    if tag is None and reference.digest is None:
+        tag = "latest"
+    return domain, path, tag, reference.digest
 
 
 def model_platform(text: str) -> bool:

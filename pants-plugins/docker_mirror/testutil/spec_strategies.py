@@ -85,8 +85,15 @@ hosts = st.one_of(
         st.lists(domain_labels, min_size=2, max_size=4),
         optional_port,
     ),
-    # A single label is a host only with a port (`registry:5000/app`).
+    # A single label is a host only with a port (`registry:5000/app`) or an upper-case letter
+    # (`LOCALDOMAIN/app`, as Docker reads it).
     st.builds(lambda label, port: f"{label}:{port}", domain_labels, ports),
+    st.builds(
+        lambda label, upper, port: label + upper + port,
+        st.text(LETTERS_DIGITS, min_size=1, max_size=3),
+        st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1, max_size=3),
+        optional_port,
+    ),
     st.builds(lambda address, port: f"{address}{port}", st.ip_addresses(v=4).map(str), optional_port),
     st.builds(lambda address, port: f"[{address}]{port}", ipv6_addresses, optional_port),
     st.sampled_from(["docker.io", "ghcr.io", "registry-1.docker.io", "127.0.0.1:5000", "[::1]:5000"]),
@@ -104,7 +111,19 @@ digests = st.binary(min_size=32, max_size=32).map(lambda raw: f"sha256:{raw.hex(
 
 
 def looks_like_host(component: str) -> bool:
-    return "." in component or ":" in component or component == "localhost"
+    return (
+        "." in component
+        or ":" in component
+        or component == "localhost"
+        or component.lower() != component
+    )
+
+
+def path_length(registry: Optional[str], repository: str) -> int:
+    """The path's length as Docker limits it: `library/` counted on Docker Hub without a
+    namespace."""
+    docker_hub = registry in (None, "docker.io", "index.docker.io")
+    return len(repository) + (len("library/") if docker_hub and "/" not in repository else 0)
 
 
 @dataclass(frozen=True)
@@ -118,17 +137,19 @@ class GeneratedReference:
 
 
 @st.composite
-def references(draw: st.DrawFn, *, max_name_length: int = 255) -> GeneratedReference:
+def references(draw: st.DrawFn, *, max_path_length: int = 255) -> GeneratedReference:
     registry = draw(st.one_of(st.none(), hosts))
     components = draw(st.lists(path_component, min_size=1, max_size=4))
     # Without a host, a first component that looks like one would be read as a host.
     assume(registry is not None or len(components) == 1 or not looks_like_host(components[0]))
     repository = "/".join(components)
     name = f"{registry}/{repository}" if registry else repository
-    assume(len(name) <= max_name_length)
+    assume(path_length(registry, repository) <= max_path_length)
     tag = draw(st.one_of(st.none(), tags))
     digest = draw(st.one_of(st.none(), digests))
     text = name + (f":{tag}" if tag is not None else "") + (f"@{digest}" if digest else "")
+    # 64 hex digits alone are an image ID, not a name.
+    assume(not (len(text) == 64 and all(c in "0123456789abcdef" for c in text)))
     return GeneratedReference(text, ModelReference(registry, repository, tag, digest))
 
 
