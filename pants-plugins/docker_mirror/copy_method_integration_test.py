@@ -60,7 +60,7 @@ def test_copy_keeps_digests_and_platforms_isolates_failures_and_skips_what_is_th
     assert "Traceback" not in first.stderr and "Traceback" not in first.stdout, first
     for published in (
         f"{mirror.address}/mirror/team/multi:1.0",
-        f"{mirror.address}/mirror/team/multi:sha256-{multi.index.split(':')[1]}",
+        f"{mirror.address}/mirror/team/multi:digest-sha256-{multi.index.split(':')[1]}",
         f"{mirror.address}/mirror/library/tool:2",
     ):
         assert f"✓ {published} published to @mirror (copied from " in summary, first
@@ -75,7 +75,7 @@ def test_copy_keeps_digests_and_platforms_isolates_failures_and_skips_what_is_th
         assert mirror.manifest_digest("mirror/library/tool", digest) == digest
     # The --platform line: just that platform's manifest, under its upstream digest.
     assert (
-        mirror.manifest_digest("mirror/team/multi", f"sha256-{multi.index.split(':')[1]}") == arm64
+        mirror.manifest_digest("mirror/team/multi", f"digest-sha256-{multi.index.split(':')[1]}") == arm64
     )
     assert "mirror/team/missing" not in mirror.repositories()
 
@@ -121,7 +121,7 @@ def test_copy_keeps_digests_and_platforms_isolates_failures_and_skips_what_is_th
     # and the one GET that cannot be a HEAD: the pinned index the --platform line picks from.
     upstream_requests = upstream.settled_access_log()[seen_upstream:]
     mirror_requests = mirror.settled_access_log()[seen_mirror:]
-    pinned_tag = f"sha256-{multi.index.split(':')[1]}"
+    pinned_tag = f"digest-sha256-{multi.index.split(':')[1]}"
     for path in ("/v2/team/multi/manifests/1.0", "/v2/library/tool/manifests/2"):
         assert requests_for(upstream_requests, "HEAD", path), (path, upstream_requests)
     pinned_index = f"/v2/team/multi/manifests/{multi.index}"

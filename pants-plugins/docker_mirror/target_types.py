@@ -185,7 +185,7 @@ class DockerMirrorImagesTagsField(DockerImageTagsField):
         The tags to push every mirrored image under, replacing the per-image default.
 
         By default each image keeps the tag it has in the spec file; an image given by digest
-        only (`name@sha256:<hex>`) is tagged `sha256-<hex>` (the full digest, so the tag
+        only (`name@sha256:<hex>`) is tagged `digest-sha256-<hex>` (the full digest, so the tag
         identifies exactly one manifest); an image with neither a tag nor a digest is tagged
         `latest`. Set tags for a single image with `overrides`.
         """
