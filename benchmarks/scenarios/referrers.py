@@ -188,7 +188,8 @@ def noop_table(runs: Runs, setup: Setup) -> Table:
                  source, destination, str(data[-1].traffic["destination"].manifest_puts), processes(data, row))
             )  # fmt: skip
     return Table(
-        f"8. No-op re-mirror of N images with referrers ({setup.sizes.noop_runs} runs per row)",
+        f"8. No-op re-mirror of N images with referrers ({setup.sizes.noop_runs} "
+        f"run{'s' if setup.sizes.noop_runs != 1 else ''} per row)",
         ("tool", "N", "median", "runs (s)", "source, per image: manifest HEAD / manifest GET / other",
          "destination, per image: manifest HEAD / manifest GET / other", "manifest PUTs", "processes Pants ran"),  # fmt: skip
         tuple(rows),
@@ -197,8 +198,10 @@ def noop_table(runs: Runs, setup: Setup) -> Table:
             "attestation (`.att`), an SBOM (`.sbom`) and an SPDX SBOM attached as an OCI 1.1 referrer, listed by "
             "the fallback tag (the loopback registry has no referrers API). Requests are the registries' own "
             "access-log lines of the last run, divided by N; \"other\" is every request that is not a manifest "
-            "HEAD or GET (here the referrers API's GET, answered 404 once per run and registry, then remembered; "
-            "blob HEADs). Pants rows: warm pantsd, one generator per row and size.",
+            "HEAD or GET (here the referrers API's GET, which the registry answers 404 and the probe asks once "
+            "per run and registry; token and blob requests). Pants rows: warm pantsd, one generator per row "
+            "and size. skopeo sync reads each source and destination manifest whole (a GET) and copies no "
+            "referrer, so its mirror fails verification; it is here for the request counts.",
         ),
     )
 
