@@ -33,7 +33,6 @@ from docker_mirror.probe.referrers import (
     Listing,
     Plan,
     ReferrersError,
-    SourceReferrers,
     digest_of,
     digest_tag,
     index_entries,
@@ -188,9 +187,9 @@ async def _plan(found: Found, source: Location, destination: Location) -> Plan:
         *(destination.registry.head_manifest(destination.repository, digest) for digest in others)
     )
     items = stale_tags(
-        SourceReferrers(found.subject, found.tags, found.listing_digest), destination_tags,
-        [digest for digest, there in zip(others, kept) if there], found.media_types,
-    )  # fmt: skip
+        found.tags, destination_tags, [digest for digest, there in zip(others, kept) if there],
+        found.media_types,
+    )
     listing = None
     if found.listing_digest is not None and not await destination.registry.head_manifest(
         destination.repository, found.listing_digest

@@ -11,6 +11,7 @@ import json
 from collections import Counter
 from typing import AsyncIterable, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
+import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -280,3 +281,24 @@ def test_same_registry_blobs_are_mounted_not_streamed() -> None:
     found = run(find(Location(registry, "app"), subject, [Location(registry, "mirror/app")]))
     run(copy(Location(registry, "app"), Location(registry, "mirror/app"), subject, found.plans[0]))
     assert registry.asked["mount"] == 2 and registry.asked["PUT blob"] == 0
+
+
+def test_indexes_nested_deeper_than_the_cap_are_refused() -> None:
+    from docker_mirror.probe.referrers import MAX_DEPTH, ReferrersError
+
+    source, destination = MemoryRegistry("src", referrers_api=True), MemoryRegistry("dst", referrers_api=True)
+    subject = push_image(source)
+    # A referrer that is an index of an index of ... of a manifest, MAX_DEPTH + 1 levels deep.
+    child = source.manifest("app", oci_manifest(source.blob("app", b"{}"), []))
+    for _ in range(MAX_DEPTH + 1):
+        body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                           "manifests": [{"mediaType": OCI_MANIFEST, "digest": child, "size": 1}]}).encode()  # fmt: skip
+        child = source.manifest("app", body, OCI_INDEX)
+    top = json.loads(source.manifests[("app", child)][0])
+    top["subject"] = {"mediaType": OCI_MANIFEST, "digest": subject, "size": 1}
+    source.manifest("app", json.dumps(top).encode(), OCI_INDEX)
+    found = run(find(Location(source, "app"), subject, [Location(destination, "mirror/app")]))
+    (plan,) = found.plans
+    assert [item.media_type for item in plan.items] == [OCI_INDEX]
+    with pytest.raises(ReferrersError, match=f"nests indexes deeper than {MAX_DEPTH}"):
+        run(copy(Location(source, "app"), Location(destination, "mirror/app"), subject, plan))

@@ -309,20 +309,6 @@ class Listing:
 
 
 @dataclass(frozen=True)
-class SourceReferrers:
-    """What refers to the subject at the source: cosign tags (tag -> digest, present ones only)
-    and the digest of its referrers listing (None: nothing listed)."""
-
-    subject: str
-    tags: Tuple[Tuple[str, str], ...]
-    listing_digest: Optional[str]
-
-    @property
-    def empty(self) -> bool:
-        return not self.tags and self.listing_digest is None
-
-
-@dataclass(frozen=True)
 class Plan:
     """What one destination repository lacks of the subject's referrers."""
 
@@ -334,29 +320,24 @@ class Plan:
     def empty(self) -> bool:
         return not self.items and self.listing is None
 
-    def counts(self) -> Dict[str, int]:
-        counts: Dict[str, int] = {}
-        for item in self.items:
-            counts[item.kind] = counts.get(item.kind, 0) + 1
-        return counts
-
 
 def tag_kind(tag: str) -> str:
     return COSIGN_TAG_KINDS.get(tag.rpartition(".")[2], "artifact")
 
 
 def stale_tags(
-    source: SourceReferrers,
+    source_tags: Iterable[Tuple[str, str]],
     destination_tags: Mapping[str, Optional[str]],
     kept_at_destination: Iterable[str],
     media_types: Mapping[str, str],
 ) -> Tuple[CopyItem, ...]:
-    """The cosign tags to copy: those whose destination tag does not serve the source's digest,
-    unless the destination keeps that digest already (it merged the tag with its own)."""
+    """The cosign tags ((tag, digest) at the source) to copy: those whose destination tag does
+    not serve the source's digest, unless the destination keeps that digest already (it merged
+    the tag with its own)."""
     kept = set(kept_at_destination)
     return tuple(
         CopyItem(tag_kind(tag), digest, media_types.get(digest, OCI_MANIFEST), tag=tag)
-        for tag, digest in source.tags
+        for tag, digest in source_tags
         if destination_tags.get(tag) != digest and digest not in kept
     )
 

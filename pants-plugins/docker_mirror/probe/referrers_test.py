@@ -13,7 +13,6 @@ from docker_mirror.probe.referrers import (
     Descriptor,
     Listing,
     ReferrersError,
-    SourceReferrers,
     digest_tag,
     index_entries,
     listing_index,
@@ -173,7 +172,7 @@ def test_a_tag_manifest_merged_with_the_destinations_own_signatures() -> None:
 
 def test_stale_tags_and_missing_referrers() -> None:
     sig, att = digest(b"sig"), digest(b"att")
-    source = SourceReferrers(IMAGE, (("sha256-x.sig", sig), ("sha256-x.att", att)), None)
+    source = (("sha256-x.sig", sig), ("sha256-x.att", att))
     items = stale_tags(source, {"sha256-x.sig": sig, "sha256-x.att": digest(b"old")}, (), {})
     assert items == (CopyItem("attestation", att, OCI_MANIFEST, tag="sha256-x.att"),)
     # A destination that merged the tag with its own still keeps the source's digest.
@@ -182,3 +181,12 @@ def test_stale_tags_and_missing_referrers() -> None:
     missing = missing_referrers(listing, index_entries(index(descriptor("sbom"))))
     assert missing == (CopyItem("signature", digest(b"sig2"), OCI_MANIFEST),)
     assert CopyItem.from_json(missing[0].to_json()) == missing[0]
+
+
+def test_a_listing_longer_than_the_cap_is_refused() -> None:
+    from docker_mirror.probe.referrers import MAX_REFERRERS
+
+    entries = [descriptor(f"r{i}") for i in range(MAX_REFERRERS + 1)]
+    with pytest.raises(ReferrersError, match=f"lists more than {MAX_REFERRERS} manifests"):
+        index_entries(index(*entries))
+    assert len(index_entries(index(*entries[:MAX_REFERRERS]))) == MAX_REFERRERS
