@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import ssl
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import AsyncIterator, Awaitable, Callable, Optional, Sequence, Tuple, TypeVar, Union
 
@@ -111,6 +111,32 @@ class Answer:
 
 
 Target = Union[str, URL]
+
+
+class _Turn:
+    """`RegistrySession._turn` (a class, not a generator: it runs for every request)."""
+
+    def __init__(self, session: "RegistrySession") -> None:
+        self._session = session
+        self._first = False
+
+    async def __aenter__(self) -> None:
+        session = self._session
+        await session._semaphore.acquire()
+        if not session._contacted:
+            try:
+                await session._first_contact.acquire()
+            except BaseException:
+                session._semaphore.release()
+                raise
+            self._first = True
+
+    async def __aexit__(self, *exc: object) -> None:
+        session = self._session
+        if self._first:
+            session._contacted = True
+            session._first_contact.release()
+        session._semaphore.release()
 
 
 class RegistrySession:
@@ -216,21 +242,9 @@ class RegistrySession:
             finally:
                 response.release()
 
-    @contextlib.asynccontextmanager
-    async def _turn(self) -> AsyncIterator[None]:
+    def _turn(self) -> "_Turn":
         """A slot of the registry's concurrency; the very first request goes alone."""
-        async with self._semaphore:
-            if self._contacted:
-                yield
-                return
-            async with self._first_contact:
-                if self._contacted:
-                    yield
-                    return
-                try:
-                    yield
-                finally:
-                    self._contacted = True
+        return _Turn(self)
 
     async def _retrying(self, method: str, subject: str, attempt: Callable[[], Awaitable[T]]) -> T:
         failures = 0
@@ -386,7 +400,7 @@ class RegistrySession:
         from the registry itself, answers its challenge and sends it once more."""
         own = self.is_own(request.url)
         sent, fresh = await self._auth.up_front(scopes) if own else (None, False)
-        request = replace(request, authorization=sent)
+        request = request.with_authorization(sent)
         response = await self._send(request, timeout=timeout, stream=stream, limit=limit)
         if response.status != 401 or not own or response.url.origin() != request.url.origin():
             return response
@@ -397,5 +411,5 @@ class RegistrySession:
         if answer is None or answer == sent:
             return response
         response.release()
-        return await self._send(replace(request, authorization=answer), timeout=timeout, stream=stream,
+        return await self._send(request.with_authorization(answer), timeout=timeout, stream=stream,
                                 limit=limit)
