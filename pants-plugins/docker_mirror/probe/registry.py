@@ -67,20 +67,19 @@ def reason_phrase(status: int) -> str:
         return ""
 
 
+@dataclass(frozen=True)
 class RegistryError(Exception):
     """A request that came to no answer to act on. `message` is one line naming the registry
     and what was asked for; `outcome` one of the probe's outcomes."""
 
-    def __init__(
-        self, outcome: str, message: str, *, method: Optional[str] = None, status: Optional[int] = None,
-        retry_after: Optional[float] = None,
-    ) -> None:
-        super().__init__(message)
-        self.outcome = outcome
-        self.message = message
-        self.method = method
-        self.status = status
-        self.retry_after = retry_after
+    outcome: str
+    message: str
+    method: Optional[str] = None
+    status: Optional[int] = None
+    retry_after: Optional[float] = None
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(frozen=True)
@@ -174,7 +173,7 @@ class RegistrySession:
         self._monotonic = monotonic
         self._wall_clock = wall_clock
         self._auth = Authenticator(
-            registry, http=http, routes=self._routes, credentials=credentials, secrets=secrets,
+            registry, http=http, credentials=credentials, secrets=secrets,
             count_token=self._count_token, monotonic=monotonic, wall_clock=wall_clock,
         )
         self._scheme: Optional[str] = "https" if self.verify else None
