@@ -72,17 +72,17 @@ def parse_json(body: bytes) -> Any:
         return None
 
 
+@dataclass(frozen=True)
 class TokenError(Exception):
-    """The token server did not hand out a token."""
+    """The token server did not hand out a token (`outcome` "retry": it may next time)."""
 
-    def __init__(
-        self, outcome: str, message: str, *, status: Optional[int] = None, retry_after: Optional[float] = None
-    ) -> None:
-        super().__init__(message)
-        self.outcome = outcome
-        self.message = message
-        self.status = status
-        self.retry_after = retry_after
+    outcome: str
+    message: str
+    status: Optional[int] = None
+    retry_after: Optional[float] = None
+
+    def __str__(self) -> str:
+        return self.message
 
     @property
     def retryable(self) -> bool:
@@ -99,13 +99,13 @@ class Authenticator:
     """What one registry asked for, and the credentials and tokens that answer it."""
 
     def __init__(
-        self, registry: str, *, http: HttpClient, routes: Routes, credentials: CredentialStore,
+        self, registry: str, *, http: HttpClient, credentials: CredentialStore,
         secrets: Secrets = SECRETS, count_token: Callable[[], None] = lambda: None,
         monotonic: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.registry = registry
         self._http = http
-        self._routes = routes
+        self._routes: Routes = http.routes
         self._store = credentials
         self._secrets = secrets
         self._count_token = count_token

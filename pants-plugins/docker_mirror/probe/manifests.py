@@ -122,6 +122,8 @@ def _error_detail(body: Optional[bytes], secrets: Secrets) -> str:
     """`: <code>: <message>` from a registry's JSON error body, when it has one; secrets
     scrubbed before it is cut."""
     document = parse_json(body) if body else None
+    if not isinstance(document, dict):
+        return ""
     try:
         first = document["errors"][0]
         code, message = str(first.get("code") or ""), str(first.get("message") or "")

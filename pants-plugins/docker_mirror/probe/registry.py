@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import ssl
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import AsyncIterator, Awaitable, Callable, Optional, Sequence, Tuple, TypeVar, Union
 
@@ -67,20 +67,19 @@ def reason_phrase(status: int) -> str:
         return ""
 
 
+@dataclass(frozen=True)
 class RegistryError(Exception):
     """A request that came to no answer to act on. `message` is one line naming the registry
     and what was asked for; `outcome` one of the probe's outcomes."""
 
-    def __init__(
-        self, outcome: str, message: str, *, method: Optional[str] = None, status: Optional[int] = None,
-        retry_after: Optional[float] = None,
-    ) -> None:
-        super().__init__(message)
-        self.outcome = outcome
-        self.message = message
-        self.method = method
-        self.status = status
-        self.retry_after = retry_after
+    outcome: str
+    message: str
+    method: Optional[str] = None
+    status: Optional[int] = None
+    retry_after: Optional[float] = None
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(frozen=True)
@@ -111,6 +110,32 @@ class Answer:
 
 
 Target = Union[str, URL]
+
+
+class _Turn:
+    """`RegistrySession._turn` (a class, not a generator: it runs for every request)."""
+
+    def __init__(self, session: "RegistrySession") -> None:
+        self._session = session
+        self._first = False
+
+    async def __aenter__(self) -> None:
+        session = self._session
+        await session._semaphore.acquire()
+        if not session._contacted:
+            try:
+                await session._first_contact.acquire()
+            except BaseException:
+                session._semaphore.release()
+                raise
+            self._first = True
+
+    async def __aexit__(self, *exc: object) -> None:
+        session = self._session
+        if self._first:
+            session._contacted = True
+            session._first_contact.release()
+        session._semaphore.release()
 
 
 class RegistrySession:
@@ -148,7 +173,7 @@ class RegistrySession:
         self._monotonic = monotonic
         self._wall_clock = wall_clock
         self._auth = Authenticator(
-            registry, http=http, routes=self._routes, credentials=credentials, secrets=secrets,
+            registry, http=http, credentials=credentials, secrets=secrets,
             count_token=self._count_token, monotonic=monotonic, wall_clock=wall_clock,
         )
         self._scheme: Optional[str] = "https" if self.verify else None
@@ -216,21 +241,9 @@ class RegistrySession:
             finally:
                 response.release()
 
-    @contextlib.asynccontextmanager
-    async def _turn(self) -> AsyncIterator[None]:
+    def _turn(self) -> "_Turn":
         """A slot of the registry's concurrency; the very first request goes alone."""
-        async with self._semaphore:
-            if self._contacted:
-                yield
-                return
-            async with self._first_contact:
-                if self._contacted:
-                    yield
-                    return
-                try:
-                    yield
-                finally:
-                    self._contacted = True
+        return _Turn(self)
 
     async def _retrying(self, method: str, subject: str, attempt: Callable[[], Awaitable[T]]) -> T:
         failures = 0
@@ -386,7 +399,7 @@ class RegistrySession:
         from the registry itself, answers its challenge and sends it once more."""
         own = self.is_own(request.url)
         sent, fresh = await self._auth.up_front(scopes) if own else (None, False)
-        request = replace(request, authorization=sent)
+        request = request.with_authorization(sent)
         response = await self._send(request, timeout=timeout, stream=stream, limit=limit)
         if response.status != 401 or not own or response.url.origin() != request.url.origin():
             return response
@@ -397,5 +410,5 @@ class RegistrySession:
         if answer is None or answer == sent:
             return response
         response.release()
-        return await self._send(replace(request, authorization=answer), timeout=timeout, stream=stream,
+        return await self._send(request.with_authorization(answer), timeout=timeout, stream=stream,
                                 limit=limit)

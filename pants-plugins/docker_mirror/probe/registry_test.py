@@ -116,6 +116,7 @@ def test_head_reads_digest_type_and_size(server: HostileServer) -> None:
             "application/vnd.docker.distribution.manifest.v2+json",
         ])
     assert seen.header("accept-encoding") is None  # the exact bytes, never compressed
+    assert seen.header("user-agent") == "docker-mirror-probe/1"
     assert session.counts.to_json() == {"HEAD": 1, "GET": 0, "token": 0}
 
 

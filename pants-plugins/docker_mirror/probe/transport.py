@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass, field
-from typing import AsyncIterable, AsyncIterator, Callable, Optional, Sequence, Tuple, Union
+from typing import AsyncIterable, AsyncIterator, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -27,6 +27,7 @@ from yarl import URL
 
 from docker_mirror.probe.access import ProxyError, Routes, TlsSetupError, authority
 
+USER_AGENT = "docker-mirror-probe/1"
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -76,6 +77,9 @@ class Request:
     body: Optional[Body] = None
     # For a streamed body: sent as `Content-Length` (otherwise it goes chunked).
     content_length: Optional[int] = None
+
+    def with_authorization(self, authorization: Optional[str]) -> Request:
+        return Request(self.method, self.url, self.headers, authorization, self.body, self.content_length)
 
 
 @dataclass
@@ -182,6 +186,7 @@ class HttpClient:
         self.routes = routes
         self.timeout = timeout
         self._session: Optional[aiohttp.ClientSession] = None
+        self._timeouts: Dict[Tuple[float, bool], aiohttp.ClientTimeout] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -191,6 +196,7 @@ class HttpClient:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
                 skip_auto_headers=("Accept-Encoding",),
+                headers={"User-Agent": USER_AGENT},
                 trust_env=False,
             )
         return self._session
@@ -244,16 +250,22 @@ class HttpClient:
             response.release()
         return response
 
+    def _limits(self, seconds: float, stream: bool) -> aiohttp.ClientTimeout:
+        """Per hop: the whole exchange, or for a stream each connect and read."""
+        key = (seconds, stream)
+        if key not in self._timeouts:
+            self._timeouts[key] = (
+                aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
+                if stream else aiohttp.ClientTimeout(total=seconds)
+            )
+        return self._timeouts[key]
+
     async def _send(
         self, method: str, url: URL, headers: Sequence[Tuple[str, str]], body: Optional[Body],
         timeout: Optional[float], stream: bool,
     ) -> Response:
         host = authority(url)
-        seconds = self.timeout if timeout is None else timeout
-        limits = (
-            aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
-            if stream else aiohttp.ClientTimeout(total=seconds)
-        )
+        limits = self._limits(self.timeout if timeout is None else timeout, stream)
         try:
             context = self.routes.ssl_context(host) if url.scheme == "https" else True
             proxy = self.routes.proxy(url.scheme, host)

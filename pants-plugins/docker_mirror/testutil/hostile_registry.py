@@ -25,7 +25,7 @@ import ssl
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple, Union, cast
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 HeaderValue = Union[str, bytes]
 _MAX_HEAD = 1024 * 1024
@@ -109,22 +109,23 @@ def _is_local(ip: Union[ipaddress.IPv4Address, ipaddress.IPv6Address]) -> bool:
     return ip.is_loopback or ip.is_unspecified or (mapped is not None and mapped.is_loopback)
 
 
-class _Connection(socketserver.StreamRequestHandler):
+class _Connection(socketserver.BaseRequestHandler):
     server: "_Server"
 
     def handle(self) -> None:
         owner = self.server.owner
         owner.connections += 1
+        self.connection: socket.socket = self.request
         if owner.context is not None:
             try:
                 self.connection = owner.context.wrap_socket(self.connection, server_side=True)
             except (ssl.SSLError, OSError):
                 owner.handshake_failures += 1
                 return
-            self.rfile = self.connection.makefile("rb")
-            self.wfile = cast(BinaryIO, self.connection.makefile("wb", buffering=0))
         elif self.connection.recv(1, socket.MSG_PEEK) == b"\x16":
             return  # a TLS handshake on plain HTTP: closed at once, as a plain-HTTP registry does
+        self.rfile: Any = self.connection.makefile("rb")
+        self.wfile: Any = self.connection.makefile("wb", buffering=0)
         while not owner.stopped.is_set():
             request = self._read_request()
             if request is None:
