@@ -283,11 +283,11 @@ class DockerMirrorReferrersField(BoolField):
         either and fails, naming the reason. Attestations that BuildKit stores inside the image
         index (`unknown/unknown` entries) are part of the image and are always copied.
 
-        Cost: `pants package` asks the source 4 more `HEAD`s per image (3 cosign tags and the
-        fallback tag, or the referrers API's list instead of the last), and each destination one
-        `HEAD` per artifact the source has, and no manifest `GET`, so a re-mirror where nothing
-        changed stays free of pulls; what is added upstream later is copied by the next run,
-        without copying the image again.
+        Cost: `pants package` asks the source 4 more `HEAD`s per image (its 3 cosign tags and
+        its fallback tag, or the referrers API's list instead of the last), and each destination
+        repository a `HEAD` per cosign tag the source has and one for the source's referrers
+        listing, and no manifest `GET`: a re-mirror where nothing changed stays free of pulls.
+        What is added upstream later is copied by the next run, without copying the image again.
 
         `False` copies the image alone. With `method="build"` nothing of this is copied: a
         rebuilt image has a digest of its own, which no upstream signature names.
