@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import List, Optional, TextIO
 
 from docker_mirror.probe.protocol import RequestError, parse_request
-from docker_mirror.probe.registry import one_line
 from docker_mirror.probe.run import run
 from docker_mirror.probe.secrets import SECRETS
 
@@ -24,7 +23,7 @@ _MAX_REQUEST_SIZE = 64 * 1024 * 1024
 
 
 def _fail(stderr: TextIO, code: int, message: str) -> int:
-    stderr.write(f"docker_mirror.probe: {SECRETS.scrub(one_line(message, 500))}\n")
+    stderr.write(f"docker_mirror.probe: {SECRETS.clean(message, 500)}\n")
     return code
 
 

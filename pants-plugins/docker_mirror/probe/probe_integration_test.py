@@ -1,10 +1,8 @@
 """The probe as Pants runs it, `python -m docker_mirror.probe` in its own process, against real
 registries on loopback: plain, htpasswd, and `auth: token` behind a token server the tests
 start; credential helpers on PATH; fault-injecting proxies for retries and rate limits.
-Request counts come from the registries' access logs and the token server's log.
-
-`DOCKER_MIRROR_PROBE_PYTHON=/path/to/python` runs the probe with another interpreter (with the
-probe's requirements installed), e.g. to check Python 3.13.
+Request counts come from the registries' access logs and the token server's log. How the probe
+is run: `testutil/probe_process.py`.
 """
 
 from __future__ import annotations
@@ -14,92 +12,28 @@ import json
 import os
 import re
 import socket
-import stat
 import subprocess
 import sys
-import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator
 
 import pytest
 
-import docker_mirror
 from docker_mirror.testutil.fault_proxy import FaultProxy, always, first, passthrough
+from docker_mirror.testutil.probe_process import (
+    PROBE_TIMEOUT,
+    basic,
+    credential_helper,
+    docker_config,
+    run_probe,
+)
 from docker_mirror.testutil.pushes import push_image, push_index
 from docker_mirror.testutil.registries import Registry, start_registry
 from docker_mirror.testutil.token_server import TokenServer
 
-PROBE_TIMEOUT = 120
-SOURCE_ROOT = str(Path(docker_mirror.__file__).resolve().parent.parent)
 USER, PASSWORD = "mirror", "correct-horse-battery-staple"
 _MANIFEST_REQUEST = re.compile(r'"(HEAD|GET) /v2/\S+/manifests/\S+ HTTP')
-
-
-def _basic(user: str, password: str) -> str:
-    return base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-    text: str  # the result file as written
-    elapsed: float
-
-    @property
-    def document(self) -> Dict[str, Any]:
-        return json.loads(self.text)
-
-    @property
-    def results(self) -> List[Dict[str, Any]]:
-        return self.document["results"]
-
-    def outcomes(self) -> List[str]:
-        return [r["outcome"] for r in self.results]
-
-    def sent(self, registry: str) -> Dict[str, int]:
-        return self.document["requests_sent"][registry]
-
-    def assert_no_secret(self, *secrets: str) -> None:
-        for secret in secrets:
-            for where, text in (("stdout", self.stdout), ("stderr", self.stderr), ("result", self.text)):
-                assert secret not in text, f"a secret is in the probe's {where}"
-
-
-Request = Union[str, Dict[str, Any]]
-
-
-def run_probe(
-    tmp_path: Path, requests: Sequence[Request], *, home: Optional[Path] = None,
-    env: Optional[Dict[str, str]] = None, **options: Any,
-) -> Run:
-    entries = [{"reference": r} if isinstance(r, str) else r for r in requests]
-    request_file, result_file = tmp_path / "probe-request.json", tmp_path / "probe-result.json"
-    request_file.write_text(json.dumps({"version": 1, "requests": entries, **options}))
-    if result_file.exists():
-        result_file.unlink()
-    home = home or tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    python = os.environ.get("DOCKER_MIRROR_PROBE_PYTHON")
-    process_env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        # Keeps the machine's own auth files out: skopeo's runtime file, under the test's home.
-        "XDG_RUNTIME_DIR": str(home),
-        "PYTHONPATH": SOURCE_ROOT if python else os.pathsep.join(p for p in sys.path if p),
-        **(env or {}),
-    }
-    started = time.monotonic()
-    process = subprocess.run(
-        [python or sys.executable, "-m", "docker_mirror.probe", str(request_file), str(result_file)],
-        env=process_env, capture_output=True, text=True, timeout=PROBE_TIMEOUT,
-    )
-    elapsed = time.monotonic() - started
-    text = result_file.read_text() if result_file.exists() else ""
-    return Run(process.returncode, process.stdout, process.stderr, text, elapsed)
 
 
 def manifest_requests(registry: Registry, since: int) -> Counter:
@@ -110,29 +44,6 @@ def manifest_requests(registry: Registry, since: int) -> Counter:
         if match:
             counts[match.group(1)] += 1
     return counts
-
-
-def docker_config(home: Path, document: Dict[str, Any]) -> Path:
-    path = home / ".docker" / "config.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document))
-    return path
-
-
-def credential_helper(directory: Path, name: str, answer: Dict[str, str]) -> Path:
-    """`docker-credential-<name>`: logs its argv and stdin (not its answer) to `<name>.log`."""
-    directory.mkdir(parents=True, exist_ok=True)
-    log = directory / f"{name}.log"
-    script = directory / f"docker-credential-{name}"
-    script.write_text(
-        "#!/bin/sh\n"
-        f'printf "%s|" "$*" >>"{log}"; cat >>"{log}"; echo >>"{log}"\n'
-        # What the process list shows of the probe (its parent) while it holds the secret.
-        f'tr "\\0" " " </proc/$PPID/cmdline >>"{directory / (name + ".parent")}"\n'
-        f"cat <<'EOF'\n{json.dumps(answer)}\nEOF\n"
-    )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return log
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +70,7 @@ def htpasswd_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict
     htpasswd.write_text(f"{USER}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()}\n")
     registry = start_registry(directory / "state", htpasswd)
     try:
-        authorization = f"Basic {_basic(USER, PASSWORD)}"
+        authorization = f"Basic {basic(USER, PASSWORD)}"
         digests = {f"private/app:{t}": push_image(registry.address, "private/app", str(t), authorization=authorization)
                    for t in range(1, 4)}
         yield {"registry": registry, "digests": digests}
@@ -254,7 +165,7 @@ def test_a_bad_request_exits_2_with_one_line(tmp_path: Path) -> None:
 def test_basic_credentials_from_the_docker_config(htpasswd_registry: Dict[str, Any], tmp_path: Path) -> None:
     registry: Registry = htpasswd_registry["registry"]
     home = tmp_path / "home"
-    docker_config(home, {"auths": {registry.address: {"auth": _basic(USER, PASSWORD)}}})
+    docker_config(home, {"auths": {registry.address: {"auth": basic(USER, PASSWORD)}}})
     names = sorted(htpasswd_registry["digests"])
     since = len(registry.access_log())
     run = run_probe(tmp_path, [f"{registry.address}/{n}" for n in names], home=home)
@@ -263,21 +174,21 @@ def test_basic_credentials_from_the_docker_config(htpasswd_registry: Dict[str, A
     # One 401 teaches the probe that the registry wants Basic; the rest send it at once.
     assert manifest_requests(registry, since) == Counter({"HEAD": 4})
     assert run.sent(registry.address) == {"HEAD": 4, "GET": 0, "token": 0}
-    run.assert_no_secret(PASSWORD, _basic(USER, PASSWORD))
+    run.assert_no_secret(PASSWORD, basic(USER, PASSWORD))
 
 
 def test_wrong_credentials_are_unauthorized_and_never_shown(htpasswd_registry: Dict[str, Any], tmp_path: Path) -> None:
     registry: Registry = htpasswd_registry["registry"]
     home = tmp_path / "home"
     wrong = "wrong-password-do-not-print"
-    config = docker_config(home, {"auths": {registry.address: {"auth": _basic(USER, wrong)}}})
+    config = docker_config(home, {"auths": {registry.address: {"auth": basic(USER, wrong)}}})
     run = run_probe(tmp_path, [f"{registry.address}/private/app:1", f"{registry.address}/private/app:2"], home=home)
     assert (run.code, run.stdout, run.stderr) == (0, "", "")
     assert run.outcomes() == ["unauthorized", "unauthorized"]
     assert run.results[0]["http_status"] == 401
     assert run.results[0]["message"] == (
         f"unauthorized by {registry.address} (401) for private/app:1: it refused the credentials from {config}")
-    run.assert_no_secret(wrong, _basic(USER, wrong), PASSWORD)
+    run.assert_no_secret(wrong, basic(USER, wrong), PASSWORD)
 
 
 def test_no_credentials(htpasswd_registry: Dict[str, Any], tmp_path: Path) -> None:
@@ -291,20 +202,20 @@ def test_the_containers_auth_file(htpasswd_registry: Dict[str, Any], tmp_path: P
     registry: Registry = htpasswd_registry["registry"]
     home = tmp_path / "home"
     auth_file = tmp_path / "auth.json"
-    auth_file.write_text(json.dumps({"auths": {f"{registry.address}/private": {"auth": _basic(USER, PASSWORD)}}}))
-    docker_config(home, {"auths": {registry.address: {"auth": _basic(USER, "stale")}}})
+    auth_file.write_text(json.dumps({"auths": {f"{registry.address}/private": {"auth": basic(USER, PASSWORD)}}}))
+    docker_config(home, {"auths": {registry.address: {"auth": basic(USER, "stale")}}})
     run = run_probe(tmp_path, [f"{registry.address}/private/app:1"], home=home,
                     env={"REGISTRY_AUTH_FILE": str(auth_file)})
     assert run.outcomes() == ["ok"]
     # As skopeo does: with REGISTRY_AUTH_FILE set, that file is the only one read.
     auth_file.write_text(json.dumps({"auths": {}}))
-    docker_config(home, {"auths": {registry.address: {"auth": _basic(USER, PASSWORD)}}})
+    docker_config(home, {"auths": {registry.address: {"auth": basic(USER, PASSWORD)}}})
     run = run_probe(tmp_path, [f"{registry.address}/private/app:1"], home=home,
                     env={"REGISTRY_AUTH_FILE": str(auth_file)})
     assert run.outcomes() == ["unauthorized"]
     # Without it: the runtime file (XDG_RUNTIME_DIR), then ~/.config, then the Docker config.
     (home / "containers").mkdir()
-    (home / "containers" / "auth.json").write_text(json.dumps({"auths": {registry.address: {"auth": _basic(USER, "x")}}}))
+    (home / "containers" / "auth.json").write_text(json.dumps({"auths": {registry.address: {"auth": basic(USER, "x")}}}))
     run = run_probe(tmp_path, [f"{registry.address}/private/app:1"], home=home)
     assert run.outcomes() == ["unauthorized"]
     (home / "containers" / "auth.json").unlink()
@@ -332,7 +243,7 @@ def test_one_token_per_scope_with_basic_credentials(token_registry: Dict[str, An
     registry: Registry = token_registry["registry"]
     server: TokenServer = token_registry["server"]
     home = tmp_path / "home"
-    docker_config(home, {"auths": {registry.address: {"auth": _basic("alice", PASSWORD)}}})
+    docker_config(home, {"auths": {registry.address: {"auth": basic("alice", PASSWORD)}}})
     names = ["team/app:1", "team/app:2", "team/app:3", "team/lib:1", "team/app:1", "team/app:nope"]
     before, since = len(server.requests()), len(registry.access_log())
     run = run_probe(tmp_path, [f"{registry.address}/{n}" for n in names], home=home, max_concurrency_per_registry=4)
@@ -344,7 +255,7 @@ def test_one_token_per_scope_with_basic_credentials(token_registry: Dict[str, An
     # 5 distinct references, and the first one's 401.
     assert manifest_requests(registry, since) == Counter({"HEAD": 6})
     assert run.sent(registry.address) == {"HEAD": 6, "GET": 0, "token": 2}
-    run.assert_no_secret(PASSWORD, _basic("alice", PASSWORD))
+    run.assert_no_secret(PASSWORD, basic("alice", PASSWORD))
 
 
 def test_a_credential_helper_on_path(token_registry: Dict[str, Any], tmp_path: Path) -> None:
@@ -385,14 +296,14 @@ def test_wrong_credentials_at_the_token_server(token_registry: Dict[str, Any], t
     registry: Registry = token_registry["registry"]
     home = tmp_path / "home"
     wrong = "not-alices-password-0000"
-    config = docker_config(home, {"auths": {registry.address: {"auth": _basic("alice", wrong)}}})
+    config = docker_config(home, {"auths": {registry.address: {"auth": basic("alice", wrong)}}})
     run = run_probe(tmp_path, [f"{registry.address}/team/app:1"], home=home)
     assert run.outcomes() == ["unauthorized"]
     host = token_registry["server"].address.split(":")[0]
     assert run.results[0]["message"] == (
         f"unauthorized by {registry.address} for team/app:1: its token server {host} refused the "
         f"credentials from {config} (401)")
-    run.assert_no_secret(wrong, _basic("alice", wrong), PASSWORD)
+    run.assert_no_secret(wrong, basic("alice", wrong), PASSWORD)
 
 
 # ---------------------------------------------------------------------------------------------

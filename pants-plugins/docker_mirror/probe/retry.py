@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -18,6 +19,9 @@ from typing import Callable, Optional
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # A Retry-After longer than a day is treated as a day: it is reported, never waited for.
 _MAX_REPORTED_RETRY_AFTER = 86400.0
+# ASCII digits only: `str.isdigit` also accepts `²` and other digits `float` refuses.
+_DELTA_SECONDS = re.compile(r"[0-9]+", re.ASCII)
+_MAX_DATE_LENGTH = 64
 
 
 def parse_retry_after(value: Optional[str], *, now: Callable[[], float] = time.time) -> Optional[float]:
@@ -28,11 +32,14 @@ def parse_retry_after(value: Optional[str], *, now: Callable[[], float] = time.t
     value = value.strip()
     if not value:
         return None
-    if value.isdigit():
-        return min(float(value), _MAX_REPORTED_RETRY_AFTER)
+    if _DELTA_SECONDS.fullmatch(value):
+        # Compared as text past 6 digits: 4,000 digits are neither a float nor (3.11+) an int.
+        return _MAX_REPORTED_RETRY_AFTER if len(value) > 6 else min(float(value), _MAX_REPORTED_RETRY_AFTER)
+    if len(value) > _MAX_DATE_LENGTH:
+        return None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when is None or when.tzinfo is None:
         return None

@@ -9,7 +9,8 @@ from docker_mirror.probe.retry import RetryPolicy, parse_retry_after
     "value, seconds",
     [
         (None, None), ("", None), ("soon", None), ("-5", None), ("120", 120.0), (" 7 ", 7.0),
-        ("99999999", 86400.0),
+        ("99999999", 86400.0), ("9" * 5000, 86400.0),
+        ("\u00b2", None), ("\u0663", None), ("1e3", None), ("x" * 100_000, None),
         ("Tue, 14 Nov 2023 22:13:50 GMT", 30.0),  # an HTTP date, 30 s after "now"
         ("Tue, 14 Nov 2023 22:13:00 GMT", 0.0),  # in the past
     ],

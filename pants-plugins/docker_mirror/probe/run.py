@@ -6,13 +6,15 @@ import asyncio
 import os
 from typing import Awaitable, Callable, Dict, List, Mapping, Optional, Tuple
 
-from docker_mirror.probe import access
+from docker_mirror.probe.access import Routes
 from docker_mirror.probe.credentials import CredentialStore
+from docker_mirror.probe.manifests import probe_manifest
 from docker_mirror.probe.protocol import ProbeRequest, ProbeResult, ReferenceResult
 from docker_mirror.probe.reference import InvalidReference, Reference
-from docker_mirror.probe.registry import RegistrySession, one_line
+from docker_mirror.probe.registry import RegistrySession
 from docker_mirror.probe.retry import RetryPolicy
-from docker_mirror.probe.secrets import SECRETS, Secrets
+from docker_mirror.probe.secrets import SECRETS, Secrets, one_line
+from docker_mirror.probe.transport import HttpClient
 
 
 async def run_probe(
@@ -28,37 +30,20 @@ async def run_probe(
     policy = RetryPolicy(
         attempts=request.attempts, max_retry_after_seconds=request.max_retry_after_seconds
     )
-    directories = access.certs_directories(env)
-    contexts: Dict[Tuple[object, ...], object] = {}
+    routes = Routes(env, request.insecure_registries, secrets=secrets)
+    http = HttpClient(routes, timeout=request.timeout_seconds)
     sessions: Dict[str, RegistrySession] = {}
 
     def session_for(reference: Reference) -> RegistrySession:
         # Docker Hub's names (`docker.io`, `index.docker.io`) are one registry.
         key = "docker.io" if reference.is_docker_hub else reference.registry.lower()
         if key not in sessions:
-            verify = access.verifies_tls(reference.registry, request.insecure_registries)
-            names = [reference.registry] + (
-                [reference.endpoint] if reference.endpoint != reference.registry else []
-            )
-            context = None
-            setup_error = None
-            try:
-                cas, clients = access.registry_certs(names, directories)
-                context_key = (verify, tuple(cas), tuple(clients))
-                if context_key not in contexts:
-                    contexts[context_key] = access.ssl_context(verify=verify, cas=cas, clients=clients)
-                context = contexts[context_key]
-            except access.TlsSetupError as e:
-                setup_error = f"{reference.registry}: {e}"
             sessions[key] = RegistrySession(
                 "docker.io" if reference.is_docker_hub else reference.registry,
                 reference.endpoint,
-                verify=verify,
-                context=context,  # type: ignore[arg-type]
-                setup_error=setup_error,
+                http=http,
                 credentials=store,
                 policy=policy,
-                env=env,
                 max_concurrency=request.max_concurrency_per_registry,
                 timeout=request.timeout_seconds,
                 secrets=secrets,
@@ -85,7 +70,7 @@ async def run_probe(
             continue
         session = session_for(reference)
         registry_of[key] = session.registry
-        jobs[key] = asyncio.ensure_future(session.probe(reference, entry.need_body))
+        jobs[key] = asyncio.ensure_future(probe_manifest(session, reference, entry.need_body))
 
     try:
         if jobs:
@@ -94,9 +79,12 @@ async def run_probe(
         for key, job in jobs.items():
             if job.done() and not job.cancelled():
                 error = job.exception()
-                if error is not None:
-                    raise error
-                finished[key] = job.result()
+                # A failure nobody foresaw fails this reference alone; the others go on.
+                finished[key] = job.result() if error is None else ReferenceResult(
+                    key[0], "error", message=secrets.clean(
+                        f"{registry_of[key]}: internal error: {type(error).__name__}: {error}"
+                    ),
+                )
             else:
                 job.cancel()
                 finished[key] = ReferenceResult(
@@ -111,7 +99,7 @@ async def run_probe(
             job.cancel()
         if pending:
             await asyncio.wait(pending, timeout=5)
-        await asyncio.gather(*(s.aclose() for s in sessions.values()), return_exceptions=True)
+        await http.aclose()
 
     return ProbeResult(
         results=[_with_reference(finished[key], key[0]) for key in order],

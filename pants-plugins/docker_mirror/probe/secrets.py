@@ -1,7 +1,9 @@
 """Secrets the probe handles, and scrubbing them out of anything it prints or writes.
 
 Every password, identity token, registry token and `Authorization` value is added here as soon
-as the probe reads or receives it; every message (result `message`s, stderr) passes `scrub`.
+as the probe reads or receives it; every message (result `message`s, stderr) passes `clean`:
+secrets scrubbed first, then cut to one line of printable ASCII (cut first, a secret's start
+would survive).
 The probe also never puts a secret in argv (credential helpers get the server URL on stdin) and
 never quotes a token server's or credential helper's output.
 """
@@ -43,6 +45,17 @@ class Secrets:
             if value in text:
                 text = text.replace(value, REDACTED)
         return text
+
+    def clean(self, text: str, limit: int = 300) -> str:
+        """`text` with its secrets scrubbed, then as one line of at most `limit` characters."""
+        return one_line(self.scrub(text), limit)
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Visible ASCII and spaces only, on one line, at most `limit` characters."""
+    cleaned = "".join(c if " " <= c <= "~" else " " for c in text)
+    cleaned = " ".join(cleaned.split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
 
 
 # One probe per process: the process-wide collection.

@@ -4,10 +4,13 @@ The probe (`docker_mirror.probe`) reads what registries serve with `HEAD` reques
 `docker_mirror.util_rules.probe`. Pants builds it into a PEX from the lockfile shipped with the
 plugin, as its docker backend does for its Dockerfile parser, so users install nothing.
 
-To update the lockfile after changing the requirements (with this repository's Pants 2.17):
+To update the lockfile after changing the requirements: `scripts/lock-registry-probe`. It runs
 
     ./pants generate-lockfiles --resolve=docker-mirror-probe \\
         --docker-mirror-probe-lockfile=pants-plugins/docker_mirror/subsystems/registry_probe.lock
+
+with a newer pex than Pants 2.17's, which knows no CPython past 3.12: the lock must hold the
+wheels of aiohttp and cryptography's compiled dependencies for CPython 3.9 to 3.14.
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ class RegistryProbeSubsystem(ToolLockfileRules, PythonToolRequirementsBase):
 
     # Those of docker_mirror/probe/requirements.txt (a test keeps them equal). Pants 2.17 locks
     # `version` and `extra_requirements`; later versions lock `default_requirements`.
-    default_version = "h11==0.16.0"
-    default_requirements = [default_version]
+    default_version = "aiohttp==3.13.5"
+    default_extra_requirements = ["yarl==1.22.0", "multidict==6.7.1", "cryptography==43.0.3"]
+    default_requirements = [default_version, *default_extra_requirements]
 
     register_interpreter_constraints = True
     default_interpreter_constraints = ["CPython>=3.9,<4"]

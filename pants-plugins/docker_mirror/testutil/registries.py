@@ -88,12 +88,17 @@ class Registry:
     # docker-registry settings given as REGISTRY_* variables (see `start_registry`).
     env: tuple[tuple[str, str], ...] = ()
 
-    def manifest_digest(self, repository: str, reference: str) -> str | None:
+    def manifest_digest(
+        self, repository: str, reference: str, *, authorization: str | None = None
+    ) -> str | None:
         """The digest the registry serves for `repository:reference`, or None if it has none."""
+        headers = {"Accept": MANIFEST_MEDIA_TYPES}
+        if authorization:
+            headers["Authorization"] = authorization
         request = urllib.request.Request(
             f"http://{self.address}/v2/{repository}/manifests/{reference}",
             method="HEAD",
-            headers={"Accept": MANIFEST_MEDIA_TYPES},
+            headers=headers,
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:

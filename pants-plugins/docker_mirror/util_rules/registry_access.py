@@ -32,12 +32,15 @@ def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 def is_loopback_registry(address: str) -> bool:
-    """True for `localhost`, `127.0.0.0/8` and `::1`, with or without a port."""
+    """True for `localhost`, `127.0.0.0/8` and `::1`, with or without a port.
+
+    Not for IPv4 written as IPv6 (`[::ffff:7f00:1]`), which Python 3.13+ calls loopback and
+    3.9 does not: the rule must not change with the interpreter Pants runs on."""
     host, _ = split_registry_address(address)
     if host in ("localhost", "localhost."):
         return True
     ip = _ip(host)
-    return ip is not None and ip.is_loopback
+    return ip is not None and ip.is_loopback and getattr(ip, "ipv4_mapped", None) is None
 
 
 def _matches(address: str, entry: str) -> bool:

@@ -37,6 +37,13 @@ def test_loopback_registries_skip_tls_verification(address: str) -> None:
         "[::2]:5000",
         "localhost.example.com",
         "mylocalhost:5000",
+        # Names and addresses that reach loopback, or look like it, but are not written as it.
+        "localhost.evil.com",
+        "127.0.0.1.nip.io:5000",
+        "[::ffff:7f00:1]:5000",
+        "[::ffff:127.0.0.1]",
+        "127.1:5000",
+        "0.0.0.0:5000",
     ],
 )
 def test_every_other_registry_is_tls_verified(address: str | None) -> None:
