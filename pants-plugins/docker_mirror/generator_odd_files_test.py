@@ -172,7 +172,8 @@ def test_odd_file_generates_images(rule_runner: RuleRunner, content: bytes, imag
         pytest.param(
             b"a" * MEGABYTE + b"\n",
             [
-                f"{SPEC}:1: image name is 1000000 characters long (at most 255 allowed): "
+                f'{SPEC}:1: image path is 1000008 characters long (with the "library/" Docker puts '
+                "before a Docker Hub name; at most 255 allowed): "
                 + "a" * 200
                 + "... (1000000 characters)"
             ],
