@@ -9,6 +9,7 @@ here, and anything but success and "not there" is a `RegistryError` naming the r
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from typing import Any, AsyncIterable, AsyncIterator, Callable, List, Optional, Sequence, Tuple, Union
@@ -39,8 +40,10 @@ class Distribution:
     def __init__(self, session: RegistrySession) -> None:
         self.session = session
         self.name = session.registry
-        # Whether it has the referrers API: learned from its first answer, then not asked again.
+        # Whether it has the referrers API: learned from its first answer (the others wait for
+        # it), then not asked again where it has none.
         self._has_referrers_api: Optional[bool] = None
+        self._learning_referrers_api = asyncio.Lock()
 
     def _reference(self, repository: str, reference: str) -> Reference:
         separator = "@" if reference.startswith("sha256:") else ":"
@@ -81,8 +84,15 @@ class Distribution:
     async def referrers(self, repository: str, digest: str) -> Optional[bytes]:
         """Every page of the referrers API's answer as one index; None without the API (a
         registry that has it answers 200, even for a digest nothing refers to)."""
+        if self._has_referrers_api is None:
+            async with self._learning_referrers_api:
+                if self._has_referrers_api is None:
+                    return await self._referrers(repository, digest)
         if self._has_referrers_api is False:
             return None
+        return await self._referrers(repository, digest)
+
+    async def _referrers(self, repository: str, digest: str) -> Optional[bytes]:
         entries: List[Any] = []
         target: Union[str, URL] = f"/v2/{repository}/referrers/{digest}"
         for _ in range(MAX_REFERRER_PAGES):

@@ -38,7 +38,7 @@ from docker_mirror.util_rules.referrers import (
 from docker_mirror.util_rules.registry_client import RegistryClientEnvironment
 from docker_mirror.util_rules.skopeo import RUN_ID_ENV_VAR
 from pants.backend.python.util_rules.pex import VenvPexProcess
-from pants.engine.fs import CreateDigest, FileContent, GlobMatchErrorBehavior, PathGlobs
+from pants.engine.fs import CreateDigest, Digest, DigestContents, FileContent, GlobMatchErrorBehavior, PathGlobs
 from pants.engine.process import ProcessCacheScope
 from pants.engine.rules import collect_rules, rule
 from pants.util.frozendict import FrozenDict
@@ -47,8 +47,6 @@ from pants.util.logging import LogLevel
 PROBE_VERSION = 1
 REQUEST_FILE = "probe-request.json"
 RESULT_FILE = "probe-result.json"
-COPY_REQUEST_FILE = "referrers-copy-request.json"
-COPY_RESULT_FILE = "referrers-copy-result.json"
 
 OK = "ok"
 NOT_FOUND = "not_found"
@@ -219,6 +217,31 @@ def merge_needs(needs: Iterable[tuple[str, bool]]) -> dict[str, bool]:
     return merged
 
 
+def probe_process(
+    probe: RegistryProbe,
+    input_digest: Digest,
+    *,
+    description: str,
+    env: Mapping[str, str],
+    cache_scope: ProcessCacheScope,
+) -> VenvPexProcess:
+    """The probe, reading `REQUEST_FILE` from `input_digest` and writing `RESULT_FILE`."""
+    return VenvPexProcess(
+        probe.pex,
+        argv=(REQUEST_FILE, RESULT_FILE),
+        description=description,
+        input_digest=input_digest,
+        output_files=(RESULT_FILE,),
+        extra_env=FrozenDict(env),
+        level=LogLevel.DEBUG,
+        cache_scope=cache_scope,
+    )
+
+
+def result_file(contents: DigestContents) -> bytes:
+    return next((file.content for file in contents if file.path == RESULT_FILE), b"")
+
+
 # ---------------------------------------------------------------------------------------------
 # Rules
 
@@ -279,16 +302,13 @@ async def run_probe(
         )
     )
     process = await venv_pex_process(
-        VenvPexProcess(
-            probe.pex,
-            argv=(REQUEST_FILE, RESULT_FILE),
+        probe_process(
+            probe,
+            input_digest,
             description=(
                 f"Reading {len(request.references)} image references for {request.description}"
             ),
-            input_digest=input_digest,
-            output_files=(RESULT_FILE,),
-            extra_env=environment.env,
-            level=LogLevel.DEBUG,
+            env=environment.env,
             # Registries change between runs: ask them again in every run, once per run.
             cache_scope=ProcessCacheScope.PER_SESSION,
         )
@@ -300,9 +320,7 @@ async def run_probe(
         problem = failed_probe_message(result.stderr, result.exit_code)
     else:
         contents = await digest_contents(result.output_digest)
-        document, problem = decode_probe_result(
-            next((file.content for file in contents if file.path == RESULT_FILE), b"")
-        )
+        document, problem = decode_probe_result(result_file(contents))
     return ProbedManifests(
         FrozenDict(manifest_results(document, problem, request.references)),
         run_id,
@@ -329,22 +347,19 @@ async def copy_referrers(
         keys = [(file.path, file.content) for file in sorted(contents, key=lambda f: f.path)]
     settings = ProbeSettings.from_options(subsystem).to_json()
     input_digest = await created_digest(
-        CreateDigest([FileContent(COPY_REQUEST_FILE, copy_request_json(request, keys, settings))])
+        CreateDigest([FileContent(REQUEST_FILE, copy_request_json(request, keys, settings))])
     )
+    source = f"{request.source_repository}@{request.subject[:19]}"
     process = await venv_pex_process(
-        VenvPexProcess(
-            probe.pex,
-            argv=(COPY_REQUEST_FILE, COPY_RESULT_FILE),
+        probe_process(
+            probe,
+            input_digest,
             description=(
-                f"Copying {request.plan.summary} of {request.source_repository}@"
-                f"{request.subject[:19]} to {request.destination_repository}"
+                f"Copying {request.plan.summary} of {source} to {request.destination_repository}"
                 if not request.plan.empty
-                else f"Checking the signature of {request.source_repository}@{request.subject[:19]}"
+                else f"Checking the signature of {source}"
             ),
-            input_digest=input_digest,
-            output_files=(COPY_RESULT_FILE,),
-            extra_env={**environment.env, RUN_ID_ENV_VAR: str(request.run_id)},
-            level=LogLevel.DEBUG,
+            env={**environment.env, RUN_ID_ENV_VAR: str(request.run_id)},
             # Like a copy by skopeo: once, in the run whose reads decided it (see `Skopeo.copy`).
             cache_scope=ProcessCacheScope.PER_RESTART_ALWAYS,
         )
@@ -353,9 +368,7 @@ async def copy_referrers(
     if result.exit_code != 0:
         return CopiedReferrers("error", failed_probe_message(result.stderr, result.exit_code))
     contents = await digest_contents(result.output_digest)
-    return parse_copy_result(
-        next((file.content for file in contents if file.path == COPY_RESULT_FILE), b"")
-    )
+    return parse_copy_result(result_file(contents))
 
 
 def rules():
