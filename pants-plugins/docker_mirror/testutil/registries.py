@@ -311,6 +311,19 @@ def requests_for(log: list[str], method: str, path: str) -> list[str]:
     return [line for line in log if f'"{method} {path} HTTP/' in line]
 
 
+def more_than_heads(log: list[str]) -> list[str]:
+    """The lines of an access log that do more than a no-op may: anything but a manifest `HEAD`,
+    such as a manifest `GET` (Docker Hub's pull), any blob request or any write. The referrers
+    API's list is allowed: it is how referrers are found, a run asks a registry without the API
+    once, and Docker Hub counts no pull for it."""
+    return [
+        line
+        for line in log
+        if "/blobs/" in line
+        or not (re.search(r'"HEAD /v2/\S+/manifests/', line) or re.search(r'"GET /v2/\S+/referrers/', line))
+    ]
+
+
 def htpasswd_entry(user: str, password: str) -> str:
     """A line of an htpasswd file, as `docker-registry`'s `auth: htpasswd` reads it (bcrypt)."""
     import bcrypt  # a test requirement; the benchmarks run on the standard library alone
