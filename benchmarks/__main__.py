@@ -24,6 +24,9 @@ Scenarios (benchmarks/scenarios/):
      20, 200 and 1,000 images (the marginal cost per image, manifest GETs and HEADs per
      registry, blobs and manifests written, processes, CPU), and a first mirror of 200 with
      20 ms added to every round trip by a delaying proxy in front of both registries.
+  8-9. signatures, attestations and SBOMs: a no-op re-mirror and a first mirror of 20 and 200
+     images with four referrers each, with `referrers` on and off, of images with none, and
+     `skopeo sync --all`: requests per image at each registry, by method.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from docker_mirror.testutil.pants_repo import PantsRepo
 from benchmarks import REPO
 from benchmarks.harness import Bench, progress, side_by_side, since_start
 from benchmarks.report import Report, Section, machine_notes
-from benchmarks.scenarios import changed_line, generation, mirroring, scale, startup
+from benchmarks.scenarios import changed_line, generation, mirroring, referrers, scale, startup
 from benchmarks.scenarios.startup import Startup
 
 
@@ -57,6 +60,7 @@ class Sizes:
     mirror_runs: int
     changed: tuple[tuple[str, int], ...]  # (method, spec lines) for the changed-line runs
     scale: scale.ScaleSizes  # copy mode against skopeo sync at scale, and with latency
+    referrers: referrers.ReferrerSizes  # images with signatures, attestations and SBOMs
 
 
 # Sized to finish in about thirty minutes on a quiet 2-core machine (the scale scenario: about 15).
@@ -66,6 +70,7 @@ FULL = Sizes(
     scale.ScaleSizes(
         (20, 200, 1000), (3, 3, 1), 3, cold_size=200, first_size=200, wan_size=200, wan_runs=1, wan_parallelism=(8, 16)
     ),
+    referrers.ReferrerSizes((20, 200), noop_runs=3),
 )
 # Checks the harness, at small sizes, in a few minutes.
 QUICK = Sizes(
@@ -73,6 +78,7 @@ QUICK = Sizes(
     scale.ScaleSizes(
         (5, 20, 50), (1, 1, 1), 1, cold_size=20, first_size=20, wan_size=20, wan_runs=1, wan_parallelism=(8,)
     ),
+    referrers.ReferrerSizes((5,), noop_runs=1),
 )
 
 MODES = (
@@ -92,7 +98,7 @@ class Results:
 
 
 # What `--only` can name; "Where Pants' time goes" (startup) runs every time, the others need it.
-SCENARIOS = ("generation", "mirroring", "changed", "scale")
+SCENARIOS = ("generation", "mirroring", "changed", "scale", "referrers")
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,7 @@ class Prepared:
     mirroring: mirroring.Mirroring | None
     changed: changed_line.ChangedLine | None
     scale: scale.Scale | None
+    referrers: referrers.Setup | None
 
 
 def warm_up_mirror_repository(
@@ -119,6 +126,8 @@ def warm_up_mirror_repository(
     if prepared.scale and seeded:
         seeded.result()
         scale.warm_up(bench, prepared.scale)
+    if prepared.referrers:
+        referrers.warm_up(bench, prepared.referrers)
 
 
 def prepare(bench: Bench, sizes: Sizes, wanted: Sequence[str]) -> Prepared:
@@ -130,6 +139,7 @@ def prepare(bench: Bench, sizes: Sizes, wanted: Sequence[str]) -> Prepared:
         mirroring.prepare(bench, mirror_repo, sizes.images) if "mirroring" in wanted else None,
         changed_line.prepare(bench, mirror_repo, sizes.changed) if "changed" in wanted else None,
         scale.prepare(bench, mirror_repo, sizes.scale) if "scale" in wanted else None,
+        referrers.prepare(bench, mirror_repo, sizes.referrers) if "referrers" in wanted else None,
     )
     mirror_repo.write({"BUILD": ""})  # so that a repository with no scenario in it still lists
     mirror_repo.git("init", "-q")
@@ -179,6 +189,9 @@ def run_all(bench: Bench, sizes: Sizes, wanted: Sequence[str]) -> Results:
         sections.append(changed_line.run_scenario(bench, prepared.changed))
     if prepared.scale:
         sections.append(scale.run_scenario(bench, prepared.scale, pants_startup))
+    if prepared.referrers:
+        sections.append(referrers.run_scenario(bench, prepared.referrers))
+        bench.check_daemon(mirror_repo, "the referrers runs")
     bench.stop_daemon(mirror_repo)
     return Results(machine, setup, pants_startup, sections)
 

@@ -37,7 +37,7 @@ def test_publish_mirrors_every_line_with_equal_digests(
     assert "src:mirror#pinned" in result.stdout.splitlines(), result
     assert mirror.manifest_digest("mirror/library/busybox", "1.36") == busybox
     # A digest-only line is tagged with the full digest.
-    assert mirror.tags("mirror/team/app") == ["sha256-" + app.split(":", 1)[1]]
+    assert mirror.tags("mirror/team/app") == ["digest-sha256-" + app.split(":", 1)[1]]
     assert mirror.manifest_digest("mirror/team/app", app) == app
     assert mirror.repositories() == ["mirror/library/busybox", "mirror/team/app"]
 

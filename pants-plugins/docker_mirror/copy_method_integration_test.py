@@ -60,7 +60,7 @@ def test_copy_keeps_digests_and_platforms_isolates_failures_and_skips_what_is_th
     assert "Traceback" not in first.stderr and "Traceback" not in first.stdout, first
     for published in (
         f"{mirror.address}/mirror/team/multi:1.0",
-        f"{mirror.address}/mirror/team/multi:sha256-{multi.index.split(':')[1]}",
+        f"{mirror.address}/mirror/team/multi:digest-sha256-{multi.index.split(':')[1]}",
         f"{mirror.address}/mirror/library/tool:2",
     ):
         assert f"✓ {published} published to @mirror (copied from " in summary, first
@@ -75,7 +75,7 @@ def test_copy_keeps_digests_and_platforms_isolates_failures_and_skips_what_is_th
         assert mirror.manifest_digest("mirror/library/tool", digest) == digest
     # The --platform line: just that platform's manifest, under its upstream digest.
     assert (
-        mirror.manifest_digest("mirror/team/multi", f"sha256-{multi.index.split(':')[1]}") == arm64
+        mirror.manifest_digest("mirror/team/multi", f"digest-sha256-{multi.index.split(':')[1]}") == arm64
     )
     assert "mirror/team/missing" not in mirror.repositories()
 
@@ -121,7 +121,7 @@ def test_copy_keeps_digests_and_platforms_isolates_failures_and_skips_what_is_th
     # and the one GET that cannot be a HEAD: the pinned index the --platform line picks from.
     upstream_requests = upstream.settled_access_log()[seen_upstream:]
     mirror_requests = mirror.settled_access_log()[seen_mirror:]
-    pinned_tag = f"sha256-{multi.index.split(':')[1]}"
+    pinned_tag = f"digest-sha256-{multi.index.split(':')[1]}"
     for path in ("/v2/team/multi/manifests/1.0", "/v2/library/tool/manifests/2"):
         assert requests_for(upstream_requests, "HEAD", path), (path, upstream_requests)
     pinned_index = f"/v2/team/multi/manifests/{multi.index}"
@@ -133,7 +133,11 @@ def test_copy_keeps_digests_and_platforms_isolates_failures_and_skips_what_is_th
     ):
         assert requests_for(mirror_requests, "HEAD", path), (path, mirror_requests)
     gets = [line for line in upstream_requests + mirror_requests if '"GET ' in line]
-    assert [line for line in gets if pinned_index not in line] == [], gets
+    # Besides the pinned index, only the referrers API's list (no pull), once per registry:
+    # this one answers 404 (it has no API), which the probe remembers for the run.
+    listings = [line for line in gets if "/referrers/" in line]
+    assert len(listings) == 1, listings
+    assert [line for line in gets if pinned_index not in line and "/referrers/" not in line] == [], gets
     # Once the logs have settled: no blob, and nothing but reads.
     new_requests = upstream_requests + mirror_requests
     assert not [

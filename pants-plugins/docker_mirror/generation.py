@@ -7,8 +7,11 @@ Both methods share names, repositories, tags, precedence and the per-spec-file h
 
 from __future__ import annotations
 
+import base64
+import binascii
 import fnmatch
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -19,6 +22,8 @@ from docker_mirror.target_types import (
     DockerMirrorImagesLabelsField,
     DockerMirrorImagesPullField,
     DockerMirrorPlatformField,
+    DockerMirrorReferrersField,
+    DockerMirrorRequireSignatureField,
     DockerMirrorSourceImageField,
 )
 from docker_mirror.util_rules.registry_access import split_registry_address
@@ -45,6 +50,8 @@ BUILD_ONLY_FIELDS = (
     DockerMirrorImagesBuildArgsField.alias,
     DockerMirrorImagesLabelsField.alias,
 )
+# Generator fields that only configure a registry-to-registry copy.
+COPY_ONLY_FIELDS = (DockerMirrorReferrersField.alias, DockerMirrorRequireSignatureField.alias)
 # What `docker build` needs that a copied image has no use for.
 _DOCKER_BUILD_VALUES = (
     DockerImageInstructionsField.alias,
@@ -187,6 +194,55 @@ def check_copy_method_fields(
                 """
             )
         )
+
+
+def check_build_method_fields(
+    template: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any]], *, generator: str
+) -> None:
+    """Refuses copy-only fields given to a `method="build"` generator or its `overrides`."""
+    given = {alias for alias in COPY_ONLY_FIELDS if alias in template}
+    given.update(
+        alias for values in overrides.values() for alias in COPY_ONLY_FIELDS if alias in values
+    )
+    if not given:
+        return
+    fields = ", ".join(f"`{alias}`" for alias in COPY_ONLY_FIELDS if alias in given)
+    raise InvalidFieldException(
+        softwrap(
+            f"""
+            {generator} has `method="build"` but sets {fields}, which only apply to
+            `method="copy"`: a rebuilt image has a digest of its own, which no signature,
+            attestation or SBOM of the source names, so none can be carried to it or checked
+            for it. Use `method="copy"`, which copies the image under the source's digests with
+            what refers to it, and can require a signature first.
+            """
+        )
+    )
+
+
+_PEM_PUBLIC_KEY = re.compile(
+    rb"-----BEGIN PUBLIC KEY-----\s*([A-Za-z0-9+/=\s]+?)\s*-----END PUBLIC KEY-----"
+)
+# DER of the AlgorithmIdentifier of an elliptic-curve key on P-256 (id-ecPublicKey, prime256v1),
+# which a SubjectPublicKeyInfo holds right after its two-byte header.
+_P256_ALGORITHM = bytes.fromhex("301306072a8648ce3d020106082a8648ce3d030107")
+
+
+def signature_key_problem(content: bytes) -> str | None:
+    """Why a `require_signature` file is not an ECDSA P-256 public key in PEM, or None.
+
+    A check of its shape, so that a wrong file is named when the targets are generated; the
+    registry probe loads the key for real before it verifies anything."""
+    match = _PEM_PUBLIC_KEY.search(content)
+    if match is None:
+        return "not a PEM public key (`-----BEGIN PUBLIC KEY-----`), as `cosign generate-key-pair` writes cosign.pub"
+    try:
+        der = base64.b64decode(b"".join(match.group(1).split()), validate=True)
+    except (binascii.Error, ValueError):
+        return "its PEM block is not base64"
+    if der[2 : 2 + len(_P256_ALGORITHM)] != _P256_ALGORITHM:
+        return "not an ECDSA P-256 public key (cosign's key type)"
+    return None
 
 
 def check_destination_clashes(images: Iterable[tuple[PlannedImage, Mapping[str, Any]]]) -> None:

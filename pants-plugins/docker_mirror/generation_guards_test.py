@@ -154,3 +154,97 @@ def test_a_default_registry_is_a_destination(method: str) -> None:
     with pytest.raises(ExecutionError, match="no destination registry"):
         generate(generator_rule_runner(not_default), method, "python:3.12\n")
     assert len(generate(generator_rule_runner(not_default), method, "python:3.12\n", ", registries=['@m']")) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# `referrers` and `require_signature`: only with `method="copy"`; the keys are checked at once.
+
+
+def pem(private_key: object) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    public = private_key.public_key()  # type: ignore[attr-defined]
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def p256_pem() -> str:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return pem(ec.generate_private_key(ec.SECP256R1()))
+
+
+@pytest.mark.parametrize(
+    "build_extra, named",
+    [
+        (", require_signature=['keys/cosign.pub']", "`require_signature`"),
+        (", referrers=False", "`referrers`"),
+        (", overrides={'python': {'referrers': True}}", "`referrers`"),
+    ],
+)
+def test_copy_only_fields_are_refused_with_the_build_method(build_extra: str, named: str) -> None:
+    rule_runner = generator_rule_runner(*default_registry_args())
+    rule_runner.write_files({"keys/cosign.pub": p256_pem()})
+    with pytest.raises(ExecutionError) as exc:
+        generate(rule_runner, "build", "python:3.12\n", build_extra)
+    message = str(exc.value)
+    assert f'src:mirror has `method="build"` but sets {named}, which only apply to `method="copy"`' in message
+    assert "a rebuilt image has a digest of its own" in message
+
+
+def test_signature_keys_are_paths_from_the_build_root_or_the_build_file() -> None:
+    from docker_mirror.target_types import DockerMirrorRequireSignatureField
+
+    rule_runner = generator_rule_runner(*default_registry_args())
+    rule_runner.write_files({"keys/cosign.pub": p256_pem(), "src/local.pub": p256_pem()})
+    (address,) = generate(
+        rule_runner, "copy", "python:3.12\n", ", require_signature=['keys/cosign.pub', './local.pub']"
+    )
+    target = rule_runner.get_target(Address("src", target_name="mirror", generated_name="python"))
+    assert target[DockerMirrorRequireSignatureField].value == ("keys/cosign.pub", "src/local.pub")
+
+
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        ("/etc/cosign.pub", "is not in the repository"),
+        ("../../outside.pub", "is not a file in the repository"),
+    ],
+)
+def test_signature_keys_outside_the_repository_are_refused(path: str, message: str) -> None:
+    rule_runner = generator_rule_runner(*default_registry_args())
+    with pytest.raises(ExecutionError, match=message):
+        generate(rule_runner, "copy", "python:3.12\n", f", require_signature=[{path!r}]")
+
+
+def test_a_missing_signature_key_is_named() -> None:
+    rule_runner = generator_rule_runner(*default_registry_args())
+    with pytest.raises(ExecutionError) as exc:
+        generate(rule_runner, "copy", "python:3.12\n", ", require_signature=['keys/missing.pub']")
+    assert "keys/missing.pub" in str(exc.value) and "require_signature" in str(exc.value)
+
+
+def test_a_key_that_is_not_ecdsa_p256_is_named_at_generation() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    rule_runner = generator_rule_runner(*default_registry_args())
+    rule_runner.write_files(
+        {
+            "keys/rsa.pub": pem(rsa.generate_private_key(65537, 2048)),
+            "keys/p384.pub": pem(ec.generate_private_key(ec.SECP384R1())),
+            "keys/cosign.key": "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nx\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n",
+            "keys/good.pub": p256_pem(),
+        }
+    )
+    with pytest.raises(ExecutionError) as exc:
+        generate(
+            rule_runner, "copy", "python:3.12\n",
+            ", require_signature=['keys/good.pub', 'keys/rsa.pub', 'keys/p384.pub', 'keys/cosign.key']",
+        )  # fmt: skip
+    message = str(exc.value)
+    assert "src:mirror: a `require_signature` key is not usable:" in message
+    assert "keys/rsa.pub: not an ECDSA P-256 public key (cosign's key type)" in message
+    assert "keys/p384.pub: not an ECDSA P-256 public key (cosign's key type)" in message
+    assert "keys/cosign.key: not a PEM public key" in message
+    assert "keys/good.pub" not in message

@@ -63,7 +63,7 @@ def test_copy_generates_mirror_targets_with_build_mode_names_and_fields(
     assert app[DockerMirrorImageRepositoryField].value == "org/app"
 
     pinned = generated(rule_runner, "team/pinned")
-    assert pinned[DockerMirrorImageTagsField].value == ("sha256-" + "a" * 64,)
+    assert pinned[DockerMirrorImageTagsField].value == ("digest-sha256-" + "a" * 64,)
 
     # Published by this plugin's copy rules, never built or pushed by Pants' docker backend.
     for target in (busybox, app, pinned):

@@ -13,6 +13,7 @@ from docker_mirror.generation import (
     COPY,
     applicable_defaults,
     check_allowed_source_registries,
+    check_build_method_fields,
     check_copy_method_fields,
     check_destination_clashes,
     check_override_names,
@@ -20,6 +21,7 @@ from docker_mirror.generation import (
     image_field_values,
     no_destination_message,
     plan_images,
+    signature_key_problem,
     spec_file_relative_path,
 )
 from docker_mirror.spec import SpecError
@@ -29,6 +31,7 @@ from docker_mirror.target_types import (
     DockerMirrorImagesSourcesField,
     DockerMirrorImagesTargetGenerator,
     DockerMirrorImageTarget,
+    DockerMirrorRequireSignatureField,
 )
 from pants.backend.docker.subsystems.docker_options import DockerOptions
 from pants.backend.docker.target_types import DockerImageTarget
@@ -37,6 +40,7 @@ from pants.core.target_types import (
     TargetGeneratorSourcesHelperTarget,
 )
 from pants.engine.addresses import Address
+from pants.engine.fs import DigestContents, GlobMatchErrorBehavior, PathGlobs
 from pants.engine.rules import collect_rules, rule
 from pants.engine.target import GeneratedTargets, GenerateTargetsRequest, InvalidTargetException
 from pants.engine.unions import UnionMembership, UnionRule
@@ -111,6 +115,8 @@ async def generate_docker_mirror_images(
     method = request.generator[DockerMirrorImagesMethodField].value
     if method == COPY:
         check_copy_method_fields(request.template, overrides, generator=str(generator_address))
+    else:
+        check_build_method_fields(request.template, overrides, generator=str(generator_address))
     target_cls = DockerMirrorImageTarget if method == COPY else DockerImageTarget
     defaults = applicable_defaults(
         family.defaults.get(target_cls.alias, {}),
@@ -151,7 +157,39 @@ async def generate_docker_mirror_images(
         target_cls(values, generator_address.create_generated(image.name), union_membership)
         for image, values in planned
     ]
+    key_paths = {
+        path
+        for target in mirror_images
+        if target.has_field(DockerMirrorRequireSignatureField)
+        for path in target[DockerMirrorRequireSignatureField].value or ()
+    }
+    if key_paths:
+        keys = await path_globs_contents(signature_keys_globs(key_paths, str(generator_address)))
+        check_signature_keys(keys, generator=str(generator_address))
     return GeneratedTargets(request.generator, [*mirror_images, *helpers.values()])
+
+
+def signature_keys_globs(paths: set[str], generator: str) -> PathGlobs:
+    return PathGlobs(
+        sorted(paths),
+        glob_match_error_behavior=GlobMatchErrorBehavior.error,
+        description_of_origin=f"the `require_signature` field of {generator}",
+    )
+
+
+def check_signature_keys(keys: DigestContents, *, generator: str) -> None:
+    """Refuses `require_signature` files that hold no ECDSA P-256 public key, so that a wrong
+    key is named now rather than when the first image is published."""
+    problems = [
+        f"{file.path}: {problem}"
+        for file in sorted(keys, key=lambda f: f.path)
+        for problem in [signature_key_problem(file.content)]
+        if problem
+    ]
+    if problems:
+        raise InvalidTargetException(
+            f"{generator}: a `require_signature` key is not usable:\n" + "\n".join(problems)
+        )
 
 
 def rules():

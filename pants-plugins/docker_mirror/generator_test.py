@@ -64,7 +64,7 @@ def test_one_image_per_line_with_fields(rule_runner: RuleRunner) -> None:
 
     local = generated(rule_runner, "localhost_5000/team/app")
     assert local[DockerImageRepositoryField].value == "team/app"
-    assert local[DockerImageTagsField].value == ("sha256-" + "a" * 64,)
+    assert local[DockerImageTagsField].value == ("digest-sha256-" + "a" * 64,)
 
     assert generated(rule_runner, "busybox")[DockerImageTagsField].value == ("latest",)
 

@@ -403,7 +403,7 @@ class ImageIdentity:
     `library/nginx` and `docker.io/library/nginx:latest` are one image. A digest decides what is
     fetched, but a tag beside it stays part of the identity, since it is what the mirror pushes:
     `nginx:1.25@sha256:<d>` and `nginx@sha256:<d>` are two images (pushed as `1.25` and as
-    `sha256-<d>`). Hosts are compared as written, as Docker does (`registry-1.docker.io`, Docker
+    `digest-sha256-<d>`). Hosts are compared as written, as Docker does (`registry-1.docker.io`, Docker
     Hub's API host, is not `docker.io` to Docker; it still is to the allowlist, which judges
     hosts).
 

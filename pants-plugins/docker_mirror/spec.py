@@ -46,6 +46,9 @@ _LINE = re.compile(
     re.ASCII,
 )
 
+# The tag of a digest-only line: `digest-sha256-<hex>`, the full digest, so it names one manifest.
+DIGEST_TAG_PREFIX = "digest-"
+
 
 # Only space and tab separate tokens: other whitespace (NBSP, \v, \f) must stay inside a token
 # and be refused there, instead of silently acting as a separator.
@@ -142,8 +145,9 @@ class SpecEntry:
         if self.reference.tag is not None:
             return self.reference.tag
         if self.reference.digest is not None:
-            # ':' is not allowed in a tag; "sha256-<hex>" is the usual spelling.
-            return self.reference.digest.replace(":", "-", 1)
+            # ':' is not allowed in a tag. Not "sha256-<hex>": OCI 1.1 reserves that for the
+            # image's referrers (their fallback tag), which copy mode writes next to the image.
+            return DIGEST_TAG_PREFIX + self.reference.digest.replace(":", "-", 1)
         return "latest"
 
     @property

@@ -353,7 +353,7 @@ def test_from_instruction(line: str, instruction: str) -> None:
     [
         ("python:3.12", "3.12"),
         (f"python:3.12@{DIGEST}", "3.12"),
-        (f"python@{DIGEST}", f"sha256-{HEX}"),
+        (f"python@{DIGEST}", f"digest-sha256-{HEX}"),
         ("python", "latest"),
         ("localhost:5000/app", "latest"),
         ("localhost:5000", "5000"),

@@ -9,6 +9,7 @@ docker backend neither builds nor pushes those targets.
 
 from __future__ import annotations
 
+import posixpath
 from typing import Iterable, Optional, Tuple
 
 from docker_mirror.compat import UnmatchedBuildFileGlobs
@@ -184,7 +185,7 @@ class DockerMirrorImagesTagsField(DockerImageTagsField):
         The tags to push every mirrored image under, replacing the per-image default.
 
         By default each image keeps the tag it has in the spec file; an image given by digest
-        only (`name@sha256:<hex>`) is tagged `sha256-<hex>` (the full digest, so the tag
+        only (`name@sha256:<hex>`) is tagged `digest-sha256-<hex>` (the full digest, so the tag
         identifies exactly one manifest); an image with neither a tag nor a digest is tagged
         `latest`. Set tags for a single image with `overrides`.
         """
@@ -241,13 +242,109 @@ class DockerMirrorImagesMethodField(StringField):
 
         `"copy"` generates a `docker_mirror_image` per line, mirrored registry to registry with
         `skopeo copy --all --preserve-digests`: every platform, and the image index under the
-        source's own digest, or just the line's `--platform=`. No Docker engine is involved, and
-        a destination that already serves the source digest is skipped (reported as up to date)
-        after a single manifest request. `pull`, `extra_build_args` and `image_labels` do not
-        apply and are an error with `"copy"`. See `pants help docker_mirror_image` and
-        `pants help docker-mirror`.
+        source's own digest, or just the line's `--platform=`, with the signatures,
+        attestations and SBOMs that refer to it (`referrers`), and optionally only if it is
+        signed (`require_signature`). No Docker engine is involved, and a destination that
+        already serves the source digest is skipped (reported as up to date) after a single
+        manifest request. `pull`, `extra_build_args` and `image_labels` do not apply and are an
+        error with `"copy"`. See `pants help docker_mirror_image` and `pants help docker-mirror`.
+
+        Signatures: a rebuilt image (`"build"`) has a digest of its own, so no upstream
+        signature, attestation or SBOM names it and none is carried; verify what you run at the
+        mirror with `"copy"`, which keeps the digests they name.
         """
     )
+
+
+class DockerMirrorReferrersField(BoolField):
+    alias = "referrers"
+    default = True
+    help = help_text(
+        """
+        With `method="copy"`: copy what refers to each image along with it, its signatures,
+        attestations and SBOMs (the default). Both schemes signers use are carried:
+
+        - cosign's tag scheme (cosign up to v2): the manifests tagged `sha256-<hex>.sig`,
+          `.att` and `.sbom` beside the image are copied under the same tags. Where the
+          destination's tag holds signatures of its own (the image was signed again at the
+          mirror), the source's are appended to it, as `cosign sign` appends, and none is
+          dropped.
+        - OCI 1.1 referrers (cosign v3, notation, oras, SBOM tools): the manifests whose
+          `subject` is the image, as the source lists them through its referrers API or its
+          `sha256-<hex>` fallback tag, are written to the destination by digest. A destination
+          with the referrers API lists them itself; on one without it they are added to its
+          `sha256-<hex>` fallback tag, keeping every entry it already lists.
+
+        `<hex>` is the digest the mirror serves: the image index, or with a `--platform=` line
+        that platform's manifest. Every manifest and blob keeps its digest, so a signature
+        verifies at the mirror as it does upstream (`cosign verify`, Kyverno, Sigstore
+        policy-controller, Ratify). They are copied before the image, so the mirror never
+        serves an image without them; if they cannot be copied, the image is not copied
+        either and fails, naming the reason. Attestations that BuildKit stores inside the image
+        index (`unknown/unknown` entries) are part of the image and are always copied.
+
+        Cost: `pants package` asks the source 4 more `HEAD`s per image (its 3 cosign tags and
+        its fallback tag, or the referrers API's list instead of the last), and each destination
+        repository a `HEAD` per cosign tag the source has and one for the source's referrers
+        listing, and no manifest `GET`: a re-mirror where nothing changed stays free of pulls.
+        What is added upstream later is copied by the next run, without copying the image again.
+
+        `False` copies the image alone. With `method="build"` nothing of this is copied: a
+        rebuilt image has a digest of its own, which no upstream signature names.
+        """
+    )
+
+
+def repository_file_path(path: str, build_file_dir: str) -> str:
+    """A file named in a BUILD file, as a path from the build root: relative to the build root,
+    or to the BUILD file's directory when it starts with `./` or `../` (as the `secrets` of
+    `docker_image`). Raises ValueError for a path outside the repository."""
+    if path.startswith("/") or path.startswith("~"):
+        raise ValueError(f"{path!r} is not in the repository: give a path relative to the build root")
+    anchored = path.startswith(("./", "../")) or path in (".", "..")
+    joined = posixpath.normpath(posixpath.join(build_file_dir, path) if anchored else path)
+    if joined == "." or joined.startswith("../") or joined == "..":
+        raise ValueError(f"{path!r} is not a file in the repository")
+    return joined
+
+
+class DockerMirrorRequireSignatureField(StringSequenceField):
+    alias = "require_signature"
+    help = help_text(
+        """
+        With `method="copy"`: mirror an image only if a cosign signature of the very digest
+        being mirrored verifies against one of these public keys. Each is a PEM file of an
+        ECDSA P-256 public key, as `cosign generate-key-pair` writes `cosign.pub`: a path
+        relative to the build root, or to this BUILD file's directory when it starts with `./`,
+        e.g. `require_signature=["keys/cosign.pub"]`.
+
+        Before anything of an image is written, `pants publish` reads its signatures at the
+        source in both layouts cosign uses, the `sha256-<hex>.sig` tag (cosign up to v2) and
+        Sigstore bundles attached as referrers (cosign v3), and copies the image only if one
+        verifies against a key and names the digest being mirrored (the image index, or a
+        `--platform=` line's manifest). Otherwise that image fails alone, naming the image, the
+        keys and the reason, and nothing of it is written: an unsigned image never enters the
+        mirror. The signature is checked against the key alone, offline: transparency-log
+        entries and keyless (certificate) signatures are not checked, as with
+        `cosign verify --key cosign.pub --insecure-ignore-tlog`.
+
+        An image the destination already serves is not copied, so it is not checked again.
+        Not with `method="build"`, which is refused: a rebuilt image has a digest of its own,
+        which no upstream signature names.
+        """
+    )
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Iterable[str]], address: Address
+    ) -> Optional[Tuple[str, ...]]:
+        value = super().compute_value(raw_value, address)
+        if value is None:
+            return None
+        try:
+            return tuple(repository_file_path(path, address.spec_path) for path in value)
+        except ValueError as e:
+            raise InvalidFieldException(f"The `{cls.alias}` field of {address}: {e}.") from None
 
 
 class DockerMirrorImagesTargetGenerator(TargetGenerator):
@@ -298,6 +395,8 @@ class DockerMirrorImagesTargetGenerator(TargetGenerator):
         DockerMirrorImagesBuildArgsField,
         DockerMirrorImagesLabelsField,
         DockerMirrorImagesPullField,
+        DockerMirrorReferrersField,
+        DockerMirrorRequireSignatureField,
     )
 
 
@@ -428,6 +527,8 @@ class DockerMirrorImageTarget(Target):
         DockerMirrorImageSkipPushField,
         DockerMirrorImageDependenciesField,
         DockerMirrorImageOutputPathField,
+        DockerMirrorReferrersField,
+        DockerMirrorRequireSignatureField,
     )
     help = help_text(
         """
@@ -441,7 +542,9 @@ class DockerMirrorImageTarget(Target):
         destination reference, that digest with the source's: equal is reported as up to date
         and costs nothing more; otherwise `skopeo copy --all --preserve-digests` copies every
         platform and the image index, keeping their digests (or, with `platform`, just that
-        platform's manifest). A failing image is reported as failed without stopping the
-        others.
+        platform's manifest). Before the image, what refers to it (signatures, attestations,
+        SBOMs; see `referrers`) is copied to each destination repository that lacks it, after
+        the `require_signature` check if one is set. A failing image is reported as failed
+        without stopping the others.
         """
     )

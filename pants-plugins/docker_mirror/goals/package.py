@@ -22,6 +22,8 @@ from docker_mirror.target_types import (
     DockerMirrorImageSkipPushField,
     DockerMirrorImageTagsField,
     DockerMirrorPlatformField,
+    DockerMirrorReferrersField,
+    DockerMirrorRequireSignatureField,
     DockerMirrorSourceImageField,
 )
 from docker_mirror.util_rules.destinations import Destination, mirror_destinations
@@ -32,7 +34,9 @@ from docker_mirror.util_rules.manifest_reads import (
     generator_reads,
     reads_owner,
     resolve_source,
+    source_referrers,
 )
+from docker_mirror.util_rules.referrers import ProbedReferrers
 from pants.backend.docker.subsystems.docker_options import DockerOptions
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
 from pants.engine.fs import CreateDigest, FileContent
@@ -55,6 +59,8 @@ class DockerMirrorCopyPackageFieldSet(PackageFieldSet):
     image_tags: DockerMirrorImageTagsField
     skip_push: DockerMirrorImageSkipPushField
     output_path: DockerMirrorImageOutputPathField
+    referrers: DockerMirrorReferrersField
+    require_signature: DockerMirrorRequireSignatureField
 
 
 @dataclass(frozen=True)
@@ -67,10 +73,38 @@ class BuiltMirrorImage(BuiltPackageArtifact):
     served: tuple[tuple[str, str | None], ...] = ()
     # The Pants run whose registry reads these are (see `ProbedManifests.run_id`).
     checked_in_run: int = 0
+    # What refers to the source digest, and what each destination repository lacks of it; None
+    # when the image copies no referrers (`referrers=False`).
+    referrers: ProbedReferrers | None = None
+    # `require_signature`: the keys (paths from the build root) a signature must verify against.
+    signature_keys: tuple[str, ...] = ()
+
+
+def referrers_record(referrers: ProbedReferrers | None) -> dict | None:
+    """What refers to the source digest, as the record shows it: what the source has, by kind,
+    and what each destination repository lacks."""
+    if referrers is None:
+        return None
+    return {
+        "subject": referrers.subject,
+        "at_source": dict(referrers.at_source),
+        "to_copy": {
+            repository: [
+                {"kind": item.kind, "digest": item.digest, "tag": item.tag} for item in plan.items
+            ]
+            for repository, plan in sorted(referrers.plans.items())
+            if plan.items
+        },
+        "error": referrers.error,
+    }
 
 
 def mirror_record(
-    address: str, source: ResolvedSource, destinations: Sequence[Destination]
+    address: str,
+    source: ResolvedSource,
+    destinations: Sequence[Destination],
+    referrers: ProbedReferrers | None = None,
+    signature_keys: Sequence[str] = (),
 ) -> bytes:
     """The JSON record of one mirrored image, as written under `dist/` by `pants package`."""
     record = {
@@ -98,6 +132,8 @@ def mirror_record(
             for destination in destinations
         ],
         "error": source.error,
+        "referrers": referrers_record(referrers),
+        "require_signature": list(signature_keys),
     }
     return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
 
@@ -126,10 +162,21 @@ async def package_docker_mirror_image(
         (d.reference, reads.served_digest(d.reference))
         for d in destinations_to_check(destinations, skip_push=field_set.skip_push.value)
     )
+    referrers = (
+        source_referrers(source, reads) if field_set.referrers.value and served else None
+    )
+    signature_keys = field_set.require_signature.value or ()
     relpath = field_set.output_path.value_or_default(file_ending="docker-mirror.json")
     digest = await created_digest(
         CreateDigest(
-            [FileContent(relpath, mirror_record(str(field_set.address), source, destinations))]
+            [
+                FileContent(
+                    relpath,
+                    mirror_record(
+                        str(field_set.address), source, destinations, referrers, signature_keys
+                    ),
+                )
+            ]
         )
     )
     if source.error:
@@ -137,6 +184,11 @@ async def package_docker_mirror_image(
         line = f"Could not resolve {source.error}"
     else:
         line = f"Resolved {source.reference} to {source.summary}"
+        if referrers is not None and referrers.error:
+            logger.error(f"{field_set.address}: {referrers.error}")
+            line += f"; could not read what refers to it: {referrers.error}"
+        elif referrers is not None:
+            line += f"; referrers at the source: {referrers.found}"
     return BuiltPackage(
         digest,
         (
@@ -147,6 +199,8 @@ async def package_docker_mirror_image(
                 destinations=destinations,
                 served=served,
                 checked_in_run=reads.run_id,
+                referrers=referrers,
+                signature_keys=signature_keys,
             ),
         ),
     )

@@ -6,12 +6,24 @@ import json
 
 from docker_mirror.goals.package import mirror_record
 from docker_mirror.goals.publish import (
+    CopyToRepositoryRequest,
+    CopyToRepositoryResult,
     by_repository,
     copied_packages,
+    referrers_step,
+    repository_packages,
     split_up_to_date,
+    unread_referrers_packages,
     unresolved_packages,
     up_to_date_packages,
 )
+from docker_mirror.util_rules.referrers import (
+    CopiedReferrers,
+    ProbedReferrers,
+    ReferrerCopy,
+    ReferrersPlan,
+)
+from pants.util.frozendict import FrozenDict
 from docker_mirror.testutil.probe_results import failed as probe_failed
 from docker_mirror.testutil.probe_results import INDEX, probed, served
 from docker_mirror.util_rules.manifest_reads import resolve_source
@@ -97,6 +109,8 @@ def test_record_has_source_digest_media_type_platforms_and_destinations() -> Non
             }
         ],
         "error": None,
+        "referrers": None,
+        "require_signature": [],
     }
     failed = json.loads(
         mirror_record(
@@ -161,3 +175,121 @@ def test_summary_entries_are_honest() -> None:
     assert isinstance(unresolved.process, InteractiveProcess)
     assert unresolved.process.process.env["DOCKER_MIRROR_EXIT_CODE"] == "1"
     assert "at registry 127.0.0.1:5000: not found" in (unresolved.description or "")
+
+
+# ---------------------------------------------------------------------------------------------
+# What refers to the image: recorded by `package`, copied first by `publish`, and reported.
+
+SIG = ReferrerCopy("signature", "sha256:" + "5" * 64, "application/vnd.oci.image.manifest.v1+json", "sha256-x.sig")
+SBOM = ReferrerCopy("SBOM", "sha256:" + "6" * 64, "application/vnd.oci.image.manifest.v1+json")
+
+
+def resolved():
+    return resolve_source("127.0.0.1:5000/team/app:1", None, probed(served("127.0.0.1:5000/team/app:1", INDEX)))
+
+
+def test_the_record_says_what_refers_to_the_source_and_what_each_repository_lacks() -> None:
+    referrers = ProbedReferrers(
+        "127.0.0.1:5000/team/app:1",
+        None,
+        subject=manifest_digest(INDEX),
+        at_source=(("signature", 1), ("SBOM", 1)),
+        plans=FrozenDict({"127.0.0.1:5501/mirror/team/app": ReferrersPlan((SIG, SBOM)), "other/x": ReferrersPlan()}),
+    )
+    record = json.loads(mirror_record("src:m#app", resolved(), destinations(), referrers, ("keys/cosign.pub",)))
+    assert record["referrers"] == {
+        "subject": manifest_digest(INDEX),
+        "at_source": {"signature": 1, "SBOM": 1},
+        "to_copy": {
+            "127.0.0.1:5501/mirror/team/app": [
+                {"kind": "signature", "digest": SIG.digest, "tag": "sha256-x.sig"},
+                {"kind": "SBOM", "digest": SBOM.digest, "tag": None},
+            ]
+        },
+        "error": None,
+    }
+    assert record["require_signature"] == ["keys/cosign.pub"]
+
+
+def test_the_probe_runs_before_a_copy_only_when_there_is_something_for_it() -> None:
+    source = resolved()
+    stale = (("127.0.0.1:5501/mirror/team/app:1", None),)
+    nothing = CopyToRepositoryRequest(source, stale, 1, "127.0.0.1:5501/mirror/team/app")
+    assert referrers_step(nothing) is None
+    plan = ReferrersPlan((SIG,))
+    step = referrers_step(CopyToRepositoryRequest(source, (), 1, "127.0.0.1:5501/mirror/team/app", plan))
+    assert step is not None and step.plan == plan and step.signature_keys == ()
+    assert step.source_repository == "127.0.0.1:5000/team/app" and step.subject == source.digest
+    # The gate guards a copy of the image, not an image that is already there.
+    assert referrers_step(CopyToRepositoryRequest(source, (), 1, "r", signature_keys=("k.pub",))) is None
+    gated = referrers_step(CopyToRepositoryRequest(source, stale, 1, "r", signature_keys=("k.pub",)))
+    assert gated is not None and gated.signature_keys == ("k.pub",) and gated.plan.empty
+
+
+def exit_code(entry) -> str:
+    return entry.process.process.env["DOCKER_MIRROR_EXIT_CODE"] if entry.process else "-"
+
+
+def test_referrers_copied_with_the_image_are_named_once_per_repository() -> None:
+    source = resolved()
+    first, second = destinations(tags=("1", "latest"))
+    copied = CopiedReferrers("ok", copied=(SIG, SBOM))
+    result = CopyToRepositoryResult(
+        (CopyOutcome(first.reference, 0), CopyOutcome(second.reference, 0)), copied
+    )
+    entries = repository_packages(source, (first, second), (first, second), result, bash="/bin/bash")
+    assert [exit_code(e) for e in entries] == ["0", "0"]
+    assert (entries[0].description or "").endswith("; with 1 signature, 1 SBOM)")
+    assert "signature" not in (entries[1].description or "")
+    assert entries[0].data["referrers_copied"] == (SIG.digest, SBOM.digest)
+
+
+def test_referrers_added_upstream_later_are_copied_to_an_up_to_date_image() -> None:
+    source = resolved()
+    (destination,) = destinations()
+    result = CopyToRepositoryResult((), CopiedReferrers("ok", copied=(SIG,)))
+    (entry,) = repository_packages(source, (destination,), (), result, bash="/bin/bash")
+    assert exit_code(entry) == "0"  # "published", since something was written
+    assert entry.description == (
+        f"@mirror (the image was up to date: @mirror already serves {source.digest[:19]}; with 1 signature)"
+    )
+    (untouched,) = repository_packages(source, (destination,), (), None, bash="/bin/bash")
+    assert untouched.process is None and (untouched.description or "").startswith("(up to date:")
+
+
+def test_an_unsigned_image_fails_alone_and_names_the_reason() -> None:
+    source = resolved()
+    first, second = destinations(tags=("1", "latest"))
+    refused = CopiedReferrers("unsigned", "no signature of sha256:... verifies against keys/cosign.pub")
+    result = CopyToRepositoryResult(
+        (CopyOutcome(first.reference, 1, "not copied"), CopyOutcome(second.reference, 1, "not copied")), refused
+    )
+    entries = repository_packages(source, (first, second), (first, second), result, bash="/bin/bash")
+    assert [exit_code(e) for e in entries] == ["1", "1"]
+    assert entries[0].description == (
+        "copy from 127.0.0.1:5000/team/app:1 to 127.0.0.1:5501/mirror/team/app:1 at registry "
+        "127.0.0.1:5501 refused by `require_signature`: no signature of sha256:... verifies "
+        "against keys/cosign.pub"
+    )
+
+
+def test_referrers_that_cannot_be_copied_keep_the_image_out_and_fail_every_tag() -> None:
+    source = resolved()
+    first, second = destinations(tags=("1", "latest"))
+    failed_step = CopiedReferrers("error", "access denied by 127.0.0.1:5501 (403)")
+    # `latest` was up to date; `1` was to be copied.
+    result = CopyToRepositoryResult((CopyOutcome(first.reference, 1, "not copied"),), failed_step)
+    entries = repository_packages(source, (first, second), (first,), result, bash="/bin/bash")
+    assert [exit_code(e) for e in entries] == ["1", "1"]
+    assert "failed, so the image was not copied: access denied by 127.0.0.1:5501 (403)" in (entries[0].description or "")
+    assert (entries[1].description or "").endswith(
+        "to 127.0.0.1:5501/mirror/team/app:latest at registry 127.0.0.1:5501 failed: access denied by 127.0.0.1:5501 (403)"
+    )
+
+
+def test_referrers_that_cannot_be_read_fail_the_image() -> None:
+    entry = unread_referrers_packages(resolved(), destinations(), "access denied by 127.0.0.1:5000 (403)", bash="/bin/bash")
+    assert exit_code(entry) == "1"
+    assert "could not read what refers to 127.0.0.1:5000/team/app:1" in (entry.description or "")
+    assert "at registry 127.0.0.1:5000, so it was not copied: access denied" in (entry.description or "")
+    assert "`referrers=False`" in (entry.description or "")

@@ -23,11 +23,20 @@ from docker_mirror.target_types import (
     DockerMirrorSourceImageField,
 )
 from docker_mirror.util_rules.destinations import Destination
+from docker_mirror.image_reference import ImageReference, registry_host
 from docker_mirror.util_rules.manifest_reads import ResolvedSource
+from docker_mirror.util_rules.probe import copy_referrers
+from docker_mirror.util_rules.referrers import (
+    CopiedReferrers,
+    CopyReferrersRequest,
+    ReferrersPlan,
+    counted,
+)
 from docker_mirror.util_rules.skopeo import (
     DESTINATION_MANIFEST,
     CopyOutcome,
     Skopeo,
+    at_registry,
     copy_outcome,
     reporter_script,
 )
@@ -79,24 +88,96 @@ def report_process(bash: str, *, exit_code: int, message: str | None) -> Interac
     )
 
 
-def _data(source: ResolvedSource, outcome: str) -> PublishOutputData:
+def _data(
+    source: ResolvedSource, outcome: str, referrers: CopiedReferrers | None = None
+) -> PublishOutputData:
+    copied = referrers.copied if referrers is not None and referrers.ok else ()
     return PublishOutputData(
-        {"source": source.reference, "digest": source.digest, "mirror_outcome": outcome}
+        {
+            "source": source.reference,
+            "digest": source.digest,
+            "mirror_outcome": outcome,
+            "referrers_copied": tuple(item.digest for item in copied),
+        }
     )
+
+
+def referrers_note(referrers: CopiedReferrers | None) -> str:
+    """`; with 1 signature, 1 SBOM` when referrers were copied along, else nothing."""
+    if referrers is None or not referrers.ok:
+        return ""
+    notes = []
+    if referrers.verified_by:
+        notes.append(f"signature verified by {referrers.verified_by}")
+    copied = counted(_kinds(referrers))
+    if copied:
+        notes.append(f"with {copied}")
+    return "".join(f"; {note}" for note in notes)
+
+
+def _kinds(referrers: CopiedReferrers) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in referrers.copied:
+        counts[item.kind] = counts.get(item.kind, 0) + 1
+    return counts
 
 
 def skipped_packages(names: Sequence[str], reason: str) -> PublishPackages:
     return PublishPackages(names=tuple(names), description=f"({reason})")
 
 
-def up_to_date_packages(source: ResolvedSource, destination: Destination) -> PublishPackages:
+def up_to_date_packages(
+    source: ResolvedSource,
+    destination: Destination,
+    *,
+    referrers: CopiedReferrers | None = None,
+    bash: str = "",
+) -> PublishPackages:
+    """A destination that already serves the source digest. If what refers to the image was
+    copied to its repository meanwhile, that is reported as published (or failed) here."""
+    already = f"{destination.registry_name} already serves {short_digest(source.digest)}"
+    if referrers is None:
+        return PublishPackages(
+            names=(destination.reference,),
+            description=f"(up to date: {already})",
+            data=_data(source, "up-to-date"),
+        )
+    if not referrers.ok:
+        error = referrers_failure(source, destination, referrers, image_was_stale=False)
+        return PublishPackages(
+            names=(destination.reference,),
+            process=report_process(bash, exit_code=1, message=f"docker-mirror: {error}"),
+            description=error,
+            data=_data(source, "failed", referrers),
+        )
     return PublishPackages(
         names=(destination.reference,),
+        process=report_process(bash, exit_code=0, message=None),
         description=(
-            f"(up to date: {destination.registry_name} already serves "
-            f"{short_digest(source.digest)})"
+            f"{destination.registry_name} (the image was up to date: {already}"
+            f"{referrers_note(referrers)})"
         ),
-        data=_data(source, "up-to-date"),
+        data=_data(source, "referrers-copied", referrers),
+    )
+
+
+def referrers_failure(
+    source: ResolvedSource,
+    destination: Destination,
+    referrers: CopiedReferrers,
+    *,
+    image_was_stale: bool = True,
+) -> str:
+    """Why an image was not copied, or its referrers not: the gate refused it, or they could not
+    be copied (then a stale image was not copied either: the mirror never serves it without
+    them)."""
+    where = f"{source.reference} to {at_registry(destination.reference)}"
+    if referrers.outcome == "unsigned":
+        return f"copy from {where} refused by `require_signature`: {referrers.message}"
+    consequence = ", so the image was not copied" if image_was_stale else ""
+    return (
+        f"copy of what refers to {source.reference} ({short_digest(source.digest)}) to "
+        f"{at_registry(destination.reference)} failed{consequence}: {referrers.message}"
     )
 
 
@@ -113,16 +194,42 @@ def unresolved_packages(
     )
 
 
+def unread_referrers_packages(
+    source: ResolvedSource, destinations: Sequence[Destination], error: str, *, bash: str
+) -> PublishPackages:
+    """Every destination of an image whose referrers could not be read at the source: it is not
+    copied, since the mirror would then serve it without its signatures."""
+    message = (
+        f"could not read what refers to {source.reference} ({short_digest(source.digest)}) at "
+        f"registry {registry_host(source.reference)}, so it was not copied: {error}; "
+        "`referrers=False` copies images without their signatures, attestations and SBOMs"
+    )
+    return PublishPackages(
+        names=tuple(d.reference for d in destinations),
+        process=report_process(bash, exit_code=1, message=f"docker-mirror: {message}"),
+        description=message,
+        data=_data(source, "failed"),
+    )
+
+
 def destination_manifest(outputs: DigestContents) -> bytes | None:
     """What a copy's destination served after it (see `skopeo.GUARDED_COPY_SCRIPT`)."""
     return next((f.content for f in outputs if f.path == DESTINATION_MANIFEST), None)
 
 
 def copied_packages(
-    source: ResolvedSource, destination: Destination, outcome: CopyOutcome, *, bash: str
+    source: ResolvedSource,
+    destination: Destination,
+    outcome: CopyOutcome,
+    *,
+    bash: str,
+    referrers: CopiedReferrers | None = None,
 ) -> PublishPackages:
+    """A destination that was stale: copied, found up to date by the copy after all, or failed.
+    `referrers`: what refers to the image, copied to its repository just before (reported on the
+    first destination of a repository only)."""
     if outcome.up_to_date:
-        return up_to_date_packages(source, destination)
+        return up_to_date_packages(source, destination, referrers=referrers, bash=bash)
     if outcome.exit_code == 0:
         # The platforms as the destination serves them now: the source's body was not read.
         written = (
@@ -134,9 +241,10 @@ def copied_packages(
             names=(destination.reference,),
             process=report_process(bash, exit_code=0, message=None),
             description=(
-                f"{destination.registry_name} (copied from {source.reference}, {written.summary})"
+                f"{destination.registry_name} (copied from {source.reference}, {written.summary}"
+                f"{referrers_note(referrers)})"
             ),
-            data=_data(source, "copied"),
+            data=_data(source, "copied", referrers),
         )
     error = outcome.error or f"skopeo copy exited with {outcome.exit_code}"
     return PublishPackages(
@@ -178,21 +286,52 @@ class DockerMirrorCopyPublishFieldSet(PublishFieldSet):
 
 @dataclass(frozen=True)
 class CopyToRepositoryRequest:
-    """Copies one resolved source to tags of a single destination repository.
+    """Copies one resolved source to a single destination repository: first what refers to it
+    that the repository lacks (`referrers`; with `signature_keys`, after checking the image's
+    signature), then the image to its stale tags.
 
-    `destinations` pairs each destination reference with the digest it served when it was
-    checked (None: nothing), which the copy verifies before writing.
+    `destinations` pairs each stale destination reference with the digest it served when it was
+    checked (None: nothing), which the copy verifies before writing; it may be empty when only
+    referrers are missing.
     """
 
     source: ResolvedSource
     destinations: tuple[tuple[str, str | None], ...]
     # The run whose reads decided the copy: a copy belongs to it (see `Skopeo.copy`).
     checked_in_run: int
+    # `registry/repository`.
+    repository: str = ""
+    referrers: ReferrersPlan = ReferrersPlan()
+    # `require_signature`, checked only when the image itself is copied.
+    signature_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class CopyToRepositoryResult:
     outcomes: tuple[CopyOutcome, ...]
+    # What the registry probe did before the image was copied, if it ran.
+    referrers: CopiedReferrers | None = None
+
+
+def referrers_step(request: CopyToRepositoryRequest) -> CopyReferrersRequest | None:
+    """The registry probe's part of a copy: the gate (when the image is copied and
+    `require_signature` is set) and the referrers the repository lacks; None when neither."""
+    keys = request.signature_keys if request.destinations else ()
+    if request.referrers.empty and not keys:
+        return None
+    source = request.source
+    assert source.digest is not None
+    return CopyReferrersRequest(
+        source_repository=ImageReference.parse(source.reference).name,
+        subject=source.digest,
+        destination_repository=request.repository,
+        plan=request.referrers,
+        signature_keys=keys,
+        run_id=request.checked_in_run,
+    )
+
+
+copy_referrers_of = rule_call(copy_referrers)
 
 
 @rule(desc="Copying an image to a repository", level=LogLevel.DEBUG)
@@ -202,6 +341,18 @@ async def copy_to_repository(
     source = request.source
     digest = source.digest
     assert digest is not None
+
+    # What refers to the image goes first, so that the mirror never serves the image without
+    # it; and if the gate refuses the image, or they cannot be copied, the image is not copied.
+    step = referrers_step(request)
+    referrers = await copy_referrers_of(step) if step is not None else None
+    if referrers is not None and not referrers.ok:
+        return CopyToRepositoryResult(
+            tuple(CopyOutcome(d, 1, f"not copied: {referrers.message}") for d, _ in request.destinations),
+            referrers,
+        )
+    if not request.destinations:
+        return CopyToRepositoryResult((), referrers)
 
     def copy(destination: str, seen: str | None) -> Process:
         return skopeo.copy(
@@ -230,7 +381,8 @@ async def copy_to_repository(
                     )
                     for other, _ in others
                 ),
-            )
+            ),
+            referrers,
         )
     other_results = await concurrently(process_result(copy(other, seen)) for other, seen in others)
     others_written = await concurrently(
@@ -243,11 +395,48 @@ async def copy_to_repository(
                 copy_outcome(source.reference, other, result, destination_manifest(written))
                 for (other, _), result, written in zip(others, other_results, others_written)
             ),
-        )
+        ),
+        referrers,
     )
 
 
 copy_to = rule_call(copy_to_repository)
+
+
+def repository_of(destination: Destination) -> str:
+    return f"{destination.registry}/{destination.repository}"
+
+
+def repository_packages(
+    source: ResolvedSource,
+    group: Sequence[Destination],
+    stale: Sequence[Destination],
+    result: CopyToRepositoryResult | None,
+    *,
+    bash: str,
+) -> list[PublishPackages]:
+    """The summary entries of one destination repository's tags. What refers to the image is
+    reported on the repository's first tag (it was copied once for all of them); a refused or
+    failed referrers step fails every tag it kept from being copied, or that lacks it."""
+    referrers = result.referrers if result is not None else None
+    outcomes = {o.destination: o for o in result.outcomes} if result is not None else {}
+    entries = []
+    for index, destination in enumerate(group):
+        reported = referrers if index == 0 or (referrers is not None and not referrers.ok) else None
+        if destination in stale:
+            outcome = outcomes[destination.reference]
+            if referrers is not None and not referrers.ok:
+                outcome = CopyOutcome(
+                    destination.reference, 1, referrers_failure(source, destination, referrers)
+                )
+            entries.append(
+                copied_packages(source, destination, outcome, bash=bash, referrers=reported)
+            )
+        else:
+            entries.append(
+                up_to_date_packages(source, destination, referrers=reported, bash=bash)
+            )
+    return entries
 
 
 @rule(desc="Mirroring an image registry to registry", level=LogLevel.DEBUG)
@@ -292,26 +481,39 @@ async def publish_docker_mirror_image(
         if source.error or source.digest is None:
             jobs.append(unresolved_packages(source, pushed, bash=bash.path))
             continue
+        if image.referrers is not None and image.referrers.error:
+            jobs.append(unread_referrers_packages(source, pushed, image.referrers.error, bash=bash.path))
+            continue
 
         # What each destination served when `package` read it, alongside the source.
         seen = dict(image.served)
-        up_to_date, stale = split_up_to_date(source.digest, pushed, seen)
-        jobs.extend(up_to_date_packages(source, d) for d in up_to_date)
-
-        results = await concurrently(
-            copy_to(
-                CopyToRepositoryRequest(
-                    source,
-                    tuple((d.reference, seen.get(d.reference)) for d in group),
-                    checked_in_run=image.checked_in_run,
-                )
+        _, stale = split_up_to_date(source.digest, pushed, seen)
+        groups = by_repository(pushed)
+        requests = {
+            index: CopyToRepositoryRequest(
+                source,
+                tuple((d.reference, seen.get(d.reference)) for d in group if d in stale),
+                checked_in_run=image.checked_in_run,
+                repository=repository_of(group[0]),
+                referrers=(
+                    image.referrers.plan_for(repository_of(group[0]))
+                    if image.referrers is not None
+                    else ReferrersPlan()
+                ),
+                signature_keys=image.signature_keys,
             )
-            for group in by_repository(stale)
-        )
-        outcomes = {o.destination: o for result in results for o in result.outcomes}
-        jobs.extend(
-            copied_packages(source, d, outcomes[d.reference], bash=bash.path) for d in stale
-        )
+            for index, group in enumerate(groups)
+        }
+        needed = {
+            index: request
+            for index, request in requests.items()
+            if request.destinations or referrers_step(request) is not None
+        }
+        results = dict(zip(needed, await concurrently(copy_to(r) for r in needed.values())))
+        for index, group in enumerate(groups):
+            jobs.extend(
+                repository_packages(source, group, stale, results.get(index), bash=bash.path)
+            )
     return PublishProcesses(jobs)
 
 

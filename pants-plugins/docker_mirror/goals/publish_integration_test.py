@@ -24,7 +24,7 @@ from docker_mirror.util_rules.probe import ProbedManifests
 from docker_mirror.util_rules.skopeo import Skopeo
 from docker_mirror.testutil.images import OciImage, push_oci_image
 from docker_mirror.testutil.machine import require_skopeo
-from docker_mirror.testutil.registries import Registry, htpasswd_entry, requests_for
+from docker_mirror.testutil.registries import Registry, htpasswd_entry, more_than_heads, requests_for
 from docker_mirror.testutil.rule_runner_options import pex_building_options
 from docker_mirror.testutil.skopeo_tap import SkopeoTap
 from pants.backend.docker.target_types import DockerImageTarget
@@ -143,11 +143,11 @@ def test_package_resolves_the_source_without_reading_blobs(
         ("archive.invalid/team/multi:1.0", True),
     ]
     assert record["error"] is None
-    # The one read `package` must make is there, a HEAD; once the log has settled, no GET and
-    # no blob read.
+    # The one read `package` must make is there, a HEAD; once the log has settled, no manifest
+    # GET and no blob read.
     new_requests = upstream.settled_access_log()[seen:]
     assert requests_for(new_requests, "HEAD", "/v2/team/multi/manifests/1.0"), new_requests
-    assert not [line for line in new_requests if "/blobs/" in line or '"GET ' in line]
+    assert not more_than_heads(new_requests), new_requests
 
 
 def test_publish_copies_all_platforms_keeping_the_index_digest_then_skips(
@@ -214,11 +214,7 @@ def test_publish_copies_all_platforms_keeping_the_index_digest_then_skips(
             mirror_requests
         )
     new_requests = upstream_requests + mirror_requests
-    assert not [
-        line
-        for line in new_requests
-        if "/blobs/" in line or '"PUT ' in line or '"POST ' in line or '"GET ' in line
-    ], "\n".join(new_requests)
+    assert not more_than_heads(new_requests), "\n".join(new_requests)
 
 
 def test_a_platform_line_copies_only_that_platform(
@@ -438,11 +434,30 @@ def test_one_image_reads_its_whole_generator_sources_and_destinations_in_one_go(
     for name, image in pushed.items():
         assert reads.served_digest(f"{upstream.address}/team/{name}:1") == image.index
         assert reads.served_digest(f"{mirror.address}/mirror/team/{name}:1") is None
-    requests = [
-        line.split('"')[1].split()[0]
-        for line in upstream.settled_access_log()[seen[0]:] + mirror.settled_access_log()[seen[1]:]
+    upstream_requests = [
+        tuple(line.split('"')[1].split()[:2]) for line in upstream.settled_access_log()[seen[0]:]
     ]
-    assert sorted(requests) == ["HEAD"] * 6, requests
+    mirror_requests = [tuple(line.split('"')[1].split()[:2]) for line in mirror.settled_access_log()[seen[1]:]]
+    # At the source, by HEAD: each tag, and what may refer to its digest (cosign's three tags and
+    # the OCI fallback tag); the referrers API's list is asked once, and this registry, which has
+    # no API, answers 404. At the mirror: each tag, by HEAD.
+    fallback_tags = {name: "sha256-" + image.index.split(":")[1] for name, image in pushed.items()}
+    assert sorted(upstream_requests) == sorted(
+        [
+            *(
+                ("HEAD", f"/v2/team/{name}/manifests/{tag}")
+                for name, fallback in fallback_tags.items()
+                for tag in ("1", fallback, f"{fallback}.sig", f"{fallback}.att", f"{fallback}.sbom")
+            ),
+            *(
+                ("GET", f"/v2/team/{name}/referrers/{image.index}")
+                for name, image in pushed.items()
+                if ("GET", f"/v2/team/{name}/referrers/{image.index}") in upstream_requests
+            ),
+        ]
+    ), upstream_requests
+    assert len([method for method, _ in upstream_requests if method == "GET"]) == 1, upstream_requests
+    assert sorted(mirror_requests) == [("HEAD", f"/v2/mirror/team/{name}/manifests/1") for name in "abc"]
 
     # The package carries what the destination served; a first publish copies (and skips the
     # `skip_push` registry).

@@ -5,7 +5,9 @@ replaces the one `skopeo inspect --raw` (a Go start-up, a `/v2/` ping and a mani
 reference that copy mode ran: one process per generator asks every registry concurrently, over
 reused connections, with one token per registry and scope, and reads each digest from the
 `Docker-Content-Digest` of a `HEAD`, which Docker Hub does not count as a pull. It `GET`s a
-manifest only when the caller needs its body or the registry sends no digest header.
+manifest only when the caller needs its body or the registry sends no digest header. It also
+finds and copies what refers to an image (signatures, attestations, SBOMs), checking a cosign
+signature first when asked: see the README's "Referrers".
 
 It runs in its own interpreter (CPython 3.9 to 3.14), from a PEX Pants builds from
 `requirements.txt`: it imports the standard library, its requirements and its own modules, never
@@ -32,5 +34,12 @@ grammar (`reference`, the same as `docker_mirror.image_reference`); the `WWW-Aut
 (`auth`); the one authorized request path with its retries and time budget (`registry`);
 what a manifest answer means (`manifests`); credential lookup in skopeo's and Docker's files and
 `docker-credential-*` helpers (`credentials`); backoff and `Retry-After` (`retry`); and scrubbing
-secrets out of every message (`secrets`).
+secrets out of every message (`secrets`). For referrers: the distribution API calls a copy makes
+(`distribution`); the two schemes, listings and merges (`referrers`); which requests find and
+copy them (`mirror_referrers`); and checking cosign signatures (`signatures`, with
+`cryptography` for the ECDSA itself). What was looked at instead: `oras` (the Python SDK) can
+copy a graph of manifests and blobs, but on threads, reading each blob whole into memory, and
+knows nothing of cosign's tags; sigstore-python verifies Sigstore bundles against Sigstore's
+trust roots and identities, not cosign's key-signed `.sig` payloads, where the gate verifies
+both layouts with the repository's keys, offline.
 """

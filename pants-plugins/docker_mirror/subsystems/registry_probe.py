@@ -64,6 +64,8 @@ SHARED_MODULES = (
     ("docker_mirror", "image_reference.py"),
     ("docker_mirror", "untrusted_text.py"),
     ("docker_mirror.util_rules", "registry_access.py"),
+    # Which manifest of an image index a `--platform=` line mirrors (its referrers are that one's).
+    ("docker_mirror.util_rules", "manifests.py"),
 )
 
 

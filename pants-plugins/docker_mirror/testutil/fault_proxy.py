@@ -24,6 +24,10 @@ by a host with nothing listening) and `accept()` listens again. Every request is
 `injected` counts the faults by kind. A TLS handshake (a client trying HTTPS first) gets the
 connection closed at once, as a plain-HTTP registry would refuse it.
 
+A subclass can serve some requests itself, or add headers to the answers it relays, through
+`_pass_on` and `_relay(answer_headers=...)`: `referrers_proxy.ReferrersProxy` adds the OCI 1.1
+referrers API to a registry that lacks it.
+
 Standard library only; the proxy runs on an asyncio loop in a thread of its own.
 """
 
@@ -38,7 +42,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import AsyncIterator, Callable, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 _HOP_HEADERS = {"connection", "keep-alive", "proxy-connection", "upgrade"}
 _MAX_HEAD = 64 * 1024
@@ -177,8 +181,9 @@ def _error_body(status: int) -> bytes:
 
 
 _REASONS = {
+    200: "OK", 201: "Created", 202: "Accepted", 400: "Bad Request",
     401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 429: "Too Many Requests",
-    500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
+    413: "Payload Too Large", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
     504: "Gateway Timeout",
 }
 
@@ -205,10 +210,12 @@ class _Head:
         lowered = name.lower()
         return next((v for k, v in self.headers if k.lower() == lowered), None)
 
-    def encode(self, drop: Sequence[str] = ()) -> bytes:
+    def encode(self, drop: Sequence[str] = (), add: Sequence[Tuple[str, str]] = ()) -> bytes:
         dropped = {d.lower() for d in drop}
         lines = [self.first_line] + [
-            f"{k}: {v}".encode("latin-1") for k, v in self.headers if k.lower() not in dropped
+            f"{k}: {v}".encode("latin-1")
+            for k, v in [*self.headers, *add]
+            if k.lower() not in dropped
         ]
         return b"\r\n".join(lines) + b"\r\n\r\n"
 
@@ -244,6 +251,12 @@ def _abort(writer: Optional[asyncio.StreamWriter]) -> None:
     writer.transport.abort()
 
 
+# A function of an answer's status: headers to add to that answer (see `FaultProxy._relay`).
+AnswerHeaders = Callable[[int], Sequence[Tuple[str, str]]]
+_Upstream = List[Optional[Tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+_Proxy = TypeVar("_Proxy", bound="FaultProxy")
+
+
 class FaultProxy:
     def __init__(self, upstream: str, plan: Plan, strip_headers: Sequence[str] = ()) -> None:
         self.upstream = upstream
@@ -268,7 +281,9 @@ class FaultProxy:
         return f"127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, upstream: str, plan: Plan, *, strip_headers: Sequence[str] = ()) -> FaultProxy:
+    def start(
+        cls: Type[_Proxy], upstream: str, plan: Plan, *, strip_headers: Sequence[str] = ()
+    ) -> _Proxy:
         proxy = cls(upstream, plan, strip_headers)
         started = threading.Event()
         loop = asyncio.new_event_loop()
@@ -319,7 +334,7 @@ class FaultProxy:
             self._reservation.close()
         self._loop, self._thread = None, None
 
-    def __enter__(self) -> FaultProxy:
+    def __enter__(self: _Proxy) -> _Proxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -393,7 +408,7 @@ class FaultProxy:
 
     async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._connections.add(writer)
-        upstream: List[Optional[Tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = [None]
+        upstream: _Upstream = [None]
         try:
             first_bytes = await reader.read(1)
             if first_bytes in (b"", b"\x16"):  # closed, or a TLS handshake
@@ -427,7 +442,7 @@ class FaultProxy:
         head: _Head,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        upstream: List[Optional[Tuple[asyncio.StreamReader, asyncio.StreamWriter]]],
+        upstream: _Upstream,
     ) -> bool:
         """Serves one request; False when the client connection is to be closed."""
         method, path = self._request_line(head)
@@ -444,13 +459,29 @@ class FaultProxy:
             keep_alive = True
         else:
             fired: List[str] = []
-            status, keep_alive = await self._relay(
-                head, method, fault, reader, writer, upstream, fired
+            status, keep_alive = await self._pass_on(
+                head, method, path, fault, reader, writer, upstream, fired
             )
             self._record(Logged(method, path, status, bool(fired), fired[0] if fired else None))
         if hook is not None:
             await asyncio.get_running_loop().run_in_executor(None, hook)
         return keep_alive and (head.get("Connection") or "").lower() != "close"
+
+    async def _pass_on(
+        self,
+        head: _Head,
+        method: str,
+        path: str,
+        fault: Optional[Fault],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        upstream: _Upstream,
+        fired: List[str],
+    ) -> Tuple[int, bool]:
+        """Serves a request that no `Respond` fault answered: relays it to the registry (with
+        `fault`, a Reset or Stall, if any). A subclass that serves some requests itself (a
+        registry API the registry lacks) overrides this; what `_relay` returns."""
+        return await self._relay(head, method, fault, reader, writer, upstream, fired)
 
     @staticmethod
     def _request_line(head: _Head) -> Tuple[str, str]:
@@ -461,8 +492,9 @@ class FaultProxy:
         body = fault.body if fault.body is not None else _error_body(fault.status)
         lines = [f"HTTP/1.1 {fault.status} {_REASONS.get(fault.status, 'Error')}"]
         lines += [f"{k}: {v}" for k, v in fault.headers]
-        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}",
-                  "Docker-Distribution-Api-Version: registry/2.0"]
+        if not any(k.lower() == "content-type" for k, _ in fault.headers):
+            lines.append("Content-Type: application/json")
+        lines += [f"Content-Length: {len(body)}", "Docker-Distribution-Api-Version: registry/2.0"]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         if method != "HEAD":
             writer.write(body)
@@ -521,11 +553,14 @@ class FaultProxy:
         fault: Optional[Fault],
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        upstream: List[Optional[Tuple[asyncio.StreamReader, asyncio.StreamWriter]]],
+        upstream: _Upstream,
         fired: List[str],
+        answer_headers: Optional[AnswerHeaders] = None,
     ) -> Tuple[int, bool]:
         """Passes one request on and relays its answer: (the answer's status, or 0 when there
-        was none; whether the client connection can serve another request)."""
+        was none; whether the client connection can serve another request). `answer_headers`
+        is called with the final answer's status before its head is relayed, and adds headers
+        to it."""
 
         def reset() -> Tuple[int, bool]:
             _abort(writer)
@@ -555,9 +590,11 @@ class FaultProxy:
                     return reset()
                 parts = answer.first_line.split()
                 status = int(parts[1]) if len(parts) > 1 else 0
-                writer.write(answer.encode(drop=self.strip_headers))
+                final = not 100 <= status < 200
+                added = answer_headers(status) if final and answer_headers is not None else ()
+                writer.write(answer.encode(drop=self.strip_headers, add=added))
                 await writer.drain()
-                if not 100 <= status < 200:
+                if final:
                     break
             if not await self._copy_body(answer, up_reader, writer, request=False,
                                          method=method, status=status, fault=fault,

@@ -3,6 +3,7 @@ read through the registry's own HTTP API."""
 
 from __future__ import annotations
 
+import email.message
 import json
 import os
 import re
@@ -11,12 +12,14 @@ import signal
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 from docker_mirror.testutil.machine import SCRIPTS, unavailable
+from docker_mirror.util_rules.manifests import manifest_digest
 
 MANIFEST_MEDIA_TYPES = ", ".join(
     [
@@ -205,14 +208,71 @@ class Registry:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.read(), response.headers["Content-Type"]
 
-    def put_manifest(self, repository: str, tag: str, body: bytes, media_type: str) -> None:
+    def skopeo_raw(self, repository: str, reference: str) -> bytes:
+        """The manifest `repository` serves for `reference` (a tag or a digest) as another client
+        reads it: the bytes `skopeo inspect --raw` prints."""
+        separator = "@" if ":" in reference else ":"
+        return subprocess.run(
+            ["skopeo", "inspect", "--raw", "--tls-verify=false",
+             f"docker://{self.address}/{repository}{separator}{reference}"],
+            capture_output=True,
+            check=True,
+        ).stdout
+
+    def put_manifest(
+        self, repository: str, tag: str, body: bytes, media_type: str
+    ) -> email.message.Message:
+        """Puts a manifest under `tag` (or a digest); returns the answer's headers (e.g. a
+        referrers API's `OCI-Subject`)."""
         request = urllib.request.Request(
             f"http://{self.address}/v2/{repository}/manifests/{tag}",
             data=body,
             method="PUT",
             headers={"Content-Type": media_type},
         )
-        urllib.request.urlopen(request, timeout=10).close()
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.headers
+
+    def put_manifest_by_digest(self, repository: str, body: bytes, media_type: str) -> str:
+        """Puts a manifest under its own digest, untagged; returns that digest."""
+        digest = manifest_digest(body)
+        served = self.put_manifest(repository, digest, body, media_type)["Docker-Content-Digest"]
+        if served != digest:
+            raise RuntimeError(f"{self.address}/{repository} stored {digest} as {served}")
+        return digest
+
+    def put_blob(self, repository: str, data: bytes) -> str:
+        """Uploads a blob (the registry API's POST, then one PUT with all of it); returns its
+        digest."""
+        digest = manifest_digest(data)
+        start = urllib.request.Request(
+            f"http://{self.address}/v2/{repository}/blobs/uploads/", data=b"", method="POST"
+        )
+        with urllib.request.urlopen(start, timeout=10) as response:
+            location = urllib.parse.urljoin(
+                f"http://{self.address}/", response.headers["Location"]
+            )
+        separator = "&" if "?" in location else "?"
+        finish = urllib.request.Request(
+            f"{location}{separator}digest={urllib.parse.quote(digest)}",
+            data=data,
+            method="PUT",
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        with urllib.request.urlopen(finish, timeout=60) as response:
+            if response.status != 201:
+                raise RuntimeError(f"uploading {digest} to {repository}: {response.status}")
+        return digest
+
+    def blob(self, repository: str, digest: str) -> bytes:
+        """A blob's content (registry API), checked against its digest."""
+        with urllib.request.urlopen(
+            f"http://{self.address}/v2/{repository}/blobs/{digest}", timeout=60
+        ) as response:
+            data: bytes = response.read()
+        if manifest_digest(data) != digest:
+            raise RuntimeError(f"{self.address}/{repository} served other content for {digest}")
+        return data
 
     def put_tag(self, repository: str, source_tag: str, new_tag: str) -> None:
         """Tags an existing manifest again (registry API), so seeding many tags is cheap."""
@@ -249,6 +309,19 @@ class Registry:
 def requests_for(log: list[str], method: str, path: str) -> list[str]:
     """The lines of an access log that record `method path` (`"GET", "/v2/x/manifests/1"`)."""
     return [line for line in log if f'"{method} {path} HTTP/' in line]
+
+
+def more_than_heads(log: list[str]) -> list[str]:
+    """The lines of an access log that do more than a no-op may: anything but a manifest `HEAD`,
+    such as a manifest `GET` (Docker Hub's pull), any blob request or any write. The referrers
+    API's list is allowed: it is how referrers are found, a run asks a registry without the API
+    once, and Docker Hub counts no pull for it."""
+    return [
+        line
+        for line in log
+        if "/blobs/" in line
+        or not (re.search(r'"HEAD /v2/\S+/manifests/', line) or re.search(r'"GET /v2/\S+/referrers/', line))
+    ]
 
 
 def htpasswd_entry(user: str, password: str) -> str:

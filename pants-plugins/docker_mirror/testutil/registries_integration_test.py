@@ -4,7 +4,10 @@ registry comes back on its own port, with its images and its authentication, or 
 
 from __future__ import annotations
 
+import hashlib
 import http.server
+import json
+import os
 import socket
 import subprocess
 import threading
@@ -13,12 +16,14 @@ import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 from docker_mirror.testutil.images import push_oci_image
-from docker_mirror.testutil.machine import SCRIPTS
+from docker_mirror.testutil.machine import SCRIPTS, require_skopeo
+from docker_mirror.testutil.oci import OCI_CONFIG
 from docker_mirror.testutil.registries import Registry, htpasswd_entry, start_registry
+from docker_mirror.util_rules.manifests import OCI_MANIFEST
 
 
 class _FakeRegistry(http.server.BaseHTTPRequestHandler):
@@ -183,3 +188,36 @@ def test_a_restart_fails_if_another_process_took_the_port(
             assert response.headers["X-Fake-Registry"] == "yes"
     finally:
         holder.close()
+
+
+def test_blobs_and_manifests_put_through_the_api_are_served_back(
+    registries: Callable[..., Registry],
+) -> None:
+    require_skopeo()
+    registry = registries()
+    data = os.urandom(300_000)
+
+    digest = registry.put_blob("team/blobs", data)
+
+    assert digest == f"sha256:{hashlib.sha256(data).hexdigest()}"
+    assert registry.blob("team/blobs", digest) == data
+    config = registry.put_blob("team/blobs", b"{}")
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config, "size": 2},
+            "layers": [
+                {"mediaType": "application/octet-stream", "digest": digest, "size": len(data)}
+            ],
+        }
+    ).encode()
+    stored = registry.put_manifest_by_digest("team/blobs", manifest, OCI_MANIFEST)
+
+    assert stored == f"sha256:{hashlib.sha256(manifest).hexdigest()}"
+    assert registry.manifest("team/blobs", stored) == (manifest, OCI_MANIFEST)
+    assert registry.tags("team/blobs") == [], "put by digest: untagged"
+    assert registry.skopeo_raw("team/blobs", stored) == manifest
+    with pytest.raises(urllib.error.HTTPError) as unknown:
+        registry.blob("team/blobs", f"sha256:{'0' * 64}")
+    assert unknown.value.code == 404

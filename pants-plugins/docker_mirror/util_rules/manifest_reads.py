@@ -9,6 +9,7 @@ costs no request, unless a `--platform=` line needs its image index to find the 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -20,6 +21,7 @@ from docker_mirror.target_types import (
     DockerMirrorImageSkipPushField,
     DockerMirrorImageTagsField,
     DockerMirrorPlatformField,
+    DockerMirrorReferrersField,
     DockerMirrorSourceImageField,
 )
 from docker_mirror.util_rules.destinations import Destination, mirror_destinations
@@ -30,6 +32,7 @@ from docker_mirror.util_rules.manifests import (
     select_platform,
 )
 from docker_mirror.util_rules.probe import ProbedManifests, ProbeRequest, merge_needs, run_probe
+from docker_mirror.util_rules.referrers import ProbedReferrers, ReferrersRead, merge_reads
 from docker_mirror.util_rules.skopeo import at_registry
 from pants.backend.docker.subsystems.docker_options import DockerOptions
 from pants.engine.addresses import Address, Addresses
@@ -141,6 +144,22 @@ def resolve_source(
     )
 
 
+def source_referrers(source: ResolvedSource, reads: ProbedManifests) -> ProbedReferrers | None:
+    """What refers to the source's digest and what each destination repository lacks of it, as
+    the probe read them with the source; None for a source that could not be resolved (its own
+    error is reported instead)."""
+    if source.digest is None:
+        return None
+    manifest_reference = ImageReference.parse(source.reference).manifest_reference
+    referrers = reads.referrers_of(manifest_reference, source.platform)
+    if referrers.error is None and referrers.subject != source.digest:
+        return dataclasses.replace(
+            referrers,
+            error=f"they were read for {referrers.subject}, not for {source.digest}",
+        )
+    return referrers
+
+
 def _failed(source: ResolvedSource, error: str) -> ResolvedSource:
     return ResolvedSource(source.reference, source.platform, error=error)
 
@@ -160,26 +179,38 @@ def image_destinations(
     )
 
 
-def references_to_read(
+def destination_repositories(destinations: Iterable[Destination]) -> tuple[str, ...]:
+    """`registry/repository` of each destination, once, in first-seen order."""
+    return tuple(dict.fromkeys(f"{d.registry}/{d.repository}" for d in destinations))
+
+
+def reads_needed(
     images: Iterable[Target], docker: DockerOptions, union_membership: UnionMembership
-) -> dict[str, bool]:
+) -> tuple[dict[str, bool], tuple[ReferrersRead, ...]]:
     """Each source to resolve and each destination `publish` would write to, once (reference ->
-    whether its body is needed)."""
+    whether its body is needed); and, for images that copy what refers to them, where to look
+    for it: the source, and the destination repositories it would be copied to."""
     needs: list[tuple[str, bool]] = []
+    referrers: list[ReferrersRead] = []
     for target in images:
-        source = source_read(
-            target[DockerMirrorSourceImageField].value, target[DockerMirrorPlatformField].value
+        source, platform = target[DockerMirrorSourceImageField].value, target[DockerMirrorPlatformField].value
+        read = source_read(source, platform)
+        if read is not None:
+            needs.append(read)
+        to_check = destinations_to_check(
+            image_destinations(target, docker, union_membership),
+            skip_push=target[DockerMirrorImageSkipPushField].value,
         )
-        if source is not None:
-            needs.append(source)
-        needs.extend(
-            (d.reference, False)
-            for d in destinations_to_check(
-                image_destinations(target, docker, union_membership),
-                skip_push=target[DockerMirrorImageSkipPushField].value,
+        needs.extend((d.reference, False) for d in to_check)
+        if to_check and target[DockerMirrorReferrersField].value:
+            referrers.append(
+                ReferrersRead(
+                    ImageReference.parse(source).manifest_reference,
+                    platform,
+                    destination_repositories(to_check),
+                )
             )
-        )
-    return merge_needs(needs)
+    return merge_needs(needs), merge_reads(referrers)
 
 
 def reads_owner(image: Address) -> Address:
@@ -207,11 +238,9 @@ async def generator_reads(
 ) -> ProbedManifests:
     generated = await targets(Addresses([request.owner]))
     images = [target for target in generated if target.has_field(DockerMirrorSourceImageField)]
+    references, referrers = reads_needed(images, docker, union_membership)
     return await probe(
-        ProbeRequest(
-            FrozenDict(references_to_read(images, docker, union_membership)),
-            description=str(request.owner),
-        )
+        ProbeRequest(FrozenDict(references), description=str(request.owner), referrers=referrers)
     )
 
 

@@ -16,14 +16,29 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from docker_mirror.compat import created_digest, digest_contents, process_result, venv_pex_process
+from docker_mirror.compat import (
+    created_digest,
+    digest_contents,
+    path_globs_contents,
+    process_result,
+    venv_pex_process,
+)
 from docker_mirror.subsystems.docker_mirror import DockerMirrorSubsystem
 from docker_mirror.subsystems.registry_probe import RegistryProbe
+from docker_mirror.util_rules.referrers import (
+    CopiedReferrers,
+    CopyReferrersRequest,
+    ProbedReferrers,
+    ReferrersRead,
+    parse_copy_result,
+    parse_referrers_results,
+)
 from docker_mirror.util_rules.registry_client import RegistryClientEnvironment
+from docker_mirror.util_rules.skopeo import RUN_ID_ENV_VAR
 from pants.backend.python.util_rules.pex import VenvPexProcess
-from pants.engine.fs import CreateDigest, FileContent
+from pants.engine.fs import CreateDigest, Digest, DigestContents, FileContent, GlobMatchErrorBehavior, PathGlobs
 from pants.engine.process import ProcessCacheScope
 from pants.engine.rules import collect_rules, rule
 from pants.util.frozendict import FrozenDict
@@ -91,39 +106,74 @@ class ProbeSettings:
             max_retry_after_seconds=subsystem.max_retry_wait,
         )
 
+    def to_json(self) -> dict[str, object]:
+        """The settings every request file of the probe carries."""
+        return {
+            "insecure_registries": list(self.insecure_registries),
+            "max_concurrency_per_registry": self.max_concurrency_per_registry,
+            "attempts": self.attempts,
+            "timeout_seconds": self.timeout_seconds,
+            "max_retry_after_seconds": self.max_retry_after_seconds,
+        }
+
 
 def probe_request_json(
-    references: Mapping[str, bool], settings: ProbeSettings
+    references: Mapping[str, bool],
+    settings: ProbeSettings,
+    referrers: Sequence[ReferrersRead] = (),
 ) -> bytes:
-    """The probe's request for `references` (reference -> whether its body is needed)."""
+    """The probe's request for `references` (reference -> whether its body is needed) and for
+    what refers to the digests of `referrers`."""
     document = {
         "version": PROBE_VERSION,
         "requests": [
             {"reference": reference, "need_body": need_body}
             for reference, need_body in sorted(references.items())
         ],
-        "insecure_registries": list(settings.insecure_registries),
-        "max_concurrency_per_registry": settings.max_concurrency_per_registry,
-        "attempts": settings.attempts,
-        "timeout_seconds": settings.timeout_seconds,
-        "max_retry_after_seconds": settings.max_retry_after_seconds,
+        **({"referrers": [read.to_json() for read in referrers]} if referrers else {}),
+        **settings.to_json(),
     }
     return json.dumps(document, indent=1).encode()
 
 
-def parse_probe_result(content: bytes, references: Iterable[str]) -> dict[str, ProbedManifest]:
-    """What the probe found for each of `references`; a reference it did not answer for is an
-    `error`, so that a broken probe fails images instead of passing them as up to date."""
+def copy_request_json(
+    request: CopyReferrersRequest, keys: Sequence[tuple[str, bytes]], settings: Mapping[str, Any]
+) -> bytes:
+    document = {
+        "version": PROBE_VERSION,
+        **settings,
+        "copy": {
+            "source": request.source_repository,
+            "subject": request.subject,
+            "destination": request.destination_repository,
+            **request.plan.to_json(),
+            "require_signature": [
+                {"name": name, "pem": pem.decode("ascii", errors="replace")} for name, pem in keys
+            ] or None,
+        },
+    }
+    return json.dumps(document, indent=1).encode()
+
+
+def decode_probe_result(content: bytes) -> tuple[dict[str, Any], str]:
+    """The probe's result document, and what to say of a reference it holds no result for."""
     try:
         document = json.loads(content)
-        results = document["results"]
+        if not isinstance(document, dict) or not isinstance(document["results"], list):
+            raise TypeError("no list of results")
     except (ValueError, KeyError, TypeError) as e:
-        document, results = {}, []
-        problem = f"the registry probe wrote no readable result ({e})"
-    else:
-        problem = "the registry probe gave no result for it"
+        return {}, f"the registry probe wrote no readable result ({e})"
+    return document, "the registry probe gave no result for it"
+
+
+def manifest_results(
+    document: Mapping[str, Any], problem: str, references: Iterable[str]
+) -> dict[str, ProbedManifest]:
+    """What the probe found for each of `references`; a reference it did not answer for is an
+    `error` (`problem`), so that a broken probe fails images instead of passing them as up to
+    date."""
     found = {}
-    for result in results if isinstance(results, list) else ():
+    for result in document.get("results") or ():
         if not isinstance(result, dict) or not isinstance(result.get("reference"), str):
             continue
         body = result.get("body")
@@ -143,10 +193,19 @@ def parse_probe_result(content: bytes, references: Iterable[str]) -> dict[str, P
     }
 
 
-def failed_probe(references: Iterable[str], stderr: bytes, exit_code: int) -> dict[str, ProbedManifest]:
-    """Every reference of a probe process that failed, as failed: its last line of stderr."""
+def parse_probe_result(content: bytes, references: Iterable[str]) -> dict[str, ProbedManifest]:
+    return manifest_results(*decode_probe_result(content), references)
+
+
+def failed_probe_message(stderr: bytes, exit_code: int) -> str:
+    """A probe process that failed, in one line: its last line of stderr."""
     lines = stderr.decode(errors="replace").strip().splitlines()
-    message = f"the registry probe failed: {lines[-1] if lines else f'exit code {exit_code}'}"
+    return f"the registry probe failed: {lines[-1] if lines else f'exit code {exit_code}'}"
+
+
+def failed_probe(references: Iterable[str], stderr: bytes, exit_code: int) -> dict[str, ProbedManifest]:
+    """Every reference of a probe process that failed, as failed."""
+    message = failed_probe_message(stderr, exit_code)
     return {reference: ProbedManifest(reference, "error", message=message) for reference in references}
 
 
@@ -156,6 +215,31 @@ def merge_needs(needs: Iterable[tuple[str, bool]]) -> dict[str, bool]:
     for reference, need_body in needs:
         merged[reference] = merged.get(reference, False) or need_body
     return merged
+
+
+def probe_process(
+    probe: RegistryProbe,
+    input_digest: Digest,
+    *,
+    description: str,
+    env: Mapping[str, str],
+    cache_scope: ProcessCacheScope,
+) -> VenvPexProcess:
+    """The probe, reading `REQUEST_FILE` from `input_digest` and writing `RESULT_FILE`."""
+    return VenvPexProcess(
+        probe.pex,
+        argv=(REQUEST_FILE, RESULT_FILE),
+        description=description,
+        input_digest=input_digest,
+        output_files=(RESULT_FILE,),
+        extra_env=FrozenDict(env),
+        level=LogLevel.DEBUG,
+        cache_scope=cache_scope,
+    )
+
+
+def result_file(contents: DigestContents) -> bytes:
+    return next((file.content for file in contents if file.path == RESULT_FILE), b"")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,6 +252,7 @@ class ProbeRequest:
 
     references: FrozenDict[str, bool]
     description: str
+    referrers: tuple[ReferrersRead, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -176,6 +261,13 @@ class ProbedManifests:
     # The Pants run that asked the registries (the probe runs afresh in every run): what is
     # decided from these reads belongs to that run (see `Skopeo.copy`).
     run_id: int = 0
+    # What refers to each source digest asked for, by (reference, platform).
+    referrers: FrozenDict[tuple[str, str | None], ProbedReferrers] = FrozenDict()
+
+    def referrers_of(self, reference: str, platform: str | None) -> ProbedReferrers:
+        return self.referrers.get((reference, platform)) or ProbedReferrers(
+            reference, platform, error="they were not read"
+        )
 
     def get(self, reference: str) -> ProbedManifest:
         return self.by_reference.get(reference) or ProbedManifest(
@@ -196,25 +288,27 @@ async def run_probe(
     subsystem: DockerMirrorSubsystem,
     environment: RegistryClientEnvironment,
 ) -> ProbedManifests:
-    if not request.references:
+    if not request.references and not request.referrers:
         return ProbedManifests(FrozenDict())
     settings = ProbeSettings.from_options(subsystem)
     input_digest = await created_digest(
         CreateDigest(
-            [FileContent(REQUEST_FILE, probe_request_json(request.references, settings))]
+            [
+                FileContent(
+                    REQUEST_FILE,
+                    probe_request_json(request.references, settings, request.referrers),
+                )
+            ]
         )
     )
     process = await venv_pex_process(
-        VenvPexProcess(
-            probe.pex,
-            argv=(REQUEST_FILE, RESULT_FILE),
+        probe_process(
+            probe,
+            input_digest,
             description=(
                 f"Reading {len(request.references)} image references for {request.description}"
             ),
-            input_digest=input_digest,
-            output_files=(RESULT_FILE,),
-            extra_env=environment.env,
-            level=LogLevel.DEBUG,
+            env=environment.env,
             # Registries change between runs: ask them again in every run, once per run.
             cache_scope=ProcessCacheScope.PER_SESSION,
         )
@@ -222,12 +316,59 @@ async def run_probe(
     result = await process_result(process)
     run_id = result.metadata.source_run_id
     if result.exit_code != 0:
-        return ProbedManifests(
-            FrozenDict(failed_probe(request.references, result.stderr, result.exit_code)), run_id
+        document: dict[str, Any] = {}
+        problem = failed_probe_message(result.stderr, result.exit_code)
+    else:
+        contents = await digest_contents(result.output_digest)
+        document, problem = decode_probe_result(result_file(contents))
+    return ProbedManifests(
+        FrozenDict(manifest_results(document, problem, request.references)),
+        run_id,
+        FrozenDict(parse_referrers_results(document.get("referrers"), request.referrers, problem)),
+    )
+
+
+@rule(desc="Copying what refers to an image", level=LogLevel.DEBUG)
+async def copy_referrers(
+    request: CopyReferrersRequest,
+    probe: RegistryProbe,
+    subsystem: DockerMirrorSubsystem,
+    environment: RegistryClientEnvironment,
+) -> CopiedReferrers:
+    keys: list[tuple[str, bytes]] = []
+    if request.signature_keys:
+        contents = await path_globs_contents(
+            PathGlobs(
+                request.signature_keys,
+                glob_match_error_behavior=GlobMatchErrorBehavior.error,
+                description_of_origin="the `require_signature` field",
+            )
         )
+        keys = [(file.path, file.content) for file in sorted(contents, key=lambda f: f.path)]
+    settings = ProbeSettings.from_options(subsystem).to_json()
+    input_digest = await created_digest(
+        CreateDigest([FileContent(REQUEST_FILE, copy_request_json(request, keys, settings))])
+    )
+    source = f"{request.source_repository}@{request.subject[:19]}"
+    process = await venv_pex_process(
+        probe_process(
+            probe,
+            input_digest,
+            description=(
+                f"Copying {request.plan.summary} of {source} to {request.destination_repository}"
+                if not request.plan.empty
+                else f"Checking the signature of {source}"
+            ),
+            env={**environment.env, RUN_ID_ENV_VAR: str(request.run_id)},
+            # Like a copy by skopeo: once, in the run whose reads decided it (see `Skopeo.copy`).
+            cache_scope=ProcessCacheScope.PER_RESTART_ALWAYS,
+        )
+    )
+    result = await process_result(process)
+    if result.exit_code != 0:
+        return CopiedReferrers("error", failed_probe_message(result.stderr, result.exit_code))
     contents = await digest_contents(result.output_digest)
-    content = next((file.content for file in contents if file.path == RESULT_FILE), b"")
-    return ProbedManifests(FrozenDict(parse_probe_result(content, request.references)), run_id)
+    return parse_copy_result(result_file(contents))
 
 
 def rules():

@@ -1,0 +1,193 @@
+"""The distribution API calls that finding and copying referrers make (`mirror_referrers.Registry`),
+on a `RegistrySession`: manifests by `HEAD`, `GET` and `PUT`, the referrers API, blobs read whole
+or streamed, checked, mounted and uploaded.
+
+Every call goes through the session's one request path (auth with the scopes it needs, retries,
+time limits, credentials only to the registry's own origin); what an answer means is decided
+here, and anything but success and "not there" is a `RegistryError` naming the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from typing import Any, AsyncIterable, AsyncIterator, Callable, List, Optional, Sequence, Tuple, Union
+
+from yarl import URL
+
+from docker_mirror.probe.auth import Scope
+from docker_mirror.probe.manifests import ACCEPT, probe_manifest
+from docker_mirror.probe.mirror_referrers import Served
+from docker_mirror.probe.reference import Reference
+from docker_mirror.probe.registry import Answer, RegistryError, RegistrySession, reason_phrase
+from docker_mirror.probe.transport import HttpError
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+# Referrer manifests are OCI manifests, and artifact manifests of older writers.
+MANIFEST_ACCEPT = ACCEPT + ", application/vnd.oci.artifact.manifest.v1+json"
+# The referrers API pages its answer (`Link: <...>; rel="next"`); an image has a handful.
+MAX_REFERRER_PAGES = 16
+
+
+def _scopes(repository: str, *, write: bool = False) -> Tuple[Scope, ...]:
+    return (Scope(repository, "pull,push" if write else "pull"),)
+
+
+class Distribution:
+    """One registry's distribution API, as `mirror_referrers` uses it."""
+
+    def __init__(self, session: RegistrySession) -> None:
+        self.session = session
+        self.name = session.registry
+        # Whether it has the referrers API: learned from its first answer (the others wait for
+        # it), then not asked again where it has none.
+        self._has_referrers_api: Optional[bool] = None
+        self._learning_referrers_api = asyncio.Lock()
+
+    def _reference(self, repository: str, reference: str) -> Reference:
+        separator = "@" if reference.startswith("sha256:") else ":"
+        return Reference.parse(f"{self.name}/{repository}{separator}{reference}")
+
+    def _failed(self, what: str, status: int) -> RegistryError:
+        phrase = f" {reason_phrase(status)}" if reason_phrase(status) else ""
+        return RegistryError("error", f"{self.name} answered {status}{phrase} for {what}")
+
+    async def _request(
+        self, method: str, target: Union[str, URL], repository: str, subject: str, *,
+        write: bool = False, mount_from: Optional[str] = None,
+        headers: Sequence[Tuple[str, str]] = (), **options: Any,
+    ) -> Answer:
+        """One request with the scopes it needs: pull, or pull and push to write; and pull from
+        `mount_from` for a cross-repository mount."""
+        scopes = _scopes(repository, write=write) + ((Scope(mount_from),) if mount_from else ())
+        return await self.session.request(
+            method, target, scopes=scopes, subject=subject, headers=headers, **options
+        )
+
+    async def head_manifest(self, repository: str, reference: str) -> Optional[Served]:
+        result = await probe_manifest(self.session, self._reference(repository, reference), False)
+        if result.outcome == "not_found":
+            return None
+        if result.outcome != "ok" or result.digest is None:
+            raise RegistryError(result.outcome, result.message or f"{self.name}: {result.outcome}")
+        return Served(result.digest, result.media_type)
+
+    async def get_manifest(self, repository: str, reference: str) -> Optional[Tuple[bytes, str]]:
+        result = await probe_manifest(self.session, self._reference(repository, reference), True)
+        if result.outcome == "not_found":
+            return None
+        if result.outcome != "ok" or result.body is None:
+            raise RegistryError(result.outcome, result.message or f"{self.name}: {result.outcome}")
+        return result.body, result.media_type or OCI_INDEX
+
+    async def referrers(self, repository: str, digest: str) -> Optional[bytes]:
+        """Every page of the referrers API's answer as one index; None without the API (a
+        registry that has it answers 200, even for a digest nothing refers to)."""
+        if self._has_referrers_api is None:
+            async with self._learning_referrers_api:
+                if self._has_referrers_api is None:
+                    return await self._referrers(repository, digest)
+        if self._has_referrers_api is False:
+            return None
+        return await self._referrers(repository, digest)
+
+    async def _referrers(self, repository: str, digest: str) -> Optional[bytes]:
+        entries: List[Any] = []
+        target: Union[str, URL] = f"/v2/{repository}/referrers/{digest}"
+        for _ in range(MAX_REFERRER_PAGES):
+            answer = await self._request("GET", target, repository, f"the referrers of {digest}",
+                                         headers=[("Accept", OCI_INDEX)])  # fmt: skip
+            if answer.status == 404 and not entries:
+                self._has_referrers_api = False
+                return None
+            if answer.status != 200:
+                raise self._failed(f"the referrers of {digest} in {repository}", answer.status)
+            self._has_referrers_api = True
+            try:
+                page = json.loads(answer.body)
+                entries.extend(page.get("manifests") or [])
+            except (ValueError, RecursionError, AttributeError, TypeError):
+                raise RegistryError("error", f"{self.name} answered the referrers of {digest} with no index") from None
+            following = answer.headers.get("Link", "")
+            if 'rel="next"' not in following:
+                return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).encode()
+            link = following.split(";", 1)[0].strip().lstrip("<").rstrip(">")
+            target = answer.url.join(URL(link))
+            if not self.session.is_own(target):
+                raise RegistryError("error", f"{self.name} paged the referrers of {digest} to another host")
+        raise RegistryError("error", f"{self.name} lists more than {MAX_REFERRER_PAGES} pages of referrers of {digest}")
+
+    async def read_blob(self, repository: str, digest: str, limit: int) -> bytes:
+        answer = await self._request("GET", f"/v2/{repository}/blobs/{digest}", repository,
+                                     f"blob {digest}", limit=limit)  # fmt: skip
+        if answer.status != 200:
+            raise self._failed(f"blob {digest} of {repository}", answer.status)
+        if f"sha256:{hashlib.sha256(answer.body).hexdigest()}" != digest:
+            raise RegistryError("error", f"{self.name} served blob {digest} of {repository} with other bytes")
+        return answer.body
+
+    async def blob_chunks(self, repository: str, digest: str, size: int) -> AsyncIterator[bytes]:
+        """The blob as it arrives, never more than `size` bytes; a `RegistryError` at the end if
+        it was not exactly its `size` bytes of its digest (so nothing written from it is kept:
+        the destination checks the digest of what it received too)."""
+        what = f"blob {digest} of {repository}"
+        async with self.session.stream("GET", f"/v2/{repository}/blobs/{digest}", scopes=_scopes(repository),
+                                       subject=f"blob {digest}") as response:  # fmt: skip
+            if response.status != 200:
+                raise self._failed(what, response.status)
+            hashed, received = hashlib.sha256(), 0
+            try:
+                async for chunk in response.iter_chunks():
+                    received += len(chunk)
+                    if received > size:
+                        raise RegistryError("error", f"{self.name} served {what} larger than its {size} bytes")
+                    hashed.update(chunk)
+                    yield chunk
+            except HttpError as e:
+                raise RegistryError("unreachable", f"{self.name}: {e.reason}, reading {what}") from None
+            if received != size or f"sha256:{hashed.hexdigest()}" != digest:
+                raise RegistryError("error", f"{self.name} served {what} with other bytes than its digest")
+
+    async def has_blob(self, repository: str, digest: str) -> bool:
+        answer = await self._request("HEAD", f"/v2/{repository}/blobs/{digest}", repository, f"blob {digest}")
+        if answer.status in (200, 404):
+            return answer.status == 200
+        raise self._failed(f"blob {digest} of {repository}", answer.status)
+
+    async def mount_blob(self, repository: str, digest: str, source_repository: str) -> bool:
+        answer = await self._request(
+            "POST", f"/v2/{repository}/blobs/uploads/?mount={digest}&from={source_repository}", repository,
+            f"a mount of {digest}", write=True, mount_from=source_repository,
+        )  # fmt: skip
+        if answer.status == 201:
+            return True
+        if answer.status == 202:  # an upload session instead: the blob is uploaded
+            return False
+        raise self._failed(f"a mount of {digest} into {repository}", answer.status)
+
+    async def put_blob(
+        self, repository: str, digest: str, size: int, chunks: Callable[[], AsyncIterable[bytes]]
+    ) -> None:
+        """A monolithic upload: a session (`POST`), then the blob streamed in one `PUT` with its
+        `Content-Length`. `chunks` makes the stream afresh should the `PUT` be sent again."""
+        started = await self._request("POST", f"/v2/{repository}/blobs/uploads/", repository,
+                                      f"an upload of {digest}", write=True)  # fmt: skip
+        location = started.location if started.status == 202 else None
+        if location is None:
+            raise self._failed(f"an upload of {digest} into {repository}", started.status)
+        done = await self._request(
+            "PUT", location.update_query({"digest": digest}), repository, f"an upload of {digest}", write=True,
+            headers=[("Content-Type", "application/octet-stream")], body=chunks, content_length=size,
+        )  # fmt: skip
+        if done.status != 201:
+            raise self._failed(f"an upload of {digest} into {repository}", done.status)
+
+    async def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> bool:
+        answer = await self._request(
+            "PUT", f"/v2/{repository}/manifests/{reference}", repository, f"{repository}:{reference}", write=True,
+            headers=[("Content-Type", media_type)], body=body,
+        )  # fmt: skip
+        if answer.status != 201:
+            raise self._failed(f"{repository}:{reference}", answer.status)
+        return bool(answer.headers.get("OCI-Subject"))

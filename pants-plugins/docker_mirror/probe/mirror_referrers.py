@@ -1,0 +1,394 @@
+"""Finding what refers to an image at its source and what a destination repository lacks of it
+(`find`), and copying that, registry to registry, after the `require_signature` gate (`copy`).
+
+The schemes, listings and merges are `referrers`' (pure); the signatures `signatures`'. This
+module only decides which requests to send, through a `Registry`, so that a re-mirror where
+nothing changed costs `HEAD`s and no manifest `GET`:
+
+- at the source: a `HEAD` of each cosign tag (`sha256-<hex>.sig`, `.att`, `.sbom`), and the
+  referrers API's list (or, on a registry without the API, a `HEAD` of the fallback tag);
+- at each destination repository: a `HEAD` of each cosign tag the source has, and a `HEAD` of
+  the source's listing by its digest. Only when those say something is missing are listings
+  read (`GET`), at the source and at the destination.
+
+Blobs are streamed from one registry to the other (or mounted within one), never held whole;
+every manifest keeps its digest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import AsyncIterable, AsyncIterator, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+
+from docker_mirror.probe.referrers import (
+    BUNDLE_MEDIA_TYPE_PREFIX,
+    BUNDLE_PREDICATE_ANNOTATION,
+    COSIGN_SIGN_PREDICATE,
+    COSIGN_TAG_KINDS,
+    MAX_DEPTH,
+    OCI_INDEX,
+    CopyItem,
+    Descriptor,
+    Listing,
+    Plan,
+    ReferrersError,
+    digest_of,
+    digest_tag,
+    index_entries,
+    listing_index,
+    manifest_parts,
+    merged_listing,
+    missing_referrers,
+    stale_tags,
+    tag_kind,
+    updated_tag_manifest,
+)
+from docker_mirror.probe.protocol import CopyResult
+from docker_mirror.probe.registry import RegistryError
+from docker_mirror.probe.signatures import (
+    MAX_SIGNATURE_DOCUMENT,
+    PublicKey,
+    Signature,
+    Verdict,
+    bundle_signatures,
+    simple_signing_signatures,
+    verify,
+)
+
+# Signatures read for the gate, at most: an image has a handful.
+MAX_SIGNATURES = 32
+
+
+@dataclass(frozen=True)
+class Served:
+    digest: str
+    media_type: Optional[str]
+
+
+class Registry(Protocol):
+    """What this module needs of one registry (`distribution.Distribution` provides it). Every
+    method raises `RegistryError` for anything but success and "not there"."""
+
+    name: str
+
+    async def head_manifest(self, repository: str, reference: str) -> Optional[Served]:
+        """What `reference` (a tag or digest) serves; None if nothing (404)."""
+
+    async def get_manifest(self, repository: str, reference: str) -> Optional[Tuple[bytes, str]]:
+        """(body, media type), the body checked against `reference` when it is a digest; None
+        if nothing (404)."""
+
+    async def referrers(self, repository: str, digest: str) -> Optional[bytes]:
+        """The referrers API's index for `digest` (every page's entries), or None when the
+        registry has no referrers API."""
+
+    async def read_blob(self, repository: str, digest: str, limit: int) -> bytes:
+        """A small blob, whole (at most `limit` bytes), checked against its digest."""
+
+    def blob_chunks(self, repository: str, digest: str, size: int) -> AsyncIterator[bytes]:
+        """A blob streamed in chunks, checked against its size and digest by the end."""
+
+    async def has_blob(self, repository: str, digest: str) -> bool:
+        ...
+
+    async def mount_blob(self, repository: str, digest: str, source_repository: str) -> bool:
+        """Links a blob of another repository of this registry; False if the registry would
+        rather have it uploaded."""
+
+    async def put_blob(
+        self, repository: str, digest: str, size: int, chunks: Callable[[], AsyncIterable[bytes]]
+    ) -> None:
+        """Uploads a blob; `chunks` makes its stream (afresh, should it be sent again)."""
+
+    async def put_manifest(
+        self, repository: str, reference: str, body: bytes, media_type: str
+    ) -> bool:
+        """Writes a manifest under a tag or its digest; True when the registry says it lists
+        the manifest's subject as a referrer itself (the `OCI-Subject` header)."""
+
+
+@dataclass(frozen=True)
+class Location:
+    registry: Registry
+    repository: str
+
+    def __str__(self) -> str:
+        return f"{self.registry.name}/{self.repository}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding
+
+
+@dataclass
+class Found:
+    """What refers to `subject` at the source, and a plan per destination repository."""
+
+    subject: str
+    tags: Tuple[Tuple[str, str], ...] = ()
+    media_types: Dict[str, str] = field(default_factory=dict)
+    listing_digest: Optional[str] = None
+    listing: Optional[Listing] = None  # read when it is known (the API's), or was needed
+    plans: List[Plan] = field(default_factory=list)  # one per destination, in order
+
+    def counts(self) -> Dict[str, int]:
+        """By kind: the cosign tags, and the referrers listed, when the listing was read."""
+        counts: Dict[str, int] = {}
+        kinds = [tag_kind(tag) for tag, _ in self.tags]
+        kinds += [entry.kind for entry in self.listing.entries] if self.listing else []
+        for kind in kinds:
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+
+async def _source_listing(source: Location, subject: str) -> Tuple[Optional[str], Optional[Listing]]:
+    """(digest of the source's listing, the listing when it was read): the referrers API's
+    answer, as `listing_index` writes it; or, without the API, the fallback tag's digest alone
+    (its `HEAD`)."""
+    answer = await source.registry.referrers(source.repository, subject)
+    if answer is not None:
+        entries = index_entries(answer, f"the referrers of {subject} at {source}")
+        if not entries:
+            return None, None
+        listing = Listing.of(listing_index(entries))
+        return listing.digest, listing
+    served = await source.registry.head_manifest(source.repository, digest_tag(subject))
+    return (served.digest if served else None), None
+
+
+async def _read_listing(location: Location, digest: str) -> Listing:
+    got = await location.registry.get_manifest(location.repository, digest)
+    if got is None:
+        raise RegistryError("error", f"{location} no longer serves the referrers index {digest}")
+    return Listing(digest, got[0], index_entries(got[0], f"the referrers index {digest} at {location}"))
+
+
+async def _destination_lists(destination: Location, subject: str) -> Tuple[Descriptor, ...]:
+    """What the destination lists as referring to `subject`: by its referrers API, or its
+    fallback tag."""
+    answer = await destination.registry.referrers(destination.repository, subject)
+    if answer is None:
+        got = await destination.registry.get_manifest(destination.repository, digest_tag(subject))
+        answer = got[0] if got else None
+    return index_entries(answer, f"the referrers of {subject} at {destination}") if answer else ()
+
+
+async def _plan(found: Found, source: Location, destination: Location) -> Plan:
+    tags = [tag for tag, _ in found.tags]
+    served = await asyncio.gather(
+        *(destination.registry.head_manifest(destination.repository, tag) for tag in tags)
+    )
+    destination_tags = {tag: s.digest if s else None for tag, s in zip(tags, served)}
+    # A tag serving another manifest may have been merged with the destination's own
+    # signatures: then the source's manifest is there under its digest.
+    others = [digest for tag, digest in found.tags if destination_tags[tag] != digest]
+    kept = await asyncio.gather(
+        *(destination.registry.head_manifest(destination.repository, digest) for digest in others)
+    )
+    items = stale_tags(
+        found.tags, destination_tags, [digest for digest, there in zip(others, kept) if there],
+        found.media_types,
+    )
+    listing = None
+    if found.listing_digest is not None and not await destination.registry.head_manifest(
+        destination.repository, found.listing_digest
+    ):
+        if found.listing is None:
+            found.listing = await _read_listing(source, found.listing_digest)
+        listing = found.listing
+        items += missing_referrers(listing, await _destination_lists(destination, found.subject))
+    return Plan(items, listing)
+
+
+async def find(source: Location, subject: str, destinations: Sequence[Location]) -> Found:
+    """What refers to `subject` at `source`, and what each of `destinations` lacks of it."""
+    tags = [digest_tag(subject, suffix) for suffix in COSIGN_TAG_KINDS]
+    served, (listing_digest, listing) = await asyncio.gather(
+        asyncio.gather(*(source.registry.head_manifest(source.repository, tag) for tag in tags)),
+        _source_listing(source, subject),
+    )
+    found = Found(
+        subject,
+        tags=tuple((tag, s.digest) for tag, s in zip(tags, served) if s is not None),
+        media_types={s.digest: s.media_type for s in served if s is not None and s.media_type},
+        listing_digest=listing_digest,
+        listing=listing,
+    )
+    for destination in destinations:
+        found.plans.append(await _plan(found, source, destination))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# The gate
+
+
+async def _signatures(source: Location, subject: str, listing: Optional[Listing]) -> List[Signature]:
+    """Every cosign signature of `subject` at the source: the layers of its `.sig` manifest, and
+    its Sigstore bundle referrers."""
+    found: List[Signature] = []
+    tag = digest_tag(subject, "sig")
+    got = await source.registry.get_manifest(source.repository, tag)
+    if got is not None:
+        layers = manifest_parts(got[0], f"{tag} at {source}").layers[:MAX_SIGNATURES]
+        payloads = await asyncio.gather(
+            *(source.registry.read_blob(source.repository, layer.digest, MAX_SIGNATURE_DOCUMENT)
+              for layer in layers)
+        )  # fmt: skip
+        found += simple_signing_signatures(tag, [(l.fields, p) for l, p in zip(layers, payloads)])
+    bundles = [
+        entry for entry in (listing.entries if listing else ())
+        if (entry.artifact_type or "").startswith(BUNDLE_MEDIA_TYPE_PREFIX)
+        and entry.annotations.get(BUNDLE_PREDICATE_ANNOTATION, COSIGN_SIGN_PREDICATE) == COSIGN_SIGN_PREDICATE
+    ][:MAX_SIGNATURES]  # fmt: skip
+    for entry in bundles:
+        where = f"referrer {entry.digest[:19]}"
+        manifest = await source.registry.get_manifest(source.repository, entry.digest)
+        layers = manifest_parts(manifest[0], where).layers if manifest else ()
+        for layer in layers[:1]:
+            bundle = await source.registry.read_blob(source.repository, layer.digest, MAX_SIGNATURE_DOCUMENT)
+            found += bundle_signatures(where, bundle)
+    return found
+
+
+async def check_signature(
+    source: Location, subject: str, keys: Sequence[PublicKey], listing: Optional[Listing]
+) -> Verdict:
+    return verify(subject, await _signatures(source, subject, listing), keys)
+
+
+# ---------------------------------------------------------------------------------------------
+# Copying
+
+
+async def _copy_blob(source: Location, destination: Location, blob: Descriptor) -> None:
+    if await destination.registry.has_blob(destination.repository, blob.digest):
+        return
+    if source.registry is destination.registry and await destination.registry.mount_blob(
+        destination.repository, blob.digest, source.repository
+    ):
+        return
+    await destination.registry.put_blob(
+        destination.repository, blob.digest, blob.size,
+        lambda: source.registry.blob_chunks(source.repository, blob.digest, blob.size),
+    )  # fmt: skip
+
+
+async def copy_manifest(
+    source: Location, destination: Location, digest: str, *, write: bool = True, depth: int = 0
+) -> Tuple[bytes, str, bool]:
+    """Copies what the manifest `digest` needs (its blobs; an index's children) and, with
+    `write`, the manifest itself by digest, unless the destination has it; returns (its body, its
+    media type, whether the destination lists its subject as a referrer by itself)."""
+    got = await source.registry.get_manifest(source.repository, digest)
+    if got is None:
+        raise RegistryError("error", f"{source} no longer serves {digest}")
+    body, media_type = got
+    if await destination.registry.head_manifest(destination.repository, digest):
+        return body, media_type, False
+    parts = manifest_parts(body, f"{digest} at {source}")
+    if parts.manifests and depth >= MAX_DEPTH:
+        raise ReferrersError(f"{digest} at {source} nests indexes deeper than {MAX_DEPTH}")
+    for child in parts.manifests:
+        await copy_manifest(source, destination, child.digest, depth=depth + 1)
+    for blob in parts.blobs:
+        await _copy_blob(source, destination, blob)
+    if not write:
+        return body, media_type, False
+    lists_itself = await destination.registry.put_manifest(destination.repository, digest, body, media_type)
+    return body, media_type, lists_itself
+
+
+async def _write_tag(
+    source: Location, destination: Location, item: CopyItem, body: bytes, media_type: str
+) -> None:
+    """Writes a cosign tag: the source's manifest, or where the destination's holds signatures
+    of its own, the two merged (see `updated_tag_manifest`); then the source's manifest is kept
+    by its digest too, which the next run's `HEAD` finds."""
+    assert item.tag is not None
+    current = await destination.registry.get_manifest(destination.repository, item.tag)
+    update: Optional[Tuple[bytes, Optional[bytes]]] = (body, None)
+    if current is not None:
+        config = manifest_parts(current[0], f"{item.tag} at {destination}").config
+        config_body = (
+            await destination.registry.read_blob(
+                destination.repository, config.digest, MAX_SIGNATURE_DOCUMENT
+            )
+            if config is not None and config.size <= MAX_SIGNATURE_DOCUMENT
+            else None
+        )
+        update = updated_tag_manifest(current[0], config_body, body)
+    if update is None or update[0] != body:
+        await destination.registry.put_manifest(destination.repository, item.digest, body, media_type)
+    if update is None:
+        return
+    manifest, new_config = update
+    if new_config is not None:
+
+        async def whole() -> AsyncIterator[bytes]:
+            yield new_config
+
+        await destination.registry.put_blob(
+            destination.repository, digest_of(new_config), len(new_config), whole
+        )
+    await destination.registry.put_manifest(destination.repository, item.tag, manifest, media_type)
+
+
+async def _write_listing(destination: Location, subject: str, listing: Listing, lists_itself: bool) -> None:
+    """Makes the destination list the source's referrers: a registry with the referrers API does
+    by itself; on one without, the fallback tag gets the entries it lacks. Either way the
+    source's listing is kept under its digest, which the next run's `HEAD` finds."""
+    if not lists_itself:
+        lists_itself = await destination.registry.referrers(destination.repository, subject) is not None
+    if not lists_itself:
+        tag = digest_tag(subject)
+        current = await destination.registry.get_manifest(destination.repository, tag)
+        if current is None:
+            # The source's own bytes: the tag then serves the source's listing digest.
+            await destination.registry.put_manifest(destination.repository, tag, listing.raw, OCI_INDEX)
+            return
+        merged = merged_listing(current[0], listing.entries)
+        if merged is not None:
+            await destination.registry.put_manifest(destination.repository, tag, merged, OCI_INDEX)
+    await destination.registry.put_manifest(destination.repository, listing.digest, listing.raw, OCI_INDEX)
+
+
+async def copy(
+    source: Location,
+    destination: Location,
+    subject: str,
+    plan: Plan,
+    keys: Sequence[PublicKey] = (),
+) -> CopyResult:
+    """The gate first (with `keys`), then every item of `plan`, then its listing."""
+    verified_by = None
+    if keys:
+        listing = plan.listing
+        if listing is None:
+            digest, listing = await _source_listing(source, subject)
+            if listing is None and digest is not None:
+                listing = await _read_listing(source, digest)
+        verdict = await check_signature(source, subject, keys, listing)
+        if not verdict.verified:
+            names = ", ".join(key.name for key in keys)
+            return CopyResult(
+                "unsigned",
+                f"no cosign signature of {subject} at {source} verifies against {names}: "
+                f"{verdict.reason}",
+            )
+        verified_by = verdict.key
+    copied = []
+    lists_itself = False
+    for item in plan.items:
+        # A cosign tag's manifest is written under the tag (which stores it by digest too).
+        body, media_type, listed = await copy_manifest(
+            source, destination, item.digest, write=item.tag is None
+        )
+        lists_itself = lists_itself or listed
+        if item.tag is not None:
+            await _write_tag(source, destination, item, body, media_type)
+        copied.append(item)
+    if plan.listing is not None:
+        await _write_listing(destination, subject, plan.listing, lists_itself)
+    return CopyResult("ok", copied=tuple(copied), verified_by=verified_by)

@@ -1,0 +1,304 @@
+"""Which requests finding and copying referrers sends, and what it writes, against registries kept
+in memory (with and without the referrers API). The same flows run against real registries in
+`referrers_integration_test.py`."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+from collections import Counter
+from typing import AsyncIterable, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from docker_mirror.probe.mirror_referrers import Found, Location, Served, copy, find
+from docker_mirror.probe.protocol import CopyResult
+from docker_mirror.probe.referrers import OCI_INDEX, OCI_MANIFEST, Plan, digest_tag
+from docker_mirror.probe.signatures import SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, PublicKey, load_public_key
+
+EMPTY_CONFIG = b"{}"
+
+
+def digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class MemoryRegistry:
+    """A registry's API in memory: manifests by tag and digest, blobs, optionally the referrers
+    API; it counts what it is asked."""
+
+    def __init__(self, name: str, *, referrers_api: bool) -> None:
+        self.name = name
+        self.referrers_api = referrers_api
+        self.manifests: Dict[Tuple[str, str], Tuple[bytes, str]] = {}
+        self.tags: Dict[Tuple[str, str], str] = {}
+        self.blobs: Dict[Tuple[str, str], bytes] = {}
+        self.asked: Counter = Counter()
+
+    # What tests set up.
+    def blob(self, repository: str, data: bytes) -> Dict[str, object]:
+        self.blobs[(repository, digest(data))] = data
+        return {"mediaType": "application/octet-stream", "digest": digest(data), "size": len(data)}
+
+    def manifest(self, repository: str, body: bytes, media_type: str = OCI_MANIFEST, tag: Optional[str] = None) -> str:
+        self.manifests[(repository, digest(body))] = (body, media_type)
+        if tag:
+            self.tags[(repository, tag)] = digest(body)
+        return digest(body)
+
+    def _resolve(self, repository: str, reference: str) -> Optional[str]:
+        if reference.startswith("sha256:"):
+            return reference if (repository, reference) in self.manifests else None
+        return self.tags.get((repository, reference))
+
+    # The `Registry` protocol.
+    async def head_manifest(self, repository: str, reference: str) -> Optional[Served]:
+        self.asked["HEAD manifest"] += 1
+        found = self._resolve(repository, reference)
+        return Served(found, self.manifests[(repository, found)][1]) if found else None
+
+    async def get_manifest(self, repository: str, reference: str) -> Optional[Tuple[bytes, str]]:
+        self.asked["GET manifest"] += 1
+        found = self._resolve(repository, reference)
+        return self.manifests[(repository, found)] if found else None
+
+    async def referrers(self, repository: str, subject: str) -> Optional[bytes]:
+        self.asked["GET referrers"] += 1
+        if not self.referrers_api:
+            return None
+        entries = []
+        for (repo, d), (body, media_type) in sorted(self.manifests.items()):
+            document = json.loads(body)
+            if repo == repository and (document.get("subject") or {}).get("digest") == subject:
+                entry = {"mediaType": media_type, "digest": d, "size": len(body)}
+                artifact_type = document.get("artifactType") or document.get("config", {}).get("mediaType")
+                if artifact_type:
+                    entry["artifactType"] = artifact_type
+                if document.get("annotations"):
+                    entry["annotations"] = document["annotations"]
+                entries.append(entry)
+        return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).encode()
+
+    async def read_blob(self, repository: str, d: str, limit: int) -> bytes:
+        self.asked["GET blob"] += 1
+        return self.blobs[(repository, d)]
+
+    async def blob_chunks(self, repository: str, d: str, size: int) -> AsyncIterator[bytes]:
+        self.asked["GET blob"] += 1
+        data = self.blobs[(repository, d)]
+        for start in range(0, len(data), 3):  # in small chunks, as a stream would be
+            yield data[start : start + 3]
+
+    async def has_blob(self, repository: str, d: str) -> bool:
+        self.asked["HEAD blob"] += 1
+        return (repository, d) in self.blobs
+
+    async def mount_blob(self, repository: str, d: str, source_repository: str) -> bool:
+        self.asked["mount"] += 1
+        self.blobs[(repository, d)] = self.blobs[(source_repository, d)]
+        return True
+
+    async def put_blob(self, repository: str, d: str, size: int, chunks: Callable[[], AsyncIterable[bytes]]) -> None:
+        self.asked["PUT blob"] += 1
+        data = b"".join([chunk async for chunk in chunks()])
+        assert digest(data) == d and len(data) == size
+        self.blobs[(repository, d)] = data
+
+    async def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> bool:
+        self.asked["PUT manifest"] += 1
+        self.manifest(repository, body, media_type, tag=None if reference.startswith("sha256:") else reference)
+        if reference.startswith("sha256:"):
+            assert reference == digest(body)
+        return self.referrers_api and "subject" in json.loads(body)
+
+
+T = TypeVar("T")
+
+
+def run(coroutine: Awaitable[T]) -> T:
+    return asyncio.run(coroutine)  # type: ignore[arg-type]
+
+
+PRIVATE = ec.generate_private_key(ec.SECP256R1())
+PUBLIC = load_public_key(
+    "keys/cosign.pub",
+    PRIVATE.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+)
+
+
+def oci_manifest(config: Dict[str, object], layers: List[Dict[str, object]], **extra: object) -> bytes:
+    return json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers, **extra}).encode()
+
+
+def push_image(registry: MemoryRegistry, repository: str = "app") -> str:
+    body = oci_manifest(registry.blob(repository, b'{"os":"linux"}'), [registry.blob(repository, b"layer bytes")])
+    return registry.manifest(repository, body, tag="1")
+
+
+def sign(registry: MemoryRegistry, repository: str, subject: str, key: ec.EllipticCurvePrivateKey = PRIVATE) -> str:
+    """A cosign tag-scheme signature, appended to the `.sig` tag as cosign does."""
+    payload = json.dumps(
+        {"critical": {"image": {"docker-manifest-digest": subject}, "type": "cosign container image signature", "identity": {}}}
+    ).encode()
+    layer = registry.blob(repository, payload)
+    layer.update(
+        mediaType=SIMPLE_SIGNING_MEDIA_TYPE,
+        annotations={SIGNATURE_ANNOTATION: base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()},
+    )
+    tag = digest_tag(subject, "sig")
+    existing = registry.tags.get((repository, tag))
+    layers = json.loads(registry.manifests[(repository, existing)][0])["layers"] if existing else []
+    config = registry.blob(repository, json.dumps({"rootfs": {"type": "layers", "diff_ids": [l["digest"] for l in layers + [layer]]}}).encode())
+    return registry.manifest(repository, oci_manifest(config, layers + [layer]), tag=tag)
+
+
+def attach_sbom(registry: MemoryRegistry, repository: str, subject: str, content: bytes = b'{"spdxVersion":"SPDX-2.3"}') -> str:
+    """An SPDX SBOM as an OCI 1.1 referrer; on a registry without the API, listed by the
+    fallback tag as writers do."""
+    config = registry.blob(repository, EMPTY_CONFIG)
+    config["mediaType"] = "application/vnd.oci.empty.v1+json"
+    layer = registry.blob(repository, content)
+    layer["mediaType"] = "application/spdx+json"
+    body = oci_manifest(config, [layer], artifactType="application/spdx+json",
+                        subject={"mediaType": OCI_MANIFEST, "digest": subject, "size": 1})  # fmt: skip
+    referrer = registry.manifest(repository, body)
+    if not registry.referrers_api:
+        tag = digest_tag(subject)
+        existing = registry.tags.get((repository, tag))
+        entries = json.loads(registry.manifests[(repository, existing)][0])["manifests"] if existing else []
+        entries.append({"mediaType": OCI_MANIFEST, "digest": referrer, "size": len(body), "artifactType": "application/spdx+json"})
+        registry.manifest(repository, json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).encode(), OCI_INDEX, tag=tag)
+    return referrer
+
+
+def mirror(
+    source: MemoryRegistry, destination: MemoryRegistry, subject: str, keys: Sequence[PublicKey] = ()
+) -> Tuple[Found, Plan, CopyResult]:
+    src, dst = Location(source, "app"), Location(destination, "mirror/app")
+    found = run(find(src, subject, [dst]))
+    (plan,) = found.plans
+    return found, plan, run(copy(src, dst, subject, plan, keys))
+
+
+def test_everything_is_copied_with_its_digest_then_a_re_mirror_costs_heads_only() -> None:
+    for source_api, destination_api in [(False, False), (True, False), (False, True), (True, True)]:
+        source = MemoryRegistry("src", referrers_api=source_api)
+        destination = MemoryRegistry("dst", referrers_api=destination_api)
+        subject = push_image(source)
+        sig = sign(source, "app", subject)
+        sbom = attach_sbom(source, "app", subject)
+        found, plan, copied = mirror(source, destination, subject)
+        assert copied.outcome == "ok", (source_api, destination_api)
+        assert sorted(i.kind for i in copied.copied) == ["SBOM", "signature"]
+        assert destination.tags[("mirror/app", digest_tag(subject, "sig"))] == sig
+        assert ("mirror/app", sbom) in destination.manifests
+        if not destination_api:  # listed by the fallback tag
+            listed = destination.manifests[("mirror/app", destination.tags[("mirror/app", digest_tag(subject))])][0]
+            assert [e["digest"] for e in json.loads(listed)["manifests"]] == [sbom]
+        # Again, nothing new: HEADs (and the API's list where there is one), no manifest GET.
+        source.asked.clear()
+        destination.asked.clear()
+        found, plan, copied = mirror(source, destination, subject)
+        assert plan.empty and copied.copied == ()
+        assert source.asked["GET manifest"] == destination.asked["GET manifest"] == 0
+        assert source.asked["HEAD manifest"] == 3 + (0 if source_api else 1)
+        assert destination.asked["HEAD manifest"] == 2  # the `.sig` tag, the listing by digest
+        assert not destination.asked["PUT manifest"] and not destination.asked["PUT blob"]
+
+
+def test_a_signature_added_upstream_later_is_the_only_thing_copied() -> None:
+    source, destination = MemoryRegistry("src", referrers_api=False), MemoryRegistry("dst", referrers_api=False)
+    subject = push_image(source)
+    sign(source, "app", subject)
+    mirror(source, destination, subject)
+    new_sig = sign(source, "app", subject, ec.generate_private_key(ec.SECP256R1()))
+    destination.asked.clear()
+    _, plan, copied = mirror(source, destination, subject)
+    assert [(i.kind, i.digest) for i in copied.copied] == [("signature", new_sig)]
+    assert destination.tags[("mirror/app", digest_tag(subject, "sig"))] == new_sig
+    # The new `.sig` manifest and the new layer's blob; the first signature's blobs were there.
+    assert destination.asked["PUT manifest"] == 1
+
+
+def test_signatures_made_at_the_mirror_are_kept_when_upstream_signs_again() -> None:
+    source, destination = MemoryRegistry("src", referrers_api=False), MemoryRegistry("dst", referrers_api=False)
+    subject = push_image(source)
+    sign(source, "app", subject)
+    mirror(source, destination, subject)
+    ours = ec.generate_private_key(ec.SECP256R1())
+    sign(destination, "mirror/app", subject, ours)  # the shop signs what it mirrored
+    upstream_new = sign(source, "app", subject, ec.generate_private_key(ec.SECP256R1()))
+    _, _, copied = mirror(source, destination, subject)
+    assert copied.outcome == "ok"
+    merged = json.loads(destination.manifests[("mirror/app", destination.tags[("mirror/app", digest_tag(subject, "sig"))])][0])
+    assert len(merged["layers"]) == 3  # upstream's first, the shop's, upstream's second
+    assert ("mirror/app", upstream_new) in destination.manifests  # kept under its own digest
+    # And the next run finds everything in place with HEADs only.
+    source.asked.clear()
+    destination.asked.clear()
+    _, plan, _ = mirror(source, destination, subject)
+    assert plan.empty and source.asked["GET manifest"] == 0
+
+
+def test_a_fallback_index_keeps_the_entries_someone_else_put_there() -> None:
+    source, destination = MemoryRegistry("src", referrers_api=False), MemoryRegistry("dst", referrers_api=False)
+    subject = push_image(source)
+    destination_subject = push_image(destination, "mirror/app")
+    assert destination_subject == subject
+    theirs = attach_sbom(destination, "mirror/app", subject, b'{"theirs": true}')
+    ours = attach_sbom(source, "app", subject)
+    _, _, copied = mirror(source, destination, subject)
+    assert copied.outcome == "ok"
+    listed = destination.manifests[("mirror/app", destination.tags[("mirror/app", digest_tag(subject))])][0]
+    assert [e["digest"] for e in json.loads(listed)["manifests"]] == [theirs, ours]
+    source.asked.clear()
+    _, plan, _ = mirror(source, destination, subject)
+    assert plan.empty and source.asked["GET manifest"] == 0
+
+
+def test_the_gate() -> None:
+    source, destination = MemoryRegistry("src", referrers_api=False), MemoryRegistry("dst", referrers_api=False)
+    subject = push_image(source)
+    _, _, unsigned = mirror(source, destination, subject, keys=[PUBLIC])
+    assert unsigned.outcome == "unsigned" and "no cosign signature" in (unsigned.message or "")
+    sign(source, "app", subject, ec.generate_private_key(ec.SECP256R1()))
+    _, _, stranger = mirror(source, destination, subject, keys=[PUBLIC])
+    assert stranger.outcome == "unsigned" and "none verifies against keys/cosign.pub" in (stranger.message or "")
+    assert not destination.manifests and not destination.blobs  # nothing of it was written
+    sign(source, "app", subject)
+    _, _, signed = mirror(source, destination, subject, keys=[PUBLIC])
+    assert signed.outcome == "ok" and signed.verified_by == "keys/cosign.pub"
+
+
+def test_same_registry_blobs_are_mounted_not_streamed() -> None:
+    registry = MemoryRegistry("r", referrers_api=False)
+    subject = push_image(registry)
+    sign(registry, "app", subject)
+    found = run(find(Location(registry, "app"), subject, [Location(registry, "mirror/app")]))
+    run(copy(Location(registry, "app"), Location(registry, "mirror/app"), subject, found.plans[0]))
+    assert registry.asked["mount"] == 2 and registry.asked["PUT blob"] == 0
+
+
+def test_indexes_nested_deeper_than_the_cap_are_refused() -> None:
+    from docker_mirror.probe.referrers import MAX_DEPTH, ReferrersError
+
+    source, destination = MemoryRegistry("src", referrers_api=True), MemoryRegistry("dst", referrers_api=True)
+    subject = push_image(source)
+    # A referrer that is an index of an index of ... of a manifest, MAX_DEPTH + 1 levels deep.
+    child = source.manifest("app", oci_manifest(source.blob("app", b"{}"), []))
+    for _ in range(MAX_DEPTH + 1):
+        body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                           "manifests": [{"mediaType": OCI_MANIFEST, "digest": child, "size": 1}]}).encode()  # fmt: skip
+        child = source.manifest("app", body, OCI_INDEX)
+    top = json.loads(source.manifests[("app", child)][0])
+    top["subject"] = {"mediaType": OCI_MANIFEST, "digest": subject, "size": 1}
+    source.manifest("app", json.dumps(top).encode(), OCI_INDEX)
+    found = run(find(Location(source, "app"), subject, [Location(destination, "mirror/app")]))
+    (plan,) = found.plans
+    assert [item.media_type for item in plan.items] == [OCI_INDEX]
+    with pytest.raises(ReferrersError, match=f"nests indexes deeper than {MAX_DEPTH}"):
+        run(copy(Location(source, "app"), Location(destination, "mirror/app"), subject, plan))

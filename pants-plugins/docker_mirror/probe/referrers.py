@@ -1,0 +1,354 @@
+"""What refers to an image digest in a registry (its signatures, attestations and SBOMs), and what
+a mirror must copy so that the destination refers to it the same way: pure functions over
+manifests already read, no I/O.
+
+Two schemes are in use, and a mirror carries both:
+
+1. **cosign's tag scheme** (cosign's default up to v2): manifests tagged `sha256-<hex>.sig`,
+   `.att` and `.sbom` in the image's repository, `<hex>` being the image digest's.
+2. **OCI 1.1 referrers**: manifests whose `subject` is the image, listed by the registry's
+   referrers API (`GET /v2/<name>/referrers/<digest>`) where it has one, or else by the
+   *fallback tag* `sha256-<hex>`: an image index of their descriptors, which writers update.
+
+What the mirror keeps so that a re-mirror with nothing new costs no manifest `GET` at the source:
+every source manifest it writes lands at the destination under its own digest too. The source's
+listing of referrers is such a manifest: the fallback index as the source serves it, or, from a
+source with the referrers API, the index `listing_index` builds from its answer. So one `HEAD` of
+that digest at the destination says whether everything it lists was copied, whatever else the
+destination lists; likewise a `.sig` tag that the destination has merged with signatures of its
+own still has the source's `.sig` under the source's digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+INDEX_MEDIA_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
+
+# cosign's tag suffixes and what each holds.
+COSIGN_TAG_KINDS = {"sig": "signature", "att": "attestation", "sbom": "SBOM"}
+
+# What a referrer is, by its artifact type (or, for a Sigstore bundle, its predicate type).
+BUNDLE_MEDIA_TYPE_PREFIX = "application/vnd.dev.sigstore.bundle"
+BUNDLE_PREDICATE_ANNOTATION = "dev.sigstore.bundle.predicateType"
+COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
+_KIND_OF_ARTIFACT_TYPE = {
+    "application/vnd.dev.cosign.artifact.sig.v1+json": "signature",
+    "application/vnd.cncf.notary.signature": "signature",
+    "application/vnd.dev.cosign.artifact.att.v1+json": "attestation",
+    "application/vnd.in-toto+json": "attestation",
+    "application/vnd.dsse.envelope.v1+json": "attestation",
+    "application/vnd.dev.cosign.artifact.sbom.v1+json": "SBOM",
+    "application/spdx+json": "SBOM",
+    "text/spdx+json": "SBOM",
+    "text/spdx": "SBOM",
+    "application/vnd.cyclonedx+json": "SBOM",
+    "application/vnd.cyclonedx+xml": "SBOM",
+    "application/vnd.syft+json": "SBOM",
+}
+KINDS = ("signature", "attestation", "SBOM", "artifact")
+
+# A referrer that is itself an index (a multi-platform SBOM, say) is copied with its children,
+# to this depth; an image has a handful of referrers, and a listing more than this many is not
+# a mirror's to copy.
+MAX_DEPTH = 2
+MAX_REFERRERS = 1000
+
+
+class ReferrersError(ValueError):
+    """A manifest or listing that cannot be read as the schemes define it."""
+
+
+def digest_tag(digest: str, suffix: Optional[str] = None) -> str:
+    """`sha256-<hex>` (the referrers fallback tag), or with `suffix` cosign's `sha256-<hex>.sig`."""
+    if not DIGEST.fullmatch(digest):
+        raise ReferrersError(f"not a sha256 digest: {digest!r}")
+    tag = digest.replace(":", "-", 1)
+    return f"{tag}.{suffix}" if suffix else tag
+
+
+def _document(raw: bytes, what: str) -> Dict[str, Any]:
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ReferrersError(f"{what} is not JSON") from None
+    if not isinstance(document, dict):
+        raise ReferrersError(f"{what} is not a JSON object")
+    return document
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """An OCI descriptor, with the JSON object it was read from kept as written (so that a
+    listing the mirror writes carries every field the source gave: platform, annotations...)."""
+
+    digest: str
+    media_type: str
+    size: int
+    document: str  # the descriptor's JSON object, keys sorted
+
+    @classmethod
+    def read(cls, value: object, what: str) -> Descriptor:
+        if not isinstance(value, dict):
+            raise ReferrersError(f"{what} is not a descriptor")
+        digest, size, media_type = value.get("digest"), value.get("size"), value.get("mediaType")
+        if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
+            raise ReferrersError(f"{what} has no sha256 digest (only sha256 is supported)")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ReferrersError(f"{what} has no valid size")
+        if not isinstance(media_type, str) or not media_type:
+            raise ReferrersError(f"{what} has no media type")
+        return cls(digest, media_type, size, json.dumps(value, sort_keys=True, separators=(",", ":")))
+
+    @property
+    def fields(self) -> Dict[str, Any]:
+        fields: Dict[str, Any] = json.loads(self.document)
+        return fields
+
+    @property
+    def artifact_type(self) -> Optional[str]:
+        value = self.fields.get("artifactType")
+        return value if isinstance(value, str) else None
+
+    @property
+    def annotations(self) -> Mapping[str, str]:
+        value = self.fields.get("annotations")
+        if not isinstance(value, dict):
+            return {}
+        return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_MEDIA_TYPES
+
+    @property
+    def kind(self) -> str:
+        """`signature`, `attestation`, `SBOM` or `artifact`, for the summary."""
+        artifact_type = self.artifact_type or ""
+        if artifact_type.startswith(BUNDLE_MEDIA_TYPE_PREFIX):
+            predicate = self.annotations.get(BUNDLE_PREDICATE_ANNOTATION)
+            return "signature" if predicate == COSIGN_SIGN_PREDICATE else "attestation"
+        return _KIND_OF_ARTIFACT_TYPE.get(artifact_type, "artifact")
+
+
+def index_entries(raw: bytes, what: str = "the referrers index") -> Tuple[Descriptor, ...]:
+    """The descriptors an image index lists: a referrers API answer, or a fallback index."""
+    document = _document(raw, what)
+    entries = document.get("manifests")
+    if entries is None:
+        return ()
+    if not isinstance(entries, list):
+        raise ReferrersError(f"{what} has no list of manifests")
+    if len(entries) > MAX_REFERRERS:
+        raise ReferrersError(f"{what} lists more than {MAX_REFERRERS} manifests")
+    return tuple(Descriptor.read(entry, f"{what}'s entry {i + 1}") for i, entry in enumerate(entries))
+
+
+def listing_index(entries: Iterable[Descriptor]) -> bytes:
+    """The image index that lists `entries`, as the mirror writes it: one entry per digest, in
+    digest order, so the same referrers always make the same bytes (and digest)."""
+    unique = {entry.digest: entry for entry in entries}
+    document = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [unique[digest].fields for digest in sorted(unique)],
+    }
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def merged_listing(existing: Optional[bytes], additions: Sequence[Descriptor]) -> Optional[bytes]:
+    """The destination's fallback index with `additions` listed too: every entry it had stays,
+    with its fields as written, and the additions it lacks are appended. None when it lacks
+    none (nothing to write). Without an existing index, the additions' own listing."""
+    if existing is None:
+        return listing_index(additions) if additions else None
+    document = _document(existing, "the destination's fallback index")
+    entries = document.get("manifests")
+    if entries is None:
+        entries = []
+    if not isinstance(entries, list):
+        raise ReferrersError("the destination's fallback index has no list of manifests")
+    listed = {entry.get("digest") for entry in entries if isinstance(entry, dict)}
+    missing = [a for a in additions if a.digest not in listed]
+    if not missing:
+        return None
+    merged = dict(document)
+    merged["manifests"] = entries + [a.fields for a in missing]
+    merged.setdefault("schemaVersion", 2)
+    merged.setdefault("mediaType", OCI_INDEX)
+    return json.dumps(merged, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class ManifestParts:
+    """What a manifest needs at the destination before it can be written there."""
+
+    media_type: str
+    config: Optional[Descriptor]
+    layers: Tuple[Descriptor, ...]
+    manifests: Tuple[Descriptor, ...]  # an index's children
+    subject: Optional[str]
+
+    @property
+    def blobs(self) -> Tuple[Descriptor, ...]:
+        return ((self.config,) if self.config else ()) + self.layers
+
+
+def manifest_parts(raw: bytes, what: str = "the manifest") -> ManifestParts:
+    document = _document(raw, what)
+    media_type = document.get("mediaType")
+    if not isinstance(media_type, str) or not media_type:
+        media_type = OCI_INDEX if "manifests" in document else OCI_MANIFEST
+    subject = document.get("subject")
+    subject_digest = Descriptor.read(subject, f"{what}'s subject").digest if subject is not None else None
+    if media_type in INDEX_MEDIA_TYPES:
+        return ManifestParts(media_type, None, (), index_entries(raw, what), subject_digest)
+    config = document.get("config")
+    layers = document.get("layers") or []
+    if not isinstance(layers, list):
+        raise ReferrersError(f"{what} has no list of layers")
+    return ManifestParts(
+        media_type,
+        Descriptor.read(config, f"{what}'s config") if config is not None else None,
+        tuple(Descriptor.read(layer, f"{what}'s layer {i + 1}") for i, layer in enumerate(layers)),
+        (),
+        subject_digest,
+    )
+
+
+def updated_tag_manifest(
+    destination: bytes, destination_config: Optional[bytes], source: bytes
+) -> Optional[Tuple[bytes, Optional[bytes]]]:
+    """What to write under a cosign tag (`.sig`, `.att`, `.sbom`) that the destination already
+    serves with another manifest: (manifest, its new config or None), or None to leave it.
+
+    - The destination holds nothing the source lacks (an older copy of the source's): the
+      source's manifest, as is.
+    - It holds layers the source lacks (someone signed the mirrored image at the mirror): its
+      manifest with the source's missing layers appended, as `cosign sign` appends a signature,
+      and its config's `rootfs.diff_ids` extended to match (a new config blob).
+    - It holds every source layer already: None.
+    """
+    have = manifest_parts(destination, "the destination's manifest")
+    want = manifest_parts(source, "the source's manifest")
+    # A layer is a signature by its descriptor as a whole: cosign's payload for one image is
+    # the same bytes (one digest) whoever signs it, and the signature is in the annotations.
+    present = {layer.document for layer in have.layers}
+    wanted = {layer.document for layer in want.layers}
+    if present <= wanted:
+        return source, None
+    missing = [layer for layer in want.layers if layer.document not in present]
+    if not missing:
+        return None
+    document = _document(destination, "the destination's manifest")
+    document["layers"] = list(document.get("layers") or []) + [layer.fields for layer in missing]
+    config = None
+    if destination_config is not None:
+        try:
+            config_document = json.loads(destination_config)
+        except (ValueError, RecursionError):
+            config_document = None
+        rootfs = config_document.get("rootfs") if isinstance(config_document, dict) else None
+        if isinstance(rootfs, dict) and isinstance(rootfs.get("diff_ids"), list):
+            rootfs["diff_ids"] = list(rootfs["diff_ids"]) + [layer.digest for layer in missing]
+            history = config_document.get("history")
+            if isinstance(history, list) and history:
+                config_document["history"] = history + [dict(history[-1]) for _ in missing]
+            config = json.dumps(config_document, separators=(",", ":")).encode()
+            document["config"] = dict(document["config"], digest=digest_of(config), size=len(config))
+    return json.dumps(document, separators=(",", ":")).encode(), config
+
+
+def digest_of(raw: bytes) -> str:
+    """The digest a registry stores `raw` under."""
+    return f"sha256:{hashlib.sha256(raw).hexdigest()}"
+
+
+# ---------------------------------------------------------------------------------------------
+# What to copy
+
+
+@dataclass(frozen=True)
+class CopyItem:
+    """One manifest to copy from the source repository to a destination repository: a cosign
+    tag-scheme manifest (written under `tag`) or a referrer (written by digest)."""
+
+    kind: str  # signature, attestation, SBOM, artifact
+    digest: str
+    media_type: str
+    tag: Optional[str] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"kind": self.kind, "digest": self.digest, "media_type": self.media_type, "tag": self.tag}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> CopyItem:
+        return cls(str(value["kind"]), str(value["digest"]), str(value["media_type"]), value.get("tag"))
+
+
+@dataclass(frozen=True)
+class Listing:
+    """How the source lists the image's referrers: the index to keep at the destination under
+    its digest, and what it lists."""
+
+    digest: str
+    raw: bytes
+    entries: Tuple[Descriptor, ...]
+
+    @classmethod
+    def of(cls, raw: bytes) -> Listing:
+        return cls(digest_of(raw), raw, index_entries(raw))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one destination repository lacks of the subject's referrers."""
+
+    items: Tuple[CopyItem, ...] = ()
+    # The source's listing to write at the destination (its referrers copied first), or None.
+    listing: Optional[Listing] = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.items and self.listing is None
+
+
+def tag_kind(tag: str) -> str:
+    return COSIGN_TAG_KINDS.get(tag.rpartition(".")[2], "artifact")
+
+
+def stale_tags(
+    source_tags: Iterable[Tuple[str, str]],
+    destination_tags: Mapping[str, Optional[str]],
+    kept_at_destination: Iterable[str],
+    media_types: Mapping[str, str],
+) -> Tuple[CopyItem, ...]:
+    """The cosign tags ((tag, digest) at the source) to copy: those whose destination tag does
+    not serve the source's digest, unless the destination keeps that digest already (it merged
+    the tag with its own)."""
+    kept = set(kept_at_destination)
+    return tuple(
+        CopyItem(tag_kind(tag), digest, media_types.get(digest, OCI_MANIFEST), tag=tag)
+        for tag, digest in source_tags
+        if destination_tags.get(tag) != digest and digest not in kept
+    )
+
+
+def missing_referrers(
+    listing: Listing, destination_lists: Iterable[Descriptor]
+) -> Tuple[CopyItem, ...]:
+    """The referrers of `listing` that the destination does not list."""
+    listed = {d.digest for d in destination_lists}
+    return tuple(
+        CopyItem(entry.kind, entry.digest, entry.media_type)
+        for entry in listing.entries
+        if entry.digest not in listed
+    )

@@ -1,0 +1,220 @@
+"""Cosign signatures of an image digest, checked offline against public keys: the gate that
+`require_signature` puts in front of a copy. Pure functions over bytes already read; the
+reading is `attachments`' job.
+
+Cosign stores a keyed signature of an image in one of two layouts:
+
+- **Tag scheme** (cosign up to v2): the manifest tagged `sha256-<hex>.sig` in the image's
+  repository. Each layer is one signature: its blob is a *simple signing* JSON payload
+  (`application/vnd.dev.cosign.simplesigning.v1+json`) naming the image as
+  `critical.image.docker-manifest-digest`, and its annotation
+  `dev.cosignproject.cosign/signature` holds the base64 ECDSA signature of those exact bytes.
+- **Sigstore bundle** (cosign v3's default): an OCI 1.1 referrer of the image whose layer is a
+  bundle (`application/vnd.dev.sigstore.bundle.v0.3+json`) holding a DSSE envelope around an
+  in-toto statement with predicate type `https://sigstore.dev/cosign/sign/v1` and the image
+  digest as its subject; the signature covers DSSE's pre-authentication encoding.
+
+A signature counts when it verifies against one of the keys (ECDSA P-256 with SHA-256, as
+`cosign generate-key-pair` makes them) *and* what it signs names the digest being mirrored,
+as `cosign verify --key` checks. Transparency-log entries and certificates (keyless signing)
+are not checked: the keys are the trust root, as with `cosign verify --key K
+--insecure-ignore-tlog=true`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
+SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+SIMPLE_SIGNING_TYPE = "cosign container image signature"
+BUNDLE_MEDIA_TYPE_PREFIX = "application/vnd.dev.sigstore.bundle"
+BUNDLE_PREDICATE_ANNOTATION = "dev.sigstore.bundle.predicateType"
+COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
+IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+# A signature payload is a few hundred bytes; a bundle a few KiB with its log entries.
+MAX_SIGNATURE_DOCUMENT = 1024 * 1024
+
+
+class InvalidKey(ValueError):
+    """A `require_signature` key that is not an ECDSA P-256 public key in PEM."""
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    name: str  # where it came from, as the user wrote it: `keys/cosign.pub`
+    key: ec.EllipticCurvePublicKey
+
+
+def load_public_key(name: str, pem: bytes) -> PublicKey:
+    try:
+        key = load_pem_public_key(pem)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise InvalidKey(f"{name}: not a PEM public key (as `cosign generate-key-pair` writes cosign.pub)") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise InvalidKey(f"{name}: not an ECDSA P-256 public key (cosign's key type)")
+    return PublicKey(name, key)
+
+
+@dataclass(frozen=True)
+class Signature:
+    """One signature found for an image, in either layout: the bytes it signs, and what those
+    bytes say was signed."""
+
+    where: str  # for messages: `sha256-<hex>.sig layer 1`, `referrer sha256:<12 hex>`
+    signed: bytes  # exactly the bytes the signature covers
+    signature: bytes
+    # The image digest the signed document names, or why it names none.
+    names_digest: Optional[str]
+    problem: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether an image may enter the mirror: `key` is the key that verified a signature naming
+    its digest; otherwise `reason` says why not, in one line."""
+
+    verified: bool
+    key: Optional[str] = None
+    where: Optional[str] = None
+    reason: Optional[str] = None
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _b64(text: object) -> Optional[bytes]:
+    if not isinstance(text, str):
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def simple_signing_signatures(
+    tag: str, layers: Sequence[Tuple[dict, Optional[bytes]]]
+) -> List[Signature]:
+    """The signatures of a tag-scheme `.sig` manifest: `layers` pairs each layer descriptor
+    with its blob (None if it could not be read)."""
+    found = []
+    for index, (descriptor, payload) in enumerate(layers, start=1):
+        if descriptor.get("mediaType") != SIMPLE_SIGNING_MEDIA_TYPE:
+            continue
+        where = f"{tag} layer {index}"
+        annotations = descriptor.get("annotations")
+        signature = _b64(annotations.get(SIGNATURE_ANNOTATION)) if isinstance(annotations, dict) else None
+        if signature is None:
+            found.append(Signature(where, b"", b"", None, "it has no readable signature annotation"))
+            continue
+        if payload is None:
+            found.append(Signature(where, b"", signature, None, "its payload could not be read"))
+            continue
+        document = _json(payload)
+        critical = document.get("critical") if isinstance(document, dict) else None
+        image = critical.get("image") if isinstance(critical, dict) else None
+        digest = image.get("docker-manifest-digest") if isinstance(image, dict) else None
+        problem = None
+        if not isinstance(digest, str):
+            digest, problem = None, "its payload names no image digest"
+        elif critical.get("type") != SIMPLE_SIGNING_TYPE:  # type: ignore[union-attr]
+            digest, problem = None, "its payload is not a cosign container image signature"
+        found.append(Signature(where, payload, signature, digest, problem))
+    return found
+
+
+def pre_authentication_encoding(payload_type: str, payload: bytes) -> bytes:
+    """What a DSSE signature covers (the DSSE protocol's PAE)."""
+    kind = payload_type.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
+
+
+def bundle_signatures(where: str, bundle: bytes) -> List[Signature]:
+    """The signatures of a Sigstore bundle holding a cosign image signature (a DSSE envelope
+    around an in-toto statement of predicate type `COSIGN_SIGN_PREDICATE`)."""
+    document = _json(bundle)
+    envelope = document.get("dsseEnvelope") if isinstance(document, dict) else None
+    if not isinstance(envelope, dict):
+        return [Signature(where, b"", b"", None, "the bundle holds no DSSE envelope")]
+    payload = _b64(envelope.get("payload"))
+    payload_type = envelope.get("payloadType")
+    if payload is None or not isinstance(payload_type, str):
+        return [Signature(where, b"", b"", None, "its DSSE envelope has no readable payload")]
+    statement = _json(payload)
+    digest, problem = None, None
+    if payload_type != IN_TOTO_PAYLOAD_TYPE or not isinstance(statement, dict):
+        problem = "its DSSE payload is not an in-toto statement"
+    elif statement.get("predicateType") != COSIGN_SIGN_PREDICATE:
+        problem = f"its statement is not a cosign signature (predicate type {statement.get('predicateType')!r})"
+    else:
+        subjects = statement.get("subject")
+        hexes = []
+        for subject in subjects if isinstance(subjects, list) else []:
+            digests = subject.get("digest") if isinstance(subject, dict) else None
+            value = digests.get("sha256") if isinstance(digests, dict) else None
+            if isinstance(value, str):
+                hexes.append(value)
+        if len(hexes) != 1:
+            problem = "its statement does not name exactly one image digest"
+        else:
+            digest = f"sha256:{hexes[0]}"
+    signed = pre_authentication_encoding(payload_type, payload)
+    signatures = envelope.get("signatures")
+    found = []
+    for entry in signatures if isinstance(signatures, list) else []:
+        signature = _b64(entry.get("sig")) if isinstance(entry, dict) else None
+        if signature is not None:
+            found.append(Signature(where, signed, signature, digest, problem))
+    return found or [Signature(where, b"", b"", None, "its DSSE envelope holds no signature")]
+
+
+def _verifies(key: PublicKey, signature: Signature) -> bool:
+    try:
+        key.key.verify(signature.signature, signature.signed, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def verify(digest: str, signatures: Iterable[Signature], keys: Sequence[PublicKey]) -> Verdict:
+    """Whether one of `signatures` verifies against one of `keys` and names `digest`."""
+    signatures = list(signatures)
+    key_names = ", ".join(key.name for key in keys)
+    if not signatures:
+        return Verdict(False, reason="it has no cosign signature (no `.sig` tag, no signature referrer)")
+    # Why each signature fails, most telling first: a valid signature for another digest beats a
+    # signature that verifies against no key.
+    wrong_digest = []
+    for signature in signatures:
+        for key in keys:
+            if not signature.signature or not signature.signed or not _verifies(key, signature):
+                continue
+            if signature.names_digest == digest:
+                return Verdict(True, key=key.name, where=signature.where)
+            wrong_digest.append(
+                f"{signature.where} verifies against {key.name} but "
+                + (signature.problem or f"names {signature.names_digest}, not {digest}")
+            )
+    if wrong_digest:
+        return Verdict(False, reason="; ".join(wrong_digest))
+    broken = [f"{s.where}: {s.problem}" for s in signatures if s.problem and not s.signature]
+    count = len(signatures)
+    reason = (
+        f"{count} signature{'s' if count != 1 else ''} found, none verifies against {key_names}"
+    )
+    if broken:
+        reason += f" ({'; '.join(broken)})"
+    return Verdict(False, reason=reason)
