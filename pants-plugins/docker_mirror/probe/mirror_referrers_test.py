@@ -184,6 +184,16 @@ def mirror(
     return found, plan, run(copy(src, dst, subject, plan, keys))
 
 
+def assert_next_run_finds_everything_in_place(
+    source: MemoryRegistry, destination: MemoryRegistry, subject: str
+) -> None:
+    """A run after the copy plans nothing and reads no manifest at the source (HEADs only)."""
+    source.asked.clear()
+    destination.asked.clear()
+    _, plan, _ = mirror(source, destination, subject)
+    assert plan.empty and source.asked["GET manifest"] == 0
+
+
 def test_everything_is_copied_with_its_digest_then_a_re_mirror_costs_heads_only() -> None:
     for source_api, destination_api in [(False, False), (True, False), (False, True), (True, True)]:
         source = MemoryRegistry("src", referrers_api=source_api)
@@ -237,11 +247,7 @@ def test_signatures_made_at_the_mirror_are_kept_when_upstream_signs_again() -> N
     merged = json.loads(destination.manifests[("mirror/app", destination.tags[("mirror/app", digest_tag(subject, "sig"))])][0])
     assert len(merged["layers"]) == 3  # upstream's first, the shop's, upstream's second
     assert ("mirror/app", upstream_new) in destination.manifests  # kept under its own digest
-    # And the next run finds everything in place with HEADs only.
-    source.asked.clear()
-    destination.asked.clear()
-    _, plan, _ = mirror(source, destination, subject)
-    assert plan.empty and source.asked["GET manifest"] == 0
+    assert_next_run_finds_everything_in_place(source, destination, subject)
 
 
 def test_a_fallback_index_keeps_the_entries_someone_else_put_there() -> None:
@@ -255,9 +261,7 @@ def test_a_fallback_index_keeps_the_entries_someone_else_put_there() -> None:
     assert copied.outcome == "ok"
     listed = destination.manifests[("mirror/app", destination.tags[("mirror/app", digest_tag(subject))])][0]
     assert [e["digest"] for e in json.loads(listed)["manifests"]] == [theirs, ours]
-    source.asked.clear()
-    _, plan, _ = mirror(source, destination, subject)
-    assert plan.empty and source.asked["GET manifest"] == 0
+    assert_next_run_finds_everything_in_place(source, destination, subject)
 
 
 def test_the_gate() -> None:
