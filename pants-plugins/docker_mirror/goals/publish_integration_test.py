@@ -24,6 +24,7 @@ from docker_mirror.util_rules.probe import ProbedManifests
 from docker_mirror.util_rules.skopeo import Skopeo
 from docker_mirror.testutil.images import OciImage, push_oci_image
 from docker_mirror.testutil.machine import require_skopeo
+from docker_mirror.testutil.oci import digest_tag
 from docker_mirror.testutil.registries import Registry, htpasswd_entry, more_than_heads, requests_for
 from docker_mirror.testutil.rule_runner_options import pex_building_options
 from docker_mirror.testutil.skopeo_tap import SkopeoTap
@@ -441,13 +442,12 @@ def test_one_image_reads_its_whole_generator_sources_and_destinations_in_one_go(
     # At the source, by HEAD: each tag, and what may refer to its digest (cosign's three tags and
     # the OCI fallback tag); the referrers API's list is asked once, and this registry, which has
     # no API, answers 404. At the mirror: each tag, by HEAD.
-    fallback_tags = {name: "sha256-" + image.index.split(":")[1] for name, image in pushed.items()}
     assert sorted(upstream_requests) == sorted(
         [
             *(
                 ("HEAD", f"/v2/team/{name}/manifests/{tag}")
-                for name, fallback in fallback_tags.items()
-                for tag in ("1", fallback, f"{fallback}.sig", f"{fallback}.att", f"{fallback}.sbom")
+                for name, image in pushed.items()
+                for tag in ("1", *(digest_tag(image.index, suffix) for suffix in ("", "sig", "att", "sbom")))
             ),
             *(
                 ("GET", f"/v2/team/{name}/referrers/{image.index}")

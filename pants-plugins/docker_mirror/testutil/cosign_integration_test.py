@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from docker_mirror.testutil import cosign
 from docker_mirror.testutil.images import OciImage, push_oci_image
 from docker_mirror.testutil.machine import require_skopeo
-from docker_mirror.testutil.oci import OCI_CONFIG
+from docker_mirror.testutil.oci import OCI_CONFIG, digest_tag
 from docker_mirror.testutil.referrers import spdx_document
 from docker_mirror.testutil.registries import Registry
 from docker_mirror.util_rules.manifests import OCI_MANIFEST, manifest_digest
@@ -47,7 +47,7 @@ def test_a_signature_is_a_simple_signing_layer_under_the_sig_tag(
 
     signed = cosign.sign(registry, REPOSITORY, image.index, key)
 
-    tag = f"sha256-{image.index.split(':')[1]}.sig"
+    tag = digest_tag(image.index, "sig")
     assert registry.manifest_digest(REPOSITORY, tag) == signed
     raw = registry.skopeo_raw(REPOSITORY, tag)
     assert manifest_digest(raw) == signed
@@ -143,7 +143,7 @@ def test_an_attestation_is_a_signed_dsse_envelope_under_the_att_tag(
 
     attested = cosign.attest(registry, REPOSITORY, image.index, key)
 
-    tag = f"sha256-{image.index.split(':')[1]}.att"
+    tag = digest_tag(image.index, "att")
     assert registry.manifest_digest(REPOSITORY, tag) == attested
     [layer] = json.loads(registry.skopeo_raw(REPOSITORY, tag))["layers"]
     assert layer["mediaType"] == "application/vnd.dsse.envelope.v1+json"
@@ -177,7 +177,7 @@ def test_an_sbom_is_a_one_layer_image_under_the_sbom_tag_and_replaces_the_last(
 
     attached = cosign.attach_sbom(registry, REPOSITORY, image.index, sbom)
 
-    tag = f"sha256-{image.index.split(':')[1]}.sbom"
+    tag = digest_tag(image.index, "sbom")
     assert registry.manifest_digest(REPOSITORY, tag) == attached
     manifest = json.loads(registry.skopeo_raw(REPOSITORY, tag))
     assert manifest["layers"] == [
