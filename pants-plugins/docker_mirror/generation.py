@@ -25,6 +25,7 @@ from docker_mirror.target_types import (
     DockerMirrorReferrersField,
     DockerMirrorRequireSignatureField,
     DockerMirrorSourceImageField,
+    TARGET_REPOSITORY,
 )
 from docker_mirror.util_rules.registry_access import split_registry_address
 from pants.backend.docker.registries import DockerRegistries, DockerRegistryOptionsNotFoundError
@@ -119,8 +120,9 @@ def image_field_values(
 
     Precedence, lowest first: `defaults` (see `applicable_defaults`), the spec line's values and
     the generator's own field defaults, the generator's fields (`template`), then the image's
-    `overrides`. The image always depends on its own spec file's helper target, so a change to
-    that file (and only that file) marks the image as changed.
+    `overrides`; `{target_repository}` in the `repository` they give is the line's own. The
+    image always depends on its own spec file's helper target, so a change to that file (and
+    only that file) marks the image as changed.
     """
     entry = image.entry
     values: dict[str, Any] = {
@@ -131,9 +133,16 @@ def image_field_values(
         DockerImageInstructionsField.alias: [entry.from_instruction],
         # No Dockerfile from the source tree, even if the directory happens to hold one.
         DockerImageSourceField.alias: None,
-        DockerImageRepositoryField.alias: entry.reference.repository,
+        DockerImageRepositoryField.alias: template.get(
+            DockerImageRepositoryField.alias, TARGET_REPOSITORY
+        ),
         **overrides,
     }
+    repository = values[DockerImageRepositoryField.alias]
+    if isinstance(repository, str):
+        values[DockerImageRepositoryField.alias] = repository.replace(
+            TARGET_REPOSITORY, entry.reference.repository
+        )
     values[Dependencies.alias] = [
         *overrides.get(Dependencies.alias, defaults.get(Dependencies.alias, ())),
         helper_spec,
