@@ -40,7 +40,7 @@ def writes(
 ) -> list[tuple[str, Any]]:
     """What the images of `<directory>:mirror` with this `images.txt` would write."""
     generator = Address(directory, target_name="mirror")
-    found = []
+    found: list[tuple[str, Any]] = []
     for image in plan_images([(f"{directory}/images.txt", spec.encode())]):
         values = image_field_values(
             image,

@@ -65,6 +65,7 @@ from pants.engine.target import (
     GenerateTargetsRequest,
     InvalidFieldException,
     InvalidTargetException,
+    Target,
 )
 from pants.engine.unions import UnionMembership, UnionRule
 from pants.util.logging import LogLevel
@@ -116,7 +117,7 @@ async def generate_docker_mirror_images(
             f"{generator_address}: no spec file matches the `sources` globs {list(sources.globs)}."
         )
     method, planned = plan_generator(request, contents, family, subsystem)
-    target_cls = DockerMirrorImageTarget if method == COPY else DockerImageTarget
+    target_cls = generated_target_type(method)
     # One private helper target per spec file, owning that file: each image depends only on its
     # own file's helper, so `--changed-since` selects the images of the files that changed.
     helpers = [
@@ -162,6 +163,10 @@ async def generate_docker_mirror_images(
     return GeneratedTargets(request.generator, [*mirror_images, *helpers])
 
 
+def generated_target_type(method: str) -> type[Target]:
+    return DockerMirrorImageTarget if method == COPY else DockerImageTarget
+
+
 def helper_address(generator_address: Address, spec_path: str) -> Address:
     """The address of the private helper target that owns a spec file."""
     return Address(
@@ -199,10 +204,10 @@ def plan_generator(
         check_copy_method_fields(request.template, overrides, generator=str(generator_address))
     else:
         check_build_method_fields(request.template, overrides, generator=str(generator_address))
-    target_cls = DockerMirrorImageTarget if method == COPY else DockerImageTarget
+    target_alias = generated_target_type(method).alias
     defaults = applicable_defaults(
-        family.defaults.get(target_cls.alias, {}),
-        target_alias=target_cls.alias,
+        family.defaults.get(target_alias, {}),
+        target_alias=target_alias,
         generator=str(generator_address),
     )
     return method, [

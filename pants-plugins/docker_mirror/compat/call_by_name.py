@@ -17,12 +17,12 @@ from pants.backend.python.util_rules.pex import (
     create_venv_pex,
     setup_venv_pex_process,
 )
+from pants.base.specs import RawSpecsWithoutFileOwners
 from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths, find_binary
 from pants.engine.addresses import Addresses
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import CreateDigest, Digest, DigestContents, PathGlobs
 from pants.engine.internals.build_files import AddressFamilyDir, parse_address_family
-from pants.base.specs import RawSpecsWithoutFileOwners
 from pants.engine.internals.graph import (
     ResolvedTargetGeneratorRequests,
     ResolveTargetGeneratorRequests,
@@ -31,8 +31,7 @@ from pants.engine.internals.graph import (
     resolve_unexpanded_targets,
 )
 from pants.engine.internals.mapper import AddressFamilies, AddressFamily
-
-# Defined here up to Pants 2.27, and imported here from `graph` since.
+# Defined in `specs_rules` up to Pants 2.27; moved to `graph` since, and imported there.
 from pants.engine.internals.specs_rules import address_families_from_raw_specs_without_file_owners
 from pants.engine.intrinsics import create_digest, execute_process, get_digest_contents
 from pants.engine.process import FallibleProcessResult, Process

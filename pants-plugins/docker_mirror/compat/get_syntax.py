@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, TypeVar
 
 from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
+from pants.base.specs import RawSpecsWithoutFileOwners
 from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths
 from pants.engine.addresses import Addresses
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import CreateDigest, Digest, DigestContents, PathGlobs
 from pants.engine.internals.build_files import AddressFamilyDir
-from pants.base.specs import RawSpecsWithoutFileOwners
 from pants.engine.internals.graph import (
     ResolvedTargetGeneratorRequests,
     ResolveTargetGeneratorRequests,
