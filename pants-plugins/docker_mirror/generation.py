@@ -277,8 +277,8 @@ def check_destination_clashes(images: Iterable[tuple[PlannedImage, Mapping[str, 
                 image.entry.path,
                 image.entry.line_number,
                 f'pushes to the same repository and tag "{repository}:{clash[2]}" as the image on '
-                f"{first_at[clash].entry.location}; give one of them other `image_tags` or "
-                "`registries` in `overrides`",
+                f"{first_at[clash].entry.location}; give one of them another `repository`, or "
+                "other `image_tags` or `registries`, in `overrides`",
                 image.entry.line,
             )
         )
