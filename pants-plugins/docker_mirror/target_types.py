@@ -199,12 +199,13 @@ class DockerMirrorImagesRepositoryField(StringField):
         names: `ghcr.io/org/app` and `docker.io/org/app` both become `org/app`, and two
         generators that would push different images to the same tag are refused, naming both.
         With `repository="ghcr/{target_repository}"` this generator's images go to
-        `<registry>/ghcr/org/app` instead. For one image, set `repository` (or `image_tags`) in
-        `overrides`. A registry's own `repository` template then applies on top, as for any
-        `docker_image`: `mirror/{target_repository}` makes it `mirror/ghcr/org/app`.
+        `<registry>/ghcr/org/app` instead. For one image, set `repository` (where
+        `{target_repository}` works too) or `image_tags` in `overrides`. A registry's own
+        `repository` template then applies on top, as for any `docker_image`:
+        `mirror/{target_repository}` makes it `mirror/ghcr/org/app`.
 
-        The same image listed by two generators (equal, as Docker reads them, with the same
-        `--platform=` and `method`) is no clash: both write the same manifests.
+        The same image listed by two generators (equal as Docker reads them, with the same
+        `--platform=`, `method` and `image_labels`) is no clash: both write the same manifests.
         """
     )
 
@@ -397,11 +398,10 @@ class DockerMirrorImagesTargetGenerator(TargetGenerator):
 
         The pushed repository is the source path without the registry host (`bitnami/redis`);
         add a prefix with this generator's `repository` field, e.g.
-        `repository="team-b/{{target_repository}}"`, or with the registry's `repository` option
-        in `[docker].registries`, e.g. `repository = "mirror/{{target_repository}}"`. Two
-        generators that would push different images to the same tag, such as
-        `ghcr.io/org/app:1` and `docker.io/org/app:1` (both `org/app:1`), are refused, naming
-        both; the same image listed by both is not.
+        `repository="team-b/{{target_repository}}"`, or per registry with its `repository`
+        option in `[docker].registries`, e.g. `repository = "mirror/{{target_repository}}"`.
+        Two generators that would push different images to the same tag are refused; the
+        `repository` field says how to separate them.
 
         With `method="copy"`, each line becomes a `docker_mirror_image` instead, with the same
         name, repository, tags and registries, copied registry to registry by `skopeo` with every
