@@ -13,21 +13,12 @@ from docker_mirror.destination_clashes import (
     mirrored_image,
 )
 from docker_mirror.generation import image_field_values, plan_images
-from pants.backend.docker.registries import DockerRegistries
+from docker_mirror.goals.package_test import REGISTRIES
 from pants.engine.addresses import Address
 from pants.engine.unions import UnionMembership
 
+# REGISTRIES: `@mirror`, the default, under `mirror/`; `@backup` with `skip_push`.
 MIRROR = "127.0.0.1:5501/mirror"
-REGISTRIES = DockerRegistries.from_dict(
-    {
-        "mirror": {
-            "address": "127.0.0.1:5501",
-            "default": True,
-            "repository": "mirror/{target_repository}",
-        },
-        "backup": {"address": "backup.example.com", "skip_push": True},
-    }
-)
 
 
 def writes(
