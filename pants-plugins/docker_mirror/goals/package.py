@@ -31,14 +31,16 @@ from docker_mirror.util_rules.manifest_reads import (
     GeneratorReadsRequest,
     ResolvedSource,
     destinations_to_check,
-    generator_reads,
+    reads_of,
     reads_owner,
     resolve_source,
     source_referrers,
 )
+from docker_mirror.util_rules.probe import ProbedManifests
 from docker_mirror.util_rules.referrers import ProbedReferrers
 from pants.backend.docker.subsystems.docker_options import DockerOptions
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
+from pants.engine.addresses import Address
 from pants.engine.fs import CreateDigest, FileContent
 from pants.engine.rules import collect_rules, rule
 from pants.engine.unions import UnionMembership, UnionRule
@@ -71,13 +73,15 @@ class BuiltMirrorImage(BuiltPackageArtifact):
     destinations: tuple[Destination, ...] = ()
     # (reference, the digest it serves now or None) of each destination `publish` writes to.
     served: tuple[tuple[str, str | None], ...] = ()
-    # The Pants run whose registry reads these are (see `ProbedManifests.run_id`).
-    checked_in_run: int = 0
     # What refers to the source digest, and what each destination repository lacks of it; None
     # when the image copies no referrers (`referrers=False`).
     referrers: ProbedReferrers | None = None
     # `require_signature`: the keys (paths from the build root) a signature must verify against.
     signature_keys: tuple[str, ...] = ()
+    # Whose registry reads these are, and the reads themselves: `publish` copies only while its
+    # run's reads are still these (see `copy_to_repository`).
+    reads_owner: Address | None = None
+    reads: ProbedManifests | None = None
 
 
 def referrers_record(referrers: ProbedReferrers | None) -> dict | None:
@@ -138,7 +142,6 @@ def mirror_record(
     return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
 
 
-reads_of = rule_call(generator_reads)
 
 
 @rule(desc="Resolving an image to mirror")
@@ -147,7 +150,8 @@ async def package_docker_mirror_image(
     docker: DockerOptions,
     union_membership: UnionMembership,
 ) -> BuiltPackage:
-    reads = await reads_of(GeneratorReadsRequest(reads_owner(field_set.address)))
+    owner = reads_owner(field_set.address)
+    reads = await reads_of(GeneratorReadsRequest(owner))
     source = resolve_source(field_set.source_image.value, field_set.platform.value, reads)
     destinations = mirror_destinations(
         field_set.address,
@@ -198,9 +202,10 @@ async def package_docker_mirror_image(
                 source=source,
                 destinations=destinations,
                 served=served,
-                checked_in_run=reads.run_id,
                 referrers=referrers,
                 signature_keys=signature_keys,
+                reads_owner=owner,
+                reads=reads,
             ),
         ),
     )

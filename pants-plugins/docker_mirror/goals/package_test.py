@@ -10,6 +10,7 @@ from docker_mirror.goals.publish import (
     CopyToRepositoryResult,
     by_repository,
     copied_packages,
+    has_referrers_step,
     referrers_step,
     repository_packages,
     split_up_to_date,
@@ -214,15 +215,17 @@ def test_the_record_says_what_refers_to_the_source_and_what_each_repository_lack
 def test_the_probe_runs_before_a_copy_only_when_there_is_something_for_it() -> None:
     source = resolved()
     stale = (("127.0.0.1:5501/mirror/team/app:1", None),)
-    nothing = CopyToRepositoryRequest(source, stale, 1, "127.0.0.1:5501/mirror/team/app")
-    assert referrers_step(nothing) is None
+    nothing = CopyToRepositoryRequest(source, stale, "127.0.0.1:5501/mirror/team/app")
+    assert referrers_step(nothing, 1) is None and not has_referrers_step(nothing)
     plan = ReferrersPlan((SIG,))
-    step = referrers_step(CopyToRepositoryRequest(source, (), 1, "127.0.0.1:5501/mirror/team/app", plan))
+    step = referrers_step(CopyToRepositoryRequest(source, (), "127.0.0.1:5501/mirror/team/app", plan), 7)
     assert step is not None and step.plan == plan and step.signature_keys == ()
     assert step.source_repository == "127.0.0.1:5000/team/app" and step.subject == source.digest
+    # It belongs to the run that copies.
+    assert step.run_id == 7
     # The gate guards a copy of the image, not an image that is already there.
-    assert referrers_step(CopyToRepositoryRequest(source, (), 1, "r", signature_keys=("k.pub",))) is None
-    gated = referrers_step(CopyToRepositoryRequest(source, stale, 1, "r", signature_keys=("k.pub",)))
+    assert referrers_step(CopyToRepositoryRequest(source, (), "r", signature_keys=("k.pub",)), 1) is None
+    gated = referrers_step(CopyToRepositoryRequest(source, stale, "r", signature_keys=("k.pub",)), 1)
     assert gated is not None and gated.signature_keys == ("k.pub",) and gated.plan.empty
 
 

@@ -24,8 +24,12 @@ from docker_mirror.target_types import (
 )
 from docker_mirror.util_rules.destinations import Destination
 from docker_mirror.image_reference import ImageReference, registry_host
-from docker_mirror.util_rules.manifest_reads import ResolvedSource
-from docker_mirror.util_rules.probe import copy_referrers
+from docker_mirror.util_rules.manifest_reads import (
+    GeneratorReadsRequest,
+    ResolvedSource,
+    reads_of,
+)
+from docker_mirror.util_rules.probe import ProbedManifests, copy_referrers
 from docker_mirror.util_rules.referrers import (
     CopiedReferrers,
     CopyReferrersRequest,
@@ -48,7 +52,9 @@ from pants.core.goals.publish import (
     PublishRequest,
 )
 from pants.core.util_rules.system_binaries import BashBinary
+from pants.engine.addresses import Address
 from pants.engine.fs import DigestContents
+from pants.engine.internals.session import RunId
 from pants.engine.process import InteractiveProcess, Process
 from pants.engine.rules import collect_rules, rule
 from pants.util.logging import LogLevel
@@ -297,13 +303,14 @@ class CopyToRepositoryRequest:
 
     source: ResolvedSource
     destinations: tuple[tuple[str, str | None], ...]
-    # The run whose reads decided the copy: a copy belongs to it (see `Skopeo.copy`).
-    checked_in_run: int
     # `registry/repository`.
     repository: str = ""
     referrers: ReferrersPlan = ReferrersPlan()
     # `require_signature`, checked only when the image itself is copied.
     signature_keys: tuple[str, ...] = ()
+    # The registry reads the copy was decided from, and whose they are (`BuiltMirrorImage`).
+    reads_owner: Address | None = None
+    reads: ProbedManifests | None = None
 
 
 @dataclass(frozen=True)
@@ -313,11 +320,23 @@ class CopyToRepositoryResult:
     referrers: CopiedReferrers | None = None
 
 
-def referrers_step(request: CopyToRepositoryRequest) -> CopyReferrersRequest | None:
-    """The registry probe's part of a copy: the gate (when the image is copied and
-    `require_signature` is set) and the referrers the repository lacks; None when neither."""
-    keys = request.signature_keys if request.destinations else ()
-    if request.referrers.empty and not keys:
+# Only a stale run's request meets it (see `copy_to_repository`); no summary shows it.
+SUPERSEDED = "not copied: the registries changed since this copy was decided"
+
+
+def gated_keys(request: CopyToRepositoryRequest) -> tuple[str, ...]:
+    """`require_signature`'s keys, checked only when the image itself is copied."""
+    return request.signature_keys if request.destinations else ()
+
+
+def has_referrers_step(request: CopyToRepositoryRequest) -> bool:
+    return not request.referrers.empty or bool(gated_keys(request))
+
+
+def referrers_step(request: CopyToRepositoryRequest, run_id: int) -> CopyReferrersRequest | None:
+    """The registry probe's part of a copy, in run `run_id`: the gate (when the image is copied
+    and `require_signature` is set) and the referrers the repository lacks; None when neither."""
+    if not has_referrers_step(request):
         return None
     source = request.source
     assert source.digest is not None
@@ -326,8 +345,8 @@ def referrers_step(request: CopyToRepositoryRequest) -> CopyReferrersRequest | N
         subject=source.digest,
         destination_repository=request.repository,
         plan=request.referrers,
-        signature_keys=keys,
-        run_id=request.checked_in_run,
+        signature_keys=gated_keys(request),
+        run_id=run_id,
     )
 
 
@@ -336,15 +355,32 @@ copy_referrers_of = rule_call(copy_referrers)
 
 @rule(desc="Copying an image to a repository", level=LogLevel.DEBUG)
 async def copy_to_repository(
-    request: CopyToRepositoryRequest, skopeo: Skopeo
+    request: CopyToRepositoryRequest, skopeo: Skopeo, run_id: RunId
 ) -> CopyToRepositoryResult:
+    """Copies, in this run, what this run's registry reads decided.
+
+    `run_id` makes this rule run again in every run, and its copies processes of their own (see
+    `Skopeo.copy`), so that no run reuses an earlier run's copy. And with pantsd, while it checks
+    which of the previous run's results still hold, Pants re-runs that run's rules with their
+    old requests, this one included, before it has read the registries anew (its graph
+    "cleaning" runs every dependency at once): so a copy waits for this run's reads and goes on
+    only if they are the ones it was decided from. Then it is the very copy this run's `publish`
+    asks for, which shares its result; otherwise it writes nothing, and `publish` asks for
+    another.
+    """
+    if request.reads_owner is not None:
+        reads = await reads_of(GeneratorReadsRequest(request.reads_owner))
+        if reads != request.reads:
+            return CopyToRepositoryResult(
+                tuple(CopyOutcome(d, 1, SUPERSEDED) for d, _ in request.destinations)
+            )
     source = request.source
     digest = source.digest
     assert digest is not None
 
     # What refers to the image goes first, so that the mirror never serves the image without
     # it; and if the gate refuses the image, or they cannot be copied, the image is not copied.
-    step = referrers_step(request)
+    step = referrers_step(request, run_id)
     referrers = await copy_referrers_of(step) if step is not None else None
     if referrers is not None and not referrers.ok:
         return CopyToRepositoryResult(
@@ -361,7 +397,7 @@ async def copy_to_repository(
             platform=source.platform,
             want=digest,
             seen=seen,
-            run_id=request.checked_in_run,
+            run_id=run_id,
         )
 
     # The first tag uploads the blobs; the others then only add a manifest, concurrently.
@@ -493,7 +529,6 @@ async def publish_docker_mirror_image(
             index: CopyToRepositoryRequest(
                 source,
                 tuple((d.reference, seen.get(d.reference)) for d in group if d in stale),
-                checked_in_run=image.checked_in_run,
                 repository=repository_of(group[0]),
                 referrers=(
                     image.referrers.plan_for(repository_of(group[0]))
@@ -501,13 +536,15 @@ async def publish_docker_mirror_image(
                     else ReferrersPlan()
                 ),
                 signature_keys=image.signature_keys,
+                reads_owner=image.reads_owner,
+                reads=image.reads,
             )
             for index, group in enumerate(groups)
         }
         needed = {
             index: request
             for index, request in requests.items()
-            if request.destinations or referrers_step(request) is not None
+            if request.destinations or has_referrers_step(request)
         }
         results = dict(zip(needed, await concurrently(copy_to(r) for r in needed.values())))
         for index, group in enumerate(groups):

@@ -244,5 +244,8 @@ async def generator_reads(
     )
 
 
+reads_of = rule_call(generator_reads)
+
+
 def rules():
     return collect_rules()

@@ -258,9 +258,6 @@ class ProbeRequest:
 @dataclass(frozen=True)
 class ProbedManifests:
     by_reference: FrozenDict[str, ProbedManifest]
-    # The Pants run that asked the registries (the probe runs afresh in every run): what is
-    # decided from these reads belongs to that run (see `Skopeo.copy`).
-    run_id: int = 0
     # What refers to each source digest asked for, by (reference, platform).
     referrers: FrozenDict[tuple[str, str | None], ProbedReferrers] = FrozenDict()
 
@@ -314,7 +311,6 @@ async def run_probe(
         )
     )
     result = await process_result(process)
-    run_id = result.metadata.source_run_id
     if result.exit_code != 0:
         document: dict[str, Any] = {}
         problem = failed_probe_message(result.stderr, result.exit_code)
@@ -323,7 +319,6 @@ async def run_probe(
         document, problem = decode_probe_result(result_file(contents))
     return ProbedManifests(
         FrozenDict(manifest_results(document, problem, request.references)),
-        run_id,
         FrozenDict(parse_referrers_results(document.get("referrers"), request.referrers, problem)),
     )
 
@@ -360,7 +355,7 @@ async def copy_referrers(
                 else f"Checking the signature of {source}"
             ),
             env={**environment.env, RUN_ID_ENV_VAR: str(request.run_id)},
-            # Like a copy by skopeo: once, in the run whose reads decided it (see `Skopeo.copy`).
+            # Like a copy by skopeo: once, in the run that copies (see `Skopeo.copy`).
             cache_scope=ProcessCacheScope.PER_RESTART_ALWAYS,
         )
     )

@@ -197,9 +197,9 @@ class CopyReferrersRequest:
     subject: str
     destination_repository: str
     plan: ReferrersPlan
+    # The Pants run that copies (see `Skopeo.copy`).
+    run_id: int
     signature_keys: tuple[str, ...] = ()
-    # The run whose reads decided the copy (see `Skopeo.copy`).
-    run_id: int = 0
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ def test_referrers_must_be_those_of_the_resolved_digest() -> None:
 
 
 def test_the_copy_request_and_its_result() -> None:
-    request = CopyReferrersRequest("a.io/x", "sha256:" + "1" * 64, "b.io/m/x", ReferrersPlan((SIG,)), ("k.pub",))
+    request = CopyReferrersRequest("a.io/x", "sha256:" + "1" * 64, "b.io/m/x", ReferrersPlan((SIG,)), 1, ("k.pub",))
     document = json.loads(copy_request_json(request, [("k.pub", b"-----BEGIN PUBLIC KEY-----")], SETTINGS.to_json()))
     assert document["copy"]["require_signature"] == [{"name": "k.pub", "pem": "-----BEGIN PUBLIC KEY-----"}]
     assert document["copy"]["items"] == [SIG.to_json()] and document["attempts"] == 4

@@ -105,11 +105,9 @@ def copy_argv(
 
 # The copy runs as this script, so that it only ever writes what was decided: it re-reads the
 # destination first, does nothing if it already serves the wanted digest, and refuses to write if
-# the destination changed since it was checked. That matters beyond races with other writers:
-# with pantsd, Pants re-runs the processes a previous run depended on while it checks whether
-# their results can be reused, so a previous run's copy can run again; this guard makes that
-# re-run a manifest read (it finds its own earlier copy in place) instead of a second push, and
-# keeps it from overwriting a newer copy. After a copy it reads back what the destination serves,
+# the destination changed since it was checked, by another writer or another run (with pantsd,
+# Pants may re-run a previous run's rules while it checks which of their results still hold; see
+# `copy_to_repository`). After a copy it reads back what the destination serves,
 # so the summary tells what was written (its platforms) without a request to the source.
 #
 # skopeo's `--retry-times` retries what it recognises as transient (a connection reset while
@@ -218,12 +216,14 @@ class Skopeo:
         """Copies `source` (pinned to the digest `want`) to `destination`, which served `seen`
         when it was checked; see `GUARDED_COPY_SCRIPT`.
 
-        A copy runs once, in the run (`run_id`, whose registry reads decided it) and never again.
-        With pantsd, the next run speculatively re-requests what the previous run depended on,
-        while it checks what it can reuse (Pants' graph "cleaning"): a copy that is only cached
-        for its session would run again then. Kept in memory for the daemon's life
-        (`PER_RESTART_ALWAYS`), it is not; and the run id in its environment keeps any later
-        run from reusing its result: that run's copy is another process.
+        A copy runs once, in the Pants run `run_id` (`RunId`), and never again. With pantsd, the
+        next run speculatively re-requests what the previous run depended on while it checks
+        what it can reuse (Pants' graph "cleaning"): a copy cached only for its session would
+        run again then. Kept in memory for the daemon's life (`PER_RESTART_ALWAYS`), it is not;
+        and the run id in its environment makes every later run's copy another process. The id
+        must be the engine's, not one derived from what the registries answered: the engine
+        reuses a rule's result when its inputs are equal, and a run that reads what an earlier
+        run read would reuse that run's copy without copying.
         """
         what = f"the {platform} image" if platform else "all platforms"
         return Process(
