@@ -35,9 +35,11 @@ def copy_of_this_repository(root: Path) -> PantsRepo:
     return repo
 
 
-def build_wheel(root: Path) -> Path:
-    """The plugin's wheel, built with the real `./pants package` in a copy of this repository."""
+def build_wheel(root: Path, extra_files: dict[str, str] | None = None) -> Path:
+    """The plugin's wheel, built with the real `./pants package` in a copy of this repository
+    (with `extra_files` added to the copy)."""
     builder = copy_of_this_repository(root)
+    builder.write(extra_files or {})
     built = builder.pants("package", DIST, timeout=900)
     if built.returncode != 0:
         raise RuntimeError(f"building the wheel failed: {built!r}")
@@ -107,6 +109,7 @@ class UserRepo(PantsRepo):
         find_links = root.parent / f"{root.name}-find-links"
         find_links.mkdir()
         shutil.copy2(wheel, find_links / wheel.name)
+        self.named_caches = root.parent / f"{root.name}-named-caches"
         name, version = wheel.name.split("-")[:2]
         self.write(
             {
@@ -114,7 +117,7 @@ class UserRepo(PantsRepo):
                     requirement=f"{name.replace('_', '-')}=={version}",
                     find_links=find_links,
                     pex=pex,
-                    named_caches=root.parent / f"{root.name}-named-caches",
+                    named_caches=self.named_caches,
                 )
                 + f"""
 [docker.registries.mirror]
