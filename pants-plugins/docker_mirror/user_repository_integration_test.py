@@ -15,7 +15,7 @@ import pytest
 from docker_mirror.testutil.images import OciImage, push_oci_image
 from docker_mirror.testutil.machine import REPO_ROOT
 from docker_mirror.testutil.registries import Registry
-from docker_mirror.testutil.user_repo import UserRepo, build_wheel
+from docker_mirror.testutil.user_repo import PluginInstall, UserRepo, build_wheel
 
 PACKAGE_ROOT = REPO_ROOT / "pants-plugins" / "docker_mirror"
 # A data file that no BUILD file names, added to the copy the wheel is built from: the
@@ -72,12 +72,17 @@ def test_the_wheel_holds_the_package_and_states_what_it_needs(wheel: Path) -> No
     ], requires
 
 
+@pytest.fixture(scope="module")
+def plugin(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> PluginInstall:
+    return PluginInstall.create(wheel, tmp_path_factory.mktemp("plugin"))
+
+
 @pytest.fixture
 def user(
-    wheel: Path, registries: Callable[..., Registry], tmp_path: Path
+    plugin: PluginInstall, registries: Callable[..., Registry], tmp_path: Path
 ) -> Iterator[tuple[UserRepo, Registry]]:
     mirror = registries()
-    repo = UserRepo(tmp_path / "repo", wheel, mirror=mirror)
+    repo = UserRepo(tmp_path / "repo", plugin, mirror=mirror)
     yield repo, mirror
     repo.stop_daemon()
 

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from docker_mirror.testutil.machine import REPO_ROOT
@@ -99,25 +100,39 @@ url_template = "file://{pex.parent}/pex-{{version}}"
 """
 
 
+@dataclass(frozen=True)
+class PluginInstall:
+    """Where users' repositories find the wheel, and the cache directory they share: one per
+    wheel built, since Pants keys a resolved plugin by its requirement, not the wheel's bytes."""
+
+    wheel: Path
+    find_links: Path
+    named_caches: Path
+
+    @classmethod
+    def create(cls, wheel: Path, root: Path) -> PluginInstall:
+        find_links, named_caches = root / "find-links", root / "named-caches"
+        find_links.mkdir(parents=True)
+        shutil.copy2(wheel, find_links / wheel.name)
+        return cls(wheel, find_links, named_caches)
+
+
 class UserRepo(PantsRepo):
     """A git repository with a user's pants.toml and the plugin from its wheel."""
 
-    def __init__(self, root: Path, wheel: Path, *, mirror: Registry) -> None:
+    def __init__(self, root: Path, plugin: PluginInstall, *, mirror: Registry) -> None:
         self.root = root
         root.mkdir(parents=True)
         self.pants_bin, pex = bootstrapped_pants()
-        find_links = root.parent / f"{root.name}-find-links"
-        find_links.mkdir()
-        shutil.copy2(wheel, find_links / wheel.name)
-        self.named_caches = root.parent / f"{root.name}-named-caches"
-        name, version = wheel.name.split("-")[:2]
+        self.named_caches = plugin.named_caches
+        name, version = plugin.wheel.name.split("-")[:2]
         self.write(
             {
                 "pants.toml": user_pants_toml(
                     requirement=f"{name.replace('_', '-')}=={version}",
-                    find_links=find_links,
+                    find_links=plugin.find_links,
                     pex=pex,
-                    named_caches=self.named_caches,
+                    named_caches=plugin.named_caches,
                 )
                 + f"""
 [docker.registries.mirror]
