@@ -77,8 +77,8 @@ def bootstrapped_pants() -> tuple[Path, Path]:
 
 def user_pants_toml(*, requirement: str, find_links: Path, pex: Path, named_caches: Path) -> str:
     """A user's pants.toml: the plugin from the wheel, Pants' defaults otherwise. Two settings
-    only this machine needs: pex from a local file (no GitHub here) and a cache directory of the
-    repository's own (Pants keys a resolved plugin by its requirement, not the wheel's bytes)."""
+    only these tests need: pex from a local file (this machine reaches no GitHub) and the cache
+    directory of the wheel's install (see `PluginInstall`)."""
     version, _, _ = _pex_known_version().partition("|")
     return f"""\
 [GLOBAL]
