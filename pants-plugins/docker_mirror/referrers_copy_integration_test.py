@@ -127,10 +127,9 @@ def test_require_signature_keeps_unsigned_images_out_and_copies_signed_ones(
         ("foreign", foreign.index, "1 signature found, none verifies against keys/cosign.pub"),
     ):
         assert (
-            f"✕ {mirror.address}/mirror/team/{name}:1 failed for copy from {upstream.address}/team/{name}:1 "
-            f"to {mirror.address}/mirror/team/{name}:1 at registry {mirror.address} refused by "
-            f"`require_signature`: no cosign signature of {index} at {upstream.address}/team/{name} "
-            f"verifies against keys/cosign.pub: {reason}"
+            f"✕ {mirror.address}/mirror/team/{name}:1 failed for `require_signature`: no cosign "
+            f"signature of {index} at {upstream.address}/team/{name} verifies against "
+            f"keys/cosign.pub: {reason}."
         ) in result.stderr, result
     # Nothing of a refused image was written.
     assert mirror.repositories() == ["mirror/team/signed"]
