@@ -9,11 +9,11 @@ docker backend neither builds nor pushes those targets.
 
 from __future__ import annotations
 
-import posixpath
 from typing import Iterable, Optional, Tuple
 
 from docker_mirror.compat import UnmatchedBuildFileGlobs
 from docker_mirror.image_reference import ImageReference, is_valid_platform
+from docker_mirror.util_rules.signature_keys import key_path_candidates
 from pants.backend.docker.registries import ALL_DEFAULT_REGISTRIES
 from pants.backend.docker.target_types import (
     DockerImageBuildArgsField,
@@ -295,28 +295,19 @@ class DockerMirrorReferrersField(BoolField):
     )
 
 
-def repository_file_path(path: str, build_file_dir: str) -> str:
-    """A file named in a BUILD file, as a path from the build root: relative to the build root,
-    or to the BUILD file's directory when it starts with `./` or `../` (as the `secrets` of
-    `docker_image`). Raises ValueError for a path outside the repository."""
-    if path.startswith("/") or path.startswith("~"):
-        raise ValueError(f"{path!r} is not in the repository: give a path relative to the build root")
-    anchored = path.startswith(("./", "../")) or path in (".", "..")
-    joined = posixpath.normpath(posixpath.join(build_file_dir, path) if anchored else path)
-    if joined == "." or joined.startswith("../") or joined == "..":
-        raise ValueError(f"{path!r} is not a file in the repository")
-    return joined
-
-
 class DockerMirrorRequireSignatureField(StringSequenceField):
     alias = "require_signature"
     help = help_text(
         """
         With `method="copy"`: mirror an image only if a cosign signature of the very digest
         being mirrored verifies against one of these public keys. Each is a PEM file of an
-        ECDSA P-256 public key, as `cosign generate-key-pair` writes `cosign.pub`: a path
-        relative to the build root, or to this BUILD file's directory when it starts with `./`,
-        e.g. `require_signature=["keys/cosign.pub"]`.
+        ECDSA P-256 public key, as `cosign generate-key-pair` writes `cosign.pub`, named as
+        `sources` are: relative to this BUILD file's directory (`"cosign.pub"`,
+        `"./cosign.pub"`, `"../keys/cosign.pub"`), or from the build root with a leading `//`
+        (`"//keys/cosign.pub"`). A plain path that names no file beside the BUILD file but
+        one from the build root names that one; where it names both, it is an error, to be
+        written with `./` or `//`. The files are checked when the targets are generated
+        (when it is packaged, for a `docker_mirror_image` written by hand).
 
         Before anything of an image is written, `pants publish` reads its signatures at the
         source in both layouts cosign uses, the `sha256-<hex>.sig` tag (cosign up to v2) and
@@ -338,13 +329,17 @@ class DockerMirrorRequireSignatureField(StringSequenceField):
     def compute_value(
         cls, raw_value: Optional[Iterable[str]], address: Address
     ) -> Optional[Tuple[str, ...]]:
+        """The paths as written (which file each names is decided where files can be seen:
+        `util_rules.signature_keys`); one outside the repository is refused here."""
         value = super().compute_value(raw_value, address)
         if value is None:
             return None
         try:
-            return tuple(repository_file_path(path, address.spec_path) for path in value)
+            for path in value:
+                key_path_candidates(path, address.spec_path)
         except ValueError as e:
             raise InvalidFieldException(f"The `{cls.alias}` field of {address}: {e}.") from None
+        return value
 
 
 class DockerMirrorImagesTargetGenerator(TargetGenerator):

@@ -39,6 +39,7 @@ from docker_mirror.util_rules.manifest_reads import (
 from docker_mirror.util_rules.probe import NOT_FOUND, ProbedManifests
 from docker_mirror.util_rules.referrers import ProbedReferrers
 from docker_mirror.util_rules.registry_failures import unread_referrers
+from docker_mirror.util_rules.signature_keys import SignatureKeysRequest, resolve_signature_keys
 from docker_mirror.util_rules.skopeo import at_registry
 from pants.backend.docker.subsystems.docker_options import DockerOptions
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
@@ -190,6 +191,7 @@ def mirror_record(
 
 
 reads_of = rule_call(generator_reads)
+signature_keys_of = rule_call(resolve_signature_keys)
 
 
 @rule(desc="Resolving an image to mirror")
@@ -215,7 +217,16 @@ async def package_docker_mirror_image(
     referrers = (
         source_referrers(source, reads) if field_set.referrers.value and served else None
     )
-    signature_keys = field_set.require_signature.value or ()
+    keys = field_set.require_signature.value
+    signature_keys = (
+        (
+            await signature_keys_of(
+                SignatureKeysRequest(keys, field_set.address.spec_path, str(field_set.address))
+            )
+        ).paths
+        if keys
+        else ()
+    )
     relpath = field_set.output_path.value_or_default(file_ending="docker-mirror.json")
     digest = await created_digest(
         CreateDigest(
