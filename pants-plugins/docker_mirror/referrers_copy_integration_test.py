@@ -129,7 +129,7 @@ def test_require_signature_keeps_unsigned_images_out_and_copies_signed_ones(
         assert (
             f"✕ {mirror.address}/mirror/team/{name}:1 failed for `require_signature`: no cosign "
             f"signature of {index} at {upstream.address}/team/{name} verifies against "
-            f"keys/cosign.pub: {reason}."
+            f"keys/cosign.pub: {reason}"
         ) in result.stderr, result
     # Nothing of a refused image was written.
     assert mirror.repositories() == ["mirror/team/signed"]
