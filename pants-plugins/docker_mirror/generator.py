@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from docker_mirror.compat import (
     AddressFamilyDir,
     UnmatchedBuildFileGlobs,
     address_family,
     concurrently,
     path_globs_contents,
+    rule_call,
 )
 from docker_mirror.generation import (
     COPY,
@@ -25,6 +28,8 @@ from docker_mirror.generation import (
     spec_file_relative_path,
 )
 from docker_mirror.spec import SpecError
+from docker_mirror.util_rules.signature_keys import SignatureKeysRequest, resolve_signature_keys
+from docker_mirror.util_rules import signature_keys as signature_keys_rules
 from docker_mirror.subsystems.docker_mirror import DockerMirrorSubsystem
 from docker_mirror.target_types import (
     DockerMirrorImagesMethodField,
@@ -40,11 +45,13 @@ from pants.core.target_types import (
     TargetGeneratorSourcesHelperTarget,
 )
 from pants.engine.addresses import Address
-from pants.engine.fs import DigestContents, GlobMatchErrorBehavior, PathGlobs
 from pants.engine.rules import collect_rules, rule
 from pants.engine.target import GeneratedTargets, GenerateTargetsRequest, InvalidTargetException
 from pants.engine.unions import UnionMembership, UnionRule
 from pants.util.logging import LogLevel
+
+
+signature_keys = rule_call(resolve_signature_keys)
 
 
 class GenerateFromDockerMirrorImagesRequest(GenerateTargetsRequest):
@@ -157,33 +164,29 @@ async def generate_docker_mirror_images(
         target_cls(values, generator_address.create_generated(image.name), union_membership)
         for image, values in planned
     ]
-    key_paths = {
-        path
-        for target in mirror_images
-        if target.has_field(DockerMirrorRequireSignatureField)
-        for path in target[DockerMirrorRequireSignatureField].value or ()
-    }
+    key_paths = tuple(
+        dict.fromkeys(
+            path
+            for target in mirror_images
+            if target.has_field(DockerMirrorRequireSignatureField)
+            for path in target[DockerMirrorRequireSignatureField].value or ()
+        )
+    )
     if key_paths:
-        keys = await path_globs_contents(signature_keys_globs(key_paths, str(generator_address)))
-        check_signature_keys(keys, generator=str(generator_address))
+        keys = await signature_keys(
+            SignatureKeysRequest(key_paths, generator_address.spec_path, str(generator_address))
+        )
+        check_signature_keys(keys.contents, generator=str(generator_address))
     return GeneratedTargets(request.generator, [*mirror_images, *helpers.values()])
 
 
-def signature_keys_globs(paths: set[str], generator: str) -> PathGlobs:
-    return PathGlobs(
-        sorted(paths),
-        glob_match_error_behavior=GlobMatchErrorBehavior.error,
-        description_of_origin=f"the `require_signature` field of {generator}",
-    )
-
-
-def check_signature_keys(keys: DigestContents, *, generator: str) -> None:
+def check_signature_keys(keys: Sequence[tuple[str, bytes]], *, generator: str) -> None:
     """Refuses `require_signature` files that hold no ECDSA P-256 public key, so that a wrong
     key is named now rather than when the first image is published."""
     problems = [
-        f"{file.path}: {problem}"
-        for file in sorted(keys, key=lambda f: f.path)
-        for problem in [signature_key_problem(file.content)]
+        f"{path}: {problem}"
+        for path, content in sorted(keys)
+        for problem in [signature_key_problem(content)]
         if problem
     ]
     if problems:
@@ -195,5 +198,6 @@ def check_signature_keys(keys: DigestContents, *, generator: str) -> None:
 def rules():
     return (
         *collect_rules(),
+        *signature_keys_rules.rules(),
         UnionRule(GenerateTargetsRequest, GenerateFromDockerMirrorImagesRequest),
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 from docker_mirror.compat import concurrently, digest_contents, process_result, rule_call
-from docker_mirror.goals.package import BuiltMirrorImage
+from docker_mirror.goals.package import BuiltMirrorImage, short_digest, unread_referrers_message
 from docker_mirror.target_types import (
     DockerMirrorImageRegistriesField,
     DockerMirrorImageSkipPushField,
@@ -33,16 +33,17 @@ from docker_mirror.util_rules.probe import ProbedManifests, copy_referrers
 from docker_mirror.util_rules.referrers import (
     CopiedReferrers,
     CopyReferrersRequest,
+    ProbedReferrers,
     ReferrersPlan,
     counted,
 )
+from docker_mirror.util_rules.registry_failures import uncopied_referrers
 from docker_mirror.util_rules.skopeo import (
     DESTINATION_MANIFEST,
     CopyOutcome,
     Skopeo,
     at_registry,
     copy_outcome,
-    reporter_script,
 )
 from pants.core.goals.publish import (
     PublishFieldSet,
@@ -58,10 +59,6 @@ from pants.engine.internals.session import RunId
 from pants.engine.process import InteractiveProcess, Process
 from pants.engine.rules import collect_rules, rule
 from pants.util.logging import LogLevel
-
-
-def short_digest(digest: str | None) -> str:
-    return (digest or "")[: len("sha256:") + 12]
 
 
 def split_up_to_date(
@@ -85,13 +82,10 @@ def by_repository(destinations: Iterable[Destination]) -> tuple[tuple[Destinatio
     return tuple(tuple(group) for group in groups.values())
 
 
-def report_process(bash: str, *, exit_code: int, message: str | None) -> InteractiveProcess:
-    """The process `publish` runs to report a copy that already ran: it prints `message` to
-    stderr and exits with `exit_code`. The message travels in the environment, not in argv."""
-    return InteractiveProcess(
-        argv=(bash, "-c", reporter_script()),
-        env={"DOCKER_MIRROR_MESSAGE": message or "", "DOCKER_MIRROR_EXIT_CODE": str(exit_code)},
-    )
+def report_process(bash: str, *, exit_code: int) -> InteractiveProcess:
+    """The process `publish` runs to report a copy that already ran: it exits with `exit_code`,
+    and prints nothing, since the summary line says why (a failure is told once)."""
+    return InteractiveProcess(argv=(bash, "-c", f"exit {int(exit_code)}"))
 
 
 def _data(
@@ -152,13 +146,13 @@ def up_to_date_packages(
         error = referrers_failure(source, destination, referrers, image_was_stale=False)
         return PublishPackages(
             names=(destination.reference,),
-            process=report_process(bash, exit_code=1, message=f"docker-mirror: {error}"),
+            process=report_process(bash, exit_code=1),
             description=error,
             data=_data(source, "failed", referrers),
         )
     return PublishPackages(
         names=(destination.reference,),
-        process=report_process(bash, exit_code=0, message=None),
+        process=report_process(bash, exit_code=0),
         description=(
             f"{destination.registry_name} (the image was up to date: {already}"
             f"{referrers_note(referrers)})"
@@ -177,14 +171,16 @@ def referrers_failure(
     """Why an image was not copied, or its referrers not: the gate refused it, or they could not
     be copied (then a stale image was not copied either: the mirror never serves it without
     them)."""
-    where = f"{source.reference} to {at_registry(destination.reference)}"
     if referrers.outcome == "unsigned":
-        return f"copy from {where} refused by `require_signature`: {referrers.message}"
-    consequence = ", so the image was not copied" if image_was_stale else ""
-    return (
-        f"copy of what refers to {source.reference} ({short_digest(source.digest)}) to "
-        f"{at_registry(destination.reference)} failed{consequence}: {referrers.message}"
+        return f"`require_signature`: {referrers.message}"
+    failure = uncopied_referrers(
+        f"{source.reference} ({short_digest(source.digest)})",
+        at_registry(destination.reference),
+        (destination.registry, registry_host(source.reference)),
+        referrers.message or "failed",
+        referrers.error_kind,
     )
+    return f"{failure}; so the image was not copied" if image_was_stale else failure
 
 
 def unresolved_packages(
@@ -194,26 +190,27 @@ def unresolved_packages(
     assert source.error is not None
     return PublishPackages(
         names=tuple(d.reference for d in destinations),
-        process=report_process(bash, exit_code=1, message=f"docker-mirror: {source.error}"),
+        process=report_process(bash, exit_code=1),
         description=source.error,
         data=_data(source, "failed"),
     )
 
 
 def unread_referrers_packages(
-    source: ResolvedSource, destinations: Sequence[Destination], error: str, *, bash: str
+    source: ResolvedSource,
+    destinations: Sequence[Destination],
+    referrers: ProbedReferrers,
+    *,
+    unreadable: Sequence[str] = (),
+    bash: str,
 ) -> PublishPackages:
-    """Every destination of an image whose referrers could not be read at the source: it is not
-    copied, since the mirror would then serve it without its signatures."""
-    message = (
-        f"could not read what refers to {source.reference} ({short_digest(source.digest)}) at "
-        f"registry {registry_host(source.reference)}, so it was not copied: {error}; "
-        "`referrers=False` copies images without their signatures, attestations and SBOMs"
-    )
+    """Every destination of an image whose referrers could not be read: it is not copied, since
+    the mirror would then serve it without its signatures. `unreadable`: the destinations whose
+    own read failed (`BuiltMirrorImage.unreadable`), the likely cause."""
     return PublishPackages(
         names=tuple(d.reference for d in destinations),
-        process=report_process(bash, exit_code=1, message=f"docker-mirror: {message}"),
-        description=message,
+        process=report_process(bash, exit_code=1),
+        description=unread_referrers_message(source, referrers, unreadable),
         data=_data(source, "failed"),
     )
 
@@ -245,7 +242,7 @@ def copied_packages(
         )
         return PublishPackages(
             names=(destination.reference,),
-            process=report_process(bash, exit_code=0, message=None),
+            process=report_process(bash, exit_code=0),
             description=(
                 f"{destination.registry_name} (copied from {source.reference}, {written.summary}"
                 f"{referrers_note(referrers)})"
@@ -255,9 +252,7 @@ def copied_packages(
     error = outcome.error or f"skopeo copy exited with {outcome.exit_code}"
     return PublishPackages(
         names=(destination.reference,),
-        process=report_process(
-            bash, exit_code=outcome.exit_code or 1, message=f"docker-mirror: {error}"
-        ),
+        process=report_process(bash, exit_code=outcome.exit_code or 1),
         description=error,
         data=_data(source, "failed"),
     )
@@ -413,7 +408,9 @@ async def copy_to_repository(
                 first_outcome,
                 *(
                     CopyOutcome(
-                        other, first_outcome.exit_code, f"not attempted: {first_outcome.error}"
+                        other,
+                        first_outcome.exit_code,
+                        f"{first_outcome.error}; this tag was not attempted after it",
                     )
                     for other, _ in others
                 ),
@@ -518,7 +515,11 @@ async def publish_docker_mirror_image(
             jobs.append(unresolved_packages(source, pushed, bash=bash.path))
             continue
         if image.referrers is not None and image.referrers.error:
-            jobs.append(unread_referrers_packages(source, pushed, image.referrers.error, bash=bash.path))
+            jobs.append(
+                unread_referrers_packages(
+                    source, pushed, image.referrers, unreadable=image.unreadable, bash=bash.path
+                )
+            )
             continue
 
         # What each destination served when `package` read it, alongside the source.
