@@ -32,6 +32,7 @@ from docker_mirror.util_rules.signature_keys import SignatureKeysRequest, resolv
 from docker_mirror.util_rules import signature_keys as signature_keys_rules
 from docker_mirror.subsystems.docker_mirror import DockerMirrorSubsystem
 from docker_mirror.target_types import (
+    DockerMirrorBuildImageTarget,
     DockerMirrorImagesMethodField,
     DockerMirrorImagesSourcesField,
     DockerMirrorImagesTargetGenerator,
@@ -39,7 +40,6 @@ from docker_mirror.target_types import (
     DockerMirrorRequireSignatureField,
 )
 from pants.backend.docker.subsystems.docker_options import DockerOptions
-from pants.backend.docker.target_types import DockerImageTarget
 from pants.core.target_types import (
     TargetGeneratorSourcesHelperSourcesField,
     TargetGeneratorSourcesHelperTarget,
@@ -101,8 +101,10 @@ async def generate_docker_mirror_images(
     overrides = request.require_unparametrized_overrides()
     check_override_names(overrides, images, generator=str(generator_address))
 
-    # One private helper target per spec file, owning that file: each image depends only on its
-    # own file's helper, so `--changed-since` selects the images of the files that changed.
+    # Each image owns its own spec file (`spec_file`), so that `--changed-since` selects the images
+    # of the files that changed. So does one private helper target per spec file, which the
+    # file's images depend on: `docker-mirror-pin` finds a spec file given by name through it,
+    # and a file whose lines generate no image still has an owner.
     relative_paths = {
         file.path: spec_file_relative_path(file.path, generator_address.spec_path)
         for file in contents
@@ -124,7 +126,7 @@ async def generate_docker_mirror_images(
         check_copy_method_fields(request.template, overrides, generator=str(generator_address))
     else:
         check_build_method_fields(request.template, overrides, generator=str(generator_address))
-    target_cls = DockerMirrorImageTarget if method == COPY else DockerImageTarget
+    target_cls = DockerMirrorImageTarget if method == COPY else DockerMirrorBuildImageTarget
     defaults = applicable_defaults(
         family.defaults.get(target_cls.alias, {}),
         target_alias=target_cls.alias,
@@ -139,6 +141,7 @@ async def generate_docker_mirror_images(
                 defaults=defaults,
                 template=request.template,
                 overrides=overrides.get(image.name, {}),
+                spec_file=relative_paths[image.entry.path],
                 helper_spec=helpers[image.entry.path].address.spec,
             ),
         )

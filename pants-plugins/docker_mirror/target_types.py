@@ -1,7 +1,8 @@
 """The targets of the plugin and all their fields: the `docker_mirror_images` generator, and the
 `docker_mirror_image` it generates with `method="copy"`.
 
-With `method="build"` the generator makes Pants' own `docker_image` targets instead. The
+With `method="build"` the generator makes `docker_image` targets instead, which Pants' docker
+backend builds and pushes (`DockerMirrorBuildImageTarget`, `spec_file` in place of `source`). The
 `docker_mirror_image` fields share their aliases and meaning with `docker_image`'s
 (`registries`, `repository`, `image_tags`, `skip_push`) but are distinct classes, so that Pants'
 docker backend neither builds nor pushes those targets.
@@ -21,7 +22,9 @@ from pants.backend.docker.target_types import (
     DockerImageBuildPullOptionField,
     DockerImageRegistriesField,
     DockerImageSkipPushField,
+    DockerImageSourceField,
     DockerImageTagsField,
+    DockerImageTarget,
 )
 from pants.core.goals.package import OutputPathField
 from pants.engine.addresses import Address
@@ -32,6 +35,7 @@ from pants.engine.target import (
     BoolField,
     Dependencies,
     InvalidFieldException,
+    OptionalSingleSourceField,
     OverridesField,
     SourcesField,
     StringField,
@@ -74,9 +78,10 @@ SPEC_FORMAT_HELP = softwrap(
 class DockerMirrorImagesSourcesField(AsyncFieldMixin, StringSequenceField):
     """The generator's spec-file globs.
 
-    Deliberately not a `SourcesField`: the generator owns no file. Each spec file is owned by its
-    own `_generator_sources_helper` target, which only that file's images depend on. Were the
-    generator an owner, Pants would report it as the owner of a deleted spec file (owners of
+    Deliberately not a `SourcesField`: the generator owns no file. Each spec file is owned by the
+    images of its lines (their `spec_file`), and by a `_generator_sources_helper` target (for
+    `docker-mirror-pin`, and for a file whose lines generate no image) that they depend on. Were
+    the generator an owner, Pants would report it as the owner of a deleted spec file (owners of
     deleted files are looked up among unexpanded targets), and `--changed-since` would then
     expand it to every image of every spec file of the generator.
     """
@@ -88,11 +93,13 @@ class DockerMirrorImagesSourcesField(AsyncFieldMixin, StringSequenceField):
         The spec files listing the images to mirror, as globs relative to this BUILD file's
         directory (`!` excludes a pattern; `../` is not allowed).
 
-        Each spec file is owned by a private helper target `<dir>/<file>:<generator>` that only
-        that file's images depend on; the generator itself owns no file. So, with
-        `[changed] dependents = "direct"`, `pants --changed-since=<rev> publish` mirrors the
-        images of exactly the spec files that changed: every image of an edited file, nothing
-        for a deleted file, and every image of this generator when its BUILD file is edited.
+        Each spec file is owned by the images of its lines (their `spec_file` field) and by a
+        private helper target `<dir>/<file>:<generator>`; the generator itself owns no file. So,
+        with Pants' default `[changed]` settings, `pants --changed-since=<rev> publish` mirrors
+        the images of exactly the spec files that changed: every image of an edited file,
+        nothing for a deleted file, and every image of this generator when its BUILD file is
+        edited. A spec file given as an argument stands for its images too:
+        `pants publish src/images.txt`.
         """
     ) + f"\n\n{SPEC_FORMAT_HELP}"
 
@@ -531,6 +538,80 @@ class DockerMirrorImageOutputPathField(OutputPathField):
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# The spec file each generated image owns
+
+
+class DockerMirrorImageSpecFileField(OptionalSingleSourceField):
+    """The spec file a `docker_mirror_image` was generated from.
+
+    A `SourcesField`: Pants' `Owners` matches changed files against `tgt.get(SourcesField)` only
+    (`SecondaryOwnerMixin` is gone from 2.18 on). So a changed spec file selects its own images
+    with Pants' default `[changed]` settings, and a spec file given as an argument stands for its
+    images. It claims the file without reading it (`path_globs` is empty): the image is made from
+    its line, which its other fields hold.
+    """
+
+    alias = "spec_file"
+    uses_source_roots = False
+    help = help_text(
+        """
+        The spec file this image's line is in, relative to the BUILD file's directory; set by
+        `docker_mirror_images`. The image owns that file, so `pants --changed-since=<rev>` (with
+        Pants' default `[changed]` settings) and a file argument (`pants publish
+        src/images.txt`) select the images of that file. Nothing is read from it: the image is
+        its `source_image` and `platform`.
+        """
+    )
+
+    # `@final` in Pants 2.17's typing only (Pants' own `_lockfile` source field overrides it later).
+    def path_globs(  # type: ignore[misc, unused-ignore]
+        self, unmatched_build_file_globs: UnmatchedBuildFileGlobs
+    ) -> PathGlobs:
+        return PathGlobs(())
+
+
+class DockerMirrorBuildSpecFileField(DockerImageSourceField):
+    """The spec file a `method="build"` image was generated from, in place of `docker_image`'s
+    `source` (see `DockerMirrorImageSpecFileField` for why a `SourcesField`).
+
+    It takes `source`'s place because Pants' docker backend, like `Owners`, reads a target's
+    first `SourcesField` (`tgt.get(SourcesField)`) for its Dockerfile: a second one would never be
+    matched. It hydrates to no file, as `source=None` does, so the backend writes the Dockerfile
+    from `instructions`.
+    """
+
+    alias = "spec_file"
+    required = True
+    uses_source_roots = False
+    help = help_text(
+        """
+        The spec file this image's line is in, relative to the BUILD file's directory; set by
+        `docker_mirror_images` in place of `source`: the image's Dockerfile is its
+        `instructions`. The image owns that file, so `pants --changed-since=<rev>` (with Pants'
+        default `[changed]` settings) and a file argument (`pants publish src/images.txt`)
+        select the images of that file.
+        """
+    )
+
+    # `@final` in Pants 2.17's typing only (Pants' own `_lockfile` source field overrides it later).
+    def path_globs(  # type: ignore[misc, unused-ignore]
+        self, unmatched_build_file_globs: UnmatchedBuildFileGlobs
+    ) -> PathGlobs:
+        return PathGlobs(())
+
+
+class DockerMirrorBuildImageTarget(DockerImageTarget):
+    """What `method="build"` generates: to Pants a `docker_image` (its alias, fields and rules;
+    Pants' docker backend builds and pushes it), with `spec_file` for `source`. Not registered:
+    BUILD files declare Pants' own `docker_image`."""
+
+    core_fields = tuple(  # type: ignore[assignment]
+        DockerMirrorBuildSpecFileField if field is DockerImageSourceField else field
+        for field in DockerImageTarget.core_fields
+    )
+
+
 class DockerMirrorImageTarget(Target):
     alias = "docker_mirror_image"
     core_fields = (
@@ -545,6 +626,7 @@ class DockerMirrorImageTarget(Target):
         DockerMirrorImageOutputPathField,
         DockerMirrorReferrersField,
         DockerMirrorRequireSignatureField,
+        DockerMirrorImageSpecFileField,
     )
     help = help_text(
         f"""
