@@ -2,9 +2,9 @@
 of exactly the spec files changed on a branch, and publish failures are reported and recoverable.
 
 Each test commits spec files on `main`, changes them on a `feature` branch, and runs the
-README's commands with the real `./pants` (pants.toml as in this repository, so
-`[changed] dependents = "direct"`), a real Docker engine and real registries. What was mirrored
-is read back from the destination registry's API.
+README's commands with the real `./pants` (pants.toml as in this repository, with Pants' default
+`[changed]` settings), a real Docker engine (or, with `method="copy"`, skopeo) and real
+registries. What was mirrored is read back from the destination registry's API.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Callable
 import pytest
 from docker_mirror.testutil.consistency import BUILT, assert_destination_consistent
 from docker_mirror.testutil.fault_proxy import FaultProxy, Reset, Rule, passthrough, respond, rules
-from docker_mirror.testutil.images import make_image
+from docker_mirror.testutil.images import make_image, push_oci_image
+from docker_mirror.testutil.machine import require_skopeo
 from docker_mirror.testutil.pants_repo import PantsRepo, PantsResult
 from docker_mirror.testutil.registries import Registry
 
@@ -212,6 +213,61 @@ def test_deleted_lines_and_files_publish_nothing_of_theirs_and_a_build_edit_its_
         image("infra:cache", upstream, "infra/cache"),
     }, result
     assert_mirrored(mirror, upstream, "team/app:2.0", "infra/proxy:1", "infra/cache:1")
+
+
+# Pants' default `[changed]` settings, with either method ----------------------------------------
+
+DEFAULTS_LAYOUT = {
+    ".gitignore": "/.pants.*\n/dist/\n",
+    "src/BUILD": "docker_mirror_images(name='mirror', sources=['*.images.txt'], method='METHOD')\n",
+    "src/edited.images.txt": "U/team/app:2.0\nU/team/web:1.0\n",
+    "src/untouched.images.txt": "U/team/red:1\n",
+    "other/BUILD": "docker_mirror_images(name='mirror', method='METHOD')\n",
+    "other/images.txt": "U/team/blue:1\n",
+}
+
+
+@pytest.fixture(scope="module")
+def oci_upstream(registries: Callable[[], Registry]) -> Registry:
+    """Source images for `method="copy"`, made and pushed without a Docker engine."""
+    require_skopeo()
+    registry = registries()
+    for reference in ("team/app:2.0", "team/web:1.0", "team/red:1", "team/blue:1", "infra/proxy:1"):
+        push_oci_image(f"{registry.address}/{reference}", reference)
+    return registry
+
+
+@pytest.mark.parametrize("method", ["build", "copy"])
+def test_with_pants_default_changed_settings_a_changed_spec_file_publishes_its_images_only(
+    method: str,
+    request: pytest.FixtureRequest,
+    registries: Callable[[], Registry],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A repository whose pants.toml has no `[changed]` section, as a user's has. A line is
+    added to one of two spec files of a generator: `--changed-since=main list publish` selects
+    and mirrors the three images of that file, and nothing of its sibling file or of another
+    directory. (When a private helper target alone owned the spec file, this selected only the
+    helper, mirrored nothing and exited 0.)"""
+    upstream: Registry = request.getfixturevalue("upstream" if method == "build" else "oci_upstream")
+    mirror = registries()
+    repo = PantsRepo(tmp_path_factory.mktemp("defaults"), pants_defaults_for=("changed",))
+    assert "[changed]" not in (repo.root / "pants.toml").read_text()
+    layout = {path: text.replace("METHOD", method) for path, text in DEFAULTS_LAYOUT.items()}
+    start_on_main(repo, layout, upstream)
+    edited = DEFAULTS_LAYOUT["src/edited.images.txt"] + "U/infra/proxy:1\n"
+    change(repo, upstream, {"src/edited.images.txt": edited})
+
+    result = repo.pants(CHANGED, "list", "publish", registry=mirror)
+
+    assert result.returncode == 0, result
+    assert listed(result) == {
+        "src/edited.images.txt:mirror",
+        image("src:mirror", upstream, "team/app"),
+        image("src:mirror", upstream, "team/web"),
+        image("src:mirror", upstream, "infra/proxy"),
+    }, result
+    assert_mirrored(mirror, upstream, "team/app:2.0", "team/web:1.0", "infra/proxy:1")
 
 
 # Publish failures ------------------------------------------------------------------------------

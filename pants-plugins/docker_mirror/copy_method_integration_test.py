@@ -58,6 +58,9 @@ def test_copy_keeps_digests_and_platforms_isolates_failures_and_skips_what_is_th
         f"{upstream.address}/team/missing:1 at registry {upstream.address}: not found"
     ) in summary, first
     assert "Traceback" not in first.stderr and "Traceback" not in first.stdout, first
+    # Said by `package`'s own output and by the summary line, and nowhere else (not logged).
+    assert first.stderr.count(f"{upstream.address}/team/missing:1 at registry") == 2, first
+    assert "[ERROR]" not in first.stderr and "docker-mirror:" not in first.stderr, first
     for published in (
         f"{mirror.address}/mirror/team/multi:1.0",
         f"{mirror.address}/mirror/team/multi:digest-sha256-{multi.index.split(':')[1]}",

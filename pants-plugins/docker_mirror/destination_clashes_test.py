@@ -39,6 +39,7 @@ def writes(
             defaults={},
             template=template or {},
             overrides=(overrides or {}).get(image.name, {}),
+            spec_file="images.txt",
             helper_spec=f"{directory}/images.txt:mirror",
         )
         target = generator.create_generated(image.name)

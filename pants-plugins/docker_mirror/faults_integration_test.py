@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional
 
 import pytest
-from docker_mirror.testutil import consistency
+from docker_mirror.testutil import consistency, cosign
 from docker_mirror.testutil.consistency import Tag, assert_destination_consistent, destination_tags
 from docker_mirror.testutil.fault_proxy import (
     BLOB_UPLOAD,
@@ -539,6 +539,50 @@ def test_wrong_credentials_fail_unauthorized_naming_the_registry_and_never_show_
     }
     for secret in (WRONG_PASSWORD, auth):
         assert not [where for where, text in traces.items() if secret.encode() in text]
+
+
+def test_a_destination_that_wants_a_login_is_named_at_package_and_once_per_image_at_publish(
+    repo: PantsRepo, upstream: Registry, registries: Callable[..., Registry],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    """Nobody ran `docker login` for the destination: `package` says so (the probe's HEADs are
+    refused), and `publish` fails each image once, on its summary line, with what to run; one
+    image is signed, and what refers to it cannot be checked at the destination, which is the
+    cause named, not `referrers=False`."""
+    htpasswd = tmp_path_factory.mktemp("login-outside") / "htpasswd"
+    htpasswd.write_text(htpasswd_entry("mirror-user", "the-right-one"))
+    destination = registries(htpasswd)
+    directory = "login"
+    digests = seed(upstream, directory, ["plain", "signed"])
+    cosign.sign(upstream, f"{directory}/signed", digests["signed"], cosign.generate_key())
+    write_spec(repo, upstream, directory, ["plain", "signed"])
+    login = f"log in with `docker login {destination.address}` (or `skopeo login {destination.address}`)"
+    refused = f"at registry {destination.address}: access denied by registry {destination.address} ("
+
+    packaged = repo.pants(
+        destination_option(destination.address), "package", f"{directory}::",
+        daemon=True, timeout=RUN_TIMEOUT, env=NO_DOCKER,
+    )  # fmt: skip
+    assert packaged.returncode == 0, packaged
+    for name in ("plain", "signed"):
+        reference = f"{destination.address}/mirror/{directory}/{name}:1"
+        assert f"destination {reference} {refused}" in packaged.stderr, packaged
+    assert packaged.stderr.count(login) == 2 and "[ERROR]" not in packaged.stderr, packaged
+
+    published = publish(repo, directory, destination.address)
+    assert published.returncode != 0, published
+    assert_no_traceback(published)
+    failed = [l for l in published.stderr.splitlines() if l.lstrip().startswith("✕")]
+    assert len(failed) == 2, published
+    plain = next(l for l in failed if f"/mirror/{directory}/plain:1 failed for " in l)
+    signed = next(l for l in failed if f"/mirror/{directory}/signed:1 failed for " in l)
+    assert refused in plain and login in plain, plain
+    assert refused in signed and login in signed and "could not be checked there" in signed, signed
+    # Once per image: on its summary line, not also logged, nor printed by the report.
+    assert published.stderr.count(login) == 2, published
+    for noise in ("docker-mirror:", "[ERROR]", "referrers=False", "trying to reuse blob",
+                  "authentication required", "unauthorized by"):  # fmt: skip
+        assert noise not in published.stderr, (noise, published)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Turns parsed spec entries into the field values of the targets a `docker_mirror_images`
 generator makes: pure functions, no engine calls.
 
-Both methods share names, repositories, tags, precedence and the per-spec-file helper dependency
-(which `--changed-since` relies on); `method="copy"` leaves out what only `docker build` needs.
+Both methods share names, repositories, tags, precedence, the spec file each image owns (which
+`--changed-since` relies on) and the per-spec-file helper dependency; `method="copy"` leaves out
+what only `docker build` needs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from docker_mirror.spec import SpecEntry, SpecError, SpecLineError, assign_names
 from docker_mirror.target_types import (
     DockerMirrorImagesBuildArgsField,
     DockerMirrorImagesLabelsField,
+    DockerMirrorImageSpecFileField,
     DockerMirrorImagesPullField,
     DockerMirrorPlatformField,
     DockerMirrorReferrersField,
@@ -65,6 +67,7 @@ LINE_FIELDS = frozenset(
     {
         DockerImageInstructionsField.alias,
         DockerImageSourceField.alias,
+        DockerMirrorImageSpecFileField.alias,
         DockerImageRepositoryField.alias,
         DockerImageTagsField.alias,
         DockerMirrorSourceImageField.alias,
@@ -113,6 +116,7 @@ def image_field_values(
     defaults: Mapping[str, Any],
     template: Mapping[str, Any],
     overrides: Mapping[str, Any],
+    spec_file: str,
     helper_spec: str,
 ) -> dict[str, Any]:
     """The field values of the target that mirrors `image`: a `docker_image` with
@@ -121,8 +125,9 @@ def image_field_values(
     Precedence, lowest first: `defaults` (see `applicable_defaults`), the spec line's values and
     the generator's own field defaults, the generator's fields (`template`), then the image's
     `overrides`; `{target_repository}` in the `repository` they give is the line's own. The
-    image always depends on its own spec file's helper target, so a change to that file (and
-    only that file) marks the image as changed.
+    image always owns its own spec file (`spec_file`, relative to the BUILD file's directory),
+    so that a change to that file (and only that file) selects the image, and depends on that
+    file's helper target.
     """
     entry = image.entry
     values: dict[str, Any] = {
@@ -131,12 +136,13 @@ def image_field_values(
         DockerImageBuildPullOptionField.alias: True,
         **template,
         DockerImageInstructionsField.alias: [entry.from_instruction],
-        # No Dockerfile from the source tree, even if the directory happens to hold one.
-        DockerImageSourceField.alias: None,
         DockerImageRepositoryField.alias: template.get(
             DockerImageRepositoryField.alias, TARGET_REPOSITORY
         ),
         **overrides,
+        # In place of `source`: no Dockerfile from the source tree, even if the directory
+        # happens to hold one (see `DockerMirrorBuildSpecFileField`).
+        DockerMirrorImageSpecFileField.alias: spec_file,
     }
     repository = values[DockerImageRepositoryField.alias]
     if isinstance(repository, str):

@@ -193,23 +193,52 @@ def test_copy_only_fields_are_refused_with_the_build_method(build_extra: str, na
     assert "a rebuilt image has a digest of its own" in message
 
 
-def test_signature_keys_are_paths_from_the_build_root_or_the_build_file() -> None:
-    from docker_mirror.target_types import DockerMirrorRequireSignatureField
+def rsa_pem() -> str:
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
+    return pem(rsa.generate_private_key(65537, 2048))
+
+
+@pytest.mark.parametrize(
+    "written, files",
+    [
+        # Beside the BUILD file, as `sources` are read.
+        ("cosign.pub", {"src/cosign.pub": "good"}),
+        ("./cosign.pub", {"src/cosign.pub": "good", "cosign.pub": "bad"}),
+        ("../keys/cosign.pub", {"keys/cosign.pub": "good", "src/keys/cosign.pub": "bad"}),
+        # From the build root, with `//`.
+        ("//keys/cosign.pub", {"keys/cosign.pub": "good", "src/keys/cosign.pub": "bad"}),
+        # A plain path that names a file from the build root only, as before: still that file.
+        ("keys/cosign.pub", {"keys/cosign.pub": "good"}),
+    ],
+)
+def test_signature_keys_are_read_from_the_build_file_or_with_slashes_from_the_build_root(
+    written: str, files: dict[str, str]
+) -> None:
+    # Generation checks each key it resolves: a wrong pick would name the bad one.
     rule_runner = generator_rule_runner(*default_registry_args())
-    rule_runner.write_files({"keys/cosign.pub": p256_pem(), "src/local.pub": p256_pem()})
-    (address,) = generate(
-        rule_runner, "copy", "python:3.12\n", ", require_signature=['keys/cosign.pub', './local.pub']"
-    )
-    target = rule_runner.get_target(Address("src", target_name="mirror", generated_name="python"))
-    assert target[DockerMirrorRequireSignatureField].value == ("keys/cosign.pub", "src/local.pub")
+    rule_runner.write_files({path: p256_pem() if kind == "good" else rsa_pem() for path, kind in files.items()})
+    assert len(generate(rule_runner, "copy", "python:3.12\n", f", require_signature=[{written!r}]")) == 1
+
+
+def test_a_plain_key_path_that_names_a_file_in_both_places_is_refused_as_ambiguous() -> None:
+    rule_runner = generator_rule_runner(*default_registry_args())
+    rule_runner.write_files({"src/keys/cosign.pub": p256_pem(), "keys/cosign.pub": p256_pem()})
+    with pytest.raises(ExecutionError) as exc:
+        generate(rule_runner, "copy", "python:3.12\n", ", require_signature=['keys/cosign.pub']")
+    assert (
+        "`keys/cosign.pub` names both src/keys/cosign.pub (from the BUILD file) and keys/cosign.pub "
+        "(from the build root): write `./keys/cosign.pub` for the first, or `//keys/cosign.pub` for the second"
+    ) in str(exc.value)
 
 
 @pytest.mark.parametrize(
     "path, message",
     [
         ("/etc/cosign.pub", "is not in the repository"),
+        ("~/cosign.pub", "is not in the repository"),
         ("../../outside.pub", "is not a file in the repository"),
+        ("//../outside.pub", "is not a file in the repository"),
     ],
 )
 def test_signature_keys_outside_the_repository_are_refused(path: str, message: str) -> None:
@@ -218,11 +247,15 @@ def test_signature_keys_outside_the_repository_are_refused(path: str, message: s
         generate(rule_runner, "copy", "python:3.12\n", f", require_signature=[{path!r}]")
 
 
-def test_a_missing_signature_key_is_named() -> None:
+def test_a_missing_signature_key_is_named_with_where_it_was_looked_for() -> None:
     rule_runner = generator_rule_runner(*default_registry_args())
     with pytest.raises(ExecutionError) as exc:
         generate(rule_runner, "copy", "python:3.12\n", ", require_signature=['keys/missing.pub']")
-    assert "keys/missing.pub" in str(exc.value) and "require_signature" in str(exc.value)
+    assert (
+        "src:mirror: a `require_signature` key is not found:\n`keys/missing.pub`: no such file "
+        "(src/keys/missing.pub or keys/missing.pub); a path is read from the BUILD file's "
+        "directory, like `sources`; `//keys/cosign.pub` starts at the build root"
+    ) in str(exc.value)
 
 
 def test_a_key_that_is_not_ecdsa_p256_is_named_at_generation() -> None:

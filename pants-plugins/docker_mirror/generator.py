@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from docker_mirror.compat import (
     AddressFamilyDir,
     UnmatchedBuildFileGlobs,
-    address_family,
     address_families,
+    address_family,
     concurrently,
     generator_requests,
     path_globs_contents,
@@ -40,8 +40,11 @@ from docker_mirror.generation import (
     spec_file_relative_path,
 )
 from docker_mirror.spec import SpecError
+from docker_mirror.util_rules.signature_keys import SignatureKeysRequest, resolve_signature_keys
+from docker_mirror.util_rules import signature_keys as signature_keys_rules
 from docker_mirror.subsystems.docker_mirror import DockerMirrorSubsystem
 from docker_mirror.target_types import (
+    DockerMirrorBuildImageTarget,
     DockerMirrorImagesMethodField,
     DockerMirrorImagesSourcesField,
     DockerMirrorImagesTargetGenerator,
@@ -49,14 +52,13 @@ from docker_mirror.target_types import (
     DockerMirrorRequireSignatureField,
 )
 from pants.backend.docker.subsystems.docker_options import DockerOptions
-from pants.backend.docker.target_types import DockerImageTarget
 from pants.base.specs import RawSpecsWithoutFileOwners, RecursiveGlobSpec
 from pants.core.target_types import (
     TargetGeneratorSourcesHelperSourcesField,
     TargetGeneratorSourcesHelperTarget,
 )
 from pants.engine.addresses import Address
-from pants.engine.fs import DigestContents, GlobMatchErrorBehavior, PathGlobs
+from pants.engine.fs import DigestContents
 from pants.engine.internals.graph import ResolveTargetGeneratorRequests
 from pants.engine.internals.mapper import AddressFamily
 from pants.engine.rules import collect_rules, rule
@@ -69,6 +71,9 @@ from pants.engine.target import (
 )
 from pants.engine.unions import UnionMembership, UnionRule
 from pants.util.logging import LogLevel
+
+
+signature_keys = rule_call(resolve_signature_keys)
 
 
 class GenerateFromDockerMirrorImagesRequest(GenerateTargetsRequest):
@@ -118,8 +123,10 @@ async def generate_docker_mirror_images(
         )
     method, planned = plan_generator(request, contents, family, subsystem)
     target_cls = generated_target_type(method)
-    # One private helper target per spec file, owning that file: each image depends only on its
-    # own file's helper, so `--changed-since` selects the images of the files that changed.
+    # Each image owns its own spec file (`spec_file`), so that `--changed-since` selects the images
+    # of the files that changed. So does one private helper target per spec file, which the
+    # file's images depend on: `docker-mirror-pin` finds a spec file given by name through it,
+    # and a file whose lines generate no image still has an owner.
     helpers = [
         TargetGeneratorSourcesHelperTarget(
             {TargetGeneratorSourcesHelperSourcesField.alias: address.relative_file_path},
@@ -151,20 +158,24 @@ async def generate_docker_mirror_images(
         target_cls(values, generator_address.create_generated(image.name), union_membership)
         for image, values in planned
     ]
-    key_paths = {
-        path
-        for target in mirror_images
-        if target.has_field(DockerMirrorRequireSignatureField)
-        for path in target[DockerMirrorRequireSignatureField].value or ()
-    }
+    key_paths = tuple(
+        dict.fromkeys(
+            path
+            for target in mirror_images
+            if target.has_field(DockerMirrorRequireSignatureField)
+            for path in target[DockerMirrorRequireSignatureField].value or ()
+        )
+    )
     if key_paths:
-        keys = await path_globs_contents(signature_keys_globs(key_paths, str(generator_address)))
-        check_signature_keys(keys, generator=str(generator_address))
+        keys = await signature_keys(
+            SignatureKeysRequest(key_paths, generator_address.spec_path, str(generator_address))
+        )
+        check_signature_keys(keys.contents, generator=str(generator_address))
     return GeneratedTargets(request.generator, [*mirror_images, *helpers])
 
 
 def generated_target_type(method: str) -> type[Target]:
-    return DockerMirrorImageTarget if method == COPY else DockerImageTarget
+    return DockerMirrorImageTarget if method == COPY else DockerMirrorBuildImageTarget
 
 
 def helper_address(generator_address: Address, spec_path: str) -> Address:
@@ -219,6 +230,7 @@ def plan_generator(
                 defaults=defaults,
                 template=request.template,
                 overrides=overrides.get(image.name, {}),
+                spec_file=spec_file_relative_path(image.entry.path, generator_address.spec_path),
                 helper_spec=helper_address(generator_address, image.entry.path).spec,
             ),
         )
@@ -315,21 +327,13 @@ async def find_repository_destination_clashes() -> DestinationClashes:
     )
 
 
-def signature_keys_globs(paths: set[str], generator: str) -> PathGlobs:
-    return PathGlobs(
-        sorted(paths),
-        glob_match_error_behavior=GlobMatchErrorBehavior.error,
-        description_of_origin=f"the `require_signature` field of {generator}",
-    )
-
-
-def check_signature_keys(keys: DigestContents, *, generator: str) -> None:
+def check_signature_keys(keys: Sequence[tuple[str, bytes]], *, generator: str) -> None:
     """Refuses `require_signature` files that hold no ECDSA P-256 public key, so that a wrong
     key is named now rather than when the first image is published."""
     problems = [
-        f"{file.path}: {problem}"
-        for file in sorted(keys, key=lambda f: f.path)
-        for problem in [signature_key_problem(file.content)]
+        f"{path}: {problem}"
+        for path, content in sorted(keys)
+        for problem in [signature_key_problem(content)]
         if problem
     ]
     if problems:
@@ -341,5 +345,6 @@ def check_signature_keys(keys: DigestContents, *, generator: str) -> None:
 def rules():
     return (
         *collect_rules(),
+        *signature_keys_rules.rules(),
         UnionRule(GenerateTargetsRequest, GenerateFromDockerMirrorImagesRequest),
     )

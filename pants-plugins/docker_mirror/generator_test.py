@@ -50,7 +50,10 @@ def test_one_image_per_line_with_fields(rule_runner: RuleRunner) -> None:
     assert python[DockerImageRepositoryField].value == "python"
     assert python[DockerImageTagsField].value == ("3.12-slim",)
     assert python[DockerImageBuildPullOptionField].value is True
-    assert python[DockerImageSourceField].value is None
+    # In place of `source`, the spec file it owns, which Pants' docker backend never reads as a
+    # Dockerfile (generator_changed_test.py).
+    assert python[DockerImageSourceField].alias == "spec_file"
+    assert python[DockerImageSourceField].value == "images.txt"
     assert python[Dependencies].value == ("src/images.txt:mirror",)
 
     redis = generated(rule_runner, "redis")

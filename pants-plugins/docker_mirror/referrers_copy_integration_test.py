@@ -127,10 +127,9 @@ def test_require_signature_keeps_unsigned_images_out_and_copies_signed_ones(
         ("foreign", foreign.index, "1 signature found, none verifies against keys/cosign.pub"),
     ):
         assert (
-            f"✕ {mirror.address}/mirror/team/{name}:1 failed for copy from {upstream.address}/team/{name}:1 "
-            f"to {mirror.address}/mirror/team/{name}:1 at registry {mirror.address} refused by "
-            f"`require_signature`: no cosign signature of {index} at {upstream.address}/team/{name} "
-            f"verifies against keys/cosign.pub: {reason}"
+            f"✕ {mirror.address}/mirror/team/{name}:1 failed for `require_signature`: no cosign "
+            f"signature of {index} at {upstream.address}/team/{name} verifies against "
+            f"keys/cosign.pub: {reason}"
         ) in result.stderr, result
     # Nothing of a refused image was written.
     assert mirror.repositories() == ["mirror/team/signed"]
@@ -149,7 +148,7 @@ def test_through_the_referrers_api_with_cosign_v3_bundles_checked_by_the_gate(
     """Source and destination with the referrers API (docker-registry behind a proxy that
     implements it): referrers are found by the API, written by digest and listed by the
     destination itself, with no fallback tag; a cosign v3 signature (a Sigstore bundle referrer)
-    passes `require_signature`."""
+    passes `require_signature`, whose key is named beside the BUILD file, as `sources` are."""
     require_skopeo()
     upstream_registry, mirror_registry = registries(), registries()
     with ReferrersProxy.start(upstream_registry.address, passthrough()) as upstream_api, \
@@ -164,15 +163,15 @@ def test_through_the_referrers_api_with_cosign_v3_bundles_checked_by_the_gate(
         assert digest_tag(subject) not in upstream_registry.tags("team/app")  # the API lists them
         pants_repo.write(
             {
-                "keys/cosign.pub": cosign.public_key_pem(key).decode(),
-                "src/BUILD": BUILD.format(extra=", require_signature=['keys/cosign.pub']"),
+                "src/cosign.pub": cosign.public_key_pem(key).decode(),
+                "src/BUILD": BUILD.format(extra=", require_signature=['cosign.pub']"),
                 "src/images.txt": f"{upstream.address}/team/app:1\n",
             }
         )
 
         first = pants_repo.pants("publish", "src::", registry=mirror, daemon=True)
         assert first.returncode == 0, first
-        assert "; signature verified by keys/cosign.pub; with 1 signature, 1 SBOM)" in first.stderr, first
+        assert "; signature verified by src/cosign.pub; with 1 signature, 1 SBOM)" in first.stderr, first
         assert mirror.manifest_digest("mirror/team/app", "1") == subject
         listed = {entry["digest"] for entry in mirror_api.referrers("mirror/team/app", subject)}
         assert listed == {bundle["digest"], spdx["digest"]}

@@ -1,7 +1,8 @@
 """The targets of the plugin and all their fields: the `docker_mirror_images` generator, and the
 `docker_mirror_image` it generates with `method="copy"`.
 
-With `method="build"` the generator makes Pants' own `docker_image` targets instead. The
+With `method="build"` the generator makes `docker_image` targets instead, which Pants' docker
+backend builds and pushes (`DockerMirrorBuildImageTarget`, `spec_file` in place of `source`). The
 `docker_mirror_image` fields share their aliases and meaning with `docker_image`'s
 (`registries`, `repository`, `image_tags`, `skip_push`) but are distinct classes, so that Pants'
 docker backend neither builds nor pushes those targets.
@@ -9,11 +10,11 @@ docker backend neither builds nor pushes those targets.
 
 from __future__ import annotations
 
-import posixpath
 from typing import Iterable, Optional, Tuple
 
 from docker_mirror.compat import UnmatchedBuildFileGlobs
 from docker_mirror.image_reference import ImageReference, is_valid_platform
+from docker_mirror.util_rules.signature_keys import key_path_candidates
 from pants.backend.docker.registries import ALL_DEFAULT_REGISTRIES
 from pants.backend.docker.target_types import (
     DockerImageBuildArgsField,
@@ -21,7 +22,9 @@ from pants.backend.docker.target_types import (
     DockerImageBuildPullOptionField,
     DockerImageRegistriesField,
     DockerImageSkipPushField,
+    DockerImageSourceField,
     DockerImageTagsField,
+    DockerImageTarget,
 )
 from pants.core.goals.package import OutputPathField
 from pants.engine.addresses import Address
@@ -32,6 +35,7 @@ from pants.engine.target import (
     BoolField,
     Dependencies,
     InvalidFieldException,
+    OptionalSingleSourceField,
     OverridesField,
     SourcesField,
     StringField,
@@ -74,9 +78,10 @@ SPEC_FORMAT_HELP = softwrap(
 class DockerMirrorImagesSourcesField(AsyncFieldMixin, StringSequenceField):
     """The generator's spec-file globs.
 
-    Deliberately not a `SourcesField`: the generator owns no file. Each spec file is owned by its
-    own `_generator_sources_helper` target, which only that file's images depend on. Were the
-    generator an owner, Pants would report it as the owner of a deleted spec file (owners of
+    Deliberately not a `SourcesField`: the generator owns no file. Each spec file is owned by the
+    images of its lines (their `spec_file`), and by a `_generator_sources_helper` target (for
+    `docker-mirror-pin`, and for a file whose lines generate no image) that they depend on. Were
+    the generator an owner, Pants would report it as the owner of a deleted spec file (owners of
     deleted files are looked up among unexpanded targets), and `--changed-since` would then
     expand it to every image of every spec file of the generator.
     """
@@ -88,11 +93,13 @@ class DockerMirrorImagesSourcesField(AsyncFieldMixin, StringSequenceField):
         The spec files listing the images to mirror, as globs relative to this BUILD file's
         directory (`!` excludes a pattern; `../` is not allowed).
 
-        Each spec file is owned by a private helper target `<dir>/<file>:<generator>` that only
-        that file's images depend on; the generator itself owns no file. So, with
-        `[changed] dependents = "direct"`, `pants --changed-since=<rev> publish` mirrors the
-        images of exactly the spec files that changed: every image of an edited file, nothing
-        for a deleted file, and every image of this generator when its BUILD file is edited.
+        Each spec file is owned by the images of its lines (their `spec_file` field) and by a
+        private helper target `<dir>/<file>:<generator>`; the generator itself owns no file. So,
+        with Pants' default `[changed]` settings, `pants --changed-since=<rev> publish` mirrors
+        the images of exactly the spec files that changed: every image of an edited file,
+        nothing for a deleted file, and every image of this generator when its BUILD file is
+        edited. A spec file given as an argument stands for its images too:
+        `pants publish src/images.txt`.
         """
     ) + f"\n\n{SPEC_FORMAT_HELP}"
 
@@ -259,12 +266,32 @@ class DockerMirrorImagesPullField(DockerImageBuildPullOptionField):
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# REQUEST COUNTS: what a re-mirror where nothing changed asks of registries, quoted by the help of
+# `method`, `referrers` and `docker_mirror_image`. These are measured, not derived: see
+# benchmarks/RESULTS.md, table 8 (requests from the registries' own access logs). Update them
+# here, in this one place, when the probe's requests change, and re-run the benchmark.
+
+# Per image, with `referrers` on (the default).
+NO_OP_REQUESTS = (
+    "5 manifest `HEAD`s at the source (the tag; cosign's `.sig`, `.att` and `.sbom` tags; the OCI "
+    "fallback tag), and at the destination 1 per tag plus, per repository, 1 per cosign tag the "
+    "source has and 1 for its referrers listing (5 in all for an image with a signature, an "
+    "attestation, an SBOM and an OCI referrer; 1 for an image with nothing attached); and 1 "
+    "`GET` per source registry and run, to learn whether it has the referrers API"
+)
+# Per image, with `referrers=False`.
+NO_OP_REQUESTS_WITHOUT_REFERRERS = "1 manifest `HEAD` per source tag and 1 per destination tag"
+# What a no-op never sends, either way.
+NO_OP_PULLS = "no manifest `GET` (what Docker Hub counts as a pull) and no blob request"
+
+
 class DockerMirrorImagesMethodField(StringField):
     alias = "method"
     default = "build"
     valid_choices = ("build", "copy")
     help = help_text(
-        """
+        f"""
         How the images are mirrored.
 
         `"build"` (the default) generates a `docker_image` per line whose Dockerfile is
@@ -278,9 +305,11 @@ class DockerMirrorImagesMethodField(StringField):
         source's own digest, or just the line's `--platform=`, with the signatures,
         attestations and SBOMs that refer to it (`referrers`), and optionally only if it is
         signed (`require_signature`). No Docker engine is involved, and a destination that
-        already serves the source digest is skipped (reported as up to date) after a single
-        manifest request. `pull`, `extra_build_args` and `image_labels` do not apply and are an
-        error with `"copy"`. See `pants help docker_mirror_image` and `pants help docker-mirror`.
+        already serves the source digest is skipped (reported as up to date) after
+        {NO_OP_REQUESTS}; with `referrers=False`, after {NO_OP_REQUESTS_WITHOUT_REFERRERS}.
+        Either way {NO_OP_PULLS}. `pull`, `extra_build_args` and `image_labels` do not apply
+        and are an error with `"copy"`. See `pants help docker_mirror_image` and
+        `pants help docker-mirror`.
 
         Signatures: a rebuilt image (`"build"`) has a digest of its own, so no upstream
         signature, attestation or SBOM names it and none is carried; verify what you run at the
@@ -293,7 +322,7 @@ class DockerMirrorReferrersField(BoolField):
     alias = "referrers"
     default = True
     help = help_text(
-        """
+        f"""
         With `method="copy"`: copy what refers to each image along with it, its signatures,
         attestations and SBOMs (the default). Both schemes signers use are carried:
 
@@ -316,10 +345,9 @@ class DockerMirrorReferrersField(BoolField):
         either and fails, naming the reason. Attestations that BuildKit stores inside the image
         index (`unknown/unknown` entries) are part of the image and are always copied.
 
-        Cost: `pants package` asks the source 4 more `HEAD`s per image (its 3 cosign tags and
-        its fallback tag, or the referrers API's list instead of the last), and each destination
-        repository a `HEAD` per cosign tag the source has and one for the source's referrers
-        listing, and no manifest `GET`: a re-mirror where nothing changed stays free of pulls.
+        Cost of a re-mirror where nothing changed, per image: {NO_OP_REQUESTS}, where
+        `referrers=False` asks {NO_OP_REQUESTS_WITHOUT_REFERRERS}; {NO_OP_PULLS}, so it stays
+        free of pulls.
         What is added upstream later is copied by the next run, without copying the image again.
 
         `False` copies the image alone. With `method="build"` nothing of this is copied: a
@@ -328,28 +356,19 @@ class DockerMirrorReferrersField(BoolField):
     )
 
 
-def repository_file_path(path: str, build_file_dir: str) -> str:
-    """A file named in a BUILD file, as a path from the build root: relative to the build root,
-    or to the BUILD file's directory when it starts with `./` or `../` (as the `secrets` of
-    `docker_image`). Raises ValueError for a path outside the repository."""
-    if path.startswith("/") or path.startswith("~"):
-        raise ValueError(f"{path!r} is not in the repository: give a path relative to the build root")
-    anchored = path.startswith(("./", "../")) or path in (".", "..")
-    joined = posixpath.normpath(posixpath.join(build_file_dir, path) if anchored else path)
-    if joined == "." or joined.startswith("../") or joined == "..":
-        raise ValueError(f"{path!r} is not a file in the repository")
-    return joined
-
-
 class DockerMirrorRequireSignatureField(StringSequenceField):
     alias = "require_signature"
     help = help_text(
         """
         With `method="copy"`: mirror an image only if a cosign signature of the very digest
         being mirrored verifies against one of these public keys. Each is a PEM file of an
-        ECDSA P-256 public key, as `cosign generate-key-pair` writes `cosign.pub`: a path
-        relative to the build root, or to this BUILD file's directory when it starts with `./`,
-        e.g. `require_signature=["keys/cosign.pub"]`.
+        ECDSA P-256 public key, as `cosign generate-key-pair` writes `cosign.pub`, named as
+        `sources` are: relative to this BUILD file's directory (`"cosign.pub"`,
+        `"./cosign.pub"`, `"../keys/cosign.pub"`), or from the build root with a leading `//`
+        (`"//keys/cosign.pub"`). A plain path that names no file beside the BUILD file but
+        one from the build root names that one; where it names both, it is an error, to be
+        written with `./` or `//`. The files are checked when the targets are generated
+        (when it is packaged, for a `docker_mirror_image` written by hand).
 
         Before anything of an image is written, `pants publish` reads its signatures at the
         source in both layouts cosign uses, the `sha256-<hex>.sig` tag (cosign up to v2) and
@@ -371,13 +390,17 @@ class DockerMirrorRequireSignatureField(StringSequenceField):
     def compute_value(
         cls, raw_value: Optional[Iterable[str]], address: Address
     ) -> Optional[Tuple[str, ...]]:
+        """The paths as written (which file each names is decided where files can be seen:
+        `util_rules.signature_keys`); one outside the repository is refused here."""
         value = super().compute_value(raw_value, address)
         if value is None:
             return None
         try:
-            return tuple(repository_file_path(path, address.spec_path) for path in value)
+            for path in value:
+                key_path_candidates(path, address.spec_path)
         except ValueError as e:
             raise InvalidFieldException(f"The `{cls.alias}` field of {address}: {e}.") from None
+        return value
 
 
 class DockerMirrorImagesTargetGenerator(TargetGenerator):
@@ -552,6 +575,80 @@ class DockerMirrorImageOutputPathField(OutputPathField):
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# The spec file each generated image owns
+
+
+class DockerMirrorImageSpecFileField(OptionalSingleSourceField):
+    """The spec file a `docker_mirror_image` was generated from.
+
+    A `SourcesField`: Pants' `Owners` matches changed files against `tgt.get(SourcesField)` only
+    (`SecondaryOwnerMixin` is gone from 2.18 on). So a changed spec file selects its own images
+    with Pants' default `[changed]` settings, and a spec file given as an argument stands for its
+    images. It claims the file without reading it (`path_globs` is empty): the image is made from
+    its line, which its other fields hold.
+    """
+
+    alias = "spec_file"
+    uses_source_roots = False
+    help = help_text(
+        """
+        The spec file this image's line is in, relative to the BUILD file's directory; set by
+        `docker_mirror_images`. The image owns that file, so `pants --changed-since=<rev>` (with
+        Pants' default `[changed]` settings) and a file argument (`pants publish
+        src/images.txt`) select the images of that file. Nothing is read from it: the image is
+        its `source_image` and `platform`.
+        """
+    )
+
+    # `@final` in Pants 2.17's typing only (Pants' own `_lockfile` source field overrides it later).
+    def path_globs(  # type: ignore[misc, unused-ignore]
+        self, unmatched_build_file_globs: UnmatchedBuildFileGlobs
+    ) -> PathGlobs:
+        return PathGlobs(())
+
+
+class DockerMirrorBuildSpecFileField(DockerImageSourceField):
+    """The spec file a `method="build"` image was generated from, in place of `docker_image`'s
+    `source` (see `DockerMirrorImageSpecFileField` for why a `SourcesField`).
+
+    It takes `source`'s place because Pants' docker backend, like `Owners`, reads a target's
+    first `SourcesField` (`tgt.get(SourcesField)`) for its Dockerfile: a second one would never be
+    matched. It hydrates to no file, as `source=None` does, so the backend writes the Dockerfile
+    from `instructions`.
+    """
+
+    alias = "spec_file"
+    required = True
+    uses_source_roots = False
+    help = help_text(
+        """
+        The spec file this image's line is in, relative to the BUILD file's directory; set by
+        `docker_mirror_images` in place of `source`: the image's Dockerfile is its
+        `instructions`. The image owns that file, so `pants --changed-since=<rev>` (with Pants'
+        default `[changed]` settings) and a file argument (`pants publish src/images.txt`)
+        select the images of that file.
+        """
+    )
+
+    # `@final` in Pants 2.17's typing only (Pants' own `_lockfile` source field overrides it later).
+    def path_globs(  # type: ignore[misc, unused-ignore]
+        self, unmatched_build_file_globs: UnmatchedBuildFileGlobs
+    ) -> PathGlobs:
+        return PathGlobs(())
+
+
+class DockerMirrorBuildImageTarget(DockerImageTarget):
+    """What `method="build"` generates: to Pants a `docker_image` (its alias, fields and rules;
+    Pants' docker backend builds and pushes it), with `spec_file` for `source`. Not registered:
+    BUILD files declare Pants' own `docker_image`."""
+
+    core_fields = tuple(  # type: ignore[assignment]
+        DockerMirrorBuildSpecFileField if field is DockerImageSourceField else field
+        for field in DockerImageTarget.core_fields
+    )
+
+
 class DockerMirrorImageTarget(Target):
     alias = "docker_mirror_image"
     core_fields = (
@@ -566,18 +663,20 @@ class DockerMirrorImageTarget(Target):
         DockerMirrorImageOutputPathField,
         DockerMirrorReferrersField,
         DockerMirrorRequireSignatureField,
+        DockerMirrorImageSpecFileField,
     )
     help = help_text(
-        """
+        f"""
         An image mirrored registry to registry with `skopeo copy`, digest for digest, with no
         Docker engine: what `docker_mirror_images(method="copy")` generates for each spec line.
 
         `pants package` resolves the source to a digest and reads the digest each destination
-        reference serves, with one `HEAD` request each (none for a source pinned by digest),
-        together with every other image of the same generator, in one process per run; it
-        writes a JSON record under `dist/`. `pants publish` then compares, for every
-        destination reference, that digest with the source's: equal is reported as up to date
-        and costs nothing more; otherwise `skopeo copy --all --preserve-digests` copies every
+        reference serves, and what refers to the image (`referrers`), together with every other
+        image of the same generator, in one process per run. For an image already mirrored that
+        is {NO_OP_REQUESTS}; with `referrers=False`, {NO_OP_REQUESTS_WITHOUT_REFERRERS}. A source
+        pinned by digest needs no request of its own. It writes a JSON record under `dist/`. `pants publish` then compares, for every destination
+        reference, that digest with the source's: equal is reported as up to date and costs
+        nothing more; otherwise `skopeo copy --all --preserve-digests` copies every
         platform and the image index, keeping their digests (or, with `platform`, just that
         platform's manifest). Before the image, what refers to it (signatures, attestations,
         SBOMs; see `referrers`) is copied to each destination repository that lacks it, after

@@ -51,18 +51,19 @@ def test_a_spec_line_cannot_choose_where_its_image_is_pushed(line: GeneratedLine
         defaults={},
         template={},
         overrides={},
+        spec_file="images.txt",
         helper_spec=HELPER,
     )
     # No `registries` (so `[docker].registries` defaults or the BUILD file decide), no build
     # args, no context: only these, from the line.
-    assert set(values) == {"image_tags", "pull", "instructions", "source", "repository", "dependencies"}
+    assert set(values) == {"image_tags", "pull", "instructions", "spec_file", "repository", "dependencies"}
     # The destination repository is the source path without its host (the `[docker].registries`
     # entry decides the destination host and may add a prefix); never a host:port of its own.
     assert values["repository"] == entry.reference.repository
     assert ":" not in values["repository"] and "@" not in values["repository"]
     assert values["instructions"] == [entry.from_instruction]
     assert values["image_tags"] == [entry.default_image_tag]
-    assert values["source"] is None and values["pull"] is True
+    assert values["spec_file"] == "images.txt" and values["pull"] is True
     assert values["dependencies"] == [HELPER]
 
     # method="copy": the same, with the source reference and platform instead of a Dockerfile.
@@ -72,6 +73,7 @@ def test_a_spec_line_cannot_choose_where_its_image_is_pushed(line: GeneratedLine
         defaults={},
         template={},
         overrides={},
+        spec_file="images.txt",
         helper_spec=HELPER,
     )
     assert copy == {
@@ -79,6 +81,7 @@ def test_a_spec_line_cannot_choose_where_its_image_is_pushed(line: GeneratedLine
         DockerMirrorPlatformField.alias: entry.platform,
         "image_tags": [entry.default_image_tag],
         "repository": entry.reference.repository,
+        "spec_file": "images.txt",
         "dependencies": [HELPER],
     }
 

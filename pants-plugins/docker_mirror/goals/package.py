@@ -3,13 +3,13 @@ destinations serve, and write a JSON record under `dist/`.
 
 A source that cannot be resolved does not fail the package: `publish` packages every image before
 it publishes anything, so failing here would stop every other image of the run. The failure is
-logged, recorded, and reported by `publish` as this image's failure.
+recorded, shown in `pants package`'s output (`package_line`), and reported by `publish` as this
+image's failure, once: it is not logged as well.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -31,19 +31,22 @@ from docker_mirror.util_rules.manifest_reads import (
     GeneratorReadsRequest,
     ResolvedSource,
     destinations_to_check,
-    generator_reads,
+    reads_of,
     reads_owner,
     resolve_source,
     source_referrers,
 )
+from docker_mirror.util_rules.probe import NOT_FOUND, ProbedManifests
 from docker_mirror.util_rules.referrers import ProbedReferrers
+from docker_mirror.util_rules.registry_failures import unread_referrers
+from docker_mirror.util_rules.signature_keys import SignatureKeysRequest, resolve_signature_keys
+from docker_mirror.util_rules.skopeo import at_registry
 from pants.backend.docker.subsystems.docker_options import DockerOptions
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
+from pants.engine.addresses import Address
 from pants.engine.fs import CreateDigest, FileContent
 from pants.engine.rules import collect_rules, rule
 from pants.engine.unions import UnionMembership, UnionRule
-
-logger = logging.getLogger(__name__)
 
 RECORD_VERSION = 1
 
@@ -71,13 +74,65 @@ class BuiltMirrorImage(BuiltPackageArtifact):
     destinations: tuple[Destination, ...] = ()
     # (reference, the digest it serves now or None) of each destination `publish` writes to.
     served: tuple[tuple[str, str | None], ...] = ()
-    # The Pants run whose registry reads these are (see `ProbedManifests.run_id`).
-    checked_in_run: int = 0
     # What refers to the source digest, and what each destination repository lacks of it; None
     # when the image copies no referrers (`referrers=False`).
     referrers: ProbedReferrers | None = None
     # `require_signature`: the keys (paths from the build root) a signature must verify against.
     signature_keys: tuple[str, ...] = ()
+    # How each destination whose read failed (other than "not found") failed: refused, say.
+    unreadable: tuple[str, ...] = ()
+    # Whose registry reads these are, and the reads themselves: `publish` copies only while its
+    # run's reads are still these (see `copy_to_repository`).
+    reads_owner: Address | None = None
+    reads: ProbedManifests | None = None
+
+
+def short_digest(digest: str | None) -> str:
+    return (digest or "")[: len("sha256:") + 12]
+
+
+def unreadable_destinations(
+    destinations: Sequence[Destination], reads: ProbedManifests
+) -> tuple[str, ...]:
+    """How each of `destinations` failed its read, for those that did not answer with a digest
+    or "not found" (a refusal, an unreachable registry): reported at `package`, before any copy
+    is attempted (`publish` still attempts it, and reports what the copy meets)."""
+    return tuple(
+        probed.describe_failure(f"destination {at_registry(destination.reference)}")
+        for destination in destinations
+        for probed in [reads.get(destination.reference)]
+        if not probed.found and probed.outcome != NOT_FOUND
+    )
+
+
+def unread_referrers_message(
+    source: ResolvedSource, referrers: ProbedReferrers, unreadable: Sequence[str] = ()
+) -> str:
+    """Why an image whose referrers could not be read is not copied (see `unread_referrers`)."""
+    return unread_referrers(
+        f"{source.reference} ({short_digest(source.digest)})",
+        registry_host(source.reference),
+        referrers.error or "they could not be read",
+        referrers.error_kind,
+        unreadable,
+    )
+
+
+def package_line(
+    source: ResolvedSource, referrers: ProbedReferrers | None, unreadable: Sequence[str] = ()
+) -> str:
+    """What `pants package` says of an image: what its source resolved to, or why it did not,
+    and anything that will keep it from being copied."""
+    if source.error:
+        return f"Could not resolve {source.error}"
+    line = f"Resolved {source.reference} to {source.summary}"
+    if referrers is not None and referrers.error:
+        return f"{line}; {unread_referrers_message(source, referrers, unreadable)}"
+    if unreadable:
+        line += "; " + "; ".join(unreadable)
+    if referrers is not None:
+        line += f"; referrers at the source: {referrers.found}"
+    return line
 
 
 def referrers_record(referrers: ProbedReferrers | None) -> dict | None:
@@ -138,7 +193,7 @@ def mirror_record(
     return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
 
 
-reads_of = rule_call(generator_reads)
+signature_keys_of = rule_call(resolve_signature_keys)
 
 
 @rule(desc="Resolving an image to mirror")
@@ -147,7 +202,8 @@ async def package_docker_mirror_image(
     docker: DockerOptions,
     union_membership: UnionMembership,
 ) -> BuiltPackage:
-    reads = await reads_of(GeneratorReadsRequest(reads_owner(field_set.address)))
+    owner = reads_owner(field_set.address)
+    reads = await reads_of(GeneratorReadsRequest(owner))
     source = resolve_source(field_set.source_image.value, field_set.platform.value, reads)
     destinations = mirror_destinations(
         field_set.address,
@@ -158,14 +214,22 @@ async def package_docker_mirror_image(
         default_repository=docker.default_repository,
         union_membership=union_membership,
     )
-    served = tuple(
-        (d.reference, reads.served_digest(d.reference))
-        for d in destinations_to_check(destinations, skip_push=field_set.skip_push.value)
-    )
+    to_check = destinations_to_check(destinations, skip_push=field_set.skip_push.value)
+    served = tuple((d.reference, reads.served_digest(d.reference)) for d in to_check)
+    unreadable = unreadable_destinations(to_check, reads)
     referrers = (
         source_referrers(source, reads) if field_set.referrers.value and served else None
     )
-    signature_keys = field_set.require_signature.value or ()
+    keys = field_set.require_signature.value
+    signature_keys = (
+        (
+            await signature_keys_of(
+                SignatureKeysRequest(keys, field_set.address.spec_path, str(field_set.address))
+            )
+        ).paths
+        if keys
+        else ()
+    )
     relpath = field_set.output_path.value_or_default(file_ending="docker-mirror.json")
     digest = await created_digest(
         CreateDigest(
@@ -179,28 +243,20 @@ async def package_docker_mirror_image(
             ]
         )
     )
-    if source.error:
-        logger.error(f"{field_set.address}: {source.error}")
-        line = f"Could not resolve {source.error}"
-    else:
-        line = f"Resolved {source.reference} to {source.summary}"
-        if referrers is not None and referrers.error:
-            logger.error(f"{field_set.address}: {referrers.error}")
-            line += f"; could not read what refers to it: {referrers.error}"
-        elif referrers is not None:
-            line += f"; referrers at the source: {referrers.found}"
     return BuiltPackage(
         digest,
         (
             BuiltMirrorImage(
                 relpath,
-                (line,),
+                (package_line(source, referrers, unreadable),),
                 source=source,
                 destinations=destinations,
                 served=served,
-                checked_in_run=reads.run_id,
                 referrers=referrers,
                 signature_keys=signature_keys,
+                unreadable=unreadable,
+                reads_owner=owner,
+                reads=reads,
             ),
         ),
     )

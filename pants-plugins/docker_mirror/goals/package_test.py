@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
-from docker_mirror.goals.package import mirror_record
+from docker_mirror.goals.package import mirror_record, package_line, unreadable_destinations
 from docker_mirror.goals.publish import (
     CopyToRepositoryRequest,
     CopyToRepositoryResult,
     by_repository,
     copied_packages,
+    has_referrers_step,
     referrers_step,
     repository_packages,
     split_up_to_date,
@@ -136,6 +138,16 @@ def test_tags_of_one_repository_are_copied_together() -> None:
     assert by_repository((a1, b1, a2, other)) == ((a1, a2), (b1,), (other,))
 
 
+def exit_code(entry) -> str:
+    """The exit code of the process that reports an entry, as it ran (printing nothing)."""
+    if entry.process is None:
+        return "-"
+    argv = ["bash", *entry.process.process.argv[1:]]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert (result.stdout, result.stderr) == ("", ""), "a failure is told once, by the summary"
+    return str(result.returncode)
+
+
 def test_summary_entries_are_honest() -> None:
     source = resolve_source(
         "127.0.0.1:5000/team/app:1", None, probed(served("127.0.0.1:5000/team/app:1", INDEX))
@@ -150,7 +162,7 @@ def test_summary_entries_are_honest() -> None:
         source, destination, CopyOutcome(destination.reference, 0), bash="/bin/bash"
     )
     assert isinstance(copied.process, InteractiveProcess)
-    assert copied.process.process.env["DOCKER_MIRROR_EXIT_CODE"] == "0"
+    assert exit_code(copied) == "0"
     assert (copied.description or "").startswith(
         "@mirror (copied from 127.0.0.1:5000/team/app:1, sha256:"
     )
@@ -162,7 +174,7 @@ def test_summary_entries_are_honest() -> None:
         bash="/bin/bash",
     )
     assert isinstance(failure.process, InteractiveProcess)
-    assert failure.process.process.env["DOCKER_MIRROR_EXIT_CODE"] == "1"
+    assert exit_code(failure) == "1"
     assert failure.description == "copy ...: registry unreachable"
 
     missing = resolve_source(
@@ -173,7 +185,7 @@ def test_summary_entries_are_honest() -> None:
     unresolved = unresolved_packages(missing, destinations(), bash="/bin/bash")
     assert unresolved.names == ("127.0.0.1:5501/mirror/team/app:1",)
     assert isinstance(unresolved.process, InteractiveProcess)
-    assert unresolved.process.process.env["DOCKER_MIRROR_EXIT_CODE"] == "1"
+    assert exit_code(unresolved) == "1"
     assert "at registry 127.0.0.1:5000: not found" in (unresolved.description or "")
 
 
@@ -214,20 +226,18 @@ def test_the_record_says_what_refers_to_the_source_and_what_each_repository_lack
 def test_the_probe_runs_before_a_copy_only_when_there_is_something_for_it() -> None:
     source = resolved()
     stale = (("127.0.0.1:5501/mirror/team/app:1", None),)
-    nothing = CopyToRepositoryRequest(source, stale, 1, "127.0.0.1:5501/mirror/team/app")
-    assert referrers_step(nothing) is None
+    nothing = CopyToRepositoryRequest(source, stale, "127.0.0.1:5501/mirror/team/app")
+    assert referrers_step(nothing, 1) is None and not has_referrers_step(nothing)
     plan = ReferrersPlan((SIG,))
-    step = referrers_step(CopyToRepositoryRequest(source, (), 1, "127.0.0.1:5501/mirror/team/app", plan))
+    step = referrers_step(CopyToRepositoryRequest(source, (), "127.0.0.1:5501/mirror/team/app", plan), 7)
     assert step is not None and step.plan == plan and step.signature_keys == ()
     assert step.source_repository == "127.0.0.1:5000/team/app" and step.subject == source.digest
+    # It belongs to the run that copies.
+    assert step.run_id == 7
     # The gate guards a copy of the image, not an image that is already there.
-    assert referrers_step(CopyToRepositoryRequest(source, (), 1, "r", signature_keys=("k.pub",))) is None
-    gated = referrers_step(CopyToRepositoryRequest(source, stale, 1, "r", signature_keys=("k.pub",)))
+    assert referrers_step(CopyToRepositoryRequest(source, (), "r", signature_keys=("k.pub",)), 1) is None
+    gated = referrers_step(CopyToRepositoryRequest(source, stale, "r", signature_keys=("k.pub",)), 1)
     assert gated is not None and gated.signature_keys == ("k.pub",) and gated.plan.empty
-
-
-def exit_code(entry) -> str:
-    return entry.process.process.env["DOCKER_MIRROR_EXIT_CODE"] if entry.process else "-"
 
 
 def test_referrers_copied_with_the_image_are_named_once_per_repository() -> None:
@@ -267,29 +277,116 @@ def test_an_unsigned_image_fails_alone_and_names_the_reason() -> None:
     entries = repository_packages(source, (first, second), (first, second), result, bash="/bin/bash")
     assert [exit_code(e) for e in entries] == ["1", "1"]
     assert entries[0].description == (
-        "copy from 127.0.0.1:5000/team/app:1 to 127.0.0.1:5501/mirror/team/app:1 at registry "
-        "127.0.0.1:5501 refused by `require_signature`: no signature of sha256:... verifies "
-        "against keys/cosign.pub"
+        "`require_signature`: no signature of sha256:... verifies against keys/cosign.pub"
     )
 
 
 def test_referrers_that_cannot_be_copied_keep_the_image_out_and_fail_every_tag() -> None:
     source = resolved()
     first, second = destinations(tags=("1", "latest"))
-    failed_step = CopiedReferrers("error", "access denied by 127.0.0.1:5501 (403)")
+    failed_step = CopiedReferrers("error", "127.0.0.1:5501 answered 500 for a mount of sha256:x", error_kind="error")
     # `latest` was up to date; `1` was to be copied.
     result = CopyToRepositoryResult((CopyOutcome(first.reference, 1, "not copied"),), failed_step)
     entries = repository_packages(source, (first, second), (first,), result, bash="/bin/bash")
     assert [exit_code(e) for e in entries] == ["1", "1"]
-    assert "failed, so the image was not copied: access denied by 127.0.0.1:5501 (403)" in (entries[0].description or "")
-    assert (entries[1].description or "").endswith(
-        "to 127.0.0.1:5501/mirror/team/app:latest at registry 127.0.0.1:5501 failed: access denied by 127.0.0.1:5501 (403)"
+    subject = f"127.0.0.1:5000/team/app:1 ({source.digest[:19]})"
+    assert entries[0].description == (
+        f"copying what refers to {subject} to 127.0.0.1:5501/mirror/team/app:1 at registry 127.0.0.1:5501: "
+        "127.0.0.1:5501 answered 500 for a mount of sha256:x; so the image was not copied"
+    )
+    assert entries[1].description == (
+        f"copying what refers to {subject} to 127.0.0.1:5501/mirror/team/app:latest at registry 127.0.0.1:5501: "
+        "127.0.0.1:5501 answered 500 for a mount of sha256:x"
     )
 
 
-def test_referrers_that_cannot_be_read_fail_the_image() -> None:
-    entry = unread_referrers_packages(resolved(), destinations(), "access denied by 127.0.0.1:5000 (403)", bash="/bin/bash")
+def test_a_refused_referrers_copy_names_the_registry_and_how_to_log_in() -> None:
+    source = resolved()
+    (destination,) = destinations()
+    refused = CopiedReferrers(
+        "error", "127.0.0.1:5501 answered 403 Forbidden for an upload of sha256:x into mirror/team/app", error_kind="denied"
+    )
+    result = CopyToRepositoryResult((CopyOutcome(destination.reference, 1, "not copied"),), refused)
+    (entry,) = repository_packages(source, (destination,), (destination,), result, bash="/bin/bash")
+    assert (entry.description or "").endswith(
+        ": access denied by registry 127.0.0.1:5501 (403: these credentials may not do this); log in with "
+        "`docker login 127.0.0.1:5501` (or `skopeo login 127.0.0.1:5501`) as an account that may; "
+        "so the image was not copied"
+    )
+    assert "upload" not in (entry.description or "")
+
+
+def unread(error: str, kind: str) -> ProbedReferrers:
+    return ProbedReferrers("127.0.0.1:5000/team/app:1", None, error=error, error_kind=kind)
+
+
+def test_referrers_that_cannot_be_read_fail_the_image_offering_referrers_off_only_when_it_helps() -> None:
+    source = resolved()
+    subject = f"127.0.0.1:5000/team/app:1 ({source.digest[:19]})"
+    broken = unread("the referrers index sha256:x at 127.0.0.1:5000/team/app is not JSON", "error")
+    entry = unread_referrers_packages(source, destinations(), broken, bash="/bin/bash")
     assert exit_code(entry) == "1"
-    assert "could not read what refers to 127.0.0.1:5000/team/app:1" in (entry.description or "")
-    assert "at registry 127.0.0.1:5000, so it was not copied: access denied" in (entry.description or "")
-    assert "`referrers=False`" in (entry.description or "")
+    assert entry.description == (
+        f"what refers to {subject} at registry 127.0.0.1:5000: could not be read (the referrers "
+        "index sha256:x at 127.0.0.1:5000/team/app is not JSON), so the image is not copied; "
+        "`referrers=False` copies it without its signatures, attestations and SBOMs"
+    )
+    # A registry that cannot be reached, or refuses: `referrers=False` would not get past it.
+    down = unread("registry 127.0.0.1:5000 unreachable: connection refused (4 attempts)", "unreachable")
+    assert unread_referrers_packages(source, destinations(), down, bash="/bin/bash").description == (
+        f"what refers to {subject} at registry 127.0.0.1:5000: registry 127.0.0.1:5000 "
+        "unreachable: connection refused (4 attempts); so the image is not copied"
+    )
+    refused = unread("unauthorized by 127.0.0.1:5000 for sha256-x.sig: ...", "unauthorized")
+    description = unread_referrers_packages(source, destinations(), refused, bash="/bin/bash").description or ""
+    assert "access denied by registry 127.0.0.1:5000 (401 unauthorized); log in with `docker login 127.0.0.1:5000`" in description
+    assert "referrers=False" not in description and "sha256-x.sig" not in description
+
+
+def test_a_destination_that_refused_its_read_is_named_as_the_cause_at_package_and_publish() -> None:
+    source = resolved()
+    (destination,) = destinations()
+    reads = probed(
+        served("127.0.0.1:5000/team/app:1", INDEX),
+        probe_failed(
+            destination.reference, "unauthorized",
+            "unauthorized by 127.0.0.1:5501 (401) for mirror/team/app:1: no credentials for "
+            "127.0.0.1:5501 in the Docker config or containers auth files",
+        ),
+    )  # fmt: skip
+    unreadable = unreadable_destinations((destination,), reads)
+    refusal = (
+        "destination 127.0.0.1:5501/mirror/team/app:1 at registry 127.0.0.1:5501: access denied by "
+        "registry 127.0.0.1:5501 (no credentials for 127.0.0.1:5501 in the Docker config or "
+        "containers auth files); log in with `docker login 127.0.0.1:5501` (or `skopeo login 127.0.0.1:5501`)"
+    )
+    assert unreadable == (refusal,)
+    # `pants package` says so, before anything is copied.
+    assert package_line(source, None, unreadable) == (
+        f"Resolved 127.0.0.1:5000/team/app:1 to {source.summary}; {refusal}"
+    )
+    # What refers to the image could not be checked there: the refusal is the cause, and
+    # `referrers=False` is not offered.
+    referrers = unread("unauthorized by 127.0.0.1:5501 for mirror/team/app:sha256-x.sig", "unauthorized")
+    entry = unread_referrers_packages(source, (destination,), referrers, unreadable=unreadable, bash="/bin/bash")
+    assert entry.description == (
+        f"{refusal}; what refers to 127.0.0.1:5000/team/app:1 ({source.digest[:19]}) could not be "
+        "checked there, so the image is not copied"
+    )
+    assert package_line(source, referrers, unreadable).endswith(entry.description or "")
+    # A destination that serves nothing yet is no failure.
+    missing = probed(probe_failed(destination.reference, "not_found", "mirror/team/app:1 not found"))
+    assert unreadable_destinations((destination,), missing) == ()
+
+
+def test_the_package_line_says_what_the_source_resolved_to_or_why_not() -> None:
+    source = resolved()
+    found = ProbedReferrers("127.0.0.1:5000/team/app:1", None, subject=source.digest, at_source=(("signature", 1),))
+    assert package_line(source, found) == (
+        f"Resolved 127.0.0.1:5000/team/app:1 to {source.summary}; referrers at the source: 1 signature"
+    )
+    missing = resolve_source(
+        "127.0.0.1:5000/team/app:1", None,
+        probed(probe_failed("127.0.0.1:5000/team/app:1", "not_found", MANIFEST_UNKNOWN)),
+    )  # fmt: skip
+    assert package_line(missing, None) == f"Could not resolve {missing.error}"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 from docker_mirror.compat import concurrently, digest_contents, process_result, rule_call
-from docker_mirror.goals.package import BuiltMirrorImage
+from docker_mirror.goals.package import BuiltMirrorImage, short_digest, unread_referrers_message
 from docker_mirror.target_types import (
     DockerMirrorImageRegistriesField,
     DockerMirrorImageSkipPushField,
@@ -24,21 +24,26 @@ from docker_mirror.target_types import (
 )
 from docker_mirror.util_rules.destinations import Destination
 from docker_mirror.image_reference import ImageReference, registry_host
-from docker_mirror.util_rules.manifest_reads import ResolvedSource
-from docker_mirror.util_rules.probe import copy_referrers
+from docker_mirror.util_rules.manifest_reads import (
+    GeneratorReadsRequest,
+    ResolvedSource,
+    reads_of,
+)
+from docker_mirror.util_rules.probe import ProbedManifests, copy_referrers
 from docker_mirror.util_rules.referrers import (
     CopiedReferrers,
     CopyReferrersRequest,
+    ProbedReferrers,
     ReferrersPlan,
     counted,
 )
+from docker_mirror.util_rules.registry_failures import uncopied_referrers
 from docker_mirror.util_rules.skopeo import (
     DESTINATION_MANIFEST,
     CopyOutcome,
     Skopeo,
     at_registry,
     copy_outcome,
-    reporter_script,
 )
 from pants.core.goals.publish import (
     PublishFieldSet,
@@ -48,14 +53,12 @@ from pants.core.goals.publish import (
     PublishRequest,
 )
 from pants.core.util_rules.system_binaries import BashBinary
+from pants.engine.addresses import Address
 from pants.engine.fs import DigestContents
+from pants.engine.internals.session import RunId
 from pants.engine.process import InteractiveProcess, Process
 from pants.engine.rules import collect_rules, rule
 from pants.util.logging import LogLevel
-
-
-def short_digest(digest: str | None) -> str:
-    return (digest or "")[: len("sha256:") + 12]
 
 
 def split_up_to_date(
@@ -79,13 +82,10 @@ def by_repository(destinations: Iterable[Destination]) -> tuple[tuple[Destinatio
     return tuple(tuple(group) for group in groups.values())
 
 
-def report_process(bash: str, *, exit_code: int, message: str | None) -> InteractiveProcess:
-    """The process `publish` runs to report a copy that already ran: it prints `message` to
-    stderr and exits with `exit_code`. The message travels in the environment, not in argv."""
-    return InteractiveProcess(
-        argv=(bash, "-c", reporter_script()),
-        env={"DOCKER_MIRROR_MESSAGE": message or "", "DOCKER_MIRROR_EXIT_CODE": str(exit_code)},
-    )
+def report_process(bash: str, *, exit_code: int) -> InteractiveProcess:
+    """The process `publish` runs to report a copy that already ran: it exits with `exit_code`,
+    and prints nothing, since the summary line says why (a failure is told once)."""
+    return InteractiveProcess(argv=(bash, "-c", f"exit {int(exit_code)}"))
 
 
 def _data(
@@ -146,13 +146,13 @@ def up_to_date_packages(
         error = referrers_failure(source, destination, referrers, image_was_stale=False)
         return PublishPackages(
             names=(destination.reference,),
-            process=report_process(bash, exit_code=1, message=f"docker-mirror: {error}"),
+            process=report_process(bash, exit_code=1),
             description=error,
             data=_data(source, "failed", referrers),
         )
     return PublishPackages(
         names=(destination.reference,),
-        process=report_process(bash, exit_code=0, message=None),
+        process=report_process(bash, exit_code=0),
         description=(
             f"{destination.registry_name} (the image was up to date: {already}"
             f"{referrers_note(referrers)})"
@@ -171,14 +171,16 @@ def referrers_failure(
     """Why an image was not copied, or its referrers not: the gate refused it, or they could not
     be copied (then a stale image was not copied either: the mirror never serves it without
     them)."""
-    where = f"{source.reference} to {at_registry(destination.reference)}"
     if referrers.outcome == "unsigned":
-        return f"copy from {where} refused by `require_signature`: {referrers.message}"
-    consequence = ", so the image was not copied" if image_was_stale else ""
-    return (
-        f"copy of what refers to {source.reference} ({short_digest(source.digest)}) to "
-        f"{at_registry(destination.reference)} failed{consequence}: {referrers.message}"
+        return f"`require_signature`: {referrers.message}"
+    failure = uncopied_referrers(
+        f"{source.reference} ({short_digest(source.digest)})",
+        at_registry(destination.reference),
+        (destination.registry, registry_host(source.reference)),
+        referrers.message or "failed",
+        referrers.error_kind,
     )
+    return f"{failure}; so the image was not copied" if image_was_stale else failure
 
 
 def unresolved_packages(
@@ -188,26 +190,27 @@ def unresolved_packages(
     assert source.error is not None
     return PublishPackages(
         names=tuple(d.reference for d in destinations),
-        process=report_process(bash, exit_code=1, message=f"docker-mirror: {source.error}"),
+        process=report_process(bash, exit_code=1),
         description=source.error,
         data=_data(source, "failed"),
     )
 
 
 def unread_referrers_packages(
-    source: ResolvedSource, destinations: Sequence[Destination], error: str, *, bash: str
+    source: ResolvedSource,
+    destinations: Sequence[Destination],
+    referrers: ProbedReferrers,
+    *,
+    unreadable: Sequence[str] = (),
+    bash: str,
 ) -> PublishPackages:
-    """Every destination of an image whose referrers could not be read at the source: it is not
-    copied, since the mirror would then serve it without its signatures."""
-    message = (
-        f"could not read what refers to {source.reference} ({short_digest(source.digest)}) at "
-        f"registry {registry_host(source.reference)}, so it was not copied: {error}; "
-        "`referrers=False` copies images without their signatures, attestations and SBOMs"
-    )
+    """Every destination of an image whose referrers could not be read: it is not copied, since
+    the mirror would then serve it without its signatures. `unreadable`: the destinations whose
+    own read failed (`BuiltMirrorImage.unreadable`), the likely cause."""
     return PublishPackages(
         names=tuple(d.reference for d in destinations),
-        process=report_process(bash, exit_code=1, message=f"docker-mirror: {message}"),
-        description=message,
+        process=report_process(bash, exit_code=1),
+        description=unread_referrers_message(source, referrers, unreadable),
         data=_data(source, "failed"),
     )
 
@@ -239,7 +242,7 @@ def copied_packages(
         )
         return PublishPackages(
             names=(destination.reference,),
-            process=report_process(bash, exit_code=0, message=None),
+            process=report_process(bash, exit_code=0),
             description=(
                 f"{destination.registry_name} (copied from {source.reference}, {written.summary}"
                 f"{referrers_note(referrers)})"
@@ -249,9 +252,7 @@ def copied_packages(
     error = outcome.error or f"skopeo copy exited with {outcome.exit_code}"
     return PublishPackages(
         names=(destination.reference,),
-        process=report_process(
-            bash, exit_code=outcome.exit_code or 1, message=f"docker-mirror: {error}"
-        ),
+        process=report_process(bash, exit_code=outcome.exit_code or 1),
         description=error,
         data=_data(source, "failed"),
     )
@@ -297,13 +298,14 @@ class CopyToRepositoryRequest:
 
     source: ResolvedSource
     destinations: tuple[tuple[str, str | None], ...]
-    # The run whose reads decided the copy: a copy belongs to it (see `Skopeo.copy`).
-    checked_in_run: int
     # `registry/repository`.
     repository: str = ""
     referrers: ReferrersPlan = ReferrersPlan()
     # `require_signature`, checked only when the image itself is copied.
     signature_keys: tuple[str, ...] = ()
+    # The registry reads the copy was decided from, and whose they are (`BuiltMirrorImage`).
+    reads_owner: Address | None = None
+    reads: ProbedManifests | None = None
 
 
 @dataclass(frozen=True)
@@ -313,11 +315,23 @@ class CopyToRepositoryResult:
     referrers: CopiedReferrers | None = None
 
 
-def referrers_step(request: CopyToRepositoryRequest) -> CopyReferrersRequest | None:
-    """The registry probe's part of a copy: the gate (when the image is copied and
-    `require_signature` is set) and the referrers the repository lacks; None when neither."""
-    keys = request.signature_keys if request.destinations else ()
-    if request.referrers.empty and not keys:
+# Only a stale run's request meets it (see `copy_to_repository`); no summary shows it.
+SUPERSEDED = "not copied: the registries changed since this copy was decided"
+
+
+def gated_keys(request: CopyToRepositoryRequest) -> tuple[str, ...]:
+    """`require_signature`'s keys, checked only when the image itself is copied."""
+    return request.signature_keys if request.destinations else ()
+
+
+def has_referrers_step(request: CopyToRepositoryRequest) -> bool:
+    return not request.referrers.empty or bool(gated_keys(request))
+
+
+def referrers_step(request: CopyToRepositoryRequest, run_id: int) -> CopyReferrersRequest | None:
+    """The registry probe's part of a copy, in run `run_id`: the gate (when the image is copied
+    and `require_signature` is set) and the referrers the repository lacks; None when neither."""
+    if not has_referrers_step(request):
         return None
     source = request.source
     assert source.digest is not None
@@ -326,8 +340,8 @@ def referrers_step(request: CopyToRepositoryRequest) -> CopyReferrersRequest | N
         subject=source.digest,
         destination_repository=request.repository,
         plan=request.referrers,
-        signature_keys=keys,
-        run_id=request.checked_in_run,
+        signature_keys=gated_keys(request),
+        run_id=run_id,
     )
 
 
@@ -336,15 +350,32 @@ copy_referrers_of = rule_call(copy_referrers)
 
 @rule(desc="Copying an image to a repository", level=LogLevel.DEBUG)
 async def copy_to_repository(
-    request: CopyToRepositoryRequest, skopeo: Skopeo
+    request: CopyToRepositoryRequest, skopeo: Skopeo, run_id: RunId
 ) -> CopyToRepositoryResult:
+    """Copies, in this run, what this run's registry reads decided.
+
+    `run_id` makes this rule run again in every run, and its copies processes of their own (see
+    `Skopeo.copy`), so that no run reuses an earlier run's copy. And with pantsd, while it checks
+    which of the previous run's results still hold, Pants re-runs that run's rules with their
+    old requests, this one included, before it has read the registries anew (its graph
+    "cleaning" runs every dependency at once): so a copy waits for this run's reads and goes on
+    only if they are the ones it was decided from. Then it is the very copy this run's `publish`
+    asks for, which shares its result; otherwise it writes nothing, and `publish` asks for
+    another.
+    """
+    if request.reads_owner is not None:
+        reads = await reads_of(GeneratorReadsRequest(request.reads_owner))
+        if reads != request.reads:
+            return CopyToRepositoryResult(
+                tuple(CopyOutcome(d, 1, SUPERSEDED) for d, _ in request.destinations)
+            )
     source = request.source
     digest = source.digest
     assert digest is not None
 
     # What refers to the image goes first, so that the mirror never serves the image without
     # it; and if the gate refuses the image, or they cannot be copied, the image is not copied.
-    step = referrers_step(request)
+    step = referrers_step(request, run_id)
     referrers = await copy_referrers_of(step) if step is not None else None
     if referrers is not None and not referrers.ok:
         return CopyToRepositoryResult(
@@ -361,7 +392,7 @@ async def copy_to_repository(
             platform=source.platform,
             want=digest,
             seen=seen,
-            run_id=request.checked_in_run,
+            run_id=run_id,
         )
 
     # The first tag uploads the blobs; the others then only add a manifest, concurrently.
@@ -377,7 +408,9 @@ async def copy_to_repository(
                 first_outcome,
                 *(
                     CopyOutcome(
-                        other, first_outcome.exit_code, f"not attempted: {first_outcome.error}"
+                        other,
+                        first_outcome.exit_code,
+                        f"{first_outcome.error}; this tag was not attempted after it",
                     )
                     for other, _ in others
                 ),
@@ -482,7 +515,11 @@ async def publish_docker_mirror_image(
             jobs.append(unresolved_packages(source, pushed, bash=bash.path))
             continue
         if image.referrers is not None and image.referrers.error:
-            jobs.append(unread_referrers_packages(source, pushed, image.referrers.error, bash=bash.path))
+            jobs.append(
+                unread_referrers_packages(
+                    source, pushed, image.referrers, unreadable=image.unreadable, bash=bash.path
+                )
+            )
             continue
 
         # What each destination served when `package` read it, alongside the source.
@@ -493,7 +530,6 @@ async def publish_docker_mirror_image(
             index: CopyToRepositoryRequest(
                 source,
                 tuple((d.reference, seen.get(d.reference)) for d in group if d in stale),
-                checked_in_run=image.checked_in_run,
                 repository=repository_of(group[0]),
                 referrers=(
                     image.referrers.plan_for(repository_of(group[0]))
@@ -501,13 +537,15 @@ async def publish_docker_mirror_image(
                     else ReferrersPlan()
                 ),
                 signature_keys=image.signature_keys,
+                reads_owner=image.reads_owner,
+                reads=image.reads,
             )
             for index, group in enumerate(groups)
         }
         needed = {
             index: request
             for index, request in requests.items()
-            if request.destinations or referrers_step(request) is not None
+            if request.destinations or has_referrers_step(request)
         }
         results = dict(zip(needed, await concurrently(copy_to(r) for r in needed.values())))
         for index, group in enumerate(groups):

@@ -51,7 +51,9 @@ class Distribution:
 
     def _failed(self, what: str, status: int) -> RegistryError:
         phrase = f" {reason_phrase(status)}" if reason_phrase(status) else ""
-        return RegistryError("error", f"{self.name} answered {status}{phrase} for {what}")
+        # A 401 or 403 past the session's own auth: credentials missing, refused or too weak.
+        outcome = {401: "unauthorized", 403: "denied"}.get(status, "error")
+        return RegistryError(outcome, f"{self.name} answered {status}{phrase} for {what}")
 
     async def _request(
         self, method: str, target: Union[str, URL], repository: str, subject: str, *,

@@ -238,7 +238,8 @@ def plan_json(plan: Plan) -> Dict[str, Any]:
 @dataclass(frozen=True)
 class ReferrersResult:
     """What refers to a source digest (`found`: counts by kind), and a plan per destination
-    repository; or `error`, one line."""
+    repository; or `error`, one line, and `error_kind`, one of `OUTCOMES` (what went wrong, so
+    that the plugin can say what to do about it)."""
 
     reference: str
     platform: Optional[str]
@@ -246,6 +247,7 @@ class ReferrersResult:
     found: Tuple[Tuple[str, int], ...] = ()
     plans: Tuple[Tuple[str, Plan], ...] = ()
     error: Optional[str] = None
+    error_kind: Optional[str] = None
 
     def to_json(self) -> Dict[str, Any]:
         return {
@@ -255,18 +257,21 @@ class ReferrersResult:
             "found": dict(self.found),
             "destinations": {repository: plan_json(plan) for repository, plan in self.plans},
             "error": self.error,
+            "error_kind": self.error_kind,
         }
 
 
 @dataclass(frozen=True)
 class CopyResult:
-    """`outcome`: `ok`, `unsigned` (the gate refused the image; nothing written) or `error`;
-    what was copied, and the key that verified the image's signature."""
+    """`outcome`: `ok`, `unsigned` (the gate refused the image; nothing written) or `error`
+    (with `error_kind`, one of `OUTCOMES`); what was copied, and the key that verified the
+    image's signature."""
 
     outcome: str
     message: Optional[str] = None
     copied: Tuple[CopyItem, ...] = ()
     verified_by: Optional[str] = None
+    error_kind: Optional[str] = None
 
     def to_json(self) -> Dict[str, Any]:
         return {
@@ -274,6 +279,7 @@ class CopyResult:
             "message": self.message,
             "copied": [item.to_json() for item in self.copied],
             "verified_by": self.verified_by,
+            "error_kind": self.error_kind,
         }
 
 

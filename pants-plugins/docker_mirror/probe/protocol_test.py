@@ -116,3 +116,25 @@ def test_an_unwritable_result(tmp_path: Path) -> None:
     request.write_text(json.dumps({"version": 1, "requests": []}))
     code, stderr = _run(tmp_path, str(request), str(tmp_path / "missing-dir" / "result.json"))
     assert code == 1 and "cannot write the result" in stderr
+
+
+def test_a_failure_says_what_kind_it_is_so_the_plugin_can_say_what_to_do() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from docker_mirror.probe.distribution import Distribution
+    from docker_mirror.probe.protocol import CopyResult, ReferrersResult
+    from docker_mirror.probe.referrers import ReferrersError
+    from docker_mirror.probe.registry import RegistryError
+    from docker_mirror.probe.run import _kind
+
+    assert _kind(RegistryError("unauthorized", "unauthorized by r")) == "unauthorized"
+    assert _kind(ReferrersError("the listing is not JSON")) == "error"
+    assert ReferrersResult("a", None, error="x", error_kind="denied").to_json()["error_kind"] == "denied"
+    assert CopyResult("error", "x", error_kind="unreachable").to_json()["error_kind"] == "unreachable"
+    # A 401 or 403 past the session's own auth (a push refused) is a refusal, not any error.
+    async def outcomes() -> list:
+        registry = Distribution(SimpleNamespace(registry="r.lan"))  # type: ignore[arg-type]
+        return [registry._failed("x", status).outcome for status in (401, 403, 500)]
+
+    assert asyncio.run(outcomes()) == ["unauthorized", "denied", "error"]

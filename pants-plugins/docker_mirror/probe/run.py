@@ -108,7 +108,9 @@ async def run_probe(
             destinations = [location(Reference.parse(d)) for d in read.destinations]
             found = await mirror_referrers.find(location(reference), subject, destinations)
         except (RegistryError, ReferrersError, InvalidReference, ManifestError, _Unresolved) as e:
-            return ReferrersResult(read.reference, read.platform, error=secrets.clean(str(e)))
+            return ReferrersResult(
+                read.reference, read.platform, error=secrets.clean(str(e)), error_kind=_kind(e)
+            )
         return ReferrersResult(
             read.reference, read.platform, subject, tuple(sorted(found.counts().items())),
             tuple(zip(read.destinations, found.plans)),
@@ -206,7 +208,13 @@ async def _copy(request: CopyRequest, location: Callable[[Reference], Location],
         destination = location(Reference.parse(request.destination))
         return await mirror_referrers.copy(source, destination, request.subject, request.plan, keys)
     except (RegistryError, ReferrersError, InvalidReference, InvalidKey) as e:
-        return CopyResult("error", secrets.clean(str(e)))
+        return CopyResult("error", secrets.clean(str(e)), error_kind=_kind(e))
+
+
+def _kind(error: Exception) -> str:
+    """What went wrong, as one of the probe's outcomes: a registry's own (`unauthorized`,
+    `unreachable`...), or `error` for anything else (a listing that does not parse, say)."""
+    return error.outcome if isinstance(error, RegistryError) else "error"
 
 
 def _with_reference(result: ReferenceResult, reference: str) -> ReferenceResult:

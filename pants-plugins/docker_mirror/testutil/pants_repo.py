@@ -12,6 +12,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from docker_mirror.testutil.machine import REPO_ROOT
 from docker_mirror.testutil.registries import Registry
@@ -63,15 +64,33 @@ def mirror_registry_option(registry: Registry) -> str:
     return f"--docker-registries={registries!r}"
 
 
+def without_toml_tables(text: str, names: Iterable[str]) -> str:
+    """`text`, a TOML file, without the tables `names` (`[name]` and its keys, up to the next
+    table), so that those options take Pants' defaults."""
+    drop = {f"[{name}]" for name in names}
+    kept: list[str] = []
+    dropping = False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("["):
+            dropping = line.strip() in drop
+        if not dropping:
+            kept.append(line)
+    return "".join(kept)
+
+
 class PantsRepo:
     """A temporary repository with this project's `./pants`, `pants.toml` and plugin; with
-    `copy_plugin=False`, without the plugin (a repository that installs it as a wheel)."""
+    `copy_plugin=False`, without the plugin (a repository that installs it as a wheel); with
+    `pants_defaults_for`, without those tables of pants.toml (e.g. `changed`)."""
 
-    def __init__(self, root: Path, *, copy_plugin: bool = True) -> None:
+    def __init__(
+        self, root: Path, *, copy_plugin: bool = True, pants_defaults_for: Iterable[str] = ()
+    ) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        for relpath in ("pants", "pants.toml"):
-            shutil.copy2(REPO_ROOT / relpath, root / relpath)
+        shutil.copy2(REPO_ROOT / "pants", root / "pants")
+        toml = (REPO_ROOT / "pants.toml").read_text()
+        (root / "pants.toml").write_text(without_toml_tables(toml, pants_defaults_for))
         if not copy_plugin:
             return
         shutil.copytree(

@@ -83,7 +83,8 @@ class ResolvedSource:
         if self.platform:
             what = f"the {self.platform} image"
         elif self.platforms is not None:
-            what = f"{len(self.platforms)} platforms: {', '.join(self.platforms)}"
+            count = len(self.platforms)
+            what = f"{count} platform{'s' if count != 1 else ''}: {', '.join(self.platforms)}"
         elif self.media_type is None:
             what = "pinned by digest"
         elif self.media_type in INDEX_MEDIA_TYPES:
@@ -242,6 +243,9 @@ async def generator_reads(
     return await probe(
         ProbeRequest(FrozenDict(references), description=str(request.owner), referrers=referrers)
     )
+
+
+reads_of = rule_call(generator_reads)
 
 
 def rules():

@@ -3,6 +3,7 @@ pure functions."""
 
 from __future__ import annotations
 
+import dataclasses
 
 from docker_mirror.testutil.probe_results import (
     AMD64_DIGEST,
@@ -34,6 +35,9 @@ def test_resolve_all_platforms() -> None:
     assert source.platforms == ("linux/amd64", "linux/arm64")
     assert source.pinned == f"127.0.0.1:5000/team/app@{manifest_digest(INDEX)}"
     assert source.summary.endswith("2 platforms: linux/amd64, linux/arm64")
+    # An index of one platform (and, say, its attestation) is one platform, not "1 platforms".
+    one = dataclasses.replace(source, platforms=("linux/amd64",))
+    assert one.summary.endswith(", 1 platform: linux/amd64")
 
 
 def test_a_head_resolves_the_digest_without_the_body() -> None:

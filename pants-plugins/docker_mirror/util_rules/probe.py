@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -25,6 +26,7 @@ from docker_mirror.compat import (
     process_result,
     venv_pex_process,
 )
+from docker_mirror.image_reference import registry_host
 from docker_mirror.subsystems.docker_mirror import DockerMirrorSubsystem
 from docker_mirror.subsystems.registry_probe import RegistryProbe
 from docker_mirror.util_rules.referrers import (
@@ -36,6 +38,7 @@ from docker_mirror.util_rules.referrers import (
     parse_referrers_results,
 )
 from docker_mirror.util_rules.registry_client import RegistryClientEnvironment
+from docker_mirror.util_rules.registry_failures import ACCESS_DENIED, access_denied
 from docker_mirror.util_rules.skopeo import RUN_ID_ENV_VAR
 from pants.backend.python.util_rules.pex import VenvPexProcess
 from pants.engine.fs import CreateDigest, Digest, DigestContents, FileContent, GlobMatchErrorBehavior, PathGlobs
@@ -51,13 +54,10 @@ RESULT_FILE = "probe-result.json"
 OK = "ok"
 NOT_FOUND = "not_found"
 
-# What a probe outcome means, in the words the summary uses for skopeo's failures too.
+# What a probe outcome means, in the words the summary uses for skopeo's failures too (a 401 or
+# 403 is `registry_failures.access_denied`).
 OUTCOME_MEANINGS = {
     NOT_FOUND: "not found",
-    "unauthorized": (
-        "access denied (credentials come from the Docker config or the containers auth file)"
-    ),
-    "denied": "access denied (credentials come from the Docker config or the containers auth file)",
     "rate_limited": "rate limited",
     "unreachable": "registry unreachable",
     # The probe's own message says how to trust the registry's CA, or to list it as insecure.
@@ -83,9 +83,21 @@ class ProbedManifest:
         return self.outcome == OK and self.digest is not None
 
     def describe_failure(self, subject: str) -> str:
-        """One line: `subject`, what went wrong in plain words, and the probe's own message."""
+        """One line: `subject`, what went wrong in plain words, and the probe's own message; for
+        a refusal, the registry and how to log in instead."""
+        if self.outcome in ACCESS_DENIED:
+            why = _WHY_UNAUTHORIZED.search(self.message or "")
+            registry = registry_host(self.reference)
+            return f"{subject}: {access_denied(self.outcome, registry, why and why.group(1))}"
         meaning = OUTCOME_MEANINGS.get(self.outcome, "failed")
         return f"{subject}: {meaning} ({self.message or self.outcome})"
+
+
+# What the probe says of a 401 beyond its status: no credentials found, or whose were refused.
+_WHY_UNAUTHORIZED = re.compile(
+    r": (no credentials for \S+ in the Docker config or containers auth files|"
+    r"it refused the credentials from .+|it redirected to .+)$"
+)
 
 
 @dataclass(frozen=True)
@@ -258,9 +270,6 @@ class ProbeRequest:
 @dataclass(frozen=True)
 class ProbedManifests:
     by_reference: FrozenDict[str, ProbedManifest]
-    # The Pants run that asked the registries (the probe runs afresh in every run): what is
-    # decided from these reads belongs to that run (see `Skopeo.copy`).
-    run_id: int = 0
     # What refers to each source digest asked for, by (reference, platform).
     referrers: FrozenDict[tuple[str, str | None], ProbedReferrers] = FrozenDict()
 
@@ -314,7 +323,6 @@ async def run_probe(
         )
     )
     result = await process_result(process)
-    run_id = result.metadata.source_run_id
     if result.exit_code != 0:
         document: dict[str, Any] = {}
         problem = failed_probe_message(result.stderr, result.exit_code)
@@ -323,7 +331,6 @@ async def run_probe(
         document, problem = decode_probe_result(result_file(contents))
     return ProbedManifests(
         FrozenDict(manifest_results(document, problem, request.references)),
-        run_id,
         FrozenDict(parse_referrers_results(document.get("referrers"), request.referrers, problem)),
     )
 
@@ -360,7 +367,7 @@ async def copy_referrers(
                 else f"Checking the signature of {source}"
             ),
             env={**environment.env, RUN_ID_ENV_VAR: str(request.run_id)},
-            # Like a copy by skopeo: once, in the run whose reads decided it (see `Skopeo.copy`).
+            # Like a copy by skopeo: once, in the run that copies (see `Skopeo.copy`).
             cache_scope=ProcessCacheScope.PER_RESTART_ALWAYS,
         )
     )

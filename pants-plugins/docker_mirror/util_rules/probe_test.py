@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
+from docker_mirror.testutil.probe_results import failed
 from docker_mirror.util_rules.probe import (
     ProbeSettings,
     failed_probe,
@@ -62,6 +63,25 @@ def test_results_are_matched_by_reference() -> None:
     assert found["b.io/x:1"].describe_failure("source b.io/x:1") == (
         "source b.io/x:1: not found (manifest unknown)"
     )
+
+
+def test_a_refusal_names_the_registry_and_how_to_log_in_and_keeps_why() -> None:
+    no_credentials = failed(
+        "r.lan:5000/x:1", "unauthorized",
+        "unauthorized by r.lan:5000 (401) for x:1: no credentials for r.lan:5000 in the Docker "
+        "config or containers auth files",
+    )  # fmt: skip
+    assert no_credentials.describe_failure("source r.lan:5000/x:1") == (
+        "source r.lan:5000/x:1: access denied by registry r.lan:5000 (no credentials for "
+        "r.lan:5000 in the Docker config or containers auth files); log in with "
+        "`docker login r.lan:5000` (or `skopeo login r.lan:5000`)"
+    )
+    denied = failed("ghcr.io/x:1", "denied", "access denied by ghcr.io (403) to x:1")
+    assert denied.describe_failure("destination ghcr.io/x:1").startswith(
+        "destination ghcr.io/x:1: access denied by registry ghcr.io (403: "
+    )
+    # Docker Hub, for a reference that names no registry.
+    assert "`docker login docker.io`" in failed("python:3", "unauthorized", "?").describe_failure("s")
 
 
 def test_a_missing_or_broken_result_fails_the_references_it_does_not_answer() -> None:

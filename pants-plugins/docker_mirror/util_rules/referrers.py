@@ -130,7 +130,8 @@ class ReferrersPlan:
 @dataclass(frozen=True)
 class ProbedReferrers:
     """What refers to one source digest, as the probe found it: the counts at the source (by
-    kind), and a plan per destination repository; or why it could not be found."""
+    kind), and a plan per destination repository; or why it could not be found (`error`, and
+    `error_kind`, the probe's outcome for it: `unauthorized`, `unreachable`, `error`...)."""
 
     reference: str
     platform: str | None
@@ -138,6 +139,7 @@ class ProbedReferrers:
     at_source: tuple[tuple[str, int], ...] = ()
     plans: FrozenDict[str, ReferrersPlan] = FrozenDict()
     error: str | None = None
+    error_kind: str | None = None
 
     @property
     def found(self) -> str:
@@ -171,7 +173,8 @@ def parse_referrers_results(
                 plans=FrozenDict(
                     {str(repository): ReferrersPlan.from_json(plan) for repository, plan in plans.items()}
                 ),
-                error=result.get("error") if isinstance(result.get("error"), str) else None,
+                error=_text(result.get("error")),
+                error_kind=_text(result.get("error_kind")),
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
@@ -197,24 +200,30 @@ class CopyReferrersRequest:
     subject: str
     destination_repository: str
     plan: ReferrersPlan
+    # The Pants run that copies (see `Skopeo.copy`).
+    run_id: int
     signature_keys: tuple[str, ...] = ()
-    # The run whose reads decided the copy (see `Skopeo.copy`).
-    run_id: int = 0
 
 
 @dataclass(frozen=True)
 class CopiedReferrers:
     """What the probe did: `outcome` is `ok`, `unsigned` (the gate refused the image: nothing
-    was written) or `error` (with `message`, one line)."""
+    was written) or `error` (with `message`, one line, and `error_kind`, the probe's outcome for
+    it)."""
 
     outcome: str
     message: str | None = None
     copied: tuple[ReferrerCopy, ...] = ()
     verified_by: str | None = None  # the key that verified the image's signature, with the gate
+    error_kind: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.outcome == "ok"
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def parse_copy_result(content: bytes) -> CopiedReferrers:
@@ -224,7 +233,8 @@ def parse_copy_result(content: bytes) -> CopiedReferrers:
             outcome=str(result["outcome"]),
             message=result.get("message") if isinstance(result.get("message"), str) else None,
             copied=tuple(ReferrerCopy.from_json(item) for item in result.get("copied") or ()),
-            verified_by=result.get("verified_by") if isinstance(result.get("verified_by"), str) else None,
+            verified_by=_text(result.get("verified_by")),
+            error_kind=_text(result.get("error_kind")),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         return CopiedReferrers("error", f"the registry probe wrote no readable result ({e})")

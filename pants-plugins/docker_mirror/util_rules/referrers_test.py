@@ -104,7 +104,7 @@ def test_referrers_must_be_those_of_the_resolved_digest() -> None:
 
 
 def test_the_copy_request_and_its_result() -> None:
-    request = CopyReferrersRequest("a.io/x", "sha256:" + "1" * 64, "b.io/m/x", ReferrersPlan((SIG,)), ("k.pub",))
+    request = CopyReferrersRequest("a.io/x", "sha256:" + "1" * 64, "b.io/m/x", ReferrersPlan((SIG,)), 1, ("k.pub",))
     document = json.loads(copy_request_json(request, [("k.pub", b"-----BEGIN PUBLIC KEY-----")], SETTINGS.to_json()))
     assert document["copy"]["require_signature"] == [{"name": "k.pub", "pem": "-----BEGIN PUBLIC KEY-----"}]
     assert document["copy"]["items"] == [SIG.to_json()] and document["attempts"] == 4
@@ -114,3 +114,18 @@ def test_the_copy_request_and_its_result() -> None:
     assert copied.ok and copied.copied == (SIG,) and copied.verified_by == "k.pub"
     broken = parse_copy_result(b"{}")
     assert broken.outcome == "error" and "no readable result" in (broken.message or "")
+
+
+def test_a_failure_keeps_its_kind_so_the_summary_can_say_what_to_do() -> None:
+    read = ReferrersRead("a:1", None, ("r/x",))
+    (found,) = parse_referrers_results(
+        [{"reference": "a:1", "platform": None, "error": "registry a unreachable", "error_kind": "unreachable"}],
+        (read,),
+    ).values()
+    assert (found.error, found.error_kind) == ("registry a unreachable", "unreachable")
+    copied = parse_copy_result(
+        json.dumps({"copy": {"outcome": "error", "message": "m", "error_kind": "denied"}}).encode()
+    )
+    assert (copied.ok, copied.error_kind) == (False, "denied")
+    # A probe from before error kinds: none.
+    assert parse_copy_result(json.dumps({"copy": {"outcome": "error", "message": "m"}}).encode()).error_kind is None

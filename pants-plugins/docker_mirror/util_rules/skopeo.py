@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Sequence
 
 
 from docker_mirror.compat import binary_paths
@@ -18,6 +19,7 @@ from docker_mirror.subsystems.docker_mirror import DockerMirrorSubsystem
 from docker_mirror.util_rules.manifests import ManifestError, parse_manifest
 from docker_mirror.util_rules.registry_access import tls_verify
 from docker_mirror.util_rules.registry_client import RegistryClientEnvironment
+from docker_mirror.util_rules.registry_failures import access_denied, named_registry
 from pants.core.util_rules.system_binaries import (
     BashBinary,
     BinaryNotFoundError,
@@ -105,11 +107,9 @@ def copy_argv(
 
 # The copy runs as this script, so that it only ever writes what was decided: it re-reads the
 # destination first, does nothing if it already serves the wanted digest, and refuses to write if
-# the destination changed since it was checked. That matters beyond races with other writers:
-# with pantsd, Pants re-runs the processes a previous run depended on while it checks whether
-# their results can be reused, so a previous run's copy can run again; this guard makes that
-# re-run a manifest read (it finds its own earlier copy in place) instead of a second push, and
-# keeps it from overwriting a newer copy. After a copy it reads back what the destination serves,
+# the destination changed since it was checked, by another writer or another run (with pantsd,
+# Pants may re-run a previous run's rules while it checks which of their results still hold; see
+# `copy_to_repository`). After a copy it reads back what the destination serves,
 # so the summary tells what was written (its platforms) without a request to the source.
 #
 # skopeo's `--retry-times` retries what it recognises as transient (a connection reset while
@@ -218,12 +218,14 @@ class Skopeo:
         """Copies `source` (pinned to the digest `want`) to `destination`, which served `seen`
         when it was checked; see `GUARDED_COPY_SCRIPT`.
 
-        A copy runs once, in the run (`run_id`, whose registry reads decided it) and never again.
-        With pantsd, the next run speculatively re-requests what the previous run depended on,
-        while it checks what it can reuse (Pants' graph "cleaning"): a copy that is only cached
-        for its session would run again then. Kept in memory for the daemon's life
-        (`PER_RESTART_ALWAYS`), it is not; and the run id in its environment keeps any later
-        run from reusing its result: that run's copy is another process.
+        A copy runs once, in the Pants run `run_id` (`RunId`), and never again. With pantsd, the
+        next run speculatively re-requests what the previous run depended on while it checks
+        what it can reuse (Pants' graph "cleaning"): a copy cached only for its session would
+        run again then. Kept in memory for the daemon's life (`PER_RESTART_ALWAYS`), it is not;
+        and the run id in its environment makes every later run's copy another process. The id
+        must be the engine's, not one derived from what the registries answered: the engine
+        reuses a rule's result when its inputs are equal, and a run that reads what an earlier
+        run read would reuse that run's copy without copying.
         """
         what = f"the {platform} image" if platform else "all platforms"
         return Process(
@@ -276,10 +278,6 @@ TRUST_HINT = (
 # the message names.
 _PROBLEMS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("manifest unknown", "name unknown", "not found"), "not found"),
-    (
-        ("unauthorized", "authentication required", "denied"),
-        "access denied (credentials come from the Docker config or the containers auth file)",
-    ),
     (
         ("server gave HTTP response to HTTPS client",),
         "the registry speaks plain HTTP; list it in `[docker-mirror].insecure_registries`",
@@ -334,11 +332,28 @@ def skopeo_error_message(stderr: bytes | str) -> str:
     return message
 
 
-def describe_failure(stderr: bytes | str, *, subject: str) -> str:
+# A refused request: 401 (no or wrong credentials), or 403 (`denied`).
+_UNAUTHORIZED = ("unauthorized", "authentication required")
+_DENIED = ("denied",)
+
+
+def describe_failure(
+    stderr: bytes | str, *, subject: str, registries: Sequence[str] = ()
+) -> str:
     """One line: `subject` (which image, at which registry), what went wrong in plain words, and
-    skopeo's own message in parentheses."""
+    skopeo's own message in parentheses; for a refusal, the registry (of `registries`, the one
+    the message names) and how to log in, without the request that was refused."""
     message = skopeo_error_message(stderr)
     lowered = message.lower()
+    if any(needle in lowered for needle in (*_UNAUTHORIZED, *_DENIED)):
+        kind = "unauthorized" if any(n in lowered for n in _UNAUTHORIZED) else "denied"
+        named = _NAMED_REGISTRY.search(message)
+        registry = (
+            named_registry(message, registries)
+            or (named.group(1) if named else None)
+            or (registries[0] if registries else "<host:port>")
+        )
+        return f"{subject}: {access_denied(kind, registry)}"
     for needles, meaning in _PROBLEMS:
         if any(needle.lower() in lowered for needle in needles):
             break
@@ -353,15 +368,6 @@ def describe_failure(stderr: bytes | str, *, subject: str) -> str:
 def at_registry(reference: str) -> str:
     """`<reference> at registry <host>`, naming Docker Hub when the reference has no host."""
     return f"{reference} at registry {registry_host(reference)}"
-
-
-def reporter_script() -> str:
-    """A shell script that prints `$DOCKER_MIRROR_MESSAGE` (if any) to stderr and exits with
-    `$DOCKER_MIRROR_EXIT_CODE`: how a copy that already ran reports its outcome to `publish`."""
-    return (
-        'if [ -n "$DOCKER_MIRROR_MESSAGE" ]; then printf "%s\\n" "$DOCKER_MIRROR_MESSAGE" >&2; fi; '
-        'exit "$DOCKER_MIRROR_EXIT_CODE"'
-    )
 
 
 @dataclass(frozen=True)
@@ -404,7 +410,13 @@ def copy_outcome(
         message = skopeo_error_message(result.stderr).replace("docker-mirror: ", "", 1)
         return CopyOutcome(destination, result.exit_code, f"{subject}: {message}")
     return CopyOutcome(
-        destination, result.exit_code, describe_failure(result.stderr, subject=subject)
+        destination,
+        result.exit_code,
+        describe_failure(
+            result.stderr,
+            subject=subject,
+            registries=(registry_host(destination), registry_host(source)),
+        ),
     )
 
 
