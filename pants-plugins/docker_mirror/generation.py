@@ -27,6 +27,7 @@ from docker_mirror.target_types import (
     DockerMirrorReferrersField,
     DockerMirrorRequireSignatureField,
     DockerMirrorSourceImageField,
+    TARGET_REPOSITORY,
 )
 from docker_mirror.util_rules.registry_access import split_registry_address
 from pants.backend.docker.registries import DockerRegistries, DockerRegistryOptionsNotFoundError
@@ -123,9 +124,10 @@ def image_field_values(
 
     Precedence, lowest first: `defaults` (see `applicable_defaults`), the spec line's values and
     the generator's own field defaults, the generator's fields (`template`), then the image's
-    `overrides`. The image always owns its own spec file (`spec_file`, relative to the BUILD
-    file's directory), so that a change to that file (and only that file) selects the image, and
-    depends on that file's helper target.
+    `overrides`; `{target_repository}` in the `repository` they give is the line's own. The
+    image always owns its own spec file (`spec_file`, relative to the BUILD file's directory),
+    so that a change to that file (and only that file) selects the image, and depends on that
+    file's helper target.
     """
     entry = image.entry
     values: dict[str, Any] = {
@@ -134,12 +136,19 @@ def image_field_values(
         DockerImageBuildPullOptionField.alias: True,
         **template,
         DockerImageInstructionsField.alias: [entry.from_instruction],
-        DockerImageRepositoryField.alias: entry.reference.repository,
+        DockerImageRepositoryField.alias: template.get(
+            DockerImageRepositoryField.alias, TARGET_REPOSITORY
+        ),
         **overrides,
         # In place of `source`: no Dockerfile from the source tree, even if the directory
         # happens to hold one (see `DockerMirrorBuildSpecFileField`).
         DockerMirrorImageSpecFileField.alias: spec_file,
     }
+    repository = values[DockerImageRepositoryField.alias]
+    if isinstance(repository, str):
+        values[DockerImageRepositoryField.alias] = repository.replace(
+            TARGET_REPOSITORY, entry.reference.repository
+        )
     values[Dependencies.alias] = [
         *overrides.get(Dependencies.alias, defaults.get(Dependencies.alias, ())),
         helper_spec,
@@ -274,8 +283,8 @@ def check_destination_clashes(images: Iterable[tuple[PlannedImage, Mapping[str, 
                 image.entry.path,
                 image.entry.line_number,
                 f'pushes to the same repository and tag "{repository}:{clash[2]}" as the image on '
-                f"{first_at[clash].entry.location}; give one of them other `image_tags` or "
-                "`registries` in `overrides`",
+                f"{first_at[clash].entry.location}; give one of them another `repository`, or "
+                "other `image_tags` or `registries`, in `overrides`",
                 image.entry.line,
             )
         )

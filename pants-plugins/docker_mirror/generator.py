@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 from docker_mirror.compat import (
     AddressFamilyDir,
     UnmatchedBuildFileGlobs,
+    address_families,
     address_family,
     concurrently,
+    generator_requests,
     path_globs_contents,
     rule_call,
 )
+from docker_mirror.destination_clashes import (
+    DestinationClash,
+    MirroredImage,
+    clash_message,
+    find_destination_clashes,
+    image_writes,
+    mirrored_image,
+)
 from docker_mirror.generation import (
     COPY,
+    PlannedImage,
     applicable_defaults,
     check_allowed_source_registries,
     check_build_method_fields,
@@ -40,13 +52,23 @@ from docker_mirror.target_types import (
     DockerMirrorRequireSignatureField,
 )
 from pants.backend.docker.subsystems.docker_options import DockerOptions
+from pants.base.specs import RawSpecsWithoutFileOwners, RecursiveGlobSpec
 from pants.core.target_types import (
     TargetGeneratorSourcesHelperSourcesField,
     TargetGeneratorSourcesHelperTarget,
 )
 from pants.engine.addresses import Address
+from pants.engine.fs import DigestContents
+from pants.engine.internals.graph import ResolveTargetGeneratorRequests
+from pants.engine.internals.mapper import AddressFamily
 from pants.engine.rules import collect_rules, rule
-from pants.engine.target import GeneratedTargets, GenerateTargetsRequest, InvalidTargetException
+from pants.engine.target import (
+    GeneratedTargets,
+    GenerateTargetsRequest,
+    InvalidFieldException,
+    InvalidTargetException,
+    Target,
+)
 from pants.engine.unions import UnionMembership, UnionRule
 from pants.util.logging import LogLevel
 
@@ -67,6 +89,18 @@ class DockerMirrorNoDestinationError(InvalidTargetException):
     """Images that would be pushed to Docker Hub because no registry was configured."""
 
 
+class DockerMirrorDestinationClashError(InvalidTargetException):
+    """Images of different generators that would overwrite each other at a destination."""
+
+
+@dataclass(frozen=True)
+class DestinationClashes:
+    """Images of the repository's generators that would write different images to one
+    destination reference (see `docker_mirror.destination_clashes`)."""
+
+    clashes: tuple[DestinationClash, ...]
+
+
 @rule(desc="Generate images to mirror from `docker_mirror_images` spec files", level=LogLevel.DEBUG)
 async def generate_docker_mirror_images(
     request: GenerateFromDockerMirrorImagesRequest,
@@ -74,6 +108,7 @@ async def generate_docker_mirror_images(
     unmatched_build_file_globs: UnmatchedBuildFileGlobs,
     subsystem: DockerMirrorSubsystem,
     docker: DockerOptions,
+    clashes: DestinationClashes,
 ) -> GeneratedTargets:
     generator_address = request.template_address
     sources = request.generator[DockerMirrorImagesSourcesField]
@@ -86,66 +121,19 @@ async def generate_docker_mirror_images(
         raise InvalidTargetException(
             f"{generator_address}: no spec file matches the `sources` globs {list(sources.globs)}."
         )
-    try:
-        images = plan_images((file.path, file.content) for file in contents)
-    except SpecError as e:
-        raise DockerMirrorSpecError(
-            f"{generator_address}: invalid spec file, no image generated:\n{e}"
-        ) from None
-    try:
-        check_allowed_source_registries(images, subsystem.allowed_source_registries)
-    except SpecError as e:
-        raise DockerMirrorSpecError(
-            f"{generator_address}: a source registry is not allowed, no image generated:\n{e}"
-        ) from None
-    overrides = request.require_unparametrized_overrides()
-    check_override_names(overrides, images, generator=str(generator_address))
-
+    method, planned = plan_generator(request, contents, family, subsystem)
+    target_cls = generated_target_type(method)
     # Each image owns its own spec file (`spec_file`), so that `--changed-since` selects the images
     # of the files that changed. So does one private helper target per spec file, which the
     # file's images depend on: `docker-mirror-pin` finds a spec file given by name through it,
     # and a file whose lines generate no image still has an owner.
-    relative_paths = {
-        file.path: spec_file_relative_path(file.path, generator_address.spec_path)
-        for file in contents
-    }
-    helpers = {
-        path: TargetGeneratorSourcesHelperTarget(
-            {TargetGeneratorSourcesHelperSourcesField.alias: relative_path},
-            Address(
-                generator_address.spec_path,
-                target_name=generator_address.target_name,
-                relative_file_path=relative_path,
-            ),
+    helpers = [
+        TargetGeneratorSourcesHelperTarget(
+            {TargetGeneratorSourcesHelperSourcesField.alias: address.relative_file_path},
+            address,
             union_membership,
         )
-        for path, relative_path in relative_paths.items()
-    }
-    method = request.generator[DockerMirrorImagesMethodField].value
-    if method == COPY:
-        check_copy_method_fields(request.template, overrides, generator=str(generator_address))
-    else:
-        check_build_method_fields(request.template, overrides, generator=str(generator_address))
-    target_cls = DockerMirrorImageTarget if method == COPY else DockerMirrorBuildImageTarget
-    defaults = applicable_defaults(
-        family.defaults.get(target_cls.alias, {}),
-        target_alias=target_cls.alias,
-        generator=str(generator_address),
-    )
-    planned = [
-        (
-            image,
-            image_field_values(
-                image,
-                method=method,
-                defaults=defaults,
-                template=request.template,
-                overrides=overrides.get(image.name, {}),
-                spec_file=relative_paths[image.entry.path],
-                helper_spec=helpers[image.entry.path].address.spec,
-            ),
-        )
-        for image in images
+        for address in (helper_address(generator_address, file.path) for file in contents)
     ]
     docker_registries = docker.registries()
     homeless = [
@@ -163,6 +151,9 @@ async def generate_docker_mirror_images(
         raise DockerMirrorSpecError(
             f"{generator_address}: images would overwrite each other, no image generated:\n{e}"
         ) from None
+    clash = clash_message(str(generator_address), clashes.clashes)
+    if clash:
+        raise DockerMirrorDestinationClashError(clash)
     mirror_images = [
         target_cls(values, generator_address.create_generated(image.name), union_membership)
         for image, values in planned
@@ -180,7 +171,160 @@ async def generate_docker_mirror_images(
             SignatureKeysRequest(key_paths, generator_address.spec_path, str(generator_address))
         )
         check_signature_keys(keys.contents, generator=str(generator_address))
-    return GeneratedTargets(request.generator, [*mirror_images, *helpers.values()])
+    return GeneratedTargets(request.generator, [*mirror_images, *helpers])
+
+
+def generated_target_type(method: str) -> type[Target]:
+    return DockerMirrorImageTarget if method == COPY else DockerMirrorBuildImageTarget
+
+
+def helper_address(generator_address: Address, spec_path: str) -> Address:
+    """The address of the private helper target that owns a spec file."""
+    return Address(
+        generator_address.spec_path,
+        target_name=generator_address.target_name,
+        relative_file_path=spec_file_relative_path(spec_path, generator_address.spec_path),
+    )
+
+
+def plan_generator(
+    request: GenerateFromDockerMirrorImagesRequest,
+    contents: DigestContents,
+    family: AddressFamily,
+    subsystem: DockerMirrorSubsystem,
+) -> tuple[str, list[tuple[PlannedImage, dict[str, Any]]]]:
+    """The method and the images of a generator with their field values, from its spec files;
+    raises what is wrong with them, naming the generator."""
+    generator_address = request.template_address
+    try:
+        images = plan_images((file.path, file.content) for file in contents)
+    except SpecError as e:
+        raise DockerMirrorSpecError(
+            f"{generator_address}: invalid spec file, no image generated:\n{e}"
+        ) from None
+    try:
+        check_allowed_source_registries(images, subsystem.allowed_source_registries)
+    except SpecError as e:
+        raise DockerMirrorSpecError(
+            f"{generator_address}: a source registry is not allowed, no image generated:\n{e}"
+        ) from None
+    overrides = request.require_unparametrized_overrides()
+    check_override_names(overrides, images, generator=str(generator_address))
+    method = request.generator[DockerMirrorImagesMethodField].value
+    if method == COPY:
+        check_copy_method_fields(request.template, overrides, generator=str(generator_address))
+    else:
+        check_build_method_fields(request.template, overrides, generator=str(generator_address))
+    target_alias = generated_target_type(method).alias
+    defaults = applicable_defaults(
+        family.defaults.get(target_alias, {}),
+        target_alias=target_alias,
+        generator=str(generator_address),
+    )
+    return method, [
+        (
+            image,
+            image_field_values(
+                image,
+                method=method,
+                defaults=defaults,
+                template=request.template,
+                overrides=overrides.get(image.name, {}),
+                spec_file=spec_file_relative_path(image.entry.path, generator_address.spec_path),
+                helper_spec=helper_address(generator_address, image.entry.path).spec,
+            ),
+        )
+        for image in images
+    ]
+
+
+_CHECK = "the check that no two `docker_mirror_images` write different images to one tag"
+
+
+@dataclass(frozen=True)
+class GeneratorWritesRequest:
+    address: Address
+
+
+@dataclass(frozen=True)
+class GeneratorWrites:
+    """(destination reference, image) for every reference a generator's images would write."""
+
+    writes: tuple[tuple[str, MirroredImage], ...]
+
+
+@rule(desc="Find where a `docker_mirror_images` generator's images go", level=LogLevel.DEBUG)
+async def generator_writes(
+    request: GeneratorWritesRequest,
+    subsystem: DockerMirrorSubsystem,
+    docker: DockerOptions,
+    union_membership: UnionMembership,
+) -> GeneratorWrites:
+    # A generator that is wrong in itself generates nothing, and its own generation says why:
+    # it must not fail the generation of every other generator of the repository.
+    try:
+        resolved = await generator_requests(
+            ResolveTargetGeneratorRequests(request.address, description_of_origin=_CHECK)
+        )
+    except (InvalidFieldException, InvalidTargetException):
+        return GeneratorWrites(())
+    generates = [r for r in resolved.requests if isinstance(r, GenerateFromDockerMirrorImagesRequest)]
+    if not generates:
+        return GeneratorWrites(())
+    # `sources` cannot be parametrized: every parametrization reads the same files.
+    contents, family = await concurrently(
+        path_globs_contents(
+            generates[0]
+            .generator[DockerMirrorImagesSourcesField]
+            .path_globs(UnmatchedBuildFileGlobs.ignore())
+        ),
+        address_family(AddressFamilyDir(request.address.spec_path)),
+    )
+    docker_registries = docker.registries()
+    writes: list[tuple[str, MirroredImage]] = []
+    for generate in generates:
+        try:
+            method, planned = plan_generator(generate, contents, family, subsystem)
+        except (InvalidFieldException, InvalidTargetException, ValueError):
+            continue
+        address = generate.template_address
+        for image, values in planned:
+            target = address.create_generated(image.name)
+            mirrored = mirrored_image(address, target, image.entry, method=method, values=values)
+            writes.extend(
+                image_writes(
+                    target,
+                    mirrored,
+                    values,
+                    docker_registries=docker_registries,
+                    default_repository=docker.default_repository,
+                    union_membership=union_membership,
+                )
+            )
+    return GeneratorWrites(tuple(writes))
+
+
+writes_of = rule_call(generator_writes)
+
+
+@rule(desc="Find images that generators would write to one tag", level=LogLevel.DEBUG)
+async def find_repository_destination_clashes() -> DestinationClashes:
+    # Every generator, read from the BUILD files, not `AllUnexpandedTargets`: resolving a
+    # generator target generates its targets, which needs this rule, a cycle.
+    families = await address_families(
+        RawSpecsWithoutFileOwners(
+            recursive_globs=(RecursiveGlobSpec(""),), description_of_origin=_CHECK
+        )
+    )
+    writes = await concurrently(
+        writes_of(GeneratorWritesRequest(address))
+        for family in families
+        for address, adaptor in family.addresses_to_target_adaptors.items()
+        if adaptor.type_alias == DockerMirrorImagesTargetGenerator.alias
+    )
+    return DestinationClashes(
+        find_destination_clashes(write for found in writes for write in found.writes)
+    )
 
 
 def check_signature_keys(keys: Sequence[tuple[str, bytes]], *, generator: str) -> None:

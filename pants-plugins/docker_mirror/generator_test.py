@@ -222,3 +222,49 @@ def test_overrides_can_separate_two_sources_of_one_repository(rule_runner: RuleR
     assert generated(rule_runner, "mirror.example.com/python")[DockerImageTagsField].value == (
         "3.12-internal",
     )
+
+
+def test_two_generators_writing_different_images_to_one_tag_are_both_refused(
+    rule_runner: RuleRunner,
+) -> None:
+    rule_runner.write_files(
+        {
+            "team-a/BUILD": "docker_mirror_images(name='mirror')",
+            "team-a/images.txt": "ghcr.io/org/app:1\nredis:7\n",
+            "team-b/BUILD": "docker_mirror_images(name='mirror', method='copy')",
+            "team-b/images.txt": "docker.io/org/app:1\n",
+            # Other tags of the same repositories: no clash.
+            "team-c/BUILD": "docker_mirror_images(name='mirror')",
+            "team-c/images.txt": "ghcr.io/org/app:2\nredis:6\n",
+        }
+    )
+    for directory, name in (("team-a", "redis"), ("team-b", "docker.io/org/app")):
+        with pytest.raises(ExecutionError) as exc:
+            generated(rule_runner, name, directory=directory)
+        message = str(exc.value)
+        assert f"{directory}:mirror: images of different generators would overwrite" in message
+        assert "registry.example.com/org/app:1 would get different images from:" in message
+        assert (
+            'team-a/images.txt:1: team-a:mirror#ghcr.io/org/app mirrors ghcr.io/org/app:1 (method="build")'
+            in message
+        )
+        assert (
+            "team-b/images.txt:1: team-b:mirror#docker.io/org/app mirrors docker.io/org/app:1 "
+            '(method="copy")' in message
+        )
+        assert "team-c" not in message
+    assert generated(rule_runner, "redis", directory="team-c")[DockerImageTagsField].value == ("6",)
+
+
+def test_a_repository_with_target_repository_prefixes_every_image(rule_runner: RuleRunner) -> None:
+    rule_runner.write_files(
+        {
+            "src/BUILD": (
+                "docker_mirror_images(name='mirror', repository='hub/{target_repository}', "
+                "overrides={'redis': {'repository': 'cache/{target_repository}'}})"
+            ),
+            "src/images.txt": "docker.io/org/app:1\nredis:7\n",
+        }
+    )
+    assert generated(rule_runner, "docker.io/org/app")[DockerImageRepositoryField].value == "hub/org/app"
+    assert generated(rule_runner, "redis")[DockerImageRepositoryField].value == "cache/redis"

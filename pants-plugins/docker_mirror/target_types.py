@@ -128,6 +128,9 @@ class DockerMirrorImagesSourcesField(AsyncFieldMixin, StringSequenceField):
         default globs need only match one file, and an empty result is left to the caller.
         """
         explicit = set(self.globs) != set(self.default)
+        behavior = (
+            unmatched_build_file_globs.error_behavior if explicit else GlobMatchErrorBehavior.ignore
+        )
         return PathGlobs(
             (SourcesField.prefix_glob_with_dirpath(self.address.spec_path, g) for g in self.globs),
             conjunction=(
@@ -135,12 +138,13 @@ class DockerMirrorImagesSourcesField(AsyncFieldMixin, StringSequenceField):
                 if explicit
                 else GlobExpansionConjunction.any_match
             ),
-            glob_match_error_behavior=(
-                unmatched_build_file_globs.error_behavior
-                if explicit
-                else GlobMatchErrorBehavior.ignore
+            glob_match_error_behavior=behavior,
+            # Pants refuses one with `ignore`.
+            description_of_origin=(
+                f"{self.address}'s `{self.alias}` field"
+                if behavior != GlobMatchErrorBehavior.ignore
+                else None
             ),
-            description_of_origin=f"{self.address}'s `{self.alias}` field" if explicit else None,
         )
 
 
@@ -180,6 +184,35 @@ class DockerMirrorImagesRegistriesField(DockerImageRegistriesField):
         `{target_repository}`. So a registry configured with
         `repository = "mirror/{target_repository}"` receives `python:3.12` as
         `<registry>/mirror/python:3.12`.
+        """
+    )
+
+
+# The placeholder a generator's `repository` takes for each line's own repository, named after
+# the one a registry's `repository` template takes in `[docker].registries`.
+TARGET_REPOSITORY = "{target_repository}"
+
+
+class DockerMirrorImagesRepositoryField(StringField):
+    alias = "repository"
+    help = help_text(
+        """
+        The repository every mirrored image is pushed to, where `{target_repository}` stands
+        for the image's own: its source path without the registry host (`nginx` for
+        `nginx:1.25`, `org/app` for `ghcr.io/org/app:1`). By default `{target_repository}`
+        alone.
+
+        Give a generator a prefix when another generator mirrors other images under the same
+        names: `ghcr.io/org/app` and `docker.io/org/app` both become `org/app`, and two
+        generators that would push different images to the same tag are refused, naming both.
+        With `repository="ghcr/{target_repository}"` this generator's images go to
+        `<registry>/ghcr/org/app` instead. For one image, set `repository` (where
+        `{target_repository}` works too) or `image_tags` in `overrides`. A registry's own
+        `repository` template then applies on top, as for any `docker_image`:
+        `mirror/{target_repository}` makes it `mirror/ghcr/org/app`.
+
+        The same image listed by two generators (equal as Docker reads them, with the same
+        `--platform=`, `method` and `image_labels`) is no clash: both write the same manifests.
         """
     )
 
@@ -387,8 +420,11 @@ class DockerMirrorImagesTargetGenerator(TargetGenerator):
         (`_<first 12 hex digits of the digest>` without a tag): `#python_3.11`, `#python_3.12`.
 
         The pushed repository is the source path without the registry host (`bitnami/redis`);
-        add a prefix with the registry's `repository` option in `[docker].registries`, e.g.
-        `repository = "mirror/{{target_repository}}"`.
+        add a prefix with this generator's `repository` field, e.g.
+        `repository="team-b/{{target_repository}}"`, or per registry with its `repository`
+        option in `[docker].registries`, e.g. `repository = "mirror/{{target_repository}}"`.
+        Two generators that would push different images to the same tag are refused; the
+        `repository` field says how to separate them.
 
         With `method="copy"`, each line becomes a `docker_mirror_image` instead, with the same
         name, repository, tags and registries, copied registry to registry by `skopeo` with every
@@ -413,6 +449,7 @@ class DockerMirrorImagesTargetGenerator(TargetGenerator):
     copied_fields = COMMON_TARGET_FIELDS
     moved_fields = (
         DockerMirrorImagesRegistriesField,
+        DockerMirrorImagesRepositoryField,
         DockerMirrorImagesTagsField,
         DockerMirrorImagesSkipPushField,
         DockerMirrorImagesBuildArgsField,

@@ -20,11 +20,13 @@ else:
 
 # The helpers that make engine requests (the others are types and `concurrently`).
 HELPERS = (
+    "address_families",
     "address_family",
     "binary_paths",
     "created_digest",
     "digest_contents",
     "environment_vars",
+    "generator_requests",
     "path_globs_contents",
     "process_result",
     "targets",

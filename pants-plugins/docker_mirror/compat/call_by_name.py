@@ -17,13 +17,22 @@ from pants.backend.python.util_rules.pex import (
     create_venv_pex,
     setup_venv_pex_process,
 )
+from pants.base.specs import RawSpecsWithoutFileOwners
 from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths, find_binary
 from pants.engine.addresses import Addresses
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import CreateDigest, Digest, DigestContents, PathGlobs
 from pants.engine.internals.build_files import AddressFamilyDir, parse_address_family
-from pants.engine.internals.graph import resolve_targets, resolve_unexpanded_targets
-from pants.engine.internals.mapper import AddressFamily
+from pants.engine.internals.graph import (
+    ResolvedTargetGeneratorRequests,
+    ResolveTargetGeneratorRequests,
+    resolve_generator_target_requests,
+    resolve_targets,
+    resolve_unexpanded_targets,
+)
+from pants.engine.internals.mapper import AddressFamilies, AddressFamily
+# Defined in `specs_rules` up to Pants 2.27; moved to `graph` since, and imported there.
+from pants.engine.internals.specs_rules import address_families_from_raw_specs_without_file_owners
 from pants.engine.intrinsics import create_digest, execute_process, get_digest_contents
 from pants.engine.process import FallibleProcessResult, Process
 from pants.engine.rules import concurrently, implicitly
@@ -76,6 +85,16 @@ async def address_family(directory: AddressFamilyDir) -> AddressFamily:
     return family.ensure()
 
 
+async def address_families(specs: RawSpecsWithoutFileOwners) -> AddressFamilies:
+    return await address_families_from_raw_specs_without_file_owners(specs, **implicitly())
+
+
+async def generator_requests(
+    request: ResolveTargetGeneratorRequests,
+) -> ResolvedTargetGeneratorRequests:
+    return await resolve_generator_target_requests(request, **implicitly())
+
+
 async def venv_pex(request: PexRequest) -> VenvPex:
     return await create_venv_pex(**implicitly({request: PexRequest}))
 
@@ -96,12 +115,14 @@ def rule_call(rule: Callable[..., Awaitable[_Out]]) -> Callable[[Any], Coroutine
 __all__ = (
     "AddressFamilyDir",
     "UnmatchedBuildFileGlobs",
+    "address_families",
     "address_family",
     "binary_paths",
     "concurrently",
     "created_digest",
     "digest_contents",
     "environment_vars",
+    "generator_requests",
     "path_globs_contents",
     "process_result",
     "rule_call",

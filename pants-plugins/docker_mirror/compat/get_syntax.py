@@ -11,12 +11,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, TypeVar
 
 from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
+from pants.base.specs import RawSpecsWithoutFileOwners
 from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths
 from pants.engine.addresses import Addresses
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import CreateDigest, Digest, DigestContents, PathGlobs
 from pants.engine.internals.build_files import AddressFamilyDir
-from pants.engine.internals.mapper import AddressFamily
+from pants.engine.internals.graph import (
+    ResolvedTargetGeneratorRequests,
+    ResolveTargetGeneratorRequests,
+)
+from pants.engine.internals.mapper import AddressFamilies, AddressFamily
 from pants.engine.process import FallibleProcessResult, Process
 from pants.engine.rules import Get, MultiGet
 from pants.engine.target import Targets, UnexpandedTargets
@@ -73,6 +78,16 @@ def address_family(directory: AddressFamilyDir) -> Awaits[AddressFamily]:
     return Get(AddressFamily, AddressFamilyDir, directory)
 
 
+def address_families(specs: RawSpecsWithoutFileOwners) -> Awaits[AddressFamilies]:
+    return Get(AddressFamilies, RawSpecsWithoutFileOwners, specs)
+
+
+def generator_requests(
+    request: ResolveTargetGeneratorRequests,
+) -> Awaits[ResolvedTargetGeneratorRequests]:
+    return Get(ResolvedTargetGeneratorRequests, ResolveTargetGeneratorRequests, request)
+
+
 def venv_pex(request: PexRequest) -> Awaits[VenvPex]:
     return Get(VenvPex, PexRequest, request)
 
@@ -95,12 +110,14 @@ def rule_call(rule: Callable[..., Coroutine[Any, Any, _Out]]) -> Callable[[Any],
 __all__ = (
     "AddressFamilyDir",
     "UnmatchedBuildFileGlobs",
+    "address_families",
     "address_family",
     "binary_paths",
     "concurrently",
     "created_digest",
     "digest_contents",
     "environment_vars",
+    "generator_requests",
     "path_globs_contents",
     "process_result",
     "rule_call",
