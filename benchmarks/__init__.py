@@ -8,7 +8,7 @@ the repository root): plain Python 3.9+ and its standard library, real processes
   scenarios/    one module per measured scenario
   __main__.py   sizes, the shared untimed set-up, the scenarios in order, RESULTS.md
 
-The registries and Pants repositories are the tests' own (`docker_mirror.testutil`).
+The registries and Pants repositories are the tests' own (`docker_mirror_testutil`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-# docker_mirror.testutil is stdlib-only at import, so the benchmarks need no virtualenv. It finds
+# docker_mirror_testutil is stdlib-only at import, so the benchmarks need no virtualenv. It finds
 # the repository's scripts from the working directory, as the tests do.
 if Path.cwd().resolve() != REPO:
     raise SystemExit(f"run the benchmarks from {REPO} (benchmarks/run does)")

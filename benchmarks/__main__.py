@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from docker_mirror.testutil.pants_repo import PantsRepo
+from docker_mirror_testutil.pants_repo import PantsRepo
 
 from benchmarks import REPO
 from benchmarks.harness import Bench, progress, side_by_side, since_start

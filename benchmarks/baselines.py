@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 from typing import Sequence
 
-from docker_mirror.testutil.images import make_image
-from docker_mirror.testutil.registries import Registry
+from docker_mirror_testutil.images import make_image
+from docker_mirror_testutil.registries import Registry
 
 from benchmarks.harness import run
 

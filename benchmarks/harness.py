@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
-from docker_mirror.testutil.pants_repo import PantsRepo, PantsStats
-from docker_mirror.testutil.registries import Registry, Traffic, start_registry
-from docker_mirror.testutil.tcp_proxy import DelayingProxy
+from docker_mirror_testutil.pants_repo import PantsRepo, PantsStats
+from docker_mirror_testutil.registries import Registry, Traffic, start_registry
+from docker_mirror_testutil.tcp_proxy import DelayingProxy
 
 STARTED = time.perf_counter()
 

@@ -36,8 +36,8 @@ def main() -> int:
 
     from docker_mirror.probe.protocol import parse_request
     from docker_mirror.probe.run import run
-    from docker_mirror.testutil.pushes import push_image
-    from docker_mirror.testutil.registries import start_registry
+    from docker_mirror_testutil.pushes import push_image
+    from docker_mirror_testutil.registries import start_registry
 
     with tempfile.TemporaryDirectory(prefix="probe-cpu-") as state:
         registry = start_registry(Path(state))

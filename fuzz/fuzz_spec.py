@@ -5,7 +5,7 @@ Each input is the raw bytes of a spec file. For each, the harness checks (1-4 ar
 
 1. `parse_spec` returns entries or raises `SpecError`, never anything else; entries yield a single
    safe `FROM` line, and every line of a `SpecError` starts with `path:line:` or `path:`;
-2. the parser agrees with the independent grammar model in `pants-plugins/docker_mirror/testutil/spec_grammar.py`, line by line;
+2. the parser agrees with the independent grammar model in `pants-plugins/docker_mirror_testutil/spec_grammar.py`, line by line;
 3. the parser's fast path (whole-line regex) and slow path (per-part checks) agree;
 4. `parse_spec_files` and `assign_names` raise only `SpecError`, and every name is safe;
 5. BuildKit's own Dockerfile parser (the `dockerfile` package Pants uses) reads every generated
@@ -32,7 +32,7 @@ atheris.enabled_hooks.add("RegEx")
 
 with atheris.instrument_imports(include=["docker_mirror"]):
     from docker_mirror.spec import SpecEntry, SpecError
-    from docker_mirror.testutil.spec_grammar import check_spec_input
+    from docker_mirror_testutil.spec_grammar import check_spec_input
 
 import dockerfile  # noqa: E402  (not instrumented: Go code, and only an oracle)
 

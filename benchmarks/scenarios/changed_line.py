@@ -7,9 +7,9 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from docker_mirror.testutil.images import make_image
-from docker_mirror.testutil.pants_repo import PantsRepo
-from docker_mirror.testutil.registries import Registry
+from docker_mirror_testutil.images import make_image
+from docker_mirror_testutil.pants_repo import PantsRepo
+from docker_mirror_testutil.registries import Registry
 
 from benchmarks.harness import Bench, measure, progress
 from benchmarks.report import Section, Table

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from docker_mirror.testutil.pants_repo import PantsRepo
+from docker_mirror_testutil.pants_repo import PantsRepo
 
 from benchmarks.harness import Bench, median, progress, seconds, slope, spread, timed_result
 from benchmarks.report import Section, Table, verdict

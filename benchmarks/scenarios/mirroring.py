@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
-from docker_mirror.testutil.pants_repo import PantsRepo
-from docker_mirror.testutil.registries import Registry
+from docker_mirror_testutil.pants_repo import PantsRepo
+from docker_mirror_testutil.registries import Registry
 
 from benchmarks.baselines import docker_loop, forget_local_images, seed_images, skopeo_sync
 from benchmarks.harness import Bench, Measured, measure, median, progress, seconds, side_by_side, spread

@@ -16,11 +16,11 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
-from docker_mirror.testutil import cosign
-from docker_mirror.testutil.images import make_image
-from docker_mirror.testutil.pants_repo import PantsRepo
-from docker_mirror.testutil.referrers import attach_spdx_sbom
-from docker_mirror.testutil.registries import Registry
+from docker_mirror_testutil import cosign
+from docker_mirror_testutil.images import make_image
+from docker_mirror_testutil.pants_repo import PantsRepo
+from docker_mirror_testutil.referrers import attach_spdx_sbom
+from docker_mirror_testutil.registries import Registry
 
 from benchmarks.baselines import skopeo_sync
 from benchmarks.harness import Bench, Measured, measure, median, progress, spread

@@ -24,10 +24,10 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
-from docker_mirror.testutil.images import make_image
-from docker_mirror.testutil.pants_repo import PantsRepo
-from docker_mirror.testutil.registries import MANIFEST_MEDIA_TYPES, Registry, Traffic
-from docker_mirror.testutil.tcp_proxy import DelayingProxy
+from docker_mirror_testutil.images import make_image
+from docker_mirror_testutil.pants_repo import PantsRepo
+from docker_mirror_testutil.registries import MANIFEST_MEDIA_TYPES, Registry, Traffic
+from docker_mirror_testutil.tcp_proxy import DelayingProxy
 
 from benchmarks.baselines import skopeo_sync
 from benchmarks.harness import (
@@ -458,7 +458,7 @@ def wan_table(wan: Mapping[str, Sequence[WanRun]], sizes: ScaleSizes, direct_ms:
         ("tool", "median", "runs (s)", "ratio to skopeo sync", *COMMON_COLUMNS, "through the proxies: connections / MiB up / MiB down"),
         tuple(rows),
         (
-            f"A delaying TCP proxy (`docker_mirror.testutil.tcp_proxy`, in the harness's process) in front "
+            f"A delaying TCP proxy (`docker_mirror_testutil.tcp_proxy`, in the harness's process) in front "
             f"of each registry holds every chunk {DELAY * 1000:.0f} ms in each direction, without a bandwidth "
             f"limit; both tools are pointed at the proxies' addresses (the spec lines and the destination "
             f"option for Pants, the sync list and destination for skopeo), and each run writes into a new "

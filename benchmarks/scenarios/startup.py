@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from docker_mirror.testutil.pants_repo import PantsRepo
+from docker_mirror_testutil.pants_repo import PantsRepo
 
 from benchmarks import REPO
 from benchmarks.harness import Bench, median, progress, run, seconds, spread, timed

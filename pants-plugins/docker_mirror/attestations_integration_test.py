@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from docker_mirror.testutil.images import push_oci_image
-from docker_mirror.testutil.machine import require_skopeo
-from docker_mirror.testutil.pants_repo import PantsRepo
-from docker_mirror.testutil.registries import Registry
+from docker_mirror_testutil.images import push_oci_image
+from docker_mirror_testutil.machine import require_skopeo
+from docker_mirror_testutil.pants_repo import PantsRepo
+from docker_mirror_testutil.registries import Registry
 from docker_mirror.util_rules.manifests import manifest_digest
 
 BUILD = "docker_mirror_images(name='mirror', sources=['images.txt'], method='copy')\n"

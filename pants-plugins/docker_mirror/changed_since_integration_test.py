@@ -14,12 +14,12 @@ import re
 from typing import Callable
 
 import pytest
-from docker_mirror.testutil.consistency import BUILT, assert_destination_consistent
-from docker_mirror.testutil.fault_proxy import FaultProxy, Reset, Rule, passthrough, respond, rules
-from docker_mirror.testutil.images import make_image, push_oci_image
-from docker_mirror.testutil.machine import require_skopeo
-from docker_mirror.testutil.pants_repo import PantsRepo, PantsResult
-from docker_mirror.testutil.registries import Registry
+from docker_mirror_testutil.consistency import BUILT, assert_destination_consistent
+from docker_mirror_testutil.fault_proxy import FaultProxy, Reset, Rule, passthrough, respond, rules
+from docker_mirror_testutil.images import make_image, push_oci_image
+from docker_mirror_testutil.machine import require_skopeo
+from docker_mirror_testutil.pants_repo import PantsRepo, PantsResult
+from docker_mirror_testutil.registries import Registry
 
 CHANGED = "--changed-since=main"
 

@@ -5,9 +5,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-from docker_mirror.testutil.machine import ensure_docker_engine
-from docker_mirror.testutil.pants_repo import PantsRepo
-from docker_mirror.testutil.registries import Registry, start_registry
+from docker_mirror_testutil.machine import ensure_docker_engine
+from docker_mirror_testutil.pants_repo import PantsRepo
+from docker_mirror_testutil.registries import Registry, start_registry
 
 # `./pants` sets it afresh for every invocation; see the integration targets' `extra_env_vars`.
 RUN_ID = "DOCKER_MIRROR_RUN_ID"

@@ -13,11 +13,11 @@ import urllib.request
 from typing import Callable
 
 import pytest
-from docker_mirror.testutil.images import push_oci_image
-from docker_mirror.testutil.machine import require_skopeo
-from docker_mirror.testutil.pants_repo import PantsRepo
-from docker_mirror.testutil.registries import Registry, htpasswd_entry, requests_for
-from docker_mirror.testutil.skopeo_tap import SkopeoTap
+from docker_mirror_testutil.images import push_oci_image
+from docker_mirror_testutil.machine import require_skopeo
+from docker_mirror_testutil.pants_repo import PantsRepo
+from docker_mirror_testutil.registries import Registry, htpasswd_entry, requests_for
+from docker_mirror_testutil.skopeo_tap import SkopeoTap
 from docker_mirror.util_rules.manifests import manifest_digest
 
 BUILD = "docker_mirror_images(name='mirror', sources=['images.txt'], method='copy')\n"

@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Callable
 
 import pytest
-from docker_mirror.testutil.images import push_oci_image
-from docker_mirror.testutil.machine import require_skopeo
-from docker_mirror.testutil.pants_repo import PantsRepo
-from docker_mirror.testutil.registries import Registry
+from docker_mirror_testutil.images import push_oci_image
+from docker_mirror_testutil.machine import require_skopeo
+from docker_mirror_testutil.pants_repo import PantsRepo
+from docker_mirror_testutil.registries import Registry
 
 # Nothing here may need a Docker engine: generation refuses before any image is built.
 NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}

@@ -4,7 +4,7 @@ keeping its pins and comments; hostile manifests give one clear error and write 
 
 from __future__ import annotations
 
-from docker_mirror.testutil.pants_repo import PantsRepo, PantsResult
+from docker_mirror_testutil.pants_repo import PantsRepo, PantsResult
 
 PIN = "sha256:" + "5e" * 32
 

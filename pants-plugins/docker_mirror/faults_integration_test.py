@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional
 
 import pytest
-from docker_mirror.testutil import consistency, cosign
-from docker_mirror.testutil.consistency import Tag, assert_destination_consistent, destination_tags
-from docker_mirror.testutil.fault_proxy import (
+from docker_mirror_testutil import consistency, cosign
+from docker_mirror_testutil.consistency import Tag, assert_destination_consistent, destination_tags
+from docker_mirror_testutil.fault_proxy import (
     BLOB_UPLOAD,
     MANIFEST,
     PUSH_METHODS,
@@ -41,11 +41,11 @@ from docker_mirror.testutil.fault_proxy import (
     rules,
     wait_until,
 )
-from docker_mirror.testutil.machine import require_skopeo
-from docker_mirror.testutil.pants_repo import PantsRepo, PantsResult
-from docker_mirror.testutil.pushes import push_image
-from docker_mirror.testutil.registries import MANIFEST_MEDIA_TYPES, Registry, htpasswd_entry
-from docker_mirror.testutil.tls import make_certificates
+from docker_mirror_testutil.machine import require_skopeo
+from docker_mirror_testutil.pants_repo import PantsRepo, PantsResult
+from docker_mirror_testutil.pushes import push_image
+from docker_mirror_testutil.registries import MANIFEST_MEDIA_TYPES, Registry, htpasswd_entry
+from docker_mirror_testutil.tls import make_certificates
 
 BUILD = "docker_mirror_images(name='mirror', sources=['images.txt'], method='copy')\n"
 NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}

@@ -14,7 +14,7 @@ from docker_mirror.target_types import (
     DockerMirrorPlatformField,
     DockerMirrorSourceImageField,
 )
-from docker_mirror.testutil.rule_runner_options import default_registry_args, generator_rule_runner
+from docker_mirror_testutil.rule_runner_options import default_registry_args, generator_rule_runner
 from pants.backend.docker.goals.package_image import DockerPackageFieldSet
 from pants.backend.docker.goals.publish import PublishDockerImageFieldSet
 from pants.backend.docker.target_types import DockerImageTarget

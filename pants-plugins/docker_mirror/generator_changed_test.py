@@ -28,7 +28,7 @@ from docker_mirror.target_types import (
     DockerMirrorImagesSourcesField,
     DockerMirrorImageTarget,
 )
-from docker_mirror.testutil.rule_runner_options import default_registry_args
+from docker_mirror_testutil.rule_runner_options import default_registry_args
 from pants.backend.docker.goals.package_image import DockerPackageFieldSet
 from pants.backend.docker.goals.publish import PublishDockerImageFieldSet
 from pants.backend.docker.target_types import (

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Union
 import pytest
 from docker_mirror import register
 from docker_mirror.generator import DockerMirrorSpecError
-from docker_mirror.testutil.rule_runner_options import default_registry_args
+from docker_mirror_testutil.rule_runner_options import default_registry_args
 from pants.backend.docker.target_types import DockerImageInstructionsField, DockerImageTarget
 from pants.base.specs import RawSpecs, RecursiveGlobSpec
 from pants.core.target_types import TargetGeneratorSourcesHelperTarget
@@ -23,7 +23,7 @@ from pants.engine.addresses import Address, Addresses
 from pants.engine.internals.scheduler import ExecutionError
 from pants.engine.rules import QueryRule
 from pants.testutil.rule_runner import RuleRunner
-from docker_mirror.testutil.spec_grammar import MAX_ERROR_LINE_LENGTH
+from docker_mirror_testutil.spec_grammar import MAX_ERROR_LINE_LENGTH
 
 MEGABYTE = 1_000_000
 HEADER = "src:mirror: invalid spec file, no image generated:"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from docker_mirror.testutil.rule_runner_options import default_registry_args, generator_rule_runner
+from docker_mirror_testutil.rule_runner_options import default_registry_args, generator_rule_runner
 from pants.backend.docker.target_types import (
     DockerImageBuildPullOptionField,
     DockerImageInstructionsField,

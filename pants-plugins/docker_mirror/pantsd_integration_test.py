@@ -15,10 +15,10 @@ from __future__ import annotations
 from typing import Callable
 
 import pytest
-from docker_mirror.testutil.images import make_image, push_oci_image
-from docker_mirror.testutil.pants_repo import PantsRepo, PantsResult, PantsStats
-from docker_mirror.testutil.registries import Registry, more_than_heads, requests_for
-from docker_mirror.testutil.skopeo_tap import SkopeoTap
+from docker_mirror_testutil.images import make_image, push_oci_image
+from docker_mirror_testutil.pants_repo import PantsRepo, PantsResult, PantsStats
+from docker_mirror_testutil.registries import Registry, more_than_heads, requests_for
+from docker_mirror_testutil.skopeo_tap import SkopeoTap
 
 # Copy mode must never need a Docker engine: make any use of one fail.
 NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}

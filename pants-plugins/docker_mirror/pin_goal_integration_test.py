@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-from docker_mirror.testutil.images import make_image, push_oci_image
-from docker_mirror.testutil.machine import require_skopeo
-from docker_mirror.testutil.pants_repo import PantsRepo, PantsResult
-from docker_mirror.testutil.registries import Registry
+from docker_mirror_testutil.images import make_image, push_oci_image
+from docker_mirror_testutil.machine import require_skopeo
+from docker_mirror_testutil.pants_repo import PantsRepo, PantsResult
+from docker_mirror_testutil.registries import Registry
 
 # Copy mode must never need a Docker engine: make any use of one fail.
 NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from docker_mirror.testutil.images import make_image
-from docker_mirror.testutil.pants_repo import PantsRepo
-from docker_mirror.testutil.registries import Registry
+from docker_mirror_testutil.images import make_image
+from docker_mirror_testutil.pants_repo import PantsRepo
+from docker_mirror_testutil.registries import Registry
 
 BUILD = "docker_mirror_images(name='mirror', sources=['images.txt'])\n"
 

@@ -30,7 +30,7 @@ from docker_mirror.extraction import ExtractionError, check_generates, found_ima
 from docker_mirror.extractor.__main__ import extract_file
 from docker_mirror.image_reference import ImageReference
 from docker_mirror.spec import SpecError, parse_spec, parse_spec_files
-from docker_mirror.testutil.machine import REPO_ROOT, unavailable
+from docker_mirror_testutil.machine import REPO_ROOT, unavailable
 
 CORPUS_ENV = "DOCKER_MIRROR_CORPUS"
 BUILD_ROOT_ENV = "DOCKER_MIRROR_BUILD_ROOT"

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from typing import Callable
 
-from docker_mirror.testutil import cosign
-from docker_mirror.testutil.fault_proxy import passthrough
-from docker_mirror.testutil.images import push_oci_image
-from docker_mirror.testutil.machine import require_skopeo
-from docker_mirror.testutil.oci import digest_tag
-from docker_mirror.testutil.pants_repo import PantsRepo
-from docker_mirror.testutil.referrers import attach_artifact, attach_spdx_sbom, listed_referrers
-from docker_mirror.testutil.referrers_proxy import ReferrersProxy
-from docker_mirror.testutil.registries import Registry
+from docker_mirror_testutil import cosign
+from docker_mirror_testutil.fault_proxy import passthrough
+from docker_mirror_testutil.images import push_oci_image
+from docker_mirror_testutil.machine import require_skopeo
+from docker_mirror_testutil.oci import digest_tag
+from docker_mirror_testutil.pants_repo import PantsRepo
+from docker_mirror_testutil.referrers import attach_artifact, attach_spdx_sbom, listed_referrers
+from docker_mirror_testutil.referrers_proxy import ReferrersProxy
+from docker_mirror_testutil.registries import Registry
 
 BUILD = "docker_mirror_images(name='mirror', sources=['images.txt'], method='copy'{extra})\n"
 NOTATION = "application/vnd.cncf.notary.signature"

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import List, Tuple, Union
 
 from docker_mirror.spec import parse_spec
-from docker_mirror.testutil.machine import REPO_ROOT, unavailable
-from docker_mirror.testutil.spec_strategies import (
+from docker_mirror_testutil.machine import REPO_ROOT, unavailable
+from docker_mirror_testutil.spec_strategies import (
     GeneratedLine,
     blank_lines,
     comment_lines,

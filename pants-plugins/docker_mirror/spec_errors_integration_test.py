@@ -5,7 +5,7 @@ No Docker needed: `pants list` already generates the targets, so it already refu
 
 from __future__ import annotations
 
-from docker_mirror.testutil.pants_repo import PantsRepo
+from docker_mirror_testutil.pants_repo import PantsRepo
 
 BUILD = "docker_mirror_images(name='mirror', sources=['*.txt'])\n"
 

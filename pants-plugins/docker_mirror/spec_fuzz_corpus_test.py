@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from docker_mirror.spec import SpecError
-from docker_mirror.testutil.spec_grammar import check_spec_input
+from docker_mirror_testutil.spec_grammar import check_spec_input
 
 # The repository root in plain pytest, the sandbox root under Pants (`fuzz:corpus` is a dependency).
 CORPUS = Path("fuzz/corpus")

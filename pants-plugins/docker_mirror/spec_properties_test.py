@@ -36,7 +36,7 @@ from docker_mirror.spec import (
 from hypothesis import assume, example, given, note
 from hypothesis import strategies as st
 from pants.engine.addresses import Address, AddressInput
-from docker_mirror.testutil.spec_grammar import (
+from docker_mirror_testutil.spec_grammar import (
     INVALID,
     ModelEntry,
     ModelReference,
@@ -49,7 +49,7 @@ from docker_mirror.testutil.spec_grammar import (
     model_identity,
     model_line,
 )
-from docker_mirror.testutil.spec_strategies import (
+from docker_mirror_testutil.spec_strategies import (
     LOWER_ALNUM,
     GeneratedLine,
     GeneratedReference,

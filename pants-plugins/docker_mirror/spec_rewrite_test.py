@@ -8,7 +8,7 @@ from typing import List, Tuple, Union
 import pytest
 from docker_mirror.spec import SpecError, parse_spec
 from docker_mirror.spec_rewrite import reference_span, rewrite_references
-from docker_mirror.testutil.spec_strategies import (
+from docker_mirror_testutil.spec_strategies import (
     GeneratedLine,
     blank_lines,
     comment_lines,

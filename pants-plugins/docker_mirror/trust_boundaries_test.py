@@ -16,7 +16,7 @@ from docker_mirror.util_rules.registry_access import tls_verify
 from docker_mirror.util_rules.skopeo import copy_argv, inspect_argv
 from docker_mirror.spec import SpecEntry, parse_spec
 from hypothesis import example, given
-from docker_mirror.testutil.spec_strategies import GeneratedLine, hosts, spec_lines
+from docker_mirror_testutil.spec_strategies import GeneratedLine, hosts, spec_lines
 
 PATH = "src/images.txt"
 HELPER = "src/images.txt:mirror"

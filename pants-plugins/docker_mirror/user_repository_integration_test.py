@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-from docker_mirror.testutil.images import OciImage, push_oci_image
-from docker_mirror.testutil.machine import REPO_ROOT
-from docker_mirror.testutil.registries import Registry
-from docker_mirror.testutil.user_repo import PluginInstall, UserRepo, build_wheel
+from docker_mirror_testutil.images import OciImage, push_oci_image
+from docker_mirror_testutil.machine import REPO_ROOT
+from docker_mirror_testutil.registries import Registry
+from docker_mirror_testutil.user_repo import PluginInstall, UserRepo, build_wheel
 
 PACKAGE_ROOT = REPO_ROOT / "pants-plugins" / "docker_mirror"
 # A data file that no BUILD file names, added to the copy the wheel is built from: the
@@ -39,7 +39,7 @@ def shipped_files(package_root: Path) -> set[str]:
     shipped = {f"docker_mirror/{RESOURCE}"}
     for path in package_root.rglob("*"):
         relpath = path.relative_to(package_root)
-        if path.is_dir() or relpath.parts[0] == "testutil" or "__pycache__" in relpath.parts:
+        if path.is_dir() or "__pycache__" in relpath.parts:
             continue
         if path.name in ("BUILD", "conftest.py") or path.name.endswith("_test.py"):
             continue
@@ -48,7 +48,7 @@ def shipped_files(package_root: Path) -> set[str]:
 
 
 def test_the_wheel_holds_the_package_and_states_what_it_needs(wheel: Path) -> None:
-    """The package's modules and data files, no tests, conftest or testutil; a name and version
+    """The package's modules and data files, no tests or conftest (the test kit is a package of its own); a name and version
     to pin in `plugins`, any Python that Pants 2.17 to 2.33 runs on, and no requirement on Pants
     unless asked for with the `pants` extra."""
     with zipfile.ZipFile(wheel) as archive:

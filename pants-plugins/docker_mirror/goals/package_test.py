@@ -26,8 +26,8 @@ from docker_mirror.util_rules.referrers import (
     ReferrersPlan,
 )
 from pants.util.frozendict import FrozenDict
-from docker_mirror.testutil.probe_results import failed as probe_failed
-from docker_mirror.testutil.probe_results import INDEX, probed, served
+from docker_mirror_testutil.probe_results import failed as probe_failed
+from docker_mirror_testutil.probe_results import INDEX, probed, served
 from docker_mirror.util_rules.manifest_reads import resolve_source
 from docker_mirror.util_rules.destinations import Destination, mirror_destinations
 from docker_mirror.util_rules.manifests import OCI_INDEX, manifest_digest

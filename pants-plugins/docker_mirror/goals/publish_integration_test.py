@@ -22,12 +22,12 @@ from docker_mirror.util_rules.manifest_reads import GeneratorReadsRequest
 from docker_mirror.util_rules.manifests import manifest_digest
 from docker_mirror.util_rules.probe import ProbedManifests
 from docker_mirror.util_rules.skopeo import Skopeo
-from docker_mirror.testutil.images import OciImage, push_oci_image
-from docker_mirror.testutil.machine import require_skopeo
-from docker_mirror.testutil.oci import digest_tag
-from docker_mirror.testutil.registries import Registry, htpasswd_entry, more_than_heads, requests_for
-from docker_mirror.testutil.rule_runner_options import pex_building_options
-from docker_mirror.testutil.skopeo_tap import SkopeoTap
+from docker_mirror_testutil.images import OciImage, push_oci_image
+from docker_mirror_testutil.machine import require_skopeo
+from docker_mirror_testutil.oci import digest_tag
+from docker_mirror_testutil.registries import Registry, htpasswd_entry, more_than_heads, requests_for
+from docker_mirror_testutil.rule_runner_options import pex_building_options
+from docker_mirror_testutil.skopeo_tap import SkopeoTap
 from pants.backend.docker.target_types import DockerImageTarget
 from pants.core.goals.package import BuiltPackage
 from pants.core.goals.publish import PublishPackages, PublishProcesses

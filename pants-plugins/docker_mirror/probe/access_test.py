@@ -11,7 +11,7 @@ from typing import Iterator, Tuple
 import pytest
 
 from docker_mirror.probe import access
-from docker_mirror.testutil.tls import make_certificates
+from docker_mirror_testutil.tls import make_certificates
 
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[Tuple[int, Path]]:

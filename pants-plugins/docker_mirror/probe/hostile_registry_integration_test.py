@@ -18,7 +18,7 @@ from typing import Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
-from docker_mirror.testutil.hostile_registry import (
+from docker_mirror_testutil.hostile_registry import (
     Hold,
     HostileServer,
     Raw,
@@ -26,8 +26,8 @@ from docker_mirror.testutil.hostile_registry import (
     Request,
     digest_reply,
 )
-from docker_mirror.testutil.probe_process import Run, basic, docker_config, run_probe, trust_ca
-from docker_mirror.testutil.tls import make_certificates
+from docker_mirror_testutil.probe_process import Run, basic, docker_config, run_probe, trust_ca
+from docker_mirror_testutil.tls import make_certificates
 
 DIGEST = "sha256:" + "ab" * 32
 FORGED = "sha256:" + "66" * 32

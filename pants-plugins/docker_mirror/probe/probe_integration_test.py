@@ -20,17 +20,17 @@ from typing import Any, Dict, Iterator
 
 import pytest
 
-from docker_mirror.testutil.fault_proxy import FaultProxy, always, first, passthrough
-from docker_mirror.testutil.probe_process import (
+from docker_mirror_testutil.fault_proxy import FaultProxy, always, first, passthrough
+from docker_mirror_testutil.probe_process import (
     PROBE_TIMEOUT,
     basic,
     credential_helper,
     docker_config,
     run_probe,
 )
-from docker_mirror.testutil.pushes import push_image, push_index
-from docker_mirror.testutil.registries import Registry, start_registry
-from docker_mirror.testutil.token_server import TokenServer
+from docker_mirror_testutil.pushes import push_image, push_index
+from docker_mirror_testutil.registries import Registry, start_registry
+from docker_mirror_testutil.token_server import TokenServer
 
 USER, PASSWORD = "mirror", "correct-horse-battery-staple"
 _MANIFEST_REQUEST = re.compile(r'"(HEAD|GET) /v2/\S+/manifests/\S+ HTTP')

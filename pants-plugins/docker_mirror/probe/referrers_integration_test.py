@@ -21,8 +21,8 @@ from docker_mirror.probe.registry import RegistryError, RegistrySession
 from docker_mirror.probe.retry import RetryPolicy
 from docker_mirror.probe.secrets import Secrets
 from docker_mirror.probe.transport import HttpClient
-from docker_mirror.testutil.hostile_registry import HostileServer, Reply, Request
-from docker_mirror.testutil.registries import Registry, start_registry
+from docker_mirror_testutil.hostile_registry import HostileServer, Reply, Request
+from docker_mirror_testutil.registries import Registry, start_registry
 
 SUBJECT = "sha256:" + "ab" * 32
 

@@ -24,9 +24,9 @@ from docker_mirror.probe.registry import RegistrySession
 from docker_mirror.probe.retry import RetryPolicy
 from docker_mirror.probe.secrets import Secrets
 from docker_mirror.probe.transport import HttpClient
-from docker_mirror.testutil.probe_process import basic, docker_config
-from docker_mirror.testutil.registries import Registry, start_registry
-from docker_mirror.testutil.token_server import TokenServer
+from docker_mirror_testutil.probe_process import basic, docker_config
+from docker_mirror_testutil.registries import Registry, start_registry
+from docker_mirror_testutil.token_server import TokenServer
 
 PASSWORD = "correct-horse-battery-staple"
 BLOB = os.urandom(5 * 1024 * 1024 + 123)

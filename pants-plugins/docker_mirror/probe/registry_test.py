@@ -25,7 +25,7 @@ from docker_mirror.probe.registry import RegistrySession
 from docker_mirror.probe.retry import RetryPolicy
 from docker_mirror.probe.secrets import Secrets
 from docker_mirror.probe.transport import HttpClient
-from docker_mirror.testutil.hostile_registry import HostileServer, Reply, Request, digest_reply
+from docker_mirror_testutil.hostile_registry import HostileServer, Reply, Request, digest_reply
 
 DIGEST = "sha256:" + "ab" * 32
 MANIFEST = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'

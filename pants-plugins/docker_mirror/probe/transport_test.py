@@ -16,9 +16,9 @@ from docker_mirror.probe import transport
 from docker_mirror.probe.access import Routes, proxy_for
 from docker_mirror.probe.secrets import Secrets
 from docker_mirror.probe.transport import HttpClient, Request, Response
-from docker_mirror.testutil.hostile_registry import Answer, Hold, HostileServer, Raw, Reply, digest_reply
-from docker_mirror.testutil.hostile_registry import Request as Served
-from docker_mirror.testutil.tls import make_certificates
+from docker_mirror_testutil.hostile_registry import Answer, Hold, HostileServer, Raw, Reply, digest_reply
+from docker_mirror_testutil.hostile_registry import Request as Served
+from docker_mirror_testutil.tls import make_certificates
 
 DIGEST = "sha256:" + "ab" * 32
 T = TypeVar("T")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from docker_mirror.testutil.probe_results import (
+from docker_mirror_testutil.probe_results import (
     AMD64_DIGEST,
     ARM64_DIGEST,
     INDEX,

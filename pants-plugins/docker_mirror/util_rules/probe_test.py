@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
-from docker_mirror.testutil.probe_results import failed
+from docker_mirror_testutil.probe_results import failed
 from docker_mirror.util_rules.probe import (
     ProbeSettings,
     failed_probe,

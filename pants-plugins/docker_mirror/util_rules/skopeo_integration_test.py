@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-from docker_mirror.testutil.images import push_oci_image
-from docker_mirror.testutil.machine import require_skopeo, unavailable
-from docker_mirror.testutil.registries import Registry
+from docker_mirror_testutil.images import push_oci_image
+from docker_mirror_testutil.machine import require_skopeo, unavailable
+from docker_mirror_testutil.registries import Registry
 from docker_mirror.util_rules.skopeo import (
     copy_argv,
     describe_failure,

@@ -47,15 +47,15 @@ from typing import Any, Mapping, Optional
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from docker_mirror.testutil.oci import (
+from docker_mirror_testutil.oci import (
     OCI_CONFIG,
     descriptor,
     digest_tag,
     go_json,
     parse_json_object,
 )
-from docker_mirror.testutil.referrers import attach_artifact
-from docker_mirror.testutil.registries import Registry
+from docker_mirror_testutil.referrers import attach_artifact
+from docker_mirror_testutil.registries import Registry
 from docker_mirror.util_rules.manifests import OCI_MANIFEST, manifest_digest
 
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"

@@ -1,4 +1,4 @@
-"""Tests for docker_mirror.testutil.cosign's pure parts: the key as `cosign.pub` holds it, the
+"""Tests for docker_mirror_testutil.cosign's pure parts: the key as `cosign.pub` holds it, the
 simple-signing payload, DSSE's pre-authentication encoding, signing and checking a signature."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from docker_mirror.testutil.cosign import (
+from docker_mirror_testutil.cosign import (
     _sign,
     _verifies,
     dsse_pae,

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-from docker_mirror.testutil.images import push_oci_image
-from docker_mirror.testutil.machine import SCRIPTS, require_skopeo
-from docker_mirror.testutil.oci import OCI_CONFIG
-from docker_mirror.testutil.registries import Registry, htpasswd_entry, start_registry
+from docker_mirror_testutil.images import push_oci_image
+from docker_mirror_testutil.machine import SCRIPTS, require_skopeo
+from docker_mirror_testutil.oci import OCI_CONFIG
+from docker_mirror_testutil.registries import Registry, htpasswd_entry, start_registry
 from docker_mirror.util_rules.manifests import OCI_MANIFEST
 
 

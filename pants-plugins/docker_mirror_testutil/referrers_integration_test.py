@@ -14,12 +14,12 @@ import urllib.request
 from typing import Callable, Iterator
 
 import pytest
-from docker_mirror.testutil import cosign
-from docker_mirror.testutil.fault_proxy import passthrough
-from docker_mirror.testutil.images import OciImage, push_oci_image
-from docker_mirror.testutil.machine import require_skopeo
-from docker_mirror.testutil.oci import digest_tag
-from docker_mirror.testutil.referrers import (
+from docker_mirror_testutil import cosign
+from docker_mirror_testutil.fault_proxy import passthrough
+from docker_mirror_testutil.images import OciImage, push_oci_image
+from docker_mirror_testutil.machine import require_skopeo
+from docker_mirror_testutil.oci import digest_tag
+from docker_mirror_testutil.referrers import (
     ReferrersIndexError,
     add_to_fallback_index,
     attach_artifact,
@@ -28,8 +28,8 @@ from docker_mirror.testutil.referrers import (
     referrer_descriptor,
     referrers_api,
 )
-from docker_mirror.testutil.referrers_proxy import ReferrersProxy
-from docker_mirror.testutil.registries import Registry, requests_for
+from docker_mirror_testutil.referrers_proxy import ReferrersProxy
+from docker_mirror_testutil.registries import Registry, requests_for
 from docker_mirror.util_rules.manifests import OCI_INDEX, OCI_MANIFEST, manifest_digest
 
 REPOSITORY = "team/app"

@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 
-from docker_mirror.testutil.machine import SCRIPTS, require_skopeo
+from docker_mirror_testutil.machine import SCRIPTS, require_skopeo
 
 
 def make_image(reference: str, label: str | None = None) -> str:

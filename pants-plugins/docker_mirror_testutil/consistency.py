@@ -12,7 +12,7 @@ import urllib.request
 from collections import Counter
 from typing import Dict, Mapping, Optional, Tuple
 
-from docker_mirror.testutil.registries import MANIFEST_MEDIA_TYPES, Registry
+from docker_mirror_testutil.registries import MANIFEST_MEDIA_TYPES, Registry
 
 # Tags checked, blobs fetched, blobs missing (or not matching their digest), tags overwritten
 # wrongly, over every call in the session.

@@ -1,9 +1,9 @@
-"""Tests for docker_mirror.testutil.registries.Traffic: counting a run's requests from lines of
+"""Tests for docker_mirror_testutil.registries.Traffic: counting a run's requests from lines of
 a real `docker-registry` access log."""
 
 from __future__ import annotations
 
-from docker_mirror.testutil.registries import Traffic
+from docker_mirror_testutil.registries import Traffic
 
 
 def access_line(method: str, path: str, status: int = 200) -> str:

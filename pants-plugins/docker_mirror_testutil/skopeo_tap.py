@@ -9,7 +9,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from docker_mirror.testutil.machine import require_skopeo
+from docker_mirror_testutil.machine import require_skopeo
 
 # Pants runs skopeo without PATH: the wrapper names every binary by its absolute path and uses
 # bash builtins otherwise.

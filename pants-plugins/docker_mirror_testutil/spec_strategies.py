@@ -14,7 +14,7 @@ from typing import Optional
 
 from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
-from docker_mirror.testutil.spec_grammar import ModelEntry, ModelReference
+from docker_mirror_testutil.spec_grammar import ModelEntry, ModelReference
 
 settings.register_profile(
     "bounded",

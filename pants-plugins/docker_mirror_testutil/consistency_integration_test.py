@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Callable
 
 import pytest
-from docker_mirror.testutil.consistency import BUILT, assert_destination_consistent
-from docker_mirror.testutil.pushes import push_image
-from docker_mirror.testutil.registries import Registry
+from docker_mirror_testutil.consistency import BUILT, assert_destination_consistent
+from docker_mirror_testutil.pushes import push_image
+from docker_mirror_testutil.registries import Registry
 
 
 def test_it_passes_a_correct_destination_and_catches_each_kind_of_damage(

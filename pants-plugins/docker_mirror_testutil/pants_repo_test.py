@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from docker_mirror.testutil.pants_repo import without_toml_tables
+from docker_mirror_testutil.pants_repo import without_toml_tables
 
 TOML = """[GLOBAL]
 pants_version = "2.17.1"

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from docker_mirror.testutil.machine import REPO_ROOT
-from docker_mirror.testutil.registries import Registry
+from docker_mirror_testutil.machine import REPO_ROOT
+from docker_mirror_testutil.registries import Registry
 
 
 @dataclass(frozen=True, repr=False)

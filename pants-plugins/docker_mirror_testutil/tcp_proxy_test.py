@@ -9,7 +9,7 @@ import urllib.request
 from typing import Iterator
 
 import pytest
-from docker_mirror.testutil.tcp_proxy import DelayingProxy
+from docker_mirror_testutil.tcp_proxy import DelayingProxy
 
 BODY = bytes(range(256)) * 8192  # 2 MiB: many reads of the proxy's 64 KiB
 

@@ -1,4 +1,4 @@
-"""docker_mirror.testutil.cosign against a real `docker-registry`: what `sign`, `attest` and
+"""docker_mirror_testutil.cosign against a real `docker-registry`: what `sign`, `attest` and
 `attach_sbom` push is cosign's layout, read back through the registry API and `skopeo inspect
 --raw`; `verify_signature` accepts a signature made with the key, and refuses the others."""
 
@@ -12,12 +12,12 @@ from typing import Callable
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from docker_mirror.testutil import cosign
-from docker_mirror.testutil.images import OciImage, push_oci_image
-from docker_mirror.testutil.machine import require_skopeo
-from docker_mirror.testutil.oci import OCI_CONFIG, digest_tag
-from docker_mirror.testutil.referrers import spdx_document
-from docker_mirror.testutil.registries import Registry
+from docker_mirror_testutil import cosign
+from docker_mirror_testutil.images import OciImage, push_oci_image
+from docker_mirror_testutil.machine import require_skopeo
+from docker_mirror_testutil.oci import OCI_CONFIG, digest_tag
+from docker_mirror_testutil.referrers import spdx_document
+from docker_mirror_testutil.registries import Registry
 from docker_mirror.util_rules.manifests import OCI_MANIFEST, manifest_digest
 
 REPOSITORY = "team/signed"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from docker_mirror import generator
 from docker_mirror.target_types import DockerMirrorImagesTargetGenerator, DockerMirrorImageTarget
-from docker_mirror.testutil.machine import REPO_ROOT
+from docker_mirror_testutil.machine import REPO_ROOT
 from pants.backend.docker.target_types import DockerImageTarget
 from pants.core.target_types import TargetGeneratorSourcesHelperTarget
 from pants.testutil.rule_runner import RuleRunner

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from docker_mirror.testutil.machine import SCRIPTS, unavailable
+from docker_mirror_testutil.machine import SCRIPTS, unavailable
 from docker_mirror.util_rules.manifests import manifest_digest
 
 MANIFEST_MEDIA_TYPES = ", ".join(

@@ -12,9 +12,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from docker_mirror.testutil.machine import REPO_ROOT
-from docker_mirror.testutil.pants_repo import PantsRepo, PantsResult
-from docker_mirror.testutil.registries import Registry
+from docker_mirror_testutil.machine import REPO_ROOT
+from docker_mirror_testutil.pants_repo import PantsRepo, PantsResult
+from docker_mirror_testutil.registries import Registry
 
 DIST = "pants-plugins/docker_mirror:dist"
 # What the wheel's build reads (`//:repo-config` and `//:dist-inputs` in the root BUILD file).

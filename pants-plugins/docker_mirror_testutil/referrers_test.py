@@ -1,11 +1,11 @@
-"""Tests for docker_mirror.testutil.referrers and referrers_proxy's pure parts: how a referrer is
+"""Tests for docker_mirror_testutil.referrers and referrers_proxy's pure parts: how a referrer is
 described (the distribution spec's rules), a query's `artifactType`, a chunked body."""
 
 from __future__ import annotations
 
-from docker_mirror.testutil.oci import descriptor, go_json
-from docker_mirror.testutil.referrers import referrer_descriptor, subject_of
-from docker_mirror.testutil.referrers_proxy import _artifact_types, _dechunked
+from docker_mirror_testutil.oci import descriptor, go_json
+from docker_mirror_testutil.referrers import referrer_descriptor, subject_of
+from docker_mirror_testutil.referrers_proxy import _artifact_types, _dechunked
 from docker_mirror.util_rules.manifests import OCI_INDEX, OCI_MANIFEST
 
 SUBJECT = "sha256:" + "5" * 64

@@ -1,4 +1,4 @@
-"""Tests for docker_mirror.testutil.oci: JSON as Go writes it, descriptors, digest tags."""
+"""Tests for docker_mirror_testutil.oci: JSON as Go writes it, descriptors, digest tags."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 import json
 
 import pytest
-from docker_mirror.testutil.oci import descriptor, digest_tag, go_json
+from docker_mirror_testutil.oci import descriptor, digest_tag, go_json
 
 HEX = "ab" * 32
 

@@ -30,7 +30,7 @@ import re
 import urllib.parse
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from docker_mirror.testutil.fault_proxy import (
+from docker_mirror_testutil.fault_proxy import (
     Fault,
     FaultProxy,
     Plan,
@@ -39,9 +39,9 @@ from docker_mirror.testutil.fault_proxy import (
     _Head,
     _Upstream,
 )
-from docker_mirror.testutil.oci import go_json
-from docker_mirror.testutil.referrers import referrer_descriptor, subject_of
-from docker_mirror.testutil.registries import Registry
+from docker_mirror_testutil.oci import go_json
+from docker_mirror_testutil.referrers import referrer_descriptor, subject_of
+from docker_mirror_testutil.registries import Registry
 from docker_mirror.util_rules.manifests import OCI_INDEX
 
 _REFERRERS = re.compile(r"^/v2/(?P<name>.+)/referrers/(?P<digest>[^/?]*)(?:\?(?P<query>.*))?$")
