@@ -12,7 +12,7 @@ from docker_mirror_testutil.images import push_oci_image
 from docker_mirror_testutil.machine import require_skopeo
 from docker_mirror_testutil.pants_repo import PantsRepo
 from docker_mirror_testutil.registries import Registry
-from docker_mirror.util_rules.manifests import manifest_digest
+from docker_mirror.oci.manifests import manifest_digest
 
 BUILD = "docker_mirror_images(name='mirror', sources=['images.txt'], method='copy')\n"
 # Copy mode must never need a Docker engine: make any use of one fail.

@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from docker_mirror.image_reference import normalized_platform
+from docker_mirror.oci.reference import normalized_platform
 from docker_mirror.spec import SpecEntry
-from docker_mirror.untrusted_text import shorten, visible
+from docker_mirror.oci.untrusted_text import shorten, visible
 from docker_mirror.util_rules.destinations import mirror_destinations
 from pants.backend.docker.registries import DockerRegistries, DockerRegistryOptionsNotFoundError
 from pants.backend.docker.target_types import (

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from docker_mirror.generation import plan_images
-from docker_mirror.image_reference import ImageIdentity, ImageReference
+from docker_mirror.oci.reference import ImageIdentity, ImageReference
 from docker_mirror.spec import SpecEntry, SpecError, parse_spec_files
-from docker_mirror.untrusted_text import quote, shorten, visible
+from docker_mirror.oci.untrusted_text import quote, shorten, visible
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 # Kinds and names from the manifests end up in spec-file comments: only these characters, so a

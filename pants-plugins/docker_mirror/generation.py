@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from docker_mirror.image_reference import DOCKER_HUB, DOCKER_HUB_NAMES
+from docker_mirror.oci.reference import DOCKER_HUB, DOCKER_HUB_NAMES
 from docker_mirror.spec import SpecEntry, SpecError, SpecLineError, assign_names, parse_spec_files
 from docker_mirror.target_types import (
     DockerMirrorImagesBuildArgsField,
@@ -29,7 +29,7 @@ from docker_mirror.target_types import (
     DockerMirrorSourceImageField,
     TARGET_REPOSITORY,
 )
-from docker_mirror.util_rules.registry_access import split_registry_address
+from docker_mirror.oci.registry_access import split_registry_address
 from pants.backend.docker.registries import DockerRegistries, DockerRegistryOptionsNotFoundError
 from pants.backend.docker.target_types import (
     DockerImageBuildPullOptionField,

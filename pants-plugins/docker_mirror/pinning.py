@@ -22,16 +22,16 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from docker_mirror.image_reference import ImageReference
+from docker_mirror.oci.media_types import DIGEST
+from docker_mirror.oci.reference import ImageReference
 from docker_mirror.spec import SpecEntry, SpecError, SpecLineError, parse_spec
 from docker_mirror.spec_rewrite import rewrite_references
-from docker_mirror.untrusted_text import quote
+from docker_mirror.oci.untrusted_text import quote
 
 PIN = "pin"
 UPDATE = "update"
 CHECK = "check"
 
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
 
 
 def short_digest(digest: str) -> str:
@@ -124,7 +124,7 @@ def plan_file(path: str, content: bytes, served: Mapping[str, Served], mode: str
         current = entry.reference.digest
         answer = served.get(wanted) or Served(problem=f"cannot resolve {wanted}: it was not read")
         problem = answer.problem
-        if problem is None and (answer.digest is None or not _DIGEST.fullmatch(answer.digest)):
+        if problem is None and (answer.digest is None or not DIGEST.fullmatch(answer.digest)):
             problem = (
                 f"cannot resolve {wanted}: the registry answered "
                 f"{quote(answer.digest or '')}, not a sha256 digest"

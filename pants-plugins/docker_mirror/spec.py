@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from docker_mirror.image_reference import (
+from docker_mirror.oci.reference import (
     FAST_PATH_MAX_LENGTH,
     PLATFORM_SOURCE,
     REFERENCE_SOURCE,
@@ -33,7 +33,7 @@ from docker_mirror.image_reference import (
     fast_name_ok,
     platform_problem,
 )
-from docker_mirror.untrusted_text import QUOTE_LIMIT, quote, shorten, visible
+from docker_mirror.oci.untrusted_text import QUOTE_LIMIT, quote, shorten, visible
 
 _STAGE_NAME_SOURCE = r"[A-Za-z][A-Za-z0-9_.-]{0,127}"
 _STAGE_NAME = re.compile(_STAGE_NAME_SOURCE, re.ASCII)

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import List, Tuple
 from unittest import mock
 
-import docker_mirror.image_reference as reference_module
+import docker_mirror.oci.reference as reference_module
 import docker_mirror.spec as spec_module
-from docker_mirror.image_reference import ImageReference
+from docker_mirror.oci.reference import ImageReference
 from docker_mirror.spec import (
     SpecEntry,
     SpecError,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from docker_mirror.image_reference import ImageReference
+from docker_mirror.oci.reference import ImageReference
 from docker_mirror.spec import SpecEntry, parse_spec
 
 _UTF8_BOM = b"\xef\xbb\xbf"

@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from docker_mirror.image_reference import ImageReference
+from docker_mirror.oci.reference import ImageReference
 from docker_mirror.spec import (
     SpecEntry,
     SpecError,
@@ -976,7 +976,7 @@ def parse_outcome(content: bytes) -> object:
 
 
 def test_fast_and_slow_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
-    import docker_mirror.image_reference as reference_module
+    import docker_mirror.oci.reference as reference_module
     import docker_mirror.spec as spec_module
 
     rng = random.Random(7)

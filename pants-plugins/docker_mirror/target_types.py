@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Iterable, Optional, Tuple
 
 from docker_mirror.compat import UnmatchedBuildFileGlobs
-from docker_mirror.image_reference import ImageReference, is_valid_platform
+from docker_mirror.oci.reference import ImageReference, is_valid_platform
 from docker_mirror.util_rules.signature_keys import key_path_candidates
 from pants.backend.docker.registries import ALL_DEFAULT_REGISTRIES
 from pants.backend.docker.target_types import (

@@ -11,8 +11,8 @@ import ipaddress
 
 from docker_mirror.target_types import DockerMirrorPlatformField, DockerMirrorSourceImageField
 from docker_mirror.generation import BUILD, COPY, PlannedImage, image_field_values
-from docker_mirror.image_reference import DOCKER_HUB, registry_host
-from docker_mirror.util_rules.registry_access import tls_verify
+from docker_mirror.oci.reference import DOCKER_HUB, registry_host
+from docker_mirror.oci.registry_access import tls_verify
 from docker_mirror.util_rules.skopeo import copy_argv, inspect_argv
 from docker_mirror.spec import SpecEntry, parse_spec
 from hypothesis import example, given

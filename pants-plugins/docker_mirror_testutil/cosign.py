@@ -56,7 +56,7 @@ from docker_mirror_testutil.oci import (
 )
 from docker_mirror_testutil.referrers import attach_artifact
 from docker_mirror_testutil.registries import Registry
-from docker_mirror.util_rules.manifests import OCI_MANIFEST, manifest_digest
+from docker_mirror.oci.manifests import OCI_MANIFEST, manifest_digest
 
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"

@@ -18,7 +18,7 @@ from docker_mirror_testutil.machine import require_skopeo
 from docker_mirror_testutil.oci import OCI_CONFIG, digest_tag
 from docker_mirror_testutil.referrers import spdx_document
 from docker_mirror_testutil.registries import Registry
-from docker_mirror.util_rules.manifests import OCI_MANIFEST, manifest_digest
+from docker_mirror.oci.manifests import OCI_MANIFEST, manifest_digest
 
 REPOSITORY = "team/signed"
 

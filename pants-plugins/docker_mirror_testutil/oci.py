@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Optional
 
-from docker_mirror.util_rules.manifests import manifest_digest
+from docker_mirror.oci.manifests import manifest_digest
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 # The image spec's empty descriptor (v1.1): the config of an artifact that has none, `{}`.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from docker_mirror.util_rules.manifests import OCI_INDEX, OCI_MANIFEST, manifest_digest, parse_manifest
+from docker_mirror.oci.manifests import OCI_INDEX, OCI_MANIFEST, manifest_digest, parse_manifest
 from docker_mirror.util_rules.probe import ProbedManifest, ProbedManifests
 from pants.util.frozendict import FrozenDict
 

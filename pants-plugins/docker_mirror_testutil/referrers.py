@@ -20,7 +20,7 @@ from typing import Any, Mapping, Optional
 
 from docker_mirror_testutil.oci import OCI_EMPTY, descriptor, digest_tag, go_json, parse_json_object
 from docker_mirror_testutil.registries import Registry
-from docker_mirror.util_rules.manifests import INDEX_MEDIA_TYPES, OCI_INDEX, OCI_MANIFEST
+from docker_mirror.oci.manifests import INDEX_MEDIA_TYPES, OCI_INDEX, OCI_MANIFEST
 
 SPDX_JSON = "application/spdx+json"
 CREATED_ANNOTATION = "org.opencontainers.image.created"

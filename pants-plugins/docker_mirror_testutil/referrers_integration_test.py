@@ -30,7 +30,7 @@ from docker_mirror_testutil.referrers import (
 )
 from docker_mirror_testutil.referrers_proxy import ReferrersProxy
 from docker_mirror_testutil.registries import Registry, requests_for
-from docker_mirror.util_rules.manifests import OCI_INDEX, OCI_MANIFEST, manifest_digest
+from docker_mirror.oci.manifests import OCI_INDEX, OCI_MANIFEST, manifest_digest
 
 REPOSITORY = "team/app"
 

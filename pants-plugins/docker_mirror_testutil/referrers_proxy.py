@@ -42,7 +42,7 @@ from docker_mirror_testutil.fault_proxy import (
 from docker_mirror_testutil.oci import go_json
 from docker_mirror_testutil.referrers import referrer_descriptor, subject_of
 from docker_mirror_testutil.registries import Registry
-from docker_mirror.util_rules.manifests import OCI_INDEX
+from docker_mirror.oci.manifests import OCI_INDEX
 
 _REFERRERS = re.compile(r"^/v2/(?P<name>.+)/referrers/(?P<digest>[^/?]*)(?:\?(?P<query>.*))?$")
 _MANIFEST = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<reference>[^/?]+)(?:\?.*)?$")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from docker_mirror_testutil.oci import descriptor, go_json
 from docker_mirror_testutil.referrers import referrer_descriptor, subject_of
 from docker_mirror_testutil.referrers_proxy import _artifact_types, _dechunked
-from docker_mirror.util_rules.manifests import OCI_INDEX, OCI_MANIFEST
+from docker_mirror.oci.manifests import OCI_INDEX, OCI_MANIFEST
 
 SUBJECT = "sha256:" + "5" * 64
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Mapping
 
 from docker_mirror_testutil.machine import SCRIPTS, unavailable
-from docker_mirror.util_rules.manifests import manifest_digest
+from docker_mirror.oci.manifests import manifest_digest
 
 MANIFEST_MEDIA_TYPES = ", ".join(
     [

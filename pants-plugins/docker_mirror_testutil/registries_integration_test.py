@@ -23,7 +23,7 @@ from docker_mirror_testutil.images import push_oci_image
 from docker_mirror_testutil.machine import SCRIPTS, require_skopeo
 from docker_mirror_testutil.oci import OCI_CONFIG
 from docker_mirror_testutil.registries import Registry, htpasswd_entry, start_registry
-from docker_mirror.util_rules.manifests import OCI_MANIFEST
+from docker_mirror.oci.manifests import OCI_MANIFEST
 
 
 class _FakeRegistry(http.server.BaseHTTPRequestHandler):

@@ -343,7 +343,7 @@ def check_spec_input(content: bytes, path: str) -> Union[Sequence[SpecEntry], Sp
     3. its fast path (whole-line regex) and slow path (per-part checks) agree;
     4. `parse_spec_files` and `assign_names` raise only SpecError, and names are safe.
     """
-    import docker_mirror.image_reference as reference_module
+    import docker_mirror.oci.reference as reference_module
     import docker_mirror.spec as spec_module
 
     result = check_parse_outcome(content, path)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from docker_mirror.compat import created_digest, rule_call
-from docker_mirror.image_reference import registry_host
+from docker_mirror.oci.reference import registry_host
 from docker_mirror.target_types import (
     DockerMirrorImageOutputPathField,
     DockerMirrorImageRegistriesField,

@@ -30,7 +30,8 @@ from docker_mirror_testutil.probe_results import failed as probe_failed
 from docker_mirror_testutil.probe_results import INDEX, probed, served
 from docker_mirror.util_rules.manifest_reads import resolve_source
 from docker_mirror.util_rules.destinations import Destination, mirror_destinations
-from docker_mirror.util_rules.manifests import OCI_INDEX, manifest_digest
+from docker_mirror.oci.manifests import manifest_digest
+from docker_mirror.oci.media_types import OCI_INDEX
 from docker_mirror.util_rules.skopeo import CopyOutcome
 from pants.engine.unions import UnionMembership
 from pants.backend.docker.registries import DockerRegistries

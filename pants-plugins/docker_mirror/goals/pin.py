@@ -31,7 +31,7 @@ from docker_mirror.target_types import (
     DockerMirrorImagesSourcesField,
     DockerMirrorImagesTargetGenerator,
 )
-from docker_mirror.untrusted_text import shorten, visible
+from docker_mirror.oci.untrusted_text import shorten, visible
 from docker_mirror.util_rules.probe import ProbedManifests, ProbeRequest, run_probe
 from docker_mirror.util_rules.skopeo import at_registry
 from pants.core.target_types import TargetGeneratorSourcesHelperTarget

@@ -23,7 +23,7 @@ from docker_mirror.target_types import (
     DockerMirrorSourceImageField,
 )
 from docker_mirror.util_rules.destinations import Destination
-from docker_mirror.image_reference import ImageReference, registry_host
+from docker_mirror.oci.reference import ImageReference, registry_host
 from docker_mirror.util_rules.manifest_reads import (
     GeneratorReadsRequest,
     ResolvedSource,

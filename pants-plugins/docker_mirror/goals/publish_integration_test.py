@@ -19,7 +19,7 @@ from docker_mirror.goals.publish import (
     PublishDockerMirrorImageRequest,
 )
 from docker_mirror.util_rules.manifest_reads import GeneratorReadsRequest
-from docker_mirror.util_rules.manifests import manifest_digest
+from docker_mirror.oci.manifests import manifest_digest
 from docker_mirror.util_rules.probe import ProbedManifests
 from docker_mirror.util_rules.skopeo import Skopeo
 from docker_mirror_testutil.images import OciImage, push_oci_image

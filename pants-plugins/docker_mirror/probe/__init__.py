@@ -29,7 +29,7 @@ Written here by hand, because it is the registry's protocol or the probe's polic
 redirects one hop at a time, because a registry's credentials, TLS settings and proxy must
 follow the host each hop reaches, which aiohttp's own redirects do not do (`transport`); which
 TLS settings and proxy a host gets, as Docker and skopeo decide them (`access`); the reference
-grammar (`reference`, the same as `docker_mirror.image_reference`); the `WWW-Authenticate` parser
+grammar (`reference`, the same as `docker_mirror.oci.reference`); the `WWW-Authenticate` parser
 (`challenge`; aiohttp's is private) and the distribution spec's Bearer token flow and Basic auth
 (`auth`); the one authorized request path with its retries and time budget (`registry`);
 what a manifest answer means (`manifests`); credential lookup in skopeo's and Docker's files and

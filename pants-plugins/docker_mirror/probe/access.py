@@ -1,7 +1,7 @@
 """How to reach a host: verified TLS or not, which CAs, which proxy. Decided for each host the
 probe contacts (a registry, its token realm, a host it redirects to), whoever named it.
 
-The rule is `docker_mirror.util_rules.registry_access.tls_verify`, the one the plugin passes
+The rule is `docker_mirror.oci.registry_access.tls_verify`, the one the plugin passes
 `skopeo` flags by: loopback hosts (`localhost`, `127.0.0.0/8`, `::1`) and those that match an
 `insecure_registries` entry (`host`, `host:port` or a CIDR range) are spoken to without TLS
 verification (a registry among them is tried over HTTPS, then plain HTTP, as Docker and skopeo
@@ -31,7 +31,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from yarl import URL
 
 from docker_mirror.probe.secrets import SECRETS, Secrets
-from docker_mirror.util_rules.registry_access import (
+from docker_mirror.oci.registry_access import (
     is_loopback_registry,
     split_registry_address,
     tls_verify,

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Tuple
 
-from docker_mirror.image_reference import DOCKER_HUB
+from docker_mirror.oci.reference import DOCKER_HUB
 from docker_mirror.probe.reference import DOCKER_HUB_ALIASES
 from docker_mirror.probe.secrets import SECRETS, Secrets
 

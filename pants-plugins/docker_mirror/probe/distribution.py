@@ -17,15 +17,13 @@ from typing import Any, AsyncIterable, AsyncIterator, Callable, List, Optional, 
 from yarl import URL
 
 from docker_mirror.probe.auth import Scope
-from docker_mirror.probe.manifests import ACCEPT, probe_manifest
+from docker_mirror.oci.media_types import OCI_INDEX, REFERRER_ACCEPT
+from docker_mirror.probe.manifests import probe_manifest
 from docker_mirror.probe.mirror_referrers import Served
 from docker_mirror.probe.reference import Reference
 from docker_mirror.probe.registry import Answer, RegistryError, RegistrySession, reason_phrase
 from docker_mirror.probe.transport import HttpError
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-# Referrer manifests are OCI manifests, and artifact manifests of older writers.
-MANIFEST_ACCEPT = ACCEPT + ", application/vnd.oci.artifact.manifest.v1+json"
 # The referrers API pages its answer (`Link: <...>; rel="next"`); an image has a handful.
 MAX_REFERRER_PAGES = 16
 

@@ -8,18 +8,14 @@ import hashlib
 import re
 from typing import Optional
 
+from docker_mirror.oci.media_types import DIGEST, MANIFEST_ACCEPT
 from docker_mirror.probe.access import authority
 from docker_mirror.probe.auth import Scope, parse_json
 from docker_mirror.probe.protocol import ReferenceResult
-from docker_mirror.probe.reference import DIGEST, Reference
+from docker_mirror.probe.reference import Reference
 from docker_mirror.probe.registry import Answer, RegistryError, RegistrySession, reason_phrase
 from docker_mirror.probe.secrets import Secrets
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-ACCEPT = ", ".join([OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST])
 _MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 
 
@@ -30,11 +26,11 @@ async def probe_manifest(session: RegistrySession, reference: Reference, need_bo
     scopes = [Scope(reference.remote_name)]
     try:
         answer = await session.request(method, reference.manifest_path, scopes=scopes,
-                                       subject=reference.shown, headers=[("Accept", ACCEPT)])
+                                       subject=reference.shown, headers=[("Accept", MANIFEST_ACCEPT)])
         if answer.status == 200 and method == "HEAD" and not _header_digest(answer):
             method = "GET"
             answer = await session.request(method, reference.manifest_path, scopes=scopes,
-                                           subject=reference.shown, headers=[("Accept", ACCEPT)])
+                                           subject=reference.shown, headers=[("Accept", MANIFEST_ACCEPT)])
     except RegistryError as e:
         return _result(session, reference, e.outcome, method=e.method or method, http_status=e.status,
                        retry_after_seconds=e.retry_after, message=e.message)

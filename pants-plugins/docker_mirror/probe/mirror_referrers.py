@@ -21,13 +21,15 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import AsyncIterable, AsyncIterator, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
-from docker_mirror.probe.referrers import (
-    BUNDLE_MEDIA_TYPE_PREFIX,
+from docker_mirror.oci.media_types import (
     BUNDLE_PREDICATE_ANNOTATION,
     COSIGN_SIGN_PREDICATE,
+    OCI_INDEX,
+    SIGSTORE_BUNDLE_PREFIX,
+)
+from docker_mirror.probe.referrers import (
     COSIGN_TAG_KINDS,
     MAX_DEPTH,
-    OCI_INDEX,
     CopyItem,
     Descriptor,
     Listing,
@@ -239,7 +241,7 @@ async def _signatures(source: Location, subject: str, listing: Optional[Listing]
         found += simple_signing_signatures(tag, [(l.fields, p) for l, p in zip(layers, payloads)])
     bundles = [
         entry for entry in (listing.entries if listing else ())
-        if (entry.artifact_type or "").startswith(BUNDLE_MEDIA_TYPE_PREFIX)
+        if (entry.artifact_type or "").startswith(SIGSTORE_BUNDLE_PREFIX)
         and entry.annotations.get(BUNDLE_PREDICATE_ANNOTATION, COSIGN_SIGN_PREDICATE) == COSIGN_SIGN_PREDICATE
     ][:MAX_SIGNATURES]  # fmt: skip
     for entry in bundles:

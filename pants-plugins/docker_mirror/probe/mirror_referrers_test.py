@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from docker_mirror.probe.mirror_referrers import Found, Location, Served, copy, find
 from docker_mirror.probe.protocol import CopyResult
-from docker_mirror.probe.referrers import OCI_INDEX, OCI_MANIFEST, Plan, digest_tag
-from docker_mirror.probe.signatures import SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, PublicKey, load_public_key
+from docker_mirror.oci.media_types import COSIGN_SIMPLE_SIGNING, OCI_INDEX, OCI_MANIFEST
+from docker_mirror.probe.referrers import Plan, digest_tag
+from docker_mirror.probe.signatures import SIGNATURE_ANNOTATION, PublicKey, load_public_key
 
 EMPTY_CONFIG = b"{}"
 
@@ -146,7 +147,7 @@ def sign(registry: MemoryRegistry, repository: str, subject: str, key: ec.Ellipt
     ).encode()
     layer = registry.blob(repository, payload)
     layer.update(
-        mediaType=SIMPLE_SIGNING_MEDIA_TYPE,
+        mediaType=COSIGN_SIMPLE_SIGNING,
         annotations={SIGNATURE_ANNOTATION: base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()},
     )
     tag = digest_tag(subject, "sig")

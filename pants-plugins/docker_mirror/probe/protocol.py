@@ -26,7 +26,8 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from docker_mirror.probe.referrers import DIGEST, CopyItem, Listing, Plan, ReferrersError
+from docker_mirror.oci.media_types import DIGEST
+from docker_mirror.probe.referrers import CopyItem, Listing, Plan, ReferrersError
 
 VERSION = 1
 OUTCOMES = ("ok", "not_found", "unauthorized", "denied", "rate_limited", "unreachable", "tls", "error")

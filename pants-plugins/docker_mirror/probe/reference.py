@@ -1,7 +1,7 @@
 """Image references as the registry API names them: which host serves a reference, under which
 repository name and manifest path.
 
-The grammar is `docker_mirror.image_reference`'s (a module of the standard library only, shipped
+The grammar is `docker_mirror.oci.reference`'s (a module of the standard library only, shipped
 in the probe's PEX with it). What it accepts is safe to put in a URL path as is: path components
 are `[a-z0-9._-]`, tags `[A-Za-z0-9_.-]` and digests `sha256:<hex>`.
 """
@@ -12,13 +12,12 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from docker_mirror.image_reference import DOCKER_HUB_NAMES, ImageReference
+from docker_mirror.oci.reference import DOCKER_HUB_NAMES, ImageReference
 
 # Docker Hub's registry API lives on another host than its name, and its official images sit
 # under `library/`.
 DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
 DOCKER_HUB_ALIASES = DOCKER_HUB_NAMES
-DIGEST = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
 
 
 class InvalidReference(ValueError):

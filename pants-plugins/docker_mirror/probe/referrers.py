@@ -27,32 +27,35 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-INDEX_MEDIA_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
-DIGEST = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
+from docker_mirror.oci import media_types
+from docker_mirror.oci.media_types import (
+    BUNDLE_PREDICATE_ANNOTATION,
+    COSIGN_SIGN_PREDICATE,
+    DIGEST,
+    DOCKER_MANIFEST_LIST,
+    INDEX_MEDIA_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
+
 
 # cosign's tag suffixes and what each holds.
 COSIGN_TAG_KINDS = {"sig": "signature", "att": "attestation", "sbom": "SBOM"}
 
 # What a referrer is, by its artifact type (or, for a Sigstore bundle, its predicate type).
-BUNDLE_MEDIA_TYPE_PREFIX = "application/vnd.dev.sigstore.bundle"
-BUNDLE_PREDICATE_ANNOTATION = "dev.sigstore.bundle.predicateType"
-COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
 _KIND_OF_ARTIFACT_TYPE = {
-    "application/vnd.dev.cosign.artifact.sig.v1+json": "signature",
-    "application/vnd.cncf.notary.signature": "signature",
-    "application/vnd.dev.cosign.artifact.att.v1+json": "attestation",
-    "application/vnd.in-toto+json": "attestation",
-    "application/vnd.dsse.envelope.v1+json": "attestation",
-    "application/vnd.dev.cosign.artifact.sbom.v1+json": "SBOM",
-    "application/spdx+json": "SBOM",
-    "text/spdx+json": "SBOM",
-    "text/spdx": "SBOM",
-    "application/vnd.cyclonedx+json": "SBOM",
-    "application/vnd.cyclonedx+xml": "SBOM",
-    "application/vnd.syft+json": "SBOM",
+    media_types.COSIGN_SIGNATURE_ARTIFACT: "signature",
+    media_types.NOTARY_SIGNATURE: "signature",
+    media_types.COSIGN_ATTESTATION_ARTIFACT: "attestation",
+    media_types.IN_TOTO: "attestation",
+    media_types.DSSE_ENVELOPE: "attestation",
+    media_types.COSIGN_SBOM_ARTIFACT: "SBOM",
+    media_types.SPDX_JSON_APPLICATION: "SBOM",
+    media_types.SPDX_JSON: "SBOM",
+    media_types.SPDX: "SBOM",
+    media_types.CYCLONEDX_JSON: "SBOM",
+    media_types.CYCLONEDX_XML: "SBOM",
+    media_types.SYFT_JSON: "SBOM",
 }
 KINDS = ("signature", "attestation", "SBOM", "artifact")
 
@@ -133,7 +136,7 @@ class Descriptor:
     def kind(self) -> str:
         """`signature`, `attestation`, `SBOM` or `artifact`, for the summary."""
         artifact_type = self.artifact_type or ""
-        if artifact_type.startswith(BUNDLE_MEDIA_TYPE_PREFIX):
+        if artifact_type.startswith(media_types.SIGSTORE_BUNDLE_PREFIX):
             predicate = self.annotations.get(BUNDLE_PREDICATE_ANNOTATION)
             return "signature" if predicate == COSIGN_SIGN_PREDICATE else "attestation"
         return _KIND_OF_ARTIFACT_TYPE.get(artifact_type, "artifact")

@@ -16,7 +16,8 @@ from docker_mirror.probe.access import Routes
 from docker_mirror.probe.credentials import CredentialStore
 from docker_mirror.probe.distribution import Distribution
 from docker_mirror.probe.mirror_referrers import Location, copy, find
-from docker_mirror.probe.referrers import MAX_REFERRERS, OCI_INDEX, OCI_MANIFEST, ReferrersError, digest_tag
+from docker_mirror.oci.media_types import OCI_INDEX, OCI_MANIFEST
+from docker_mirror.probe.referrers import MAX_REFERRERS, ReferrersError, digest_tag
 from docker_mirror.probe.registry import RegistryError, RegistrySession
 from docker_mirror.probe.retry import RetryPolicy
 from docker_mirror.probe.secrets import Secrets

@@ -18,7 +18,8 @@ import pytest
 from docker_mirror.probe.access import Routes
 from docker_mirror.probe.auth import Scope
 from docker_mirror.probe.credentials import CredentialStore
-from docker_mirror.probe.manifests import OCI_MANIFEST, probe_manifest
+from docker_mirror.oci.media_types import OCI_MANIFEST
+from docker_mirror.probe.manifests import probe_manifest
 from docker_mirror.probe.reference import Reference
 from docker_mirror.probe.registry import RegistrySession
 from docker_mirror.probe.retry import RetryPolicy

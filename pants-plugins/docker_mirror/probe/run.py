@@ -25,7 +25,7 @@ from docker_mirror.probe.reference import InvalidReference, Reference
 from docker_mirror.probe.referrers import ReferrersError
 from docker_mirror.probe.registry import RegistryError, RegistrySession
 from docker_mirror.probe.signatures import InvalidKey, load_public_key
-from docker_mirror.util_rules.manifests import ManifestError, parse_manifest, select_platform
+from docker_mirror.oci.manifests import ManifestError, parse_manifest, select_platform
 from docker_mirror.probe.retry import RetryPolicy
 from docker_mirror.probe.secrets import SECRETS, Secrets, one_line
 from docker_mirror.probe.transport import HttpClient

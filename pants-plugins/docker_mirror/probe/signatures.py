@@ -34,13 +34,16 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
+from docker_mirror.oci.media_types import (
+    BUNDLE_PREDICATE_ANNOTATION,
+    COSIGN_SIGN_PREDICATE,
+    COSIGN_SIMPLE_SIGNING,
+    IN_TOTO,
+    SIGSTORE_BUNDLE_PREFIX,
+)
+
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 SIMPLE_SIGNING_TYPE = "cosign container image signature"
-BUNDLE_MEDIA_TYPE_PREFIX = "application/vnd.dev.sigstore.bundle"
-BUNDLE_PREDICATE_ANNOTATION = "dev.sigstore.bundle.predicateType"
-COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
-IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 # A signature payload is a few hundred bytes; a bundle a few KiB with its log entries.
 MAX_SIGNATURE_DOCUMENT = 1024 * 1024
 
@@ -112,7 +115,7 @@ def simple_signing_signatures(
     with its blob (None if it could not be read)."""
     found = []
     for index, (descriptor, payload) in enumerate(layers, start=1):
-        if descriptor.get("mediaType") != SIMPLE_SIGNING_MEDIA_TYPE:
+        if descriptor.get("mediaType") != COSIGN_SIMPLE_SIGNING:
             continue
         where = f"{tag} layer {index}"
         annotations = descriptor.get("annotations")
@@ -155,7 +158,7 @@ def bundle_signatures(where: str, bundle: bytes) -> List[Signature]:
         return [Signature(where, b"", b"", None, "its DSSE envelope has no readable payload")]
     statement = _json(payload)
     digest, problem = None, None
-    if payload_type != IN_TOTO_PAYLOAD_TYPE or not isinstance(statement, dict):
+    if payload_type != IN_TOTO or not isinstance(statement, dict):
         problem = "its DSSE payload is not an in-toto statement"
     elif statement.get("predicateType") != COSIGN_SIGN_PREDICATE:
         problem = f"its statement is not a cosign signature (predicate type {statement.get('predicateType')!r})"

@@ -12,10 +12,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from docker_mirror.oci.media_types import COSIGN_SIGN_PREDICATE, COSIGN_SIMPLE_SIGNING
 from docker_mirror.probe.signatures import (
-    COSIGN_SIGN_PREDICATE,
     SIGNATURE_ANNOTATION,
-    SIMPLE_SIGNING_MEDIA_TYPE,
     InvalidKey,
     PublicKey,
     bundle_signatures,
@@ -56,7 +55,7 @@ def simple_signing(digest: str, kind: str = "cosign container image signature") 
 
 def sig_layer(payload: bytes, signature: Optional[str]) -> Tuple[dict, bytes]:
     descriptor = {
-        "mediaType": SIMPLE_SIGNING_MEDIA_TYPE,
+        "mediaType": COSIGN_SIMPLE_SIGNING,
         "digest": "sha256:" + hashlib.sha256(payload).hexdigest(),
         "size": len(payload),
         "annotations": {SIGNATURE_ANNOTATION: signature} if signature is not None else {},

@@ -58,20 +58,13 @@ class RegistryProbe:
     pex: VenvPex
 
 
-# The plugin's modules the probe imports: the reference grammar and the TLS access rule, which
-# use the standard library alone, so that the probe and the plugin read references alike.
-SHARED_MODULES = (
-    ("docker_mirror", "image_reference.py"),
-    ("docker_mirror", "untrusted_text.py"),
-    ("docker_mirror.util_rules", "registry_access.py"),
-    # Which manifest of an image index a `--platform=` line mirrors (its referrers are that one's).
-    ("docker_mirror.util_rules", "manifests.py"),
-)
+# The probe's own package, and the Pants-free core it shares with the plugin.
+CORE_PACKAGE = "docker_mirror.oci"
 
 
 def probe_sources() -> tuple[FileContent, ...]:
-    """The probe's modules and the plugin modules it shares, laid out for its PEX."""
-    return package_sources(PROBE_PACKAGE, shared_modules=SHARED_MODULES)
+    """The probe's modules and the core's, laid out for its PEX."""
+    return package_sources(PROBE_PACKAGE, CORE_PACKAGE)
 
 
 @rule(desc="Setting up the registry probe", level=LogLevel.DEBUG)

@@ -67,4 +67,4 @@ def test_the_probe_imports_only_its_sources_its_requirements_and_the_standard_li
                     continue
                 foreign.add(f"{path}: {name}")
     assert foreign == set()
-    assert {"docker_mirror.probe.cli", "docker_mirror.image_reference"} <= shipped
+    assert {"docker_mirror.probe.cli", "docker_mirror.oci.reference"} <= shipped

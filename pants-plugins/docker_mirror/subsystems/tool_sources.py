@@ -4,35 +4,18 @@ image extractor), laid out for the tool's PEX: pure, no engine calls."""
 from __future__ import annotations
 
 import importlib.resources
-from typing import Sequence
 
 from pants.engine.fs import FileContent
 
 
-def package_sources(
-    package: str, *, shared_modules: Sequence[tuple[str, str]] = ()
-) -> tuple[FileContent, ...]:
-    """The modules of `package` (not its tests) and the plugin's `shared_modules` ((package,
-    file name) pairs) that it imports, as a package tree. Every parent package on the way gets
-    an empty `__init__.py`: the plugin's own import Pants, which the tool never does."""
-    tool = importlib.resources.files(package)
-    modules = sorted(
-        (
-            entry
-            for entry in tool.iterdir()
-            if entry.name.endswith(".py") and not entry.name.endswith("_test.py")
-        ),
-        key=lambda entry: entry.name,
-    )
-    files = {
-        f"{owner.replace('.', '/')}/{name}": importlib.resources.files(owner)
-        .joinpath(name)
-        .read_bytes()
-        for owner, name in shared_modules
-    }
-    files.update(
-        (f"{package.replace('.', '/')}/{module.name}", module.read_bytes()) for module in modules
-    )
+def package_sources(*packages: str) -> tuple[FileContent, ...]:
+    """The modules of `packages` (not their tests) as a package tree. Every parent package on the
+    way gets an empty `__init__.py`: the plugin's own imports Pants, which a tool never does."""
+    files: dict[str, bytes] = {}
+    for package in packages:
+        for entry in importlib.resources.files(package).iterdir():
+            if entry.name.endswith(".py") and not entry.name.endswith("_test.py"):
+                files[f"{package.replace('.', '/')}/{entry.name}"] = entry.read_bytes()
     for path in list(files):
         directory = path.rpartition("/")[0]
         while directory:

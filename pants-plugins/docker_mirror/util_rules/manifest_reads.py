@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from docker_mirror.compat import rule_call, targets
-from docker_mirror.image_reference import ImageReference
+from docker_mirror.oci.reference import ImageReference
 from docker_mirror.target_types import (
     DockerMirrorImageRegistriesField,
     DockerMirrorImageRepositoryField,
@@ -25,7 +25,7 @@ from docker_mirror.target_types import (
     DockerMirrorSourceImageField,
 )
 from docker_mirror.util_rules.destinations import Destination, mirror_destinations
-from docker_mirror.util_rules.manifests import (
+from docker_mirror.oci.manifests import (
     INDEX_MEDIA_TYPES,
     ManifestError,
     parse_manifest,

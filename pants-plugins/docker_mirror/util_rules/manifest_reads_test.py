@@ -20,7 +20,8 @@ from docker_mirror.util_rules.manifest_reads import (
     resolve_source,
     source_read,
 )
-from docker_mirror.util_rules.manifests import OCI_INDEX, OCI_MANIFEST, manifest_digest
+from docker_mirror.oci.manifests import manifest_digest
+from docker_mirror.oci.media_types import OCI_INDEX, OCI_MANIFEST
 from docker_mirror.util_rules.probe import merge_needs
 from pants.engine.addresses import Address
 

@@ -26,7 +26,7 @@ from docker_mirror.compat import (
     process_result,
     venv_pex_process,
 )
-from docker_mirror.image_reference import registry_host
+from docker_mirror.oci.reference import registry_host
 from docker_mirror.subsystems.docker_mirror import DockerMirrorSubsystem
 from docker_mirror.subsystems.registry_probe import RegistryProbe
 from docker_mirror.util_rules.referrers import (

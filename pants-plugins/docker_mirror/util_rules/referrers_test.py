@@ -7,7 +7,7 @@ import json
 
 from docker_mirror_testutil.probe_results import INDEX, probed, served
 from docker_mirror.util_rules.manifest_reads import resolve_source, source_referrers
-from docker_mirror.util_rules.manifests import manifest_digest
+from docker_mirror.oci.manifests import manifest_digest
 from docker_mirror.util_rules.probe import ProbedManifests, ProbeSettings, copy_request_json, probe_request_json
 from docker_mirror.util_rules.referrers import (
     CopyReferrersRequest,

@@ -14,10 +14,10 @@ from typing import Sequence
 
 
 from docker_mirror.compat import binary_paths
-from docker_mirror.image_reference import registry_host, split_platform
+from docker_mirror.oci.reference import registry_host, split_platform
 from docker_mirror.subsystems.docker_mirror import DockerMirrorSubsystem
-from docker_mirror.util_rules.manifests import ManifestError, parse_manifest
-from docker_mirror.util_rules.registry_access import tls_verify
+from docker_mirror.oci.manifests import ManifestError, parse_manifest
+from docker_mirror.oci.registry_access import tls_verify
 from docker_mirror.util_rules.registry_client import RegistryClientEnvironment
 from docker_mirror.util_rules.registry_failures import access_denied, named_registry
 from pants.core.util_rules.system_binaries import (

@@ -26,7 +26,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from docker_mirror.untrusted_text import quote
+from docker_mirror.oci.media_types import DIGEST, DIGEST_SOURCE
+from docker_mirror.oci.untrusted_text import quote
 
 _T = TypeVar("_T")
 
@@ -40,7 +41,6 @@ _PATH_COMPONENT_SOURCE = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
 _DOMAIN_LABEL_SOURCE = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
 _IPV6_SOURCE = r"\[[0-9A-Fa-f:]+\]"
 _TAG_SOURCE = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
-_DIGEST_SOURCE = r"sha256:[0-9a-f]{64}"
 _PLATFORM_COMPONENT_SOURCE = r"[a-z0-9]+(?:[._-][a-z0-9]+)*"
 
 # Only what `_looks_like_host` calls a host: with a '.' or a port, `localhost`, IPv6, or a single
@@ -55,7 +55,7 @@ REFERENCE_SOURCE = (
     rf"(?:(?P<registry>{_HOST_SOURCE})/)?"
     rf"(?P<repository>{_PATH_COMPONENT_SOURCE}(?:/{_PATH_COMPONENT_SOURCE})*)"
     rf"(?::(?P<tag>{_TAG_SOURCE}))?"
-    rf"(?:@(?P<digest>{_DIGEST_SOURCE}))?"
+    rf"(?:@(?P<digest>{DIGEST_SOURCE}))?"
 )
 PLATFORM_SOURCE = rf"{_PLATFORM_COMPONENT_SOURCE}(?:/{_PLATFORM_COMPONENT_SOURCE}){{1,2}}"
 
@@ -70,7 +70,6 @@ _DOMAIN_LABEL = re.compile(_DOMAIN_LABEL_SOURCE, re.ASCII)
 _IPV6_BODY = re.compile(r"[0-9A-Fa-f:]+", re.ASCII)
 _PORT = re.compile(r"[0-9]+", re.ASCII)
 _TAG = re.compile(_TAG_SOURCE, re.ASCII)
-_DIGEST = re.compile(_DIGEST_SOURCE, re.ASCII)
 _DIGEST_ALGORITHM = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*", re.ASCII)
 _PLATFORM = re.compile(PLATFORM_SOURCE, re.ASCII)
 _PLATFORM_COMPONENT = re.compile(_PLATFORM_COMPONENT_SOURCE, re.ASCII)
@@ -223,7 +222,7 @@ def _check_tag(tag: str) -> None:
 
 
 def _check_digest(digest: str) -> None:
-    if _DIGEST.fullmatch(digest):
+    if DIGEST.fullmatch(digest):
         return
     if not digest:
         raise ValueError("empty digest after '@'")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from docker_mirror.util_rules.registry_access import is_loopback_registry, split_registry_address, tls_verify
+from docker_mirror.oci.registry_access import is_loopback_registry, split_registry_address, tls_verify
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Iterable
 
-from docker_mirror.image_reference import DOCKER_HUB
+from docker_mirror.oci.reference import DOCKER_HUB
 
 
 def split_registry_address(address: str) -> tuple[str, str | None]:

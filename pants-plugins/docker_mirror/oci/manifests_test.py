@@ -6,8 +6,8 @@ import hashlib
 import json
 
 import pytest
-from docker_mirror.image_reference import is_valid_platform
-from docker_mirror.util_rules.manifests import (
+from docker_mirror.oci.reference import is_valid_platform
+from docker_mirror.oci.manifests import (
     DOCKER_MANIFEST_LIST,
     OCI_INDEX,
     OCI_MANIFEST,

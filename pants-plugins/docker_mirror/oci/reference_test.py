@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from docker_mirror.image_reference import (
+from docker_mirror.oci.reference import (
     DOCKER_HUB,
     ImageReference,
     normalized_platform,

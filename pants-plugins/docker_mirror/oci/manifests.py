@@ -10,12 +10,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from docker_mirror.image_reference import normalized_platform
+from docker_mirror.oci.media_types import (
+    DOCKER_MANIFEST_LIST,
+    DOCKER_MANIFEST_SCHEMA1,
+    INDEX_MEDIA_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
+from docker_mirror.oci.reference import normalized_platform
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-INDEX_MEDIA_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 
 
 class ManifestError(ValueError):
@@ -78,7 +81,7 @@ def parse_manifest(raw: bytes) -> Manifest:
         if "manifests" in document:
             media_type = OCI_INDEX
         elif document.get("schemaVersion") == 1:
-            media_type = "application/vnd.docker.distribution.manifest.v1+json"
+            media_type = DOCKER_MANIFEST_SCHEMA1
         else:
             media_type = OCI_MANIFEST
     entries: list[PlatformManifest] = []
