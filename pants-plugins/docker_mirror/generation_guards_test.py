@@ -10,7 +10,7 @@ from docker_mirror.generation import (
     plan_images,
     source_registry_allowed,
 )
-from docker_mirror.spec import SpecError
+from docker_mirror.spec.parser import SpecError
 from docker_mirror_testutil.rule_runner_options import default_registry_args, generator_rule_runner
 from pants.engine.addresses import Address
 from pants.engine.internals.scheduler import ExecutionError

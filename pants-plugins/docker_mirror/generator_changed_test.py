@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from docker_mirror import generator
 from docker_mirror.generation import BUILD, COPY, PlannedImage, image_field_values
-from docker_mirror.spec import parse_spec
+from docker_mirror.spec.parser import parse_spec
 from docker_mirror.target_types import (
     DockerMirrorBuildImageTarget,
     DockerMirrorBuildSpecFileField,

@@ -2,7 +2,7 @@
 
 Reads the Kubernetes YAML files the request names and writes, for each, the container images it
 found (with the kind, name and field of each) or why the file could not be read. It decides
-nothing about the images: `docker_mirror.extraction` checks them against the reference grammar
+nothing about the images: `docker_mirror.goals.extraction` checks them against the reference grammar
 and writes the spec file. Run by `pants docker-mirror-extract` as a PEX of PyYAML and this
 package (`[docker-mirror-extractor]`); it needs no network and imports nothing of Pants.
 

@@ -1,7 +1,7 @@
 """`pants docker-mirror-extract`: a spec file of the container images of Kubernetes manifests.
 
 The engine wiring only: run the image extractor (`docker_mirror.extractor`, a PEX of PyYAML) on
-the given files, then `docker_mirror.extraction` makes or updates the spec file.
+the given files, then `docker_mirror.goals.extraction` makes or updates the spec file.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from docker_mirror.compat import (
     process_result,
     venv_pex_process,
 )
-from docker_mirror.extraction import (
+from docker_mirror.goals.extraction import (
     ExtractionError,
     check_generates,
     found_images,

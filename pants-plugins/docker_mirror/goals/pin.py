@@ -2,7 +2,7 @@
 
 The engine wiring only: which spec files the given targets stand for, one registry probe for all
 of their tags, and writing the files that changed. What happens to each line is
-`docker_mirror.pinning`; the rewriting itself is `docker_mirror.spec_rewrite`.
+`docker_mirror.goals.pinning`; the rewriting itself is `docker_mirror.spec.rewrite`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from docker_mirror.compat import (
     rule_call,
     unexpanded_targets,
 )
-from docker_mirror.pinning import (
+from docker_mirror.goals.pinning import (
     CHECK,
     PIN,
     UPDATE,
@@ -26,7 +26,7 @@ from docker_mirror.pinning import (
     plan_file,
     references_to_resolve,
 )
-from docker_mirror.spec import SpecError, parse_spec
+from docker_mirror.spec.parser import SpecError, parse_spec
 from docker_mirror.target_types import (
     DockerMirrorImagesSourcesField,
     DockerMirrorImagesTargetGenerator,

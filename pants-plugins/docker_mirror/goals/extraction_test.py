@@ -1,4 +1,4 @@
-"""Tests for docker_mirror.extraction: the images found, checked, and written into new or existing
+"""Tests for docker_mirror.goals.extraction: the images found, checked, and written into new or existing
 spec files with their comments and pins kept."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from docker_mirror.extraction import (
+from docker_mirror.goals.extraction import (
     ExtractionError,
     check_generates,
     found_images,
@@ -14,7 +14,7 @@ from docker_mirror.extraction import (
     new_spec,
     update_spec,
 )
-from docker_mirror.spec import parse_spec
+from docker_mirror.spec.parser import parse_spec
 
 PATH = "deploy/images.txt"
 PIN = "sha256:" + "c" * 64

@@ -1,10 +1,10 @@
-"""Tests for docker_mirror.pinning: what pin, update and check do to a spec file, given what the
+"""Tests for docker_mirror.goals.pinning: what pin, update and check do to a spec file, given what the
 tags serve."""
 
 from __future__ import annotations
 
 import pytest
-from docker_mirror.pinning import (
+from docker_mirror.goals.pinning import (
     CHECK,
     PIN,
     UPDATE,
@@ -13,7 +13,7 @@ from docker_mirror.pinning import (
     references_to_resolve,
     short_digest,
 )
-from docker_mirror.spec import parse_spec
+from docker_mirror.spec.parser import parse_spec
 
 PATH = "src/images.txt"
 OLD = "sha256:" + "a" * 64
