@@ -423,7 +423,8 @@ class ImageIdentity:
         """The spelling Docker prints (`docker.io/` and `library/` left out, the tag kept):
         `nginx:latest`, `bitnami/redis:7`, `ghcr.io/org/app:1`. It parses back to this identity."""
         name = f"{self.registry}/{self.repository}"
-        if self.registry == DOCKER_HUB:
+        # Left out only where the rest would not read as a host (`docker.io/0.0/x` stays whole).
+        if self.registry == DOCKER_HUB and not _looks_like_host(self.repository.split("/")[0]):
             name = self.repository
             official = name[len(OFFICIAL_NAMESPACE) :]
             if name.startswith(OFFICIAL_NAMESPACE) and "/" not in official:

@@ -294,6 +294,7 @@ def test_every_grammar_reference_parses_and_round_trips(reference: GeneratedRefe
 @given(references())
 @example(GeneratedReference("index.docker.io/a", ModelReference("index.docker.io", "a", None, None)))
 @example(GeneratedReference("LOCALDOMAIN/a", ModelReference("LOCALDOMAIN", "a", None, None)))
+@example(GeneratedReference("docker.io/0.0/library", ModelReference("docker.io", "0.0/library", None, None)))
 def test_the_identity_of_a_reference_is_dockers_normalisation(reference: GeneratedReference) -> None:
     identity = ImageReference.parse(reference.text).identity
     assert (identity.registry, identity.repository, identity.tag, identity.digest) == (
