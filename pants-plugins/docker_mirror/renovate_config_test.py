@@ -1,6 +1,7 @@
-"""The README's Renovate configuration, run with Node as Renovate runs it, on spec files the spec
-grammar generates: every line with a tag is found with its name, tag and digest, nothing else
-is, and Renovate's replacement keeps a valid spec file and the rest of each line."""
+"""The Renovate configuration of `docs/reproducible-mirrors.md`, run with Node as Renovate runs
+it, on spec files the spec grammar generates: every line with a tag is found with its name, tag
+and digest, nothing else is, and Renovate's replacement keeps a valid spec file and the rest of
+each line."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 MARKER = "<!-- renovate-config:"
+# The page that documents the configuration (the `//:reproducible-mirrors-doc` target).
+CONFIG_DOC = "docs/reproducible-mirrors.md"
 
 # Renovate's regex manager, `matchStringsStrategy: "recursive"` (lib/modules/manager/custom/
 # regex/strategies.ts): each match of the first expression (flag `g`) is the content the next one
@@ -76,9 +79,9 @@ process.stdout.write(JSON.stringify({ deps, updated }));
 
 
 def renovate_config() -> dict:
-    readme = (REPO_ROOT / "README.md").read_text()
-    start = readme.index(MARKER)
-    block = re.search(r"```json\n(.*?)\n```", readme[start:], re.S)
+    page = (REPO_ROOT / CONFIG_DOC).read_text()
+    start = page.index(MARKER)
+    block = re.search(r"```json\n(.*?)\n```", page[start:], re.S)
     assert block, "no ```json block after the marker"
     return json.loads(block.group(1))
 
@@ -176,7 +179,7 @@ def test_renovate_finds_every_tagged_line_and_its_update_keeps_the_rest(
             assert new_lines[number - 1] == (other.text if isinstance(other, GeneratedLine) else other)
 
 
-def test_the_readme_config_is_where_the_test_reads_it() -> None:
-    assert Path(REPO_ROOT / "README.md").is_file()
+def test_the_documented_config_is_where_the_test_reads_it() -> None:
+    assert Path(REPO_ROOT / CONFIG_DOC).is_file()
     manager = renovate_config()["customManagers"][0]
     assert manager["customType"] == "regex" and manager["datasourceTemplate"] == "docker"
