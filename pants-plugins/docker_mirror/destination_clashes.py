@@ -1,14 +1,6 @@
-"""Different images that two generated images would write to one destination reference, found
-across every `docker_mirror_images` generator of the repository.
-
-A destination repository drops the source's registry host, so `ghcr.io/org/app:1` in one
-directory and `docker.io/org/app:1` in another both land on `<registry>/org/app:1`: each run
-would push both, one overwriting the other, and report both as mirrored. Generation refuses that
-for both generators, before anything is built or copied. The same image mirrored the same way by
-two generators is no clash: both write the same manifests.
-
-Pure functions, no Pants engine calls.
-"""
+"""Different images that two generated images would write to one destination reference, across
+every generator of the repository: a destination drops the source's host, so two sources can
+land on one tag."""
 
 from __future__ import annotations
 

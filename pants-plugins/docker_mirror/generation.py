@@ -1,10 +1,5 @@
-"""Turns parsed spec entries into the field values of the targets a `docker_mirror_images`
-generator makes: pure functions, no engine calls.
-
-Both methods share names, repositories, tags, precedence, the spec file each image owns (which
-`--changed-since` relies on) and the per-spec-file helper dependency; `method="copy"` leaves out
-what only `docker build` needs.
-"""
+"""Turns parsed spec entries into the field values of the targets a generator makes, for both
+methods."""
 
 from __future__ import annotations
 

@@ -1,12 +1,6 @@
-"""The targets of the plugin and all their fields: the `docker_mirror_images` generator, and the
-`docker_mirror_image` it generates with `method="copy"`.
-
-With `method="build"` the generator makes `docker_image` targets instead, which Pants' docker
-backend builds and pushes (`DockerMirrorBuildImageTarget`, `spec_file` in place of `source`). The
-`docker_mirror_image` fields share their aliases and meaning with `docker_image`'s
-(`registries`, `repository`, `image_tags`, `skip_push`) but are distinct classes, so that Pants'
-docker backend neither builds nor pushes those targets.
-"""
+"""The plugin's targets and fields. With `method="build"` the generator makes `docker_image`
+targets instead; `docker_mirror_image`'s fields share `docker_image`'s aliases but are distinct
+classes, so that the docker backend neither builds nor pushes copy-mode targets."""
 
 from __future__ import annotations
 

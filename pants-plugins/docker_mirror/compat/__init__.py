@@ -1,12 +1,5 @@
-"""What differs between the Pants versions the plugin supports, decided once, here, at import.
-
-Rules call the engine only through these helpers, so that one rule body serves Pants 2.17 to 2.33:
-`await process_result(process)`, `await concurrently(digest_contents(d) for d in digests)`. On
-Pants 2.23 and later they use call-by-name (`execute_process(process, **implicitly())`), the only
-syntax Pants 2.32 and later accept; before, `Get` (`Get(FallibleProcessResult, Process, process)`).
-`scripts/check-pants-compat` shows that both versions' rule parsers accept the rules, and
-type-checks them against a Pants source tree.
-"""
+"""What differs between the Pants versions the plugin supports (2.17 to 2.33), decided once at import:
+rules call the engine only through these helpers, so one rule body serves every version."""
 
 from docker_mirror.compat.pants_version import CALL_BY_NAME
 

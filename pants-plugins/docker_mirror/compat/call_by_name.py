@@ -1,9 +1,5 @@
-"""The plugin's engine requests in call-by-name syntax, for Pants 2.23 and later (see
-`docker_mirror.compat`): the only syntax Pants 2.32 and later accept.
-
-Each helper is a coroutine; Pants' rule parser follows it from the calling rule and adds the
-rules it calls to that rule's dependencies.
-"""
+"""The plugin's engine requests in call-by-name syntax, for Pants 2.23 and later (the only syntax
+of 2.32 and later)."""
 
 from __future__ import annotations
 

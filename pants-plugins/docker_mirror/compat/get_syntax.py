@@ -1,10 +1,5 @@
-"""The plugin's engine requests in `Get` syntax, for Pants 2.17 to 2.22 (see `docker_mirror.compat`).
-
-Each helper returns its `Get` rather than awaiting it, so that `concurrently` (here `MultiGet`,
-which takes only `Get`s) can run several at once. Pants' rule parser adds a helper's `Get`s to the
-calling rule when the helper's return annotation evaluates to a class: `Awaits[T]` is the class
-`Get` at run time, and `Get[T]` to a type checker.
-"""
+"""The plugin's engine requests in `Get` syntax, for Pants 2.17 to 2.22. Each helper returns its
+`Get` rather than awaiting it, so that `concurrently` (`MultiGet`) can run several at once."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Which Pants is running: the constants every version-dependent choice of the plugin is made on.
-
-Type checkers treat these as constants (mypy's `always_true`/`always_false`, pyright's
-`defineConstant`), so each Pants version is checked against the branch it runs.
-"""
+"""Which Pants is running, as constants that type checkers treat as such, so each version is
+checked against the branch it runs."""
 
 from pants.version import PANTS_SEMVER
 

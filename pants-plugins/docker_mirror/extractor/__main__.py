@@ -1,14 +1,5 @@
-"""The image extractor: `python -m docker_mirror.extractor REQUEST.json RESULT.json`.
-
-Reads the Kubernetes YAML files the request names and writes, for each, the container images it
-found (with the kind, name and field of each) or why the file could not be read. It decides
-nothing about the images: `docker_mirror.goals.extraction` checks them against the reference grammar
-and writes the spec file. Run by `pants docker-mirror-extract` as a PEX of PyYAML and this
-package (`[docker-mirror-extractor]`); it needs no network and imports nothing of Pants.
-
-A file that is not valid YAML, or that is beyond the reader's limits (see `yaml_documents`),
-gets an error; any other failure reading a file too, as one line, never a traceback.
-"""
+"""The image extractor, `python -m docker_mirror.extractor REQUEST.json RESULT.json`: the
+container images of Kubernetes YAML files, or one line saying why a file could not be read."""
 
 from __future__ import annotations
 

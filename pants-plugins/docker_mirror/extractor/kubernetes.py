@@ -1,20 +1,5 @@
-"""Where Kubernetes objects keep container images, and finding them in a document.
-
-A pod spec's images are those of its `initContainers`, `containers` and `ephemeralContainers`,
-and a pod spec can sit anywhere: at a workload's known place (`spec.template.spec`), in the pod
-templates of CRDs (an Argo `Rollout`, a KEDA `ScaledJob`), in the pods a CRD lists (a Strimzi
-`StrimziPodSet`'s `spec.pods[i].spec`), or in a whole object a policy wraps (an
-open-cluster-management `Policy`). So every mapping of a document is searched, whatever the
-`kind` (or without one), and every such key holding a list is a container list: each mapping in
-it with an `image` is a container. A value called `image` anywhere else (a ConfigMap's `data`, a
-CRD's schema, where `containers` is a mapping) is no container's; nor is anything in a Kyverno
-`validate` rule's `pattern` or `anyPattern`, which are patterns (`image: "!*:latest"`), not
-objects.
-
-Each image is named by the object it belongs to: the outermost mapping with a `kind` that holds
-it (a `List`'s items are objects of their own), or the document itself when no mapping holds a
-`kind`.
-"""
+"""Where Kubernetes objects keep container images: every mapping of a document is searched,
+whatever its `kind`, since CRDs and policies hold pod specs anywhere."""
 
 from __future__ import annotations
 

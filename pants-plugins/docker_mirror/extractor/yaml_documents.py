@@ -1,25 +1,5 @@
-"""The documents of a YAML stream as plain Python values, read with PyYAML's parser under limits
-that hostile input cannot get around.
-
-PyYAML (its libyaml-based C parser where the wheel has it) does the parsing, and its resolver
-decides what a plain scalar is (`123` an int, `yes` a bool, `~` null); this module builds the
-values from the parser's events, in one pass, so that it can refuse, before any work grows out
-of bounds:
-
-- **alias bombs** ("billion laughs"): every alias is counted with the size of what it stands
-  for, and a stream whose aliases would add more than `MAX_ALIAS_NODES` nodes is refused. The
-  values share what an alias names (nothing is copied), so memory stays that of the text, and
-  so does the time of any walk over them;
-- **recursive aliases** (`&a [*a]`), which would make a walk endless;
-- **deep nesting** (`[[[[...`), which would overflow the C stack of PyYAML's own composer:
-  more than `MAX_DEPTH` levels is refused;
-- **huge files**: more than `MAX_FILE_BYTES` is refused before reading.
-
-Values: mappings are `dict`s, sequences `list`s, strings `str`; any other scalar (an int, a
-bool, null, a float, a timestamp, or a scalar with an explicit tag) is a `Scalar` with its tag
-and text, so that a caller can tell `image: 1.0` from `image: "1.0"` and say what it got.
-Merge keys (`<<: *defaults`) are applied as YAML 1.1 defines them.
-"""
+"""The documents of a YAML stream as plain values, built from PyYAML's parser events under limits
+that hostile input cannot get around (alias bombs, recursive aliases, depth, size)."""
 
 from __future__ import annotations
 

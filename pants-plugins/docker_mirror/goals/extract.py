@@ -1,8 +1,5 @@
-"""`pants docker-mirror-extract`: a spec file of the container images of Kubernetes manifests.
-
-The engine wiring only: run the image extractor (`docker_mirror.extractor`, a PEX of PyYAML) on
-the given files, then `docker_mirror.goals.extraction` makes or updates the spec file.
-"""
+"""`pants docker-mirror-extract`: the engine wiring that runs the image extractor on Kubernetes
+manifests and writes a spec file."""
 
 from __future__ import annotations
 

@@ -1,28 +1,5 @@
-"""From the images found in Kubernetes manifests to a spec file: pure functions, no engine calls.
-
-`docker_mirror.extractor` (a separate program, with PyYAML) finds the `image:` of every
-container; this module checks each against the reference grammar, and writes the spec file:
-each image once, sorted, under a comment saying where it was found:
-
-    # CronJob/backup, Deployment/web
-    busybox:1.36
-
-"Once" is per image as Docker reads it (`ImageIdentity`): `nginx`, `nginx:latest` and
-`docker.io/library/nginx:latest` are one image, written in the shortest of the spellings the
-manifests use (the first in sorted order among equally short ones), so the spec file is the same
-whatever the order of files and documents, and the name is the one people write (and the mirror's
-repository the familiar `nginx`, not `library/nginx`).
-
-Re-extracting into an existing spec file keeps that file as it is, except for what the manifests
-changed: a line whose image is still found stays byte for byte (its pin, `--platform=`, `AS`
-name, spacing and comments included), and only its location comment (a comment line directly
-above it in the form written here) is brought up to date; a line whose image is gone is removed
-with its location comment; a new image is inserted before the first kept line that sorts after
-it, or at the end. A line matches an image when both name the same image as Docker reads them,
-digest aside: a pinned line `nginx:1.25@sha256:...` (or `docker.io/library/nginx:1.25@...`)
-keeps its digest and its spelling when the manifests say `nginx:1.25`. An image that the
-manifests pin by digest matches only a line with that digest.
-"""
+"""From the images found in Kubernetes manifests to a spec file: each image once, sorted, under a
+comment saying where it was found; re-extracting keeps every line whose image is still found."""
 
 from __future__ import annotations
 

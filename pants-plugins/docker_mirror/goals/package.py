@@ -1,11 +1,6 @@
-"""`pants package` of a `docker_mirror_image`: resolve its source to a digest, read what its
-destinations serve, and write a JSON record under `dist/`.
-
-A source that cannot be resolved does not fail the package: `publish` packages every image before
-it publishes anything, so failing here would stop every other image of the run. The failure is
-recorded, shown in `pants package`'s output (`package_line`), and reported by `publish` as this
-image's failure, once: it is not logged as well.
-"""
+"""`pants package` of a `docker_mirror_image`: its source resolved to a digest, what its
+destinations serve, and a JSON record under `dist/`. A source that cannot be resolved is recorded,
+not raised, so that `publish` still copies every other image."""
 
 from __future__ import annotations
 

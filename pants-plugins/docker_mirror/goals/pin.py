@@ -1,9 +1,5 @@
-"""`pants docker-mirror-pin`: pin the lines of spec files to the digests their tags serve now.
-
-The engine wiring only: which spec files the given targets stand for, one registry probe for all
-of their tags, and writing the files that changed. What happens to each line is
-`docker_mirror.goals.pinning`; the rewriting itself is `docker_mirror.spec.rewrite`.
-"""
+"""`pants docker-mirror-pin`: the engine wiring that pins spec lines to the digests their tags serve
+now."""
 
 from __future__ import annotations
 

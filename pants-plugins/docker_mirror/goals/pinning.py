@@ -1,20 +1,4 @@
-"""What `docker-mirror-pin` does to one spec file: pure functions, no engine calls.
-
-A line is *pinned* when its reference has a digest. Pinning a line `python:3.12` asks the source
-registry which manifest the tag serves now (one `HEAD`, which Docker Hub does not count as a
-pull) and rewrites the line as `python:3.12@sha256:<digest>`. The tag stays: it is what the
-image is pushed under at the mirror and what the generated target is named after, while the
-digest is what both methods fetch. A line without a tag is pinned with `:latest` written out,
-for the same reasons. For a `--platform=` line the digest is that of the image index the tag
-serves, from which `docker build` and `skopeo` pick the platform: `FROM --platform=... name:tag@
-sha256:<index>` is what Docker expects.
-
-Three modes: *pin* resolves the unpinned lines and keeps the pinned ones without asking any
-registry; *update* resolves every line with a tag and rewrites those whose tag moved; *check*
-resolves every line with a tag, writes nothing, and reports each line that is unpinned or
-whose tag now serves another digest. A line pinned by digest alone (`name@sha256:...`) has no
-tag to follow and is always kept.
-"""
+"""What `docker-mirror-pin` does to one spec file, in its three modes (pin, update, check)."""
 
 from __future__ import annotations
 

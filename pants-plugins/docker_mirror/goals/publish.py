@@ -1,13 +1,5 @@
-"""`pants publish` of `docker_mirror_image`s: copy what is stale, and report every destination.
-
-Pants 2.17's publish goal runs the `InteractiveProcess` of each `PublishPackages` one after the
-other, and renders a `PublishPackages` without a process as "skipped". The copies themselves run
-earlier, concurrently, as `Process`es of the publish rule; each `PublishPackages` then carries an
-`InteractiveProcess` that only reports the copy's real outcome (its message, its exit code), so
-the summary says "published" or "failed" truthfully and a failure makes the run exit non-zero,
-while the other images are still copied and reported. An up-to-date destination gets no process
-at all and is rendered as "skipped (up to date: ...)".
-"""
+"""`pants publish` of `docker_mirror_image`s. The copies run as `Process`es of the publish rule; each
+`PublishPackages` only reports the copy's real outcome, so the summary tells the truth."""
 
 from __future__ import annotations
 

@@ -1,20 +1,5 @@
-"""Parser for `docker_mirror_images` spec files; pure stdlib, no Pants imports.
-
-A spec file lists one image per line in the Dockerfile `FROM` syntax without the keyword:
-
-    # comment
-    python:3.12
-    --platform=linux/arm64/v8 ghcr.io/org/app:1.2@sha256:<64 lowercase hex> AS app
-
-This is a trust boundary: an accepted reference, platform and stage name end up verbatim in a
-generated Dockerfile `FROM` line and in target names. References and platforms are checked by
-`image_reference`'s anchored whitelist regexes; stage names, comments, encodings and line
-structure here, the same way.
-
-Parsing is linear: the regexes have no nested ambiguous repetition, and the whole-line regex
-(the fast path for valid lines) only ever sees length-bounded input. A line it does not accept
-goes through per-part checks, which decide on their own and name the part that is wrong.
-"""
+"""Parser for spec files, a trust boundary: what it accepts ends up verbatim in a Dockerfile `FROM`
+line and in target names. Linear time: no regex here backtracks."""
 
 from __future__ import annotations
 

@@ -1,12 +1,4 @@
-"""Rewriting image references in a spec file in place; pure stdlib, no Pants imports.
-
-`docker-mirror-pin` replaces the reference of some lines (`python:3.12` becomes
-`python:3.12@sha256:<hex>`) and must keep every other byte of the file as it was: comments,
-blank lines, `--platform=`, `AS` names, spacing, the line endings (LF, CRLF, or a mix), a UTF-8
-byte order mark, and whether the last line ends with a newline. Only a file that `spec` accepts
-is rewritten, and every new reference is checked against the reference grammar first, so a
-rewrite can never make a file that the generator refuses or that says more than a reference.
-"""
+"""Rewriting the references of some spec lines in place, every other byte of the file kept."""
 
 from __future__ import annotations
 

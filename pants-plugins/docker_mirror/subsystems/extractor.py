@@ -1,14 +1,5 @@
-"""`[docker-mirror-extractor]`: the image extractor, a Python tool Pants runs from its own lockfile.
-
-The extractor (`docker_mirror.extractor`) reads Kubernetes YAML with PyYAML, for
-`pants docker-mirror-extract`. Pants builds it into a PEX from the lockfile shipped with the
-plugin, as it does for the registry probe, so users install nothing.
-
-To update the lockfile after changing the requirements (with this repository's Pants 2.17):
-
-    ./pants generate-lockfiles --resolve=docker-mirror-extractor \\
-        --docker-mirror-extractor-lockfile=pants-plugins/docker_mirror/subsystems/extractor.lock
-"""
+"""`[docker-mirror-extractor]`: the image extractor, a PEX of PyYAML built from the lockfile shipped
+with the plugin (docs/architecture.md says how to update the lockfile)."""
 
 from __future__ import annotations
 

@@ -1,17 +1,5 @@
-"""`[docker-mirror-probe]`: the registry probe, a Python tool Pants runs from its own lockfile.
-
-The probe (`docker_mirror.probe`) reads what registries serve with `HEAD` requests; see
-`docker_mirror.util_rules.probe`. Pants builds it into a PEX from the lockfile shipped with the
-plugin, as its docker backend does for its Dockerfile parser, so users install nothing.
-
-To update the lockfile after changing the requirements: `scripts/lock-registry-probe`. It runs
-
-    ./pants generate-lockfiles --resolve=docker-mirror-probe \\
-        --docker-mirror-probe-lockfile=pants-plugins/docker_mirror/subsystems/registry_probe.lock
-
-with a newer pex than Pants 2.17's, which knows no CPython past 3.12: the lock must hold the
-wheels of aiohttp and cryptography's compiled dependencies for CPython 3.9 to 3.14.
-"""
+"""`[docker-mirror-probe]`: the registry probe, a PEX built from the lockfile shipped with the
+plugin (update it with `scripts/lock-registry-probe`, see docs/architecture.md)."""
 
 from __future__ import annotations
 
