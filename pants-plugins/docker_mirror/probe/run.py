@@ -12,12 +12,12 @@ from docker_mirror.probe.credentials import CredentialStore
 from docker_mirror.probe.distribution import Distribution
 from docker_mirror.probe.manifests import probe_manifest
 from docker_mirror.probe.mirror_referrers import Location
-from docker_mirror.probe.protocol import (
+from docker_mirror.oci.probe_protocol import (
     CopyRequest,
     CopyResult,
     ProbeRequest,
     ProbeResult,
-    ReferenceResult,
+    ManifestResult,
     ReferrersRead,
     ReferrersResult,
 )
@@ -74,19 +74,19 @@ async def run_probe(
         return Location(distributions[session.registry], reference.remote_name)
 
     # The same reference asked twice is probed once.
-    jobs: Dict[Tuple[str, bool], "asyncio.Future[ReferenceResult]"] = {}
+    jobs: Dict[Tuple[str, bool], "asyncio.Future[ManifestResult]"] = {}
     order: List[Tuple[str, bool]] = []
-    early: Dict[Tuple[str, bool], ReferenceResult] = {}
+    early: Dict[Tuple[str, bool], ManifestResult] = {}
     registry_of: Dict[Tuple[str, bool], str] = {}
 
-    def manifest_job(text: str, need_body: bool) -> "Optional[asyncio.Future[ReferenceResult]]":
+    def manifest_job(text: str, need_body: bool) -> "Optional[asyncio.Future[ManifestResult]]":
         key = (text, need_body)
         if key in jobs or key in early:
             return jobs.get(key)
         try:
             reference = Reference.parse(text)
         except InvalidReference as e:
-            early[key] = ReferenceResult(text, "error", message=one_line(f"{e}: {text}", 200))
+            early[key] = ManifestResult(text, "error", message=one_line(f"{e}: {text}", 200))
             return None
         session = session_for(reference)
         registry_of[key] = session.registry
@@ -122,19 +122,19 @@ async def run_probe(
     try:
         if everything:
             await asyncio.wait(everything, timeout=request.deadline_seconds)
-        finished: Dict[Tuple[str, bool], ReferenceResult] = dict(early)
+        finished: Dict[Tuple[str, bool], ManifestResult] = dict(early)
         for key, job in jobs.items():
             if job.done() and not job.cancelled():
                 error = job.exception()
                 # A failure nobody foresaw fails this reference alone; the others go on.
-                finished[key] = job.result() if error is None else ReferenceResult(
+                finished[key] = job.result() if error is None else ManifestResult(
                     key[0], "error", message=secrets.clean(
                         f"{registry_of[key]}: internal error: {type(error).__name__}: {error}"
                     ),
                 )
             else:
                 job.cancel()
-                finished[key] = ReferenceResult(
+                finished[key] = ManifestResult(
                     key[0],
                     "unreachable",
                     message=f"no answer from {registry_of[key]} within the probe's deadline of "
@@ -170,7 +170,7 @@ class _Unresolved(Exception):
     """The image whose referrers were asked for could not be resolved (its own result says why)."""
 
 
-def _subject(source: ReferenceResult, platform: Optional[str]) -> str:
+def _subject(source: ManifestResult, platform: Optional[str]) -> str:
     """The digest an image's referrers refer to: the manifest read, or with `platform`, that
     platform's manifest in the index read."""
     if source.outcome != "ok" or source.digest is None:
@@ -217,8 +217,8 @@ def _kind(error: Exception) -> str:
     return error.outcome if isinstance(error, RegistryError) else "error"
 
 
-def _with_reference(result: ReferenceResult, reference: str) -> ReferenceResult:
-    return result if result.reference == reference else ReferenceResult(
+def _with_reference(result: ManifestResult, reference: str) -> ManifestResult:
+    return result if result.reference == reference else ManifestResult(
         reference, result.outcome, result.digest, result.media_type, result.size, result.body,
         result.method, result.http_status, result.retry_after_seconds, result.message,
     )
