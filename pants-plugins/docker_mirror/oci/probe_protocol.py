@@ -1,27 +1,6 @@
-"""The registry probe's request and result files (version 1): the one schema both sides use.
-
-The plugin writes a `ProbeRequest` and reads a `ProbeResult`; the probe
-(`python -m docker_mirror.probe REQUEST.json RESULT.json`) reads the one strictly
-(`parse_request`: a request it cannot act on is a `RequestError`) and writes the other. The
-plugin reads a result leniently (`parse_result`): an entry it cannot read is left out, so that
-what it asked for and got no answer to fails instead of passing. A read (`pants package`)::
-
-    {"version": 1,
-     "requests": [{"reference": "python:3.12", "need_body": false}, ...],
-     "referrers": [{"reference": "python:3.12", "platform": null,
-                    "destinations": ["registry.example.com/mirror/python"]}, ...],
-     "insecure_registries": ["registry.lan:5000", "10.0.0.0/8"],
-     "max_concurrency_per_registry": 8, "attempts": 4, "timeout_seconds": 30,
-     "max_retry_after_seconds": 60, "deadline_seconds": 600}
-
-Only `version` and `requests` are required; the others default to the values above. Unknown
-keys are ignored. Result: one entry per request, in the same order (see `ManifestResult`), one
-per `referrers` read (`ReferrersResult`), and the requests sent to each registry.
-
-A copy of referrers (`pants publish`) has, instead of `requests` and `referrers`, one `copy`
-(`CopyRequest`): the source repository, the image digest, the destination repository, what to
-copy (`items`, `listing`) and the keys of `require_signature`; its result is one `copy`
-(`CopyResult`).
+"""The registry probe's request and result files, for both sides: the plugin writes a `ProbeRequest`
+and reads a `ProbeResult` leniently (`parse_result`: an entry it cannot read is left out, so what
+it asked for fails); the probe reads the request strictly (`parse_request`). Format: probe/README.md.
 """
 
 from __future__ import annotations
