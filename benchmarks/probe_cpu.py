@@ -34,7 +34,7 @@ def main() -> int:
     args = parser.parse_args()
     sys.path.insert(0, str(args.source.resolve()))
 
-    from docker_mirror.probe.protocol import parse_request
+    from docker_mirror.oci.probe_protocol import parse_request
     from docker_mirror.probe.run import run
     from docker_mirror_testutil.pushes import push_image
     from docker_mirror_testutil.registries import start_registry

@@ -7,15 +7,15 @@ from docker_mirror import generator
 from docker_mirror.goals import extract, package, pin, publish
 from docker_mirror.subsystems import extractor, registry_probe
 from docker_mirror.target_types import DockerMirrorImagesTargetGenerator, DockerMirrorImageTarget
-from docker_mirror.util_rules import manifest_reads, probe, registry_client, skopeo
+from docker_mirror.util_rules import referrers, registry_client, registry_reads, skopeo
 from pants.backend.python.util_rules import pex
 
 
 def rules():
     return [
         *generator.rules(),
-        *manifest_reads.rules(),
-        *probe.rules(),
+        *registry_reads.rules(),
+        *referrers.rules(),
         *registry_client.rules(),
         *registry_probe.rules(),
         *extractor.rules(),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from docker_mirror.oci.manifests import OCI_INDEX, OCI_MANIFEST, manifest_digest, parse_manifest
-from docker_mirror.util_rules.probe import ProbedManifest, ProbedManifests
+from docker_mirror.oci.probe_protocol import ManifestResult
+from docker_mirror.util_rules.registry_reads import RegistryReads
 from pants.util.frozendict import FrozenDict
 
 # An image index of two platforms, as a registry serves it.
@@ -33,10 +34,10 @@ INDEX = json.dumps(
 ).encode()
 
 
-def served(reference: str, body: bytes, *, with_body: bool = True) -> ProbedManifest:
+def served(reference: str, body: bytes, *, with_body: bool = True) -> ManifestResult:
     """`reference` serves the manifest `body`; the probe saw its body (a `GET`), or with
     `with_body=False` only its digest and media type (a `HEAD`)."""
-    return ProbedManifest(
+    return ManifestResult(
         reference,
         "ok",
         digest=manifest_digest(body),
@@ -45,12 +46,12 @@ def served(reference: str, body: bytes, *, with_body: bool = True) -> ProbedMani
     )
 
 
-def failed(reference: str, outcome: str, message: str) -> ProbedManifest:
-    return ProbedManifest(reference, outcome, message=message)
+def failed(reference: str, outcome: str, message: str) -> ManifestResult:
+    return ManifestResult(reference, outcome, message=message)
 
 
-def probed(*manifests: ProbedManifest) -> ProbedManifests:
-    return ProbedManifests(FrozenDict((m.reference, m) for m in manifests))
+def probed(*manifests: ManifestResult) -> RegistryReads:
+    return RegistryReads(FrozenDict((m.reference, m) for m in manifests))
 
 
 def single_manifest(label: str) -> bytes:

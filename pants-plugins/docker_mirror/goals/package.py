@@ -22,17 +22,19 @@ from docker_mirror.target_types import (
     DockerMirrorSourceImageField,
 )
 from docker_mirror.util_rules.destinations import Destination, mirror_destinations
-from docker_mirror.util_rules.manifest_reads import (
+from docker_mirror.oci.probe_protocol import ReferrersResult
+from docker_mirror.util_rules.registry_reads import (
+    NOT_FOUND,
     GeneratorReadsRequest,
+    RegistryReads,
     ResolvedSource,
     destinations_to_check,
+    read_failure,
     reads_of,
     reads_owner,
     resolve_source,
     source_referrers,
 )
-from docker_mirror.util_rules.probe import NOT_FOUND, ProbedManifests
-from docker_mirror.util_rules.referrers import ProbedReferrers
 from docker_mirror.util_rules.registry_failures import unread_referrers
 from docker_mirror.util_rules.signature_keys import SignatureKeysRequest, resolve_signature_keys
 from docker_mirror.util_rules.skopeo import at_registry
@@ -71,7 +73,7 @@ class BuiltMirrorImage(BuiltPackageArtifact):
     served: tuple[tuple[str, str | None], ...] = ()
     # What refers to the source digest, and what each destination repository lacks of it; None
     # when the image copies no referrers (`referrers=False`).
-    referrers: ProbedReferrers | None = None
+    referrers: ReferrersResult | None = None
     # `require_signature`: the keys (paths from the build root) a signature must verify against.
     signature_keys: tuple[str, ...] = ()
     # How each destination whose read failed (other than "not found") failed: refused, say.
@@ -79,7 +81,7 @@ class BuiltMirrorImage(BuiltPackageArtifact):
     # Whose registry reads these are, and the reads themselves: `publish` copies only while its
     # run's reads are still these (see `copy_to_repository`).
     reads_owner: Address | None = None
-    reads: ProbedManifests | None = None
+    reads: RegistryReads | None = None
 
 
 def short_digest(digest: str | None) -> str:
@@ -87,13 +89,13 @@ def short_digest(digest: str | None) -> str:
 
 
 def unreadable_destinations(
-    destinations: Sequence[Destination], reads: ProbedManifests
+    destinations: Sequence[Destination], reads: RegistryReads
 ) -> tuple[str, ...]:
     """How each of `destinations` failed its read, for those that did not answer with a digest
     or "not found" (a refusal, an unreachable registry): reported at `package`, before any copy
     is attempted (`publish` still attempts it, and reports what the copy meets)."""
     return tuple(
-        probed.describe_failure(f"destination {at_registry(destination.reference)}")
+        read_failure(probed, f"destination {at_registry(destination.reference)}")
         for destination in destinations
         for probed in [reads.get(destination.reference)]
         if not probed.found and probed.outcome != NOT_FOUND
@@ -101,7 +103,7 @@ def unreadable_destinations(
 
 
 def unread_referrers_message(
-    source: ResolvedSource, referrers: ProbedReferrers, unreadable: Sequence[str] = ()
+    source: ResolvedSource, referrers: ReferrersResult, unreadable: Sequence[str] = ()
 ) -> str:
     """Why an image whose referrers could not be read is not copied (see `unread_referrers`)."""
     return unread_referrers(
@@ -114,7 +116,7 @@ def unread_referrers_message(
 
 
 def package_line(
-    source: ResolvedSource, referrers: ProbedReferrers | None, unreadable: Sequence[str] = ()
+    source: ResolvedSource, referrers: ReferrersResult | None, unreadable: Sequence[str] = ()
 ) -> str:
     """What `pants package` says of an image: what its source resolved to, or why it did not,
     and anything that will keep it from being copied."""
@@ -126,23 +128,23 @@ def package_line(
     if unreadable:
         line += "; " + "; ".join(unreadable)
     if referrers is not None:
-        line += f"; referrers at the source: {referrers.found}"
+        line += f"; referrers at the source: {referrers.summary}"
     return line
 
 
-def referrers_record(referrers: ProbedReferrers | None) -> dict | None:
+def referrers_record(referrers: ReferrersResult | None) -> dict | None:
     """What refers to the source digest, as the record shows it: what the source has, by kind,
     and what each destination repository lacks."""
     if referrers is None:
         return None
     return {
         "subject": referrers.subject,
-        "at_source": dict(referrers.at_source),
+        "at_source": dict(referrers.found),
         "to_copy": {
             repository: [
                 {"kind": item.kind, "digest": item.digest, "tag": item.tag} for item in plan.items
             ]
-            for repository, plan in sorted(referrers.plans.items())
+            for repository, plan in sorted(referrers.plans, key=lambda entry: entry[0])
             if plan.items
         },
         "error": referrers.error,
@@ -153,7 +155,7 @@ def mirror_record(
     address: str,
     source: ResolvedSource,
     destinations: Sequence[Destination],
-    referrers: ProbedReferrers | None = None,
+    referrers: ReferrersResult | None = None,
     signature_keys: Sequence[str] = (),
 ) -> bytes:
     """The JSON record of one mirrored image, as written under `dist/` by `pants package`."""

@@ -19,16 +19,10 @@ from docker_mirror.goals.publish import (
     unresolved_packages,
     up_to_date_packages,
 )
-from docker_mirror.util_rules.referrers import (
-    CopiedReferrers,
-    ProbedReferrers,
-    ReferrerCopy,
-    ReferrersPlan,
-)
-from pants.util.frozendict import FrozenDict
+from docker_mirror.oci.probe_protocol import CopyItem, CopyResult, Plan, ReferrersResult
 from docker_mirror_testutil.probe_results import failed as probe_failed
 from docker_mirror_testutil.probe_results import INDEX, probed, served
-from docker_mirror.util_rules.manifest_reads import resolve_source
+from docker_mirror.util_rules.registry_reads import resolve_source
 from docker_mirror.util_rules.destinations import Destination, mirror_destinations
 from docker_mirror.oci.manifests import manifest_digest
 from docker_mirror.oci.media_types import OCI_INDEX
@@ -193,8 +187,8 @@ def test_summary_entries_are_honest() -> None:
 # ---------------------------------------------------------------------------------------------
 # What refers to the image: recorded by `package`, copied first by `publish`, and reported.
 
-SIG = ReferrerCopy("signature", "sha256:" + "5" * 64, "application/vnd.oci.image.manifest.v1+json", "sha256-x.sig")
-SBOM = ReferrerCopy("SBOM", "sha256:" + "6" * 64, "application/vnd.oci.image.manifest.v1+json")
+SIG = CopyItem("signature", "sha256:" + "5" * 64, "application/vnd.oci.image.manifest.v1+json", "sha256-x.sig")
+SBOM = CopyItem("SBOM", "sha256:" + "6" * 64, "application/vnd.oci.image.manifest.v1+json")
 
 
 def resolved():
@@ -202,12 +196,12 @@ def resolved():
 
 
 def test_the_record_says_what_refers_to_the_source_and_what_each_repository_lacks() -> None:
-    referrers = ProbedReferrers(
+    referrers = ReferrersResult(
         "127.0.0.1:5000/team/app:1",
         None,
         subject=manifest_digest(INDEX),
-        at_source=(("signature", 1), ("SBOM", 1)),
-        plans=FrozenDict({"127.0.0.1:5501/mirror/team/app": ReferrersPlan((SIG, SBOM)), "other/x": ReferrersPlan()}),
+        found=(("signature", 1), ("SBOM", 1)),
+        plans=(("127.0.0.1:5501/mirror/team/app", Plan((SIG, SBOM))), ("other/x", Plan())),
     )
     record = json.loads(mirror_record("src:m#app", resolved(), destinations(), referrers, ("keys/cosign.pub",)))
     assert record["referrers"] == {
@@ -229,7 +223,7 @@ def test_the_probe_runs_before_a_copy_only_when_there_is_something_for_it() -> N
     stale = (("127.0.0.1:5501/mirror/team/app:1", None),)
     nothing = CopyToRepositoryRequest(source, stale, "127.0.0.1:5501/mirror/team/app")
     assert referrers_step(nothing, 1) is None and not has_referrers_step(nothing)
-    plan = ReferrersPlan((SIG,))
+    plan = Plan((SIG,))
     step = referrers_step(CopyToRepositoryRequest(source, (), "127.0.0.1:5501/mirror/team/app", plan), 7)
     assert step is not None and step.plan == plan and step.signature_keys == ()
     assert step.source_repository == "127.0.0.1:5000/team/app" and step.subject == source.digest
@@ -244,7 +238,7 @@ def test_the_probe_runs_before_a_copy_only_when_there_is_something_for_it() -> N
 def test_referrers_copied_with_the_image_are_named_once_per_repository() -> None:
     source = resolved()
     first, second = destinations(tags=("1", "latest"))
-    copied = CopiedReferrers("ok", copied=(SIG, SBOM))
+    copied = CopyResult("ok", copied=(SIG, SBOM))
     result = CopyToRepositoryResult(
         (CopyOutcome(first.reference, 0), CopyOutcome(second.reference, 0)), copied
     )
@@ -258,7 +252,7 @@ def test_referrers_copied_with_the_image_are_named_once_per_repository() -> None
 def test_referrers_added_upstream_later_are_copied_to_an_up_to_date_image() -> None:
     source = resolved()
     (destination,) = destinations()
-    result = CopyToRepositoryResult((), CopiedReferrers("ok", copied=(SIG,)))
+    result = CopyToRepositoryResult((), CopyResult("ok", copied=(SIG,)))
     (entry,) = repository_packages(source, (destination,), (), result, bash="/bin/bash")
     assert exit_code(entry) == "0"  # "published", since something was written
     assert entry.description == (
@@ -271,7 +265,7 @@ def test_referrers_added_upstream_later_are_copied_to_an_up_to_date_image() -> N
 def test_an_unsigned_image_fails_alone_and_names_the_reason() -> None:
     source = resolved()
     first, second = destinations(tags=("1", "latest"))
-    refused = CopiedReferrers("unsigned", "no signature of sha256:... verifies against keys/cosign.pub")
+    refused = CopyResult("unsigned", "no signature of sha256:... verifies against keys/cosign.pub")
     result = CopyToRepositoryResult(
         (CopyOutcome(first.reference, 1, "not copied"), CopyOutcome(second.reference, 1, "not copied")), refused
     )
@@ -285,7 +279,7 @@ def test_an_unsigned_image_fails_alone_and_names_the_reason() -> None:
 def test_referrers_that_cannot_be_copied_keep_the_image_out_and_fail_every_tag() -> None:
     source = resolved()
     first, second = destinations(tags=("1", "latest"))
-    failed_step = CopiedReferrers("error", "127.0.0.1:5501 answered 500 for a mount of sha256:x", error_kind="error")
+    failed_step = CopyResult("error", "127.0.0.1:5501 answered 500 for a mount of sha256:x", error_kind="error")
     # `latest` was up to date; `1` was to be copied.
     result = CopyToRepositoryResult((CopyOutcome(first.reference, 1, "not copied"),), failed_step)
     entries = repository_packages(source, (first, second), (first,), result, bash="/bin/bash")
@@ -304,7 +298,7 @@ def test_referrers_that_cannot_be_copied_keep_the_image_out_and_fail_every_tag()
 def test_a_refused_referrers_copy_names_the_registry_and_how_to_log_in() -> None:
     source = resolved()
     (destination,) = destinations()
-    refused = CopiedReferrers(
+    refused = CopyResult(
         "error", "127.0.0.1:5501 answered 403 Forbidden for an upload of sha256:x into mirror/team/app", error_kind="denied"
     )
     result = CopyToRepositoryResult((CopyOutcome(destination.reference, 1, "not copied"),), refused)
@@ -317,8 +311,8 @@ def test_a_refused_referrers_copy_names_the_registry_and_how_to_log_in() -> None
     assert "upload" not in (entry.description or "")
 
 
-def unread(error: str, kind: str) -> ProbedReferrers:
-    return ProbedReferrers("127.0.0.1:5000/team/app:1", None, error=error, error_kind=kind)
+def unread(error: str, kind: str) -> ReferrersResult:
+    return ReferrersResult("127.0.0.1:5000/team/app:1", None, error=error, error_kind=kind)
 
 
 def test_referrers_that_cannot_be_read_fail_the_image_offering_referrers_off_only_when_it_helps() -> None:
@@ -382,7 +376,7 @@ def test_a_destination_that_refused_its_read_is_named_as_the_cause_at_package_an
 
 def test_the_package_line_says_what_the_source_resolved_to_or_why_not() -> None:
     source = resolved()
-    found = ProbedReferrers("127.0.0.1:5000/team/app:1", None, subject=source.digest, at_source=(("signature", 1),))
+    found = ReferrersResult("127.0.0.1:5000/team/app:1", None, subject=source.digest, found=(("signature", 1),))
     assert package_line(source, found) == (
         f"Resolved 127.0.0.1:5000/team/app:1 to {source.summary}; referrers at the source: 1 signature"
     )

@@ -28,7 +28,7 @@ from docker_mirror.target_types import (
     DockerMirrorImagesTargetGenerator,
 )
 from docker_mirror.oci.untrusted_text import shorten, visible
-from docker_mirror.util_rules.probe import ProbedManifests, ProbeRequest, run_probe
+from docker_mirror.util_rules.registry_reads import RegistryReads, RegistryReadsRequest, read_failure, read_registries
 from docker_mirror.util_rules.skopeo import at_registry
 from pants.core.target_types import TargetGeneratorSourcesHelperTarget
 from pants.engine.addresses import Addresses
@@ -112,7 +112,7 @@ def is_generator(target: Target) -> bool:
     return isinstance(target, DockerMirrorImagesTargetGenerator)
 
 
-def served_by_tags(references: Iterable[str], probed: ProbedManifests) -> dict[str, Served]:
+def served_by_tags(references: Iterable[str], probed: RegistryReads) -> dict[str, Served]:
     """What each tag serves, from the probe's answers; a failure names the tag and its registry."""
     answers = {}
     for reference in references:
@@ -120,7 +120,7 @@ def served_by_tags(references: Iterable[str], probed: ProbedManifests) -> dict[s
         if manifest.found:
             answers[reference] = Served(manifest.digest)
         else:
-            problem = manifest.describe_failure(f"cannot resolve {at_registry(reference)}")
+            problem = read_failure(manifest, f"cannot resolve {at_registry(reference)}")
             answers[reference] = Served(problem=visible(shorten(problem, _MESSAGE_LIMIT)))
     return answers
 
@@ -160,7 +160,7 @@ def summary(results: Iterable[FilePins], mode: str) -> str:
     return text + "."
 
 
-probe = rule_call(run_probe)
+registry_reads_for = rule_call(read_registries)
 
 
 @goal_rule
@@ -202,8 +202,8 @@ async def docker_mirror_pin(
         return DockerMirrorPin(exit_code=0)
 
     references = tags_to_resolve(contents, mode)
-    probed = await probe(
-        ProbeRequest(
+    probed = await registry_reads_for(
+        RegistryReadsRequest(
             FrozenDict((reference, False) for reference in sorted(references)),
             description=f"docker-mirror-pin of {len(contents)} spec file(s)",
         )

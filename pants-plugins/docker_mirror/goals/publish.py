@@ -16,18 +16,13 @@ from docker_mirror.target_types import (
 )
 from docker_mirror.util_rules.destinations import Destination
 from docker_mirror.oci.reference import ImageReference, registry_host
-from docker_mirror.util_rules.manifest_reads import (
+from docker_mirror.oci.probe_protocol import CopyResult, Plan, ReferrersResult, counted
+from docker_mirror.util_rules.referrers import CopyReferrersRequest, copy_referrers
+from docker_mirror.util_rules.registry_reads import (
     GeneratorReadsRequest,
+    RegistryReads,
     ResolvedSource,
     reads_of,
-)
-from docker_mirror.util_rules.probe import ProbedManifests, copy_referrers
-from docker_mirror.util_rules.referrers import (
-    CopiedReferrers,
-    CopyReferrersRequest,
-    ProbedReferrers,
-    ReferrersPlan,
-    counted,
 )
 from docker_mirror.util_rules.registry_failures import uncopied_referrers
 from docker_mirror.util_rules.skopeo import (
@@ -81,7 +76,7 @@ def report_process(bash: str, *, exit_code: int) -> InteractiveProcess:
 
 
 def _data(
-    source: ResolvedSource, outcome: str, referrers: CopiedReferrers | None = None
+    source: ResolvedSource, outcome: str, referrers: CopyResult | None = None
 ) -> PublishOutputData:
     copied = referrers.copied if referrers is not None and referrers.ok else ()
     return PublishOutputData(
@@ -94,7 +89,7 @@ def _data(
     )
 
 
-def referrers_note(referrers: CopiedReferrers | None) -> str:
+def referrers_note(referrers: CopyResult | None) -> str:
     """`; with 1 signature, 1 SBOM` when referrers were copied along, else nothing."""
     if referrers is None or not referrers.ok:
         return ""
@@ -107,7 +102,7 @@ def referrers_note(referrers: CopiedReferrers | None) -> str:
     return "".join(f"; {note}" for note in notes)
 
 
-def _kinds(referrers: CopiedReferrers) -> dict[str, int]:
+def _kinds(referrers: CopyResult) -> dict[str, int]:
     counts: dict[str, int] = {}
     for item in referrers.copied:
         counts[item.kind] = counts.get(item.kind, 0) + 1
@@ -122,7 +117,7 @@ def up_to_date_packages(
     source: ResolvedSource,
     destination: Destination,
     *,
-    referrers: CopiedReferrers | None = None,
+    referrers: CopyResult | None = None,
     bash: str = "",
 ) -> PublishPackages:
     """A destination that already serves the source digest. If what refers to the image was
@@ -156,7 +151,7 @@ def up_to_date_packages(
 def referrers_failure(
     source: ResolvedSource,
     destination: Destination,
-    referrers: CopiedReferrers,
+    referrers: CopyResult,
     *,
     image_was_stale: bool = True,
 ) -> str:
@@ -191,7 +186,7 @@ def unresolved_packages(
 def unread_referrers_packages(
     source: ResolvedSource,
     destinations: Sequence[Destination],
-    referrers: ProbedReferrers,
+    referrers: ReferrersResult,
     *,
     unreadable: Sequence[str] = (),
     bash: str,
@@ -218,7 +213,7 @@ def copied_packages(
     outcome: CopyOutcome,
     *,
     bash: str,
-    referrers: CopiedReferrers | None = None,
+    referrers: CopyResult | None = None,
 ) -> PublishPackages:
     """A destination that was stale: copied, found up to date by the copy after all, or failed.
     `referrers`: what refers to the image, copied to its repository just before (reported on the
@@ -292,19 +287,19 @@ class CopyToRepositoryRequest:
     destinations: tuple[tuple[str, str | None], ...]
     # `registry/repository`.
     repository: str = ""
-    referrers: ReferrersPlan = ReferrersPlan()
+    referrers: Plan = Plan()
     # `require_signature`, checked only when the image itself is copied.
     signature_keys: tuple[str, ...] = ()
     # The registry reads the copy was decided from, and whose they are (`BuiltMirrorImage`).
     reads_owner: Address | None = None
-    reads: ProbedManifests | None = None
+    reads: RegistryReads | None = None
 
 
 @dataclass(frozen=True)
 class CopyToRepositoryResult:
     outcomes: tuple[CopyOutcome, ...]
     # What the registry probe did before the image was copied, if it ran.
-    referrers: CopiedReferrers | None = None
+    referrers: CopyResult | None = None
 
 
 # Only a stale run's request meets it (see `copy_to_repository`); no summary shows it.
@@ -526,7 +521,7 @@ async def publish_docker_mirror_image(
                 referrers=(
                     image.referrers.plan_for(repository_of(group[0]))
                     if image.referrers is not None
-                    else ReferrersPlan()
+                    else Plan()
                 ),
                 signature_keys=image.signature_keys,
                 reads_owner=image.reads_owner,

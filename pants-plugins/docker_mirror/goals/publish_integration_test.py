@@ -18,9 +18,8 @@ from docker_mirror.goals.publish import (
     DockerMirrorCopyPublishFieldSet,
     PublishDockerMirrorImageRequest,
 )
-from docker_mirror.util_rules.manifest_reads import GeneratorReadsRequest
+from docker_mirror.util_rules.registry_reads import GeneratorReadsRequest, RegistryReads
 from docker_mirror.oci.manifests import manifest_digest
-from docker_mirror.util_rules.probe import ProbedManifests
 from docker_mirror.util_rules.skopeo import Skopeo
 from docker_mirror_testutil.images import OciImage, push_oci_image
 from docker_mirror_testutil.machine import require_skopeo
@@ -51,7 +50,7 @@ def rule_runner() -> RuleRunner:
             *system_binaries.rules(),
             QueryRule(BuiltPackage, [DockerMirrorCopyPackageFieldSet]),
             QueryRule(PublishProcesses, [PublishDockerMirrorImageRequest]),
-            QueryRule(ProbedManifests, [GeneratorReadsRequest]),
+            QueryRule(RegistryReads, [GeneratorReadsRequest]),
             QueryRule(DigestContents, [Digest]),
         ],
         target_types=[
@@ -425,7 +424,7 @@ def test_one_image_reads_its_whole_generator_sources_and_destinations_in_one_go(
         registries="['@mirror', '@archive']",
     )
     seen = len(upstream.access_log()), len(mirror.access_log())
-    reads = rule_runner.request(ProbedManifests, [GeneratorReadsRequest(Address("src", target_name="m"))])
+    reads = rule_runner.request(RegistryReads, [GeneratorReadsRequest(Address("src", target_name="m"))])
 
     # Every source and every destination to be written (not `skip_push` ones), read once.
     assert set(reads.by_reference) == {

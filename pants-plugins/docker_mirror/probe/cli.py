@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import List, Optional, TextIO
 
-from docker_mirror.probe.protocol import RequestError, parse_request
+from docker_mirror.oci.probe_protocol import ProbeRequest, RequestError, encoded, parse_request
+from docker_mirror.probe.referrers import ReferrersError, index_entries
 from docker_mirror.probe.run import run
 from docker_mirror.probe.secrets import SECRETS
 
@@ -42,6 +43,17 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def _checked(request: ProbeRequest) -> ProbeRequest:
+    """The request, once the listing of a copy reads as the referrers index it must be."""
+    listing = request.copy.plan.listing if request.copy is not None else None
+    try:
+        if listing is not None:
+            index_entries(listing.raw)
+    except ReferrersError as e:
+        raise RequestError(f"copy is not a plan of referrers to copy ({e})") from None
+    return request
+
+
 def main(argv: Optional[List[str]] = None, stderr: TextIO = sys.stderr) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
@@ -55,7 +67,7 @@ def main(argv: Optional[List[str]] = None, stderr: TextIO = sys.stderr) -> int:
     if len(raw) > _MAX_REQUEST_SIZE:
         return _fail(stderr, 2, f"the request {request_path} is larger than {_MAX_REQUEST_SIZE} bytes")
     try:
-        request = parse_request(json.loads(raw))
+        request = _checked(parse_request(json.loads(raw)))
     except ValueError as e:  # RequestError, and JSON errors
         what = e if isinstance(e, RequestError) else "it is not valid JSON"
         return _fail(stderr, 2, f"bad request {request_path}: {what}")
@@ -66,7 +78,7 @@ def main(argv: Optional[List[str]] = None, stderr: TextIO = sys.stderr) -> int:
     except Exception as e:  # noqa: BLE001 - reported on one line, never as a traceback
         return _fail(stderr, 1, f"internal error: {type(e).__name__}: {e}")
     try:
-        write_atomically(result_path, json.dumps(result.to_json(), indent=1) + "\n")
+        write_atomically(result_path, encoded(result).decode())
     except OSError as e:
         return _fail(stderr, 1, f"cannot write the result {result_path}: {e.strerror or e}")
     return 0

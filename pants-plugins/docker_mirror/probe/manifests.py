@@ -1,6 +1,6 @@
 """What a registry serves for an image reference: one `HEAD` of the manifest (its digest in
 `Docker-Content-Digest`), a `GET` only when the body is needed or the registry sends no digest,
-and what each answer means as a `ReferenceResult`."""
+and what each answer means as a `ManifestResult`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Optional
 from docker_mirror.oci.media_types import DIGEST, MANIFEST_ACCEPT
 from docker_mirror.probe.access import authority
 from docker_mirror.probe.auth import Scope, parse_json
-from docker_mirror.probe.protocol import ReferenceResult
+from docker_mirror.oci.probe_protocol import ManifestResult
 from docker_mirror.probe.reference import Reference
 from docker_mirror.probe.registry import Answer, RegistryError, RegistrySession, reason_phrase
 from docker_mirror.probe.secrets import Secrets
@@ -19,7 +19,7 @@ from docker_mirror.probe.secrets import Secrets
 _MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 
 
-async def probe_manifest(session: RegistrySession, reference: Reference, need_body: bool) -> ReferenceResult:
+async def probe_manifest(session: RegistrySession, reference: Reference, need_body: bool) -> ManifestResult:
     """The digest, media type and size `reference` has at its registry now (and the body, with
     `need_body`)."""
     method = "GET" if need_body else "HEAD"
@@ -37,14 +37,14 @@ async def probe_manifest(session: RegistrySession, reference: Reference, need_bo
     return _meaning(session, reference, answer)
 
 
-def _result(session: RegistrySession, reference: Reference, outcome: str, **fields: object) -> ReferenceResult:
+def _result(session: RegistrySession, reference: Reference, outcome: str, **fields: object) -> ManifestResult:
     message = fields.pop("message", None)
     if isinstance(message, str):
         message = session.secrets.clean(message)
-    return ReferenceResult(reference=reference.text, outcome=outcome, message=message, **fields)  # type: ignore[arg-type]
+    return ManifestResult(reference=reference.text, outcome=outcome, message=message, **fields)  # type: ignore[arg-type]
 
 
-def _meaning(session: RegistrySession, reference: Reference, answer: Answer) -> ReferenceResult:
+def _meaning(session: RegistrySession, reference: Reference, answer: Answer) -> ManifestResult:
     status, method, registry = answer.status, answer.method, session.registry
     if status == 200:
         return _found(session, reference, answer)
@@ -76,7 +76,7 @@ def _header_digest(answer: Answer) -> str:
     return value if DIGEST.fullmatch(value) else ""
 
 
-def _found(session: RegistrySession, reference: Reference, answer: Answer) -> ReferenceResult:
+def _found(session: RegistrySession, reference: Reference, answer: Answer) -> ManifestResult:
     header_digest = _header_digest(answer)
     media_type = _media_type(answer.headers.get("Content-Type"))
     method, registry = answer.method, session.registry

@@ -30,10 +30,7 @@ from docker_mirror.oci.media_types import (
 from docker_mirror.probe.referrers import (
     COSIGN_TAG_KINDS,
     MAX_DEPTH,
-    CopyItem,
     Descriptor,
-    Listing,
-    Plan,
     ReferrersError,
     digest_of,
     digest_tag,
@@ -46,7 +43,7 @@ from docker_mirror.probe.referrers import (
     tag_kind,
     updated_tag_manifest,
 )
-from docker_mirror.probe.protocol import CopyResult
+from docker_mirror.oci.probe_protocol import CopyItem, CopyResult, Listing, Plan
 from docker_mirror.probe.registry import RegistryError
 from docker_mirror.probe.signatures import (
     MAX_SIGNATURE_DOCUMENT,
@@ -138,7 +135,7 @@ class Found:
         """By kind: the cosign tags, and the referrers listed, when the listing was read."""
         counts: Dict[str, int] = {}
         kinds = [tag_kind(tag) for tag, _ in self.tags]
-        kinds += [entry.kind for entry in self.listing.entries] if self.listing else []
+        kinds += [entry.kind for entry in index_entries(self.listing.raw)] if self.listing else []
         for kind in kinds:
             counts[kind] = counts.get(kind, 0) + 1
         return counts
@@ -163,7 +160,8 @@ async def _read_listing(location: Location, digest: str) -> Listing:
     got = await location.registry.get_manifest(location.repository, digest)
     if got is None:
         raise RegistryError("error", f"{location} no longer serves the referrers index {digest}")
-    return Listing(digest, got[0], index_entries(got[0], f"the referrers index {digest} at {location}"))
+    index_entries(got[0], f"the referrers index {digest} at {location}")
+    return Listing(digest, got[0])
 
 
 async def _destination_lists(destination: Location, subject: str) -> Tuple[Descriptor, ...]:
@@ -240,7 +238,7 @@ async def _signatures(source: Location, subject: str, listing: Optional[Listing]
         )  # fmt: skip
         found += simple_signing_signatures(tag, [(l.fields, p) for l, p in zip(layers, payloads)])
     bundles = [
-        entry for entry in (listing.entries if listing else ())
+        entry for entry in (index_entries(listing.raw) if listing else ())
         if (entry.artifact_type or "").startswith(SIGSTORE_BUNDLE_PREFIX)
         and entry.annotations.get(BUNDLE_PREDICATE_ANNOTATION, COSIGN_SIGN_PREDICATE) == COSIGN_SIGN_PREDICATE
     ][:MAX_SIGNATURES]  # fmt: skip
@@ -350,7 +348,7 @@ async def _write_listing(destination: Location, subject: str, listing: Listing, 
             # The source's own bytes: the tag then serves the source's listing digest.
             await destination.registry.put_manifest(destination.repository, tag, listing.raw, OCI_INDEX)
             return
-        merged = merged_listing(current[0], listing.entries)
+        merged = merged_listing(current[0], index_entries(listing.raw))
         if merged is not None:
             await destination.registry.put_manifest(destination.repository, tag, merged, OCI_INDEX)
     await destination.registry.put_manifest(destination.repository, listing.digest, listing.raw, OCI_INDEX)

@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from docker_mirror.probe.mirror_referrers import Found, Location, Served, copy, find
-from docker_mirror.probe.protocol import CopyResult
 from docker_mirror.oci.media_types import COSIGN_SIMPLE_SIGNING, OCI_INDEX, OCI_MANIFEST
-from docker_mirror.probe.referrers import Plan, digest_tag
+from docker_mirror.oci.probe_protocol import CopyResult, Plan
+from docker_mirror.probe.referrers import digest_tag
 from docker_mirror.probe.signatures import SIGNATURE_ANNOTATION, PublicKey, load_public_key
 
 EMPTY_CONFIG = b"{}"

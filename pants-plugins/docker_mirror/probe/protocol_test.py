@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from docker_mirror.probe.cli import main
-from docker_mirror.probe.protocol import (
-    ProbeRequest, ProbeResult, ReferenceRequest, ReferenceResult, RequestCounts, RequestError, parse_request,
+from docker_mirror.oci.probe_protocol import (
+    ProbeRequest, ProbeResult, ManifestRead, ManifestResult, RequestCounts, RequestError, parse_request,
 )
 
 
 def test_defaults() -> None:
     request = parse_request({"version": 1, "requests": [{"reference": "python:3"}], "future_key": 1})
-    assert request == ProbeRequest(requests=(ReferenceRequest("python:3", False),))
+    assert request == ProbeRequest(requests=(ManifestRead("python:3", False),))
     assert (request.max_concurrency_per_registry, request.attempts, request.timeout_seconds,
             request.max_retry_after_seconds) == (8, 4, 30.0, 60.0)
 
@@ -28,7 +28,7 @@ def test_everything_given() -> None:
         "insecure_registries": ["h", "h:1", "10.0.0.0/8"], "max_concurrency_per_registry": 2,
         "attempts": 1, "timeout_seconds": 2.5, "max_retry_after_seconds": 0, "deadline_seconds": 9,
     })
-    assert request == ProbeRequest((ReferenceRequest("a", True),), ("h", "h:1", "10.0.0.0/8"), 2, 1, 2.5, 0.0, 9.0)
+    assert request == ProbeRequest((ManifestRead("a", True),), ("h", "h:1", "10.0.0.0/8"), 2, 1, 2.5, 0.0, 9.0)
 
 
 @pytest.mark.parametrize(
@@ -55,10 +55,10 @@ def test_bad_requests(document: Any, message: str) -> None:
 def test_result_document() -> None:
     result = ProbeResult(
         results=[
-            ReferenceResult("a:1", "ok", "sha256:" + "0" * 64, "application/x", 12, b"{}", "GET", 200),
-            ReferenceResult("b:1", "rate_limited", method="HEAD", http_status=429, retry_after_seconds=3600.0,
+            ManifestResult("a:1", "ok", "sha256:" + "0" * 64, "application/x", 12, b"{}", "GET", 200),
+            ManifestResult("b:1", "rate_limited", method="HEAD", http_status=429, retry_after_seconds=3600.0,
                             message="rate limited by docker.io (429), retry after 3600 s"),
-            ReferenceResult("c:1", "unreachable", retry_after_seconds=1.5),
+            ManifestResult("c:1", "unreachable", retry_after_seconds=1.5),
         ],
         requests_sent={"docker.io": RequestCounts(HEAD=2, token=1)},
     )
@@ -123,7 +123,7 @@ def test_a_failure_says_what_kind_it_is_so_the_plugin_can_say_what_to_do() -> No
     from types import SimpleNamespace
 
     from docker_mirror.probe.distribution import Distribution
-    from docker_mirror.probe.protocol import CopyResult, ReferrersResult
+    from docker_mirror.oci.probe_protocol import CopyResult, ReferrersResult
     from docker_mirror.probe.referrers import ReferrersError
     from docker_mirror.probe.registry import RegistryError
     from docker_mirror.probe.run import _kind

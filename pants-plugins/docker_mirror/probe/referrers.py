@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 from docker_mirror.oci import media_types
+from docker_mirror.oci.probe_protocol import CopyItem, Listing
 from docker_mirror.oci.media_types import (
     BUNDLE_PREDICATE_ANNOTATION,
     COSIGN_SIGN_PREDICATE,
@@ -57,7 +58,6 @@ _KIND_OF_ARTIFACT_TYPE = {
     media_types.CYCLONEDX_XML: "SBOM",
     media_types.SYFT_JSON: "SBOM",
 }
-KINDS = ("signature", "attestation", "SBOM", "artifact")
 
 # A referrer that is itself an index (a multi-platform SBOM, say) is copied with its children,
 # to this depth; an image has a handful of referrers, and a listing more than this many is not
@@ -279,51 +279,6 @@ def digest_of(raw: bytes) -> str:
 # What to copy
 
 
-@dataclass(frozen=True)
-class CopyItem:
-    """One manifest to copy from the source repository to a destination repository: a cosign
-    tag-scheme manifest (written under `tag`) or a referrer (written by digest)."""
-
-    kind: str  # signature, attestation, SBOM, artifact
-    digest: str
-    media_type: str
-    tag: Optional[str] = None
-
-    def to_json(self) -> Dict[str, Any]:
-        return {"kind": self.kind, "digest": self.digest, "media_type": self.media_type, "tag": self.tag}
-
-    @classmethod
-    def from_json(cls, value: Mapping[str, Any]) -> CopyItem:
-        return cls(str(value["kind"]), str(value["digest"]), str(value["media_type"]), value.get("tag"))
-
-
-@dataclass(frozen=True)
-class Listing:
-    """How the source lists the image's referrers: the index to keep at the destination under
-    its digest, and what it lists."""
-
-    digest: str
-    raw: bytes
-    entries: Tuple[Descriptor, ...]
-
-    @classmethod
-    def of(cls, raw: bytes) -> Listing:
-        return cls(digest_of(raw), raw, index_entries(raw))
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What one destination repository lacks of the subject's referrers."""
-
-    items: Tuple[CopyItem, ...] = ()
-    # The source's listing to write at the destination (its referrers copied first), or None.
-    listing: Optional[Listing] = None
-
-    @property
-    def empty(self) -> bool:
-        return not self.items and self.listing is None
-
-
 def tag_kind(tag: str) -> str:
     return COSIGN_TAG_KINDS.get(tag.rpartition(".")[2], "artifact")
 
@@ -352,6 +307,6 @@ def missing_referrers(
     listed = {d.digest for d in destination_lists}
     return tuple(
         CopyItem(entry.kind, entry.digest, entry.media_type)
-        for entry in listing.entries
+        for entry in index_entries(listing.raw)
         if entry.digest not in listed
     )

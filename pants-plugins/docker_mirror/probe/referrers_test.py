@@ -6,12 +6,11 @@ from typing import Any, Dict, Optional
 
 import pytest
 
+from docker_mirror.oci.probe_protocol import CopyItem, Listing
 from docker_mirror.probe.referrers import (
     OCI_INDEX,
     OCI_MANIFEST,
-    CopyItem,
     Descriptor,
-    Listing,
     ReferrersError,
     digest_tag,
     index_entries,

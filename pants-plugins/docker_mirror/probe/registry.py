@@ -36,7 +36,7 @@ from docker_mirror.probe.access import Routes, authority
 from docker_mirror.probe.auth import Authenticator, Scope, TokenError
 from docker_mirror.probe.challenge import parse_challenges, pick
 from docker_mirror.probe.credentials import CredentialError, Credentials, CredentialStore
-from docker_mirror.probe.protocol import RequestCounts
+from docker_mirror.oci.probe_protocol import RequestCounts
 from docker_mirror.probe.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
 from docker_mirror.probe.secrets import SECRETS, Secrets
 from docker_mirror.probe.transport import (

@@ -19,7 +19,7 @@ from docker_mirror.probe.access import Routes
 from docker_mirror.probe.auth import Scope
 from docker_mirror.probe.credentials import Credentials, CredentialStore
 from docker_mirror.probe.manifests import probe_manifest
-from docker_mirror.probe.protocol import ReferenceResult
+from docker_mirror.oci.probe_protocol import ManifestResult
 from docker_mirror.probe.reference import Reference
 from docker_mirror.probe.registry import RegistrySession
 from docker_mirror.probe.retry import RetryPolicy
@@ -67,10 +67,10 @@ def _session(
 
 
 def _probe(address: str, references: List[str], clock: Optional[Clock] = None, need_body: bool = False,
-           **options: object) -> Tuple[List[ReferenceResult], RegistrySession]:
+           **options: object) -> Tuple[List[ManifestResult], RegistrySession]:
     clock = clock or Clock()
 
-    async def main() -> Tuple[List[ReferenceResult], RegistrySession]:
+    async def main() -> Tuple[List[ManifestResult], RegistrySession]:
         session = _session(address, clock, **options)  # type: ignore[arg-type]
         try:
             results = await asyncio.gather(

@@ -1,10 +1,10 @@
-"""A probe run: every requested reference, concurrently, one session per registry."""
+"""A probe run: every read of a request, or its copy, concurrently, one session per registry."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from typing import Awaitable, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
+from typing import Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from docker_mirror.probe import mirror_referrers
 from docker_mirror.probe.access import Routes
@@ -12,12 +12,12 @@ from docker_mirror.probe.credentials import CredentialStore
 from docker_mirror.probe.distribution import Distribution
 from docker_mirror.probe.manifests import probe_manifest
 from docker_mirror.probe.mirror_referrers import Location
-from docker_mirror.probe.protocol import (
+from docker_mirror.oci.probe_protocol import (
     CopyRequest,
     CopyResult,
     ProbeRequest,
     ProbeResult,
-    ReferenceResult,
+    ManifestResult,
     ReferrersRead,
     ReferrersResult,
 )
@@ -31,7 +31,113 @@ from docker_mirror.probe.secrets import SECRETS, Secrets, one_line
 from docker_mirror.probe.transport import HttpClient
 
 
-async def run_probe(
+Key = Tuple[str, bool]  # a manifest read: (reference, whether its body is needed)
+
+
+class _Run:
+    """One run's sessions (one per registry, Docker Hub's names being one) and manifest jobs (one
+    per distinct read: the same reference asked twice is read once)."""
+
+    def __init__(
+        self,
+        request: ProbeRequest,
+        env: Mapping[str, str],
+        secrets: Secrets,
+        sleep: Callable[[float], Awaitable[None]],
+        credentials: Optional[CredentialStore],
+    ) -> None:
+        self.request = request
+        self.secrets = secrets
+        self.sleep = sleep
+        self.credentials = credentials or CredentialStore(env, timeout=request.timeout_seconds, secrets=secrets)
+        self.policy = RetryPolicy(attempts=request.attempts, max_retry_after_seconds=request.max_retry_after_seconds)
+        self.http = HttpClient(Routes(env, request.insecure_registries, secrets=secrets), timeout=request.timeout_seconds)
+        self.sessions: Dict[str, RegistrySession] = {}
+        self.distributions: Dict[str, Distribution] = {}
+        self.jobs: Dict[Key, "asyncio.Future[ManifestResult]"] = {}
+        self.early: Dict[Key, ManifestResult] = {}  # invalid references: answered without a job
+        self.registry_of: Dict[Key, str] = {}
+
+    def session_for(self, reference: Reference) -> RegistrySession:
+        key = "docker.io" if reference.is_docker_hub else reference.registry.lower()
+        if key not in self.sessions:
+            self.sessions[key] = RegistrySession(
+                "docker.io" if reference.is_docker_hub else reference.registry,
+                reference.endpoint,
+                http=self.http,
+                credentials=self.credentials,
+                policy=self.policy,
+                max_concurrency=self.request.max_concurrency_per_registry,
+                timeout=self.request.timeout_seconds,
+                secrets=self.secrets,
+                sleep=self.sleep,
+            )
+        return self.sessions[key]
+
+    def location(self, reference: Reference) -> Location:
+        session = self.session_for(reference)
+        if session.registry not in self.distributions:
+            self.distributions[session.registry] = Distribution(session)
+        return Location(self.distributions[session.registry], reference.remote_name)
+
+    def manifest_job(self, text: str, need_body: bool) -> "Optional[asyncio.Future[ManifestResult]]":
+        key = (text, need_body)
+        if key in self.jobs or key in self.early:
+            return self.jobs.get(key)
+        try:
+            reference = Reference.parse(text)
+        except InvalidReference as e:
+            self.early[key] = ManifestResult(text, "error", message=one_line(f"{e}: {text}", 200))
+            return None
+        session = self.session_for(reference)
+        self.registry_of[key] = session.registry
+        self.jobs[key] = asyncio.ensure_future(probe_manifest(session, reference, need_body))
+        return self.jobs[key]
+
+    async def referrers_of(self, read: ReferrersRead) -> ReferrersResult:
+        try:
+            reference = Reference.parse(read.reference)
+            subject = reference.digest if read.platform is None else None
+            if subject is None:
+                key = (read.reference, read.platform is not None)
+                job = self.manifest_job(*key)
+                source = await job if job is not None else self.early[key]
+                subject = _subject(source, read.platform)
+            destinations = [self.location(Reference.parse(d)) for d in read.destinations]
+            found = await mirror_referrers.find(self.location(reference), subject, destinations)
+        except (RegistryError, ReferrersError, InvalidReference, ManifestError, _Unresolved) as e:
+            return ReferrersResult(
+                read.reference, read.platform, error=self.secrets.clean(str(e)), error_kind=_kind(e)
+            )
+        return ReferrersResult(
+            read.reference, read.platform, subject, tuple(sorted(found.counts().items())),
+            tuple(zip(read.destinations, found.plans)),
+        )
+
+    def manifest_results(self) -> Dict[Key, ManifestResult]:
+        """Every read's result, once the deadline has passed or all are done: a job that raised
+        what nobody foresaw fails its reference alone, and one still running is cancelled."""
+        finished: Dict[Key, ManifestResult] = dict(self.early)
+        for key, job in self.jobs.items():
+            if job.done() and not job.cancelled():
+                error = job.exception()
+                finished[key] = job.result() if error is None else ManifestResult(
+                    key[0], "error", message=self.secrets.clean(
+                        f"{self.registry_of[key]}: internal error: {type(error).__name__}: {error}"
+                    ),
+                )
+            else:
+                job.cancel()
+                finished[key] = ManifestResult(
+                    key[0],
+                    "unreachable",
+                    message=f"no answer from {self.registry_of[key]} within the probe's deadline of "
+                    f"{self.request.deadline_seconds:g} s",
+                )
+        return finished
+
+
+async def answer(
     request: ProbeRequest,
     *,
     env: Optional[Mapping[str, str]] = None,
@@ -39,138 +145,50 @@ async def run_probe(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     credentials: Optional[CredentialStore] = None,
 ) -> ProbeResult:
-    env = dict(os.environ if env is None else env)
-    store = credentials or CredentialStore(env, timeout=request.timeout_seconds, secrets=secrets)
-    policy = RetryPolicy(
-        attempts=request.attempts, max_retry_after_seconds=request.max_retry_after_seconds
-    )
-    routes = Routes(env, request.insecure_registries, secrets=secrets)
-    http = HttpClient(routes, timeout=request.timeout_seconds)
-    sessions: Dict[str, RegistrySession] = {}
-
-    def session_for(reference: Reference) -> RegistrySession:
-        # Docker Hub's names (`docker.io`, `index.docker.io`) are one registry.
-        key = "docker.io" if reference.is_docker_hub else reference.registry.lower()
-        if key not in sessions:
-            sessions[key] = RegistrySession(
-                "docker.io" if reference.is_docker_hub else reference.registry,
-                reference.endpoint,
-                http=http,
-                credentials=store,
-                policy=policy,
-                max_concurrency=request.max_concurrency_per_registry,
-                timeout=request.timeout_seconds,
-                secrets=secrets,
-                sleep=sleep,
-            )
-        return sessions[key]
-
-    distributions: Dict[str, Distribution] = {}
-
-    def location(reference: Reference) -> Location:
-        session = session_for(reference)
-        if session.registry not in distributions:
-            distributions[session.registry] = Distribution(session)
-        return Location(distributions[session.registry], reference.remote_name)
-
-    # The same reference asked twice is probed once.
-    jobs: Dict[Tuple[str, bool], "asyncio.Future[ReferenceResult]"] = {}
-    order: List[Tuple[str, bool]] = []
-    early: Dict[Tuple[str, bool], ReferenceResult] = {}
-    registry_of: Dict[Tuple[str, bool], str] = {}
-
-    def manifest_job(text: str, need_body: bool) -> "Optional[asyncio.Future[ReferenceResult]]":
-        key = (text, need_body)
-        if key in jobs or key in early:
-            return jobs.get(key)
-        try:
-            reference = Reference.parse(text)
-        except InvalidReference as e:
-            early[key] = ReferenceResult(text, "error", message=one_line(f"{e}: {text}", 200))
-            return None
-        session = session_for(reference)
-        registry_of[key] = session.registry
-        jobs[key] = asyncio.ensure_future(probe_manifest(session, reference, need_body))
-        return jobs[key]
-
+    """Every read of `request` (or its copy) at once, within its deadline."""
+    run = _Run(request, dict(os.environ if env is None else env), secrets, sleep, credentials)
     for entry in request.requests:
-        order.append((entry.reference, entry.need_body))
-        manifest_job(entry.reference, entry.need_body)
-
-    async def referrers_of(read: ReferrersRead) -> ReferrersResult:
-        try:
-            reference = Reference.parse(read.reference)
-            subject = reference.digest if read.platform is None else None
-            if subject is None:
-                job = manifest_job(read.reference, read.platform is not None)
-                source = await job if job is not None else early[(read.reference, read.platform is not None)]
-                subject = _subject(source, read.platform)
-            destinations = [location(Reference.parse(d)) for d in read.destinations]
-            found = await mirror_referrers.find(location(reference), subject, destinations)
-        except (RegistryError, ReferrersError, InvalidReference, ManifestError, _Unresolved) as e:
-            return ReferrersResult(
-                read.reference, read.platform, error=secrets.clean(str(e)), error_kind=_kind(e)
-            )
-        return ReferrersResult(
-            read.reference, read.platform, subject, tuple(sorted(found.counts().items())),
-            tuple(zip(read.destinations, found.plans)),
-        )
-
-    referrers = [asyncio.ensure_future(referrers_of(read)) for read in request.referrers]
-    copying = asyncio.ensure_future(_copy(request.copy, location, secrets)) if request.copy else None
-    everything: "List[asyncio.Future[object]]" = [*jobs.values(), *referrers, *([copying] if copying else [])]  # type: ignore[list-item]
+        run.manifest_job(entry.reference, entry.need_body)
+    referrers = [asyncio.ensure_future(run.referrers_of(read)) for read in request.referrers]
+    copying = asyncio.ensure_future(_copy(request.copy, run.location, secrets)) if request.copy else None
+    everything: "List[asyncio.Future[object]]" = [*run.jobs.values(), *referrers, *([copying] if copying else [])]  # type: ignore[list-item]
     try:
         if everything:
             await asyncio.wait(everything, timeout=request.deadline_seconds)
-        finished: Dict[Tuple[str, bool], ReferenceResult] = dict(early)
-        for key, job in jobs.items():
-            if job.done() and not job.cancelled():
-                error = job.exception()
-                # A failure nobody foresaw fails this reference alone; the others go on.
-                finished[key] = job.result() if error is None else ReferenceResult(
-                    key[0], "error", message=secrets.clean(
-                        f"{registry_of[key]}: internal error: {type(error).__name__}: {error}"
-                    ),
-                )
-            else:
-                job.cancel()
-                finished[key] = ReferenceResult(
-                    key[0],
-                    "unreachable",
-                    message=f"no answer from {registry_of[key]} within the probe's deadline of "
-                    f"{request.deadline_seconds:g} s",
-                )
+        finished = run.manifest_results()
         late = f"no answer within the probe's deadline of {request.deadline_seconds:g} s"
-        referrer_results = []
-        for read, referrers_job in zip(request.referrers, referrers):
-            found = _outcome(referrers_job)
-            referrer_results.append(found or ReferrersResult(
-                read.reference, read.platform, error=_failure(referrers_job, late, secrets)
-            ))  # fmt: skip
+        referrer_results = [
+            _outcome(job) or ReferrersResult(read.reference, read.platform, error=_failure(job, late, secrets))
+            for read, job in zip(request.referrers, referrers)
+        ]
         copied = None
         if copying is not None:
             copied = _outcome(copying) or CopyResult("error", _failure(copying, late, secrets))
     finally:
-        pending = [unfinished for unfinished in everything if not unfinished.done()]
-        for unfinished in pending:
-            unfinished.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=5)
-        await http.aclose()
-
+        await _cancelled(everything)
+        await run.http.aclose()
     return ProbeResult(
-        results=[_with_reference(finished[key], key[0]) for key in order],
-        requests_sent={s.registry: s.counts for s in sessions.values()},
+        results=[_with_reference(finished[(e.reference, e.need_body)], e.reference) for e in request.requests],
+        requests_sent={s.registry: s.counts for s in run.sessions.values()},
         referrers=referrer_results,
         copy=copied,
     )
+
+
+async def _cancelled(jobs: "Sequence[asyncio.Future[object]]") -> None:
+    """Cancel what is still running, and give it a moment to stop."""
+    pending = [job for job in jobs if not job.done()]
+    for job in pending:
+        job.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=5)
 
 
 class _Unresolved(Exception):
     """The image whose referrers were asked for could not be resolved (its own result says why)."""
 
 
-def _subject(source: ReferenceResult, platform: Optional[str]) -> str:
+def _subject(source: ManifestResult, platform: Optional[str]) -> str:
     """The digest an image's referrers refer to: the manifest read, or with `platform`, that
     platform's manifest in the index read."""
     if source.outcome != "ok" or source.digest is None:
@@ -217,12 +235,12 @@ def _kind(error: Exception) -> str:
     return error.outcome if isinstance(error, RegistryError) else "error"
 
 
-def _with_reference(result: ReferenceResult, reference: str) -> ReferenceResult:
-    return result if result.reference == reference else ReferenceResult(
+def _with_reference(result: ManifestResult, reference: str) -> ManifestResult:
+    return result if result.reference == reference else ManifestResult(
         reference, result.outcome, result.digest, result.media_type, result.size, result.body,
         result.method, result.http_status, result.retry_after_seconds, result.message,
     )
 
 
 def run(request: ProbeRequest, env: Optional[Mapping[str, str]] = None) -> ProbeResult:
-    return asyncio.run(run_probe(request, env=env))
+    return asyncio.run(answer(request, env=env))

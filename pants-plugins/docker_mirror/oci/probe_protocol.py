@@ -1,0 +1,517 @@
+"""The registry probe's request and result files, for both sides: the plugin writes a `ProbeRequest`
+and reads a `ProbeResult` leniently (`parse_result`: an entry it cannot read is left out, so what
+it asked for fails); the probe reads the request strictly (`parse_request`). Format: probe/README.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+from docker_mirror.oci.manifests import manifest_digest
+from docker_mirror.oci.media_types import DIGEST
+
+VERSION = 1
+OUTCOMES = ("ok", "not_found", "unauthorized", "denied", "rate_limited", "unreachable", "tls", "error")
+
+# What refers to an image, by kind, in the order the summary names them.
+KINDS = ("signature", "attestation", "SBOM", "artifact")
+
+
+class RequestError(ValueError):
+    """A request file the probe cannot act on."""
+
+
+class ResultError(ValueError):
+    """A result file the plugin cannot read at all."""
+
+
+def counted(counts: Mapping[str, int]) -> str:
+    """`1 signature, 2 SBOMs`, in `KINDS` order; empty for no count."""
+    parts = []
+    for kind in KINDS:
+        count = counts.get(kind, 0)
+        if count:
+            parts.append(f"{count} {kind}{'s' if count != 1 else ''}")
+    return ", ".join(parts)
+
+
+def _text(value: object) -> Optional[str]:
+    return value if isinstance(value, str) else None
+
+
+def _base64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+# ---------------------------------------------------------------------------------------------
+# What to copy of an image's referrers
+
+
+@dataclass(frozen=True)
+class CopyItem:
+    """One manifest to copy from the source repository to a destination repository: a cosign
+    tag-scheme manifest (written under `tag`) or a referrer (written by digest)."""
+
+    kind: str  # one of KINDS
+    digest: str
+    media_type: str
+    tag: Optional[str] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"kind": self.kind, "digest": self.digest, "media_type": self.media_type, "tag": self.tag}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> CopyItem:
+        return cls(str(value["kind"]), str(value["digest"]), str(value["media_type"]), _text(value.get("tag")))
+
+
+@dataclass(frozen=True)
+class Listing:
+    """How the source lists an image's referrers: the image index to keep at the destination
+    under its digest (the sha256 of `raw`)."""
+
+    digest: str
+    raw: bytes
+
+    @classmethod
+    def of(cls, raw: bytes) -> Listing:
+        return cls(manifest_digest(raw), raw)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one destination repository lacks of an image's referrers: manifests to copy, and
+    the source's listing to write after them (or None)."""
+
+    items: Tuple[CopyItem, ...] = ()
+    listing: Optional[Listing] = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.items and self.listing is None
+
+    @property
+    def summary(self) -> str:
+        counts: Dict[str, int] = {}
+        for item in self.items:
+            counts[item.kind] = counts.get(item.kind, 0) + 1
+        return counted(counts) or "the referrers listing"
+
+    def to_json(self) -> Dict[str, Any]:
+        listing = self.listing
+        return {
+            "items": [item.to_json() for item in self.items],
+            "listing": {"digest": listing.digest, "body": _base64(listing.raw)} if listing else None,
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Plan:
+        """Raises KeyError, TypeError or ValueError for what is no plan."""
+        listing = value.get("listing")
+        return cls(
+            tuple(CopyItem.from_json(item) for item in value.get("items") or ()),
+            Listing(str(listing["digest"]), base64.b64decode(listing["body"], validate=True))
+            if listing is not None
+            else None,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The request
+
+
+@dataclass(frozen=True)
+class ManifestRead:
+    """Read the manifest `reference` names: its digest (a `HEAD`), and with `need_body` its bytes."""
+
+    reference: str
+    need_body: bool = False
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"reference": self.reference, "need_body": self.need_body}
+
+
+@dataclass(frozen=True)
+class ReferrersRead:
+    """Find what refers to the digest `reference` resolves to (with `platform`, that platform's
+    manifest in its index), and what each of `destinations` (`registry/repository`) lacks."""
+
+    reference: str
+    platform: Optional[str]
+    destinations: Tuple[str, ...]
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"reference": self.reference, "platform": self.platform, "destinations": list(self.destinations)}
+
+
+@dataclass(frozen=True)
+class CopyRequest:
+    """Copy `plan` for the image `subject` from `source` to `destination` (each
+    `registry/repository`), after checking its signature against `keys` ((name, PEM)) if any."""
+
+    source: str
+    subject: str
+    destination: str
+    plan: Plan
+    keys: Tuple[Tuple[str, str], ...] = ()
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "source": self.source,
+            "subject": self.subject,
+            "destination": self.destination,
+            **self.plan.to_json(),
+            "require_signature": [{"name": name, "pem": pem} for name, pem in self.keys],
+        }
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    """One request file: manifests and referrers to read, or one copy; and the settings."""
+
+    requests: Tuple[ManifestRead, ...]
+    insecure_registries: Tuple[str, ...] = ()
+    max_concurrency_per_registry: int = 8
+    attempts: int = 4
+    timeout_seconds: float = 30.0
+    max_retry_after_seconds: float = 60.0
+    # Whatever happens, the probe writes its result by then; what is left gets "unreachable".
+    deadline_seconds: float = 600.0
+    referrers: Tuple[ReferrersRead, ...] = ()
+    copy: Optional[CopyRequest] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        document: Dict[str, Any] = {"version": VERSION, "requests": [r.to_json() for r in self.requests]}
+        if self.referrers:
+            document["referrers"] = [read.to_json() for read in self.referrers]
+        if self.copy is not None:
+            document["copy"] = self.copy.to_json()
+        document.update(
+            insecure_registries=list(self.insecure_registries),
+            max_concurrency_per_registry=self.max_concurrency_per_registry,
+            attempts=self.attempts,
+            timeout_seconds=self.timeout_seconds,
+            max_retry_after_seconds=self.max_retry_after_seconds,
+            deadline_seconds=self.deadline_seconds,
+        )
+        return document
+
+
+def _number(document: Mapping[str, Any], key: str, default: float, low: float, high: float) -> float:
+    value = document.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise RequestError(f"{key} must be a number from {low:g} to {high:g}")
+    return float(value)
+
+
+def _integer(document: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = document.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise RequestError(f"{key} must be an integer from {low} to {high}")
+    return value
+
+
+def _strings(value: Any, what: str) -> Tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(e, str) for e in value):
+        raise RequestError(f"{what} must be a list of strings")
+    return tuple(value)
+
+
+def _manifest_read(index: int, entry: Any) -> ManifestRead:
+    if not isinstance(entry, dict) or not isinstance(entry.get("reference"), str):
+        raise RequestError(f"requests[{index}] must be an object with a string reference")
+    need_body = entry.get("need_body", False)
+    if not isinstance(need_body, bool):
+        raise RequestError(f"requests[{index}].need_body must be true or false")
+    return ManifestRead(entry["reference"], need_body)
+
+
+def _referrers_read(index: int, entry: Any) -> ReferrersRead:
+    what = f"referrers[{index}]"
+    if not isinstance(entry, dict) or not isinstance(entry.get("reference"), str):
+        raise RequestError(f"{what} must be an object with a string reference")
+    platform = entry.get("platform")
+    if platform is not None and not isinstance(platform, str):
+        raise RequestError(f"{what}.platform must be a string or null")
+    return ReferrersRead(entry["reference"], platform, _strings(entry.get("destinations"), f"{what}.destinations"))
+
+
+def _checked_plan(document: Mapping[str, Any], what: str) -> Plan:
+    """`items` and `listing` of a plan, as the plugin hands them back."""
+    try:
+        plan = Plan.from_json(document)
+    except (KeyError, TypeError, ValueError) as e:
+        raise RequestError(f"{what} is not a plan of referrers to copy ({e})") from None
+    if plan.listing is not None and Listing.of(plan.listing.raw) != plan.listing:
+        raise RequestError(f"{what}.listing is not the bytes of its digest")
+    if not all(DIGEST.fullmatch(item.digest) for item in plan.items):
+        raise RequestError(f"{what} has an item without a sha256 digest")
+    return plan
+
+
+def _copy_request(entry: Any) -> CopyRequest:
+    if not isinstance(entry, dict):
+        raise RequestError("copy must be an object")
+    for key in ("source", "subject", "destination"):
+        if not isinstance(entry.get(key), str):
+            raise RequestError(f"copy.{key} must be a string")
+    if not DIGEST.fullmatch(entry["subject"]):
+        raise RequestError("copy.subject must be a sha256 digest")
+    keys = entry.get("require_signature") or []
+    if not isinstance(keys, list) or not all(
+        isinstance(k, dict) and isinstance(k.get("name"), str) and isinstance(k.get("pem"), str) for k in keys
+    ):
+        raise RequestError("copy.require_signature must be a list of {name, pem} objects")
+    return CopyRequest(
+        entry["source"], entry["subject"], entry["destination"], _checked_plan(entry, "copy"),
+        tuple((k["name"], k["pem"]) for k in keys),
+    )
+
+
+def parse_request(document: Any) -> ProbeRequest:
+    """The probe's reading of a request file's JSON: anything it cannot act on is a `RequestError`."""
+    if not isinstance(document, dict):
+        raise RequestError("the request is not a JSON object")
+    if document.get("version") != VERSION:
+        raise RequestError(f"unsupported request version (this probe reads version {VERSION})")
+    copy = _copy_request(document["copy"]) if "copy" in document else None
+    entries = document.get("requests", [] if copy else None)
+    if not isinstance(entries, list):
+        raise RequestError("requests must be a list")
+    referrers = document.get("referrers", [])
+    if not isinstance(referrers, list):
+        raise RequestError("referrers must be a list")
+    return ProbeRequest(
+        requests=tuple(_manifest_read(i, entry) for i, entry in enumerate(entries)),
+        referrers=tuple(_referrers_read(i, entry) for i, entry in enumerate(referrers)),
+        copy=copy,
+        insecure_registries=_strings(document.get("insecure_registries", []), "insecure_registries"),
+        max_concurrency_per_registry=_integer(document, "max_concurrency_per_registry", 8, 1, 256),
+        attempts=_integer(document, "attempts", 4, 1, 20),
+        timeout_seconds=_number(document, "timeout_seconds", 30.0, 0.1, 3600.0),
+        max_retry_after_seconds=_number(document, "max_retry_after_seconds", 60.0, 0.0, 86400.0),
+        deadline_seconds=_number(document, "deadline_seconds", 600.0, 1.0, 86400.0),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The result
+
+
+@dataclass(frozen=True)
+class ManifestResult:
+    """What a registry served for one `ManifestRead`: `outcome` is one of `OUTCOMES`; `body` the
+    raw manifest when it was fetched (`need_body`, or no digest header)."""
+
+    reference: str
+    outcome: str
+    digest: Optional[str] = None
+    media_type: Optional[str] = None
+    size: Optional[int] = None
+    body: Optional[bytes] = None
+    method: Optional[str] = None
+    http_status: Optional[int] = None
+    retry_after_seconds: Optional[float] = None
+    message: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        assert self.outcome in OUTCOMES, self.outcome
+
+    @property
+    def found(self) -> bool:
+        return self.outcome == "ok" and self.digest is not None
+
+    def to_json(self) -> Dict[str, Any]:
+        retry_after = self.retry_after_seconds
+        if retry_after is not None and float(retry_after).is_integer():
+            retry_after = int(retry_after)
+        return {
+            "reference": self.reference,
+            "outcome": self.outcome,
+            "digest": self.digest,
+            "media_type": self.media_type,
+            "size": self.size,
+            "body": _base64(self.body) if self.body is not None else None,
+            "method": self.method,
+            "http_status": self.http_status,
+            "retry_after_seconds": retry_after,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> ManifestResult:
+        outcome, message = str(value.get("outcome") or "error"), _text(value.get("message"))
+        if outcome not in OUTCOMES:  # from another version of the probe: a failure, still named
+            outcome, message = "error", message or outcome
+        body, size, status = value.get("body"), value.get("size"), value.get("http_status")
+        retry_after = value.get("retry_after_seconds")
+        if not isinstance(value["reference"], str):
+            raise TypeError("no reference")
+        return cls(
+            value["reference"], outcome, _text(value.get("digest")), _text(value.get("media_type")),
+            size if isinstance(size, int) else None,
+            base64.b64decode(body) if isinstance(body, str) else None,
+            _text(value.get("method")), status if isinstance(status, int) else None,
+            float(retry_after) if isinstance(retry_after, (int, float)) else None, message,
+        )
+
+
+@dataclass
+class RequestCounts:
+    HEAD: int = 0
+    GET: int = 0
+    token: int = 0
+
+    def to_json(self) -> Dict[str, int]:
+        return {"HEAD": self.HEAD, "GET": self.GET, "token": self.token}
+
+
+@dataclass(frozen=True)
+class ReferrersResult:
+    """What refers to a source digest (`found`: counts by kind), and a plan per destination
+    repository; or `error`, one line, and `error_kind`, one of `OUTCOMES` (what went wrong, so
+    that the plugin can say what to do about it)."""
+
+    reference: str
+    platform: Optional[str]
+    subject: Optional[str] = None
+    found: Tuple[Tuple[str, int], ...] = ()
+    plans: Tuple[Tuple[str, Plan], ...] = ()
+    error: Optional[str] = None
+    error_kind: Optional[str] = None
+
+    @property
+    def summary(self) -> str:
+        """`1 signature, 1 SBOM`, or `none`."""
+        return counted(dict(self.found)) or "none"
+
+    def plan_for(self, destination_repository: str) -> Plan:
+        return dict(self.plans).get(destination_repository) or Plan()
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "platform": self.platform,
+            "subject": self.subject,
+            "found": dict(self.found),
+            "destinations": {repository: plan.to_json() for repository, plan in self.plans},
+            "error": self.error,
+            "error_kind": self.error_kind,
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> ReferrersResult:
+        platform = value.get("platform")
+        return cls(
+            str(value["reference"]),
+            str(platform) if platform is not None else None,
+            _text(value.get("subject")),
+            tuple((str(kind), int(count)) for kind, count in (value.get("found") or {}).items()),
+            tuple(
+                (str(repository), Plan.from_json(plan))
+                for repository, plan in (value.get("destinations") or {}).items()
+            ),
+            _text(value.get("error")),
+            _text(value.get("error_kind")),
+        )
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """`outcome`: `ok`, `unsigned` (the gate refused the image; nothing written) or `error`
+    (with `message`, one line, and `error_kind`, one of `OUTCOMES`); what was copied, and the
+    key that verified the image's signature."""
+
+    outcome: str
+    message: Optional[str] = None
+    copied: Tuple[CopyItem, ...] = ()
+    verified_by: Optional[str] = None
+    error_kind: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "message": self.message,
+            "copied": [item.to_json() for item in self.copied],
+            "verified_by": self.verified_by,
+            "error_kind": self.error_kind,
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> CopyResult:
+        return cls(
+            str(value["outcome"]),
+            _text(value.get("message")),
+            tuple(CopyItem.from_json(item) for item in value.get("copied") or ()),
+            _text(value.get("verified_by")),
+            _text(value.get("error_kind")),
+        )
+
+
+@dataclass
+class ProbeResult:
+    """One result file: a `ManifestResult` per request, in order, a `ReferrersResult` per
+    referrers read, or the `CopyResult`; and the requests sent to each registry."""
+
+    results: List[ManifestResult]
+    requests_sent: Dict[str, RequestCounts] = field(default_factory=dict)
+    referrers: List[ReferrersResult] = field(default_factory=list)
+    copy: Optional[CopyResult] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        document: Dict[str, Any] = {
+            "version": VERSION,
+            "results": [r.to_json() for r in self.results],
+            "requests_sent": {
+                registry: counts.to_json() for registry, counts in sorted(self.requests_sent.items())
+            },
+        }
+        if self.referrers:
+            document["referrers"] = [r.to_json() for r in self.referrers]
+        if self.copy is not None:
+            document["copy"] = self.copy.to_json()
+        return document
+
+
+_UNREADABLE = (KeyError, TypeError, ValueError, AttributeError, binascii.Error)
+
+
+def _readable(entries: object, read: Any) -> List[Any]:
+    """Each entry `read` can read; the others left out."""
+    readable = []
+    for entry in entries if isinstance(entries, list) else ():
+        try:
+            readable.append(read(entry))
+        except _UNREADABLE:
+            continue
+    return readable
+
+
+def parse_result(content: bytes) -> ProbeResult:
+    """The plugin's reading of a result file: a `ResultError` if it holds no list of results;
+    an entry it cannot read is left out (the plugin fails what it asked for and did not get)."""
+    try:
+        document = json.loads(content)
+        if not isinstance(document, dict) or not isinstance(document["results"], list):
+            raise TypeError("no list of results")
+    except (ValueError, KeyError, TypeError) as e:
+        raise ResultError(str(e)) from None
+    copy = document.get("copy")
+    return ProbeResult(
+        results=_readable(document["results"], ManifestResult.from_json),
+        referrers=_readable(document.get("referrers"), ReferrersResult.from_json),
+        copy=next(iter(_readable([copy], CopyResult.from_json)), None) if copy is not None else None,
+    )
+
+
+def encoded(message: Union[ProbeRequest, ProbeResult]) -> bytes:
+    """A request or result file's bytes."""
+    return (json.dumps(message.to_json(), indent=1) + "\n").encode()
