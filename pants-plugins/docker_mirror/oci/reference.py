@@ -35,6 +35,8 @@ DOCKER_HUB = "docker.io"
 # Every name Docker Hub goes by: a reference without a host names it as `docker.io`; its
 # registry API answers at `registry-1.docker.io`, and Docker's config files say `index.docker.io`.
 DOCKER_HUB_NAMES = (DOCKER_HUB, "index.docker.io", "registry-1.docker.io")
+# Docker Hub's registry API lives on another host than its name.
+DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
 
 # The grammar, as regex sources; error messages quote them so users see what is allowed.
 _PATH_COMPONENT_SOURCE = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
@@ -388,6 +390,50 @@ class ImageReference:
     @classmethod
     def parse(cls, text: str) -> ImageReference:
         return build_validated(cls, _split_reference(text))
+
+    # Where the registry API serves it.
+
+    @property
+    def is_docker_hub(self) -> bool:
+        return self.registry_host.lower() in DOCKER_HUB_NAMES
+
+    @property
+    def endpoint(self) -> str:
+        """The `host[:port]` that serves the registry API (Docker Hub's is not `docker.io`)."""
+        return DOCKER_HUB_ENDPOINT if self.is_docker_hub else self.registry_host
+
+    @property
+    def remote_name(self) -> str:
+        """The repository as the registry API names it (`library/` added on Docker Hub)."""
+        if self.is_docker_hub and "/" not in self.repository:
+            return f"{OFFICIAL_NAMESPACE}{self.repository}"
+        return self.repository
+
+    @property
+    def tag_or_digest(self) -> str:
+        """The digest when there is one (a tag beside it is only a label), else the tag."""
+        return self.digest or self.tag or "latest"
+
+    @property
+    def manifest_path(self) -> str:
+        return f"/v2/{self.remote_name}/manifests/{self.tag_or_digest}"
+
+    @property
+    def shown(self) -> str:
+        """`repository:tag` or `repository@digest`, for messages."""
+        separator = "@" if self.digest else ":"
+        return f"{self.repository}{separator}{self.tag_or_digest}"
+
+
+class InvalidReference(ValueError):
+    """A reference the grammar refuses, as the registry probe reports it."""
+
+
+def parse_reference(text: str) -> ImageReference:
+    try:
+        return ImageReference.parse(text)
+    except ValueError as e:
+        raise InvalidReference(f"invalid image reference: {e}") from None
 
 
 @dataclass(frozen=True)

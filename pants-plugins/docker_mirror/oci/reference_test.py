@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Optional, Tuple
+
 import pytest
 from docker_mirror.oci.reference import (
     DOCKER_HUB,
     ImageReference,
+    InvalidReference,
     normalized_platform,
+    parse_reference,
     registry_host,
     split_platform,
 )
@@ -120,3 +124,49 @@ def test_what_a_pinned_line_follows() -> None:
     assert ImageReference.parse(f"ghcr.io/org/app@{DIGEST}").identity.without_digest().familiar == (
         "ghcr.io/org/app"
     )
+
+
+# Where the registry probe asks for a reference: its registry API endpoint and manifest path.
+
+
+def _probe_reads(text: str) -> Optional[Tuple[str, str, Optional[str], Optional[str]]]:
+    try:
+        parsed = parse_reference(text)
+    except InvalidReference:
+        return None
+    return parsed.registry_host, parsed.repository, parsed.tag, parsed.digest
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a_b.c/d", "[zz]:5000/x", "x" * 248, "-x", "UPPER", "a/b:", "a@sha256:abc", "a b", "a:b\n",
+        "1a3f5e7d9c1b3a5f7e9d1c3b5a7f9e1d3c5b7a9f1e3d5d7c9b1a3f5e7d9c1b3a",
+    ],  # fmt: skip
+)
+def test_the_probe_refuses(text: str) -> None:
+    assert _probe_reads(text) is None
+
+
+@pytest.mark.parametrize(
+    "text, endpoint, path",
+    [
+        ("python", "registry-1.docker.io", "/v2/library/python/manifests/latest"),
+        ("python:3.12", "registry-1.docker.io", "/v2/library/python/manifests/3.12"),
+        ("docker.io/bitnami/redis:7", "registry-1.docker.io", "/v2/bitnami/redis/manifests/7"),
+        ("index.docker.io/python:3", "registry-1.docker.io", "/v2/library/python/manifests/3"),
+        ("ghcr.io/team/app:1", "ghcr.io", "/v2/team/app/manifests/1"),
+        ("localhost:5000/app", "localhost:5000", "/v2/app/manifests/latest"),
+        # An upper-case first component is a host, as Docker reads it.
+        ("LOCALDOMAIN/debian", "LOCALDOMAIN", "/v2/debian/manifests/latest"),
+        (f"ghcr.io/app:1@sha256:{'a' * 64}", "ghcr.io", f"/v2/app/manifests/sha256:{'a' * 64}"),
+    ],
+)
+def test_where_a_reference_is_asked_for(text: str, endpoint: str, path: str) -> None:
+    reference = parse_reference(text)
+    assert (reference.endpoint, reference.manifest_path) == (endpoint, path)
+
+
+def test_docker_hub_is_named_docker_io() -> None:
+    assert parse_reference("python").registry_host == "docker.io"
+    assert parse_reference("python").shown == "python:latest"

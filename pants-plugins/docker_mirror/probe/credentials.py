@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Tuple
 
 from docker_mirror.oci.reference import DOCKER_HUB
-from docker_mirror.probe.reference import DOCKER_HUB_ALIASES
+from docker_mirror.oci.reference import DOCKER_HUB_NAMES
 from docker_mirror.probe.secrets import SECRETS, Secrets
 
 DOCKER_HUB_SERVER_URL = "https://index.docker.io/v1/"
@@ -86,7 +86,7 @@ def auth_files(env: Mapping[str, str], uid: Optional[int] = None) -> List[Path]:
 
 
 def _is_docker_hub(registry: str) -> bool:
-    return registry.lower() in DOCKER_HUB_ALIASES
+    return registry.lower() in DOCKER_HUB_NAMES
 
 
 def _normalized_key(key: str) -> str:

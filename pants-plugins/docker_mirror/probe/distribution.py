@@ -20,7 +20,7 @@ from docker_mirror.probe.auth import Scope
 from docker_mirror.oci.media_types import OCI_INDEX, REFERRER_ACCEPT
 from docker_mirror.probe.manifests import probe_manifest
 from docker_mirror.probe.mirror_referrers import Served
-from docker_mirror.probe.reference import Reference
+from docker_mirror.oci.reference import ImageReference, parse_reference
 from docker_mirror.probe.registry import Answer, RegistryError, RegistrySession, reason_phrase
 from docker_mirror.probe.transport import HttpError
 
@@ -43,9 +43,9 @@ class Distribution:
         self._has_referrers_api: Optional[bool] = None
         self._learning_referrers_api = asyncio.Lock()
 
-    def _reference(self, repository: str, reference: str) -> Reference:
+    def _reference(self, repository: str, reference: str) -> ImageReference:
         separator = "@" if reference.startswith("sha256:") else ":"
-        return Reference.parse(f"{self.name}/{repository}{separator}{reference}")
+        return parse_reference(f"{self.name}/{repository}{separator}{reference}")
 
     def _failed(self, what: str, status: int) -> RegistryError:
         phrase = f" {reason_phrase(status)}" if reason_phrase(status) else ""

@@ -12,14 +12,14 @@ from docker_mirror.oci.media_types import DIGEST, MANIFEST_ACCEPT
 from docker_mirror.probe.access import authority
 from docker_mirror.probe.auth import Scope, parse_json
 from docker_mirror.oci.probe_protocol import ManifestResult
-from docker_mirror.probe.reference import Reference
+from docker_mirror.oci.reference import ImageReference, parse_reference
 from docker_mirror.probe.registry import Answer, RegistryError, RegistrySession, reason_phrase
 from docker_mirror.probe.secrets import Secrets
 
 _MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 
 
-async def probe_manifest(session: RegistrySession, reference: Reference, need_body: bool) -> ManifestResult:
+async def probe_manifest(session: RegistrySession, reference: ImageReference, need_body: bool) -> ManifestResult:
     """The digest, media type and size `reference` has at its registry now (and the body, with
     `need_body`)."""
     method = "GET" if need_body else "HEAD"
@@ -37,14 +37,14 @@ async def probe_manifest(session: RegistrySession, reference: Reference, need_bo
     return _meaning(session, reference, answer)
 
 
-def _result(session: RegistrySession, reference: Reference, outcome: str, **fields: object) -> ManifestResult:
+def _result(session: RegistrySession, reference: ImageReference, outcome: str, **fields: object) -> ManifestResult:
     message = fields.pop("message", None)
     if isinstance(message, str):
         message = session.secrets.clean(message)
-    return ManifestResult(reference=reference.text, outcome=outcome, message=message, **fields)  # type: ignore[arg-type]
+    return ManifestResult(reference=str(reference), outcome=outcome, message=message, **fields)  # type: ignore[arg-type]
 
 
-def _meaning(session: RegistrySession, reference: Reference, answer: Answer) -> ManifestResult:
+def _meaning(session: RegistrySession, reference: ImageReference, answer: Answer) -> ManifestResult:
     status, method, registry = answer.status, answer.method, session.registry
     if status == 200:
         return _found(session, reference, answer)
@@ -76,7 +76,7 @@ def _header_digest(answer: Answer) -> str:
     return value if DIGEST.fullmatch(value) else ""
 
 
-def _found(session: RegistrySession, reference: Reference, answer: Answer) -> ManifestResult:
+def _found(session: RegistrySession, reference: ImageReference, answer: Answer) -> ManifestResult:
     header_digest = _header_digest(answer)
     media_type = _media_type(answer.headers.get("Content-Type"))
     method, registry = answer.method, session.registry

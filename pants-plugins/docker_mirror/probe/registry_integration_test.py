@@ -20,7 +20,7 @@ from docker_mirror.probe.auth import Scope
 from docker_mirror.probe.credentials import CredentialStore
 from docker_mirror.oci.media_types import OCI_MANIFEST
 from docker_mirror.probe.manifests import probe_manifest
-from docker_mirror.probe.reference import Reference
+from docker_mirror.oci.reference import ImageReference, parse_reference
 from docker_mirror.probe.registry import RegistrySession
 from docker_mirror.probe.retry import RetryPolicy
 from docker_mirror.probe.secrets import Secrets
@@ -144,7 +144,7 @@ def test_push_a_blob_streamed_read_it_back_streamed_push_a_manifest_and_mount(
                 "PUT", "/v2/team/app/manifests/1", scopes=[Scope("team/app", "pull,push")],
                 subject="team/app:1", body=manifest, headers=[("Content-Type", OCI_MANIFEST)],
             )
-            probed = await probe_manifest(session, Reference.parse(f"{served.address}/team/app:1"), False)
+            probed = await probe_manifest(session, parse_reference(f"{served.address}/team/app:1"), False)
             mounted = await session.request(
                 "POST", f"/v2/team/copy/blobs/uploads/?mount={blob}&from=team/app",
                 scopes=[Scope("team/copy", "pull,push"), Scope("team/app")], subject=f"blob {blob}", body=b"",

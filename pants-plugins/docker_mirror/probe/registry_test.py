@@ -20,7 +20,7 @@ from docker_mirror.probe.auth import Scope
 from docker_mirror.probe.credentials import Credentials, CredentialStore
 from docker_mirror.probe.manifests import probe_manifest
 from docker_mirror.oci.probe_protocol import ManifestResult
-from docker_mirror.probe.reference import Reference
+from docker_mirror.oci.reference import ImageReference, parse_reference
 from docker_mirror.probe.registry import RegistrySession
 from docker_mirror.probe.retry import RetryPolicy
 from docker_mirror.probe.secrets import Secrets
@@ -74,7 +74,7 @@ def _probe(address: str, references: List[str], clock: Optional[Clock] = None, n
         session = _session(address, clock, **options)  # type: ignore[arg-type]
         try:
             results = await asyncio.gather(
-                *(probe_manifest(session, Reference.parse(f"{address}/{r}"), need_body) for r in references)
+                *(probe_manifest(session, parse_reference(f"{address}/{r}"), need_body) for r in references)
             )
         finally:
             await session._http.aclose()
@@ -297,9 +297,9 @@ def test_tokens_are_renewed_when_they_expire(server: HostileServer, bearer: Bear
 
     async def main() -> List[str]:
         session = _session(server.address, clock)
-        outcomes = [(await probe_manifest(session, Reference.parse(f"{server.address}/a:1"), False)).outcome]
+        outcomes = [(await probe_manifest(session, parse_reference(f"{server.address}/a:1"), False)).outcome]
         clock.now += 400  # past the 300 s the token lives
-        outcomes.append((await probe_manifest(session, Reference.parse(f"{server.address}/a:2"), False)).outcome)
+        outcomes.append((await probe_manifest(session, parse_reference(f"{server.address}/a:2"), False)).outcome)
         await session._http.aclose()
         return outcomes
 

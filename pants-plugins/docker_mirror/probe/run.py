@@ -21,7 +21,7 @@ from docker_mirror.oci.probe_protocol import (
     ReferrersRead,
     ReferrersResult,
 )
-from docker_mirror.probe.reference import InvalidReference, Reference
+from docker_mirror.oci.reference import ImageReference, InvalidReference, parse_reference
 from docker_mirror.probe.referrers import ReferrersError
 from docker_mirror.probe.registry import RegistryError, RegistrySession
 from docker_mirror.probe.signatures import InvalidKey, load_public_key
@@ -58,11 +58,11 @@ class _Run:
         self.early: Dict[Key, ManifestResult] = {}  # invalid references: answered without a job
         self.registry_of: Dict[Key, str] = {}
 
-    def session_for(self, reference: Reference) -> RegistrySession:
-        key = "docker.io" if reference.is_docker_hub else reference.registry.lower()
+    def session_for(self, reference: ImageReference) -> RegistrySession:
+        key = "docker.io" if reference.is_docker_hub else reference.registry_host.lower()
         if key not in self.sessions:
             self.sessions[key] = RegistrySession(
-                "docker.io" if reference.is_docker_hub else reference.registry,
+                "docker.io" if reference.is_docker_hub else reference.registry_host,
                 reference.endpoint,
                 http=self.http,
                 credentials=self.credentials,
@@ -74,7 +74,7 @@ class _Run:
             )
         return self.sessions[key]
 
-    def location(self, reference: Reference) -> Location:
+    def location(self, reference: ImageReference) -> Location:
         session = self.session_for(reference)
         if session.registry not in self.distributions:
             self.distributions[session.registry] = Distribution(session)
@@ -85,7 +85,7 @@ class _Run:
         if key in self.jobs or key in self.early:
             return self.jobs.get(key)
         try:
-            reference = Reference.parse(text)
+            reference = parse_reference(text)
         except InvalidReference as e:
             self.early[key] = ManifestResult(text, "error", message=one_line(f"{e}: {text}", 200))
             return None
@@ -96,14 +96,14 @@ class _Run:
 
     async def referrers_of(self, read: ReferrersRead) -> ReferrersResult:
         try:
-            reference = Reference.parse(read.reference)
+            reference = parse_reference(read.reference)
             subject = reference.digest if read.platform is None else None
             if subject is None:
                 key = (read.reference, read.platform is not None)
                 job = self.manifest_job(*key)
                 source = await job if job is not None else self.early[key]
                 subject = _subject(source, read.platform)
-            destinations = [self.location(Reference.parse(d)) for d in read.destinations]
+            destinations = [self.location(parse_reference(d)) for d in read.destinations]
             found = await mirror_referrers.find(self.location(reference), subject, destinations)
         except (RegistryError, ReferrersError, InvalidReference, ManifestError, _Unresolved) as e:
             return ReferrersResult(
@@ -219,11 +219,11 @@ def _failure(job: "asyncio.Future[T]", late: str, secrets: Secrets) -> str:
     return secrets.clean(f"internal error: {type(error).__name__}: {error}")
 
 
-async def _copy(request: CopyRequest, location: Callable[[Reference], Location], secrets: Secrets) -> CopyResult:
+async def _copy(request: CopyRequest, location: Callable[[ImageReference], Location], secrets: Secrets) -> CopyResult:
     try:
         keys = [load_public_key(name, pem.encode()) for name, pem in request.keys]
-        source = location(Reference.parse(f"{request.source}@{request.subject}"))
-        destination = location(Reference.parse(request.destination))
+        source = location(parse_reference(f"{request.source}@{request.subject}"))
+        destination = location(parse_reference(request.destination))
         return await mirror_referrers.copy(source, destination, request.subject, request.plan, keys)
     except (RegistryError, ReferrersError, InvalidReference, InvalidKey) as e:
         return CopyResult("error", secrets.clean(str(e)), error_kind=_kind(e))
