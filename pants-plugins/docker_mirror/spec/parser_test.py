@@ -1155,9 +1155,12 @@ def test_time_grows_linearly_with_line_length(make_line: Callable[[int], bytes],
     # Independent of the machine's speed: 4x the input may take about 4x the time, not 16x.
     small = (make_line(size) + b"\n") * (100_000 // size + 1)
     large = (make_line(4 * size) + b"\n") * (100_000 // size + 1)
-    large_time, small_time = best_times(
-        lambda: parse_ignoring_errors(large), lambda: parse_ignoring_errors(small)
-    )
+    runs = (lambda: parse_ignoring_errors(large), lambda: parse_ignoring_errors(small))
+    large_time, small_time = best_times(*runs)
+    if large_time / small_time >= 8:
+        # Measured again, longer: a busy machine can slow one side of one measurement, while a
+        # quadratic parser is 16x slower every time.
+        large_time, small_time = best_times(*runs, attempts=15)
     assert large_time / small_time < 8
 
 
