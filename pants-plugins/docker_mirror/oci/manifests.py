@@ -1,8 +1,5 @@
-"""Reading raw image manifests as registries serve them: digests, media types and platforms.
-
-Pure functions, no Pants engine calls. A registry identifies a manifest by the sha256 of its
-exact bytes, so `skopeo inspect --raw` output is all it takes to know a digest: no blob is read.
-"""
+"""Raw manifests as registries serve them: digests (the sha256 of the exact bytes), media types and
+platforms."""
 
 from __future__ import annotations
 

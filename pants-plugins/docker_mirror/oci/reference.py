@@ -1,23 +1,5 @@
-"""Image references and platforms: the grammar of the OCI distribution reference, in one home.
-
-Pure stdlib, no Pants imports. Spec files, `docker_mirror_image` fields, registry reads and records
-all read references and platforms here, so they agree on what a reference means, and read it as
-Docker does (distribution/reference's `ParseNormalizedNamed`): the registry host is the first
-path component when it contains `.` or `:`, is `localhost`, or has an upper-case letter, and
-otherwise Docker Hub (`docker.io`); the path after the host is at most 255 characters, counting
-the `library/` Docker puts before a Docker Hub name without a namespace; a name of 64 hex digits
-alone is refused as an image ID. `ImageIdentity` is when two references name the same image.
-
-Deliberate differences from distribution/reference, each said in its error message and listed
-in the README: only sha256 digests; an IPv6 host must be an IPv6 address; a first component with
-`.` that is no valid host is refused (upstream would read `a_b.c/d` as a path under no
-registry at all).
-
-This is a trust boundary: an accepted reference or platform ends up verbatim in a generated
-Dockerfile `FROM` line, in target names and in registry requests. Every part is checked with
-anchored whitelist regexes (`fullmatch`, ASCII only), so no accepted value contains whitespace,
-quotes, `$`, `;`, backslashes, control characters or anything else outside the grammar.
-"""
+"""Image references and platforms: the OCI distribution grammar, read as Docker reads it, in one
+home. A trust boundary: an accepted value ends up verbatim in a `FROM` line and in requests."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""How to reach a registry: TLS-verified, or plain HTTP for loopback and listed registries.
-
-Pure functions, no Pants engine calls. Docker reaches registries on loopback (`localhost`,
-`127.0.0.0/8`, `::1`) over plain HTTP without configuration, and every other registry over
-verified TLS unless it is listed as insecure; `method="copy"` does the same with `skopeo`.
-"""
+"""How to reach a registry: verified TLS, or plain HTTP for loopback and listed registries, as
+Docker does."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Showing untrusted text (spec lines, references, registry answers) in messages: visible and bounded.
-
-Pure stdlib. Control and invisible characters are escaped so a terminal shows them instead of
-acting on them, and long text is cut so a 1 MB garbage line makes a readable message.
-"""
+"""Untrusted text (spec lines, references, registry answers) in messages: control characters
+escaped, long text cut."""
 
 from __future__ import annotations
 

@@ -1,23 +1,5 @@
-"""How to reach a host: verified TLS or not, which CAs, which proxy. Decided for each host the
-probe contacts (a registry, its token realm, a host it redirects to), whoever named it.
-
-The rule is `docker_mirror.oci.registry_access.tls_verify`, the one the plugin passes
-`skopeo` flags by: loopback hosts (`localhost`, `127.0.0.0/8`, `::1`) and those that match an
-`insecure_registries` entry (`host`, `host:port` or a CIDR range) are spoken to without TLS
-verification (a registry among them is tried over HTTPS, then plain HTTP, as Docker and skopeo
-do); every other host over verified TLS only.
-
-Proxies as Go (and so skopeo) picks them: `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`, except for
-hosts `NO_PROXY` covers (names and their subdomains, CIDR ranges, `*`) and for loopback. aiohttp
-then speaks to the proxy (`CONNECT` for HTTPS). Its own `trust_env` is not used: it reads
-`~/.netrc` and sends the credentials it finds there, ignores CIDR ranges and proxies loopback,
-and costs two thread hops (0.6 ms of CPU) per request.
-
-The CA certificates: the system's bundle (OpenSSL's default paths, and the bundle files the
-common distributions install, so an interpreter built elsewhere still finds them), certifi's only
-when no system bundle exists and certifi happens to be installed, and the per-registry directories Docker and skopeo read,
-`<dir>/<host[:port]>/*.crt` (CA certificates) and `*.cert` with `*.key` (a client certificate).
-"""
+"""How to reach each host the probe contacts: verified TLS or not, which CAs and client
+certificates, which proxy (as Go, and so skopeo, picks them)."""
 
 from __future__ import annotations
 

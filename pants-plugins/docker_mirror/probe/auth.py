@@ -1,17 +1,5 @@
-"""The distribution spec's auth, for one registry: a 401's `WWW-Authenticate` challenge answered
-with Basic credentials, or with a Bearer token per set of scopes from the token realm (with Basic
-credentials, by OAuth `refresh_token` for an identity token, or anonymously).
-
-Where credentials go:
-- a challenge counts only if the registry itself sent it (the session checks the answer's
-  origin): a host the registry redirected to cannot name a realm for its credentials;
-- the realm the registry names may be on any host (Docker Hub's is); the credentials go there
-  over HTTPS, or over plain HTTP only to a host that is itself loopback or listed insecure;
-- a redirect from the realm never resends them elsewhere (`transport`).
-
-No library fits: docker-py and oras keep one token per client and are synchronous; aiohttp's
-digest middleware has a challenge parser, but not a public one.
-"""
+"""The distribution spec's auth for one registry: Basic, or a Bearer token per set of scopes, with
+credentials sent only where the registry itself asked for them."""
 
 from __future__ import annotations
 

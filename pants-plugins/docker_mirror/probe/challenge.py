@@ -1,8 +1,4 @@
-"""`WWW-Authenticate` challenges (RFC 7235), as registries send them.
-
-`Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:..."`
-or `Basic realm="..."`; several challenges may share one header, or come in several headers.
-"""
+"""`WWW-Authenticate` challenges (RFC 7235), as registries send them."""
 
 from __future__ import annotations
 

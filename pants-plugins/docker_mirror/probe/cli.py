@@ -1,9 +1,5 @@
-"""`python -m docker_mirror.probe REQUEST.json RESULT.json`.
-
-Exit 0 when the probe ran, whatever each reference's outcome; 2 for a request it cannot read;
-1 for an internal error. Anything else than the result goes to stderr as one line, secrets
-scrubbed.
-"""
+"""`python -m docker_mirror.probe REQUEST.json RESULT.json`: exit 0 when the probe ran, 2 for a
+request it cannot read, 1 for an internal error; stderr is one scrubbed line."""
 
 from __future__ import annotations
 

@@ -1,22 +1,5 @@
-"""Registry credentials, found where `skopeo` (which does the copying) and `docker` find them.
-
-The files, in skopeo's order (containers-auth.json(5)); the first that has credentials wins:
-
-1. `$REGISTRY_AUTH_FILE` when set, and then no other file (skopeo's `--authfile` default);
-   otherwise `$XDG_RUNTIME_DIR/containers/auth.json` (`/run/containers/<uid>/auth.json`
-   without `XDG_RUNTIME_DIR`), then
-2. `$XDG_CONFIG_HOME/containers/auth.json` (`~/.config/containers/auth.json`),
-3. `$DOCKER_CONFIG/config.json` (`~/.docker/config.json`).
-
-In each file: a `credHelpers` entry for the registry runs `docker-credential-<name> get`; else
-`credsStore` (Docker's; skopeo ignores it) runs its helper; else `auths`, with skopeo's
-namespaced keys (`host/namespace/repo`, most specific first), then the host, then keys written
-as URLs (`https://index.docker.io/v1/`). An entry has `auth` (base64 `user:password`),
-`username` and `password`, or `identitytoken`. Docker Hub answers to `docker.io`,
-`index.docker.io`, `registry-1.docker.io` and `https://index.docker.io/v1/`.
-
-A helper gets the server URL on stdin, never in argv; its output is never quoted in a message.
-"""
+"""Registry credentials, found where skopeo and docker find them: auth files in skopeo's order,
+credential helpers (the server URL on stdin), `auths` entries."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""The distribution API calls that finding and copying referrers make (`mirror_referrers.Registry`),
-on a `RegistrySession`: manifests by `HEAD`, `GET` and `PUT`, the referrers API, blobs read whole
-or streamed, checked, mounted and uploaded.
-
-Every call goes through the session's one request path (auth with the scopes it needs, retries,
-time limits, credentials only to the registry's own origin); what an answer means is decided
-here, and anything but success and "not there" is a `RegistryError` naming the registry.
-"""
+"""The distribution API calls that finding and copying referrers make, on a `RegistrySession`;
+anything but success and "not there" is a `RegistryError` naming the registry."""
 
 from __future__ import annotations
 

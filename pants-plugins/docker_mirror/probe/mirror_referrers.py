@@ -1,19 +1,5 @@
-"""Finding what refers to an image at its source and what a destination repository lacks of it
-(`find`), and copying that, registry to registry, after the `require_signature` gate (`copy`).
-
-The schemes, listings and merges are `referrers`' (pure); the signatures `signatures`'. This
-module only decides which requests to send, through a `Registry`, so that a re-mirror where
-nothing changed costs `HEAD`s and no manifest `GET`:
-
-- at the source: a `HEAD` of each cosign tag (`sha256-<hex>.sig`, `.att`, `.sbom`), and the
-  referrers API's list (or, on a registry without the API, a `HEAD` of the fallback tag);
-- at each destination repository: a `HEAD` of each cosign tag the source has, and a `HEAD` of
-  the source's listing by its digest. Only when those say something is missing are listings
-  read (`GET`), at the source and at the destination.
-
-Blobs are streamed from one registry to the other (or mounted within one), never held whole;
-every manifest keeps its digest.
-"""
+"""Finding what refers to an image and what a destination lacks of it (`find`), and copying that
+behind the `require_signature` gate (`copy`), with `HEAD`s only when nothing changed."""
 
 from __future__ import annotations
 

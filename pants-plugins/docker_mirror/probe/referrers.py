@@ -1,23 +1,5 @@
-"""What refers to an image digest in a registry (its signatures, attestations and SBOMs), and what
-a mirror must copy so that the destination refers to it the same way: pure functions over
-manifests already read, no I/O.
-
-Two schemes are in use, and a mirror carries both:
-
-1. **cosign's tag scheme** (cosign's default up to v2): manifests tagged `sha256-<hex>.sig`,
-   `.att` and `.sbom` in the image's repository, `<hex>` being the image digest's.
-2. **OCI 1.1 referrers**: manifests whose `subject` is the image, listed by the registry's
-   referrers API (`GET /v2/<name>/referrers/<digest>`) where it has one, or else by the
-   *fallback tag* `sha256-<hex>`: an image index of their descriptors, which writers update.
-
-What the mirror keeps so that a re-mirror with nothing new costs no manifest `GET` at the source:
-every source manifest it writes lands at the destination under its own digest too. The source's
-listing of referrers is such a manifest: the fallback index as the source serves it, or, from a
-source with the referrers API, the index `listing_index` builds from its answer. So one `HEAD` of
-that digest at the destination says whether everything it lists was copied, whatever else the
-destination lists; likewise a `.sig` tag that the destination has merged with signatures of its
-own still has the source's `.sig` under the source's digest.
-"""
+"""What refers to an image digest (cosign's tag scheme and OCI 1.1 referrers), and what a mirror
+must copy so that the destination refers to it the same way: pure functions, no I/O."""
 
 from __future__ import annotations
 

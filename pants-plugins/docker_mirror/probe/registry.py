@@ -1,23 +1,5 @@
-"""One registry, as the probe speaks to it: authorized requests, retries, and what a failure
-means. What a manifest answer means is `manifests`'.
-
-`RegistrySession.request` (a body read whole, at most 4 MiB: manifests, token JSON) and
-`RegistrySession.stream` (a body read as it arrives: blobs) are the one way to ask the registry
-anything. Both take the scopes the request needs (`Scope(repository)` to read,
-`Scope(repository, "pull,push")` to write, and another repository's `Scope` for a
-cross-repository mount), an optional request body (bytes, or chunks streamed with a
-`Content-Length`), and a path on the registry or an absolute URL (an upload session's
-`Location`, `Answer.location`): credentials and tokens go only to the registry's own origin.
-
-Per registry and run: at most `max_concurrency_per_registry` requests at a time, one token per
-set of scopes. The first request goes alone: its answer teaches the others whether to use HTTPS
-or plain HTTP (insecure registries) and which challenge the registry sends, so each later request
-sends its token (or Basic credentials) at once instead of collecting a 401 first. Transient
-failures (429, 5xx, the network) are retried with backoff and `Retry-After`, registry-wide; once
-a registry is found rate limited, unreachable or failing TLS past the retries, its other requests
-fail the same way without asking it again. Every exchange has `timeout_seconds`, every attempt
-twice that.
-"""
+"""One registry as the probe speaks to it: the one request path (auth with scopes, bounded
+concurrency, retries, time limits, credentials only to the registry's origin)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""When to try a registry request again, and how long to wait first.
-
-Transient failures (429, 500, 502, 503, 504, connection errors) are retried up to `attempts`
-times in all, with exponential backoff and jitter (half the delay fixed, half random), and at
-least as long as the registry's `Retry-After` asks. A `Retry-After` beyond
-`max_retry_after_seconds` is not waited for: the request fails at once, naming the wait. The
-clock and the random source are injected, so tests check the timing without sleeping.
-"""
+"""When to try a registry request again, and how long to wait first (backoff with jitter, at least
+the registry's `Retry-After`, up to a bound)."""
 
 from __future__ import annotations
 

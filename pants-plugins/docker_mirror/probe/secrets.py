@@ -1,12 +1,4 @@
-"""Secrets the probe handles, and scrubbing them out of anything it prints or writes.
-
-Every password, identity token, registry token and `Authorization` value is added here as soon
-as the probe reads or receives it; every message (result `message`s, stderr) passes `clean`:
-secrets scrubbed first, then cut to one line of printable ASCII (cut first, a secret's start
-would survive).
-The probe also never puts a secret in argv (credential helpers get the server URL on stdin) and
-never quotes a token server's or credential helper's output.
-"""
+"""Secrets the probe handles, and scrubbing them out of everything it prints or writes."""
 
 from __future__ import annotations
 

@@ -1,25 +1,5 @@
-"""Cosign signatures of an image digest, checked offline against public keys: the gate that
-`require_signature` puts in front of a copy. Pure functions over bytes already read; the
-reading is `attachments`' job.
-
-Cosign stores a keyed signature of an image in one of two layouts:
-
-- **Tag scheme** (cosign up to v2): the manifest tagged `sha256-<hex>.sig` in the image's
-  repository. Each layer is one signature: its blob is a *simple signing* JSON payload
-  (`application/vnd.dev.cosign.simplesigning.v1+json`) naming the image as
-  `critical.image.docker-manifest-digest`, and its annotation
-  `dev.cosignproject.cosign/signature` holds the base64 ECDSA signature of those exact bytes.
-- **Sigstore bundle** (cosign v3's default): an OCI 1.1 referrer of the image whose layer is a
-  bundle (`application/vnd.dev.sigstore.bundle.v0.3+json`) holding a DSSE envelope around an
-  in-toto statement with predicate type `https://sigstore.dev/cosign/sign/v1` and the image
-  digest as its subject; the signature covers DSSE's pre-authentication encoding.
-
-A signature counts when it verifies against one of the keys (ECDSA P-256 with SHA-256, as
-`cosign generate-key-pair` makes them) *and* what it signs names the digest being mirrored,
-as `cosign verify --key` checks. Transparency-log entries and certificates (keyless signing)
-are not checked: the keys are the trust root, as with `cosign verify --key K
---insecure-ignore-tlog=true`.
-"""
+"""Cosign signatures of an image digest checked offline against public keys (`require_signature`):
+simple-signing payloads and Sigstore bundles, as `cosign verify --key` checks them."""
 
 from __future__ import annotations
 

@@ -1,18 +1,5 @@
-"""HTTP for the probe, on aiohttp: one client per run, and the redirect rules a registry needs.
-
-aiohttp does the HTTP: a pool of kept-alive connections per host, TLS with the `ssl.SSLContext`
-given for each request, `CONNECT` tunnels and plain-HTTP proxying, framing (sized and chunked
-bodies, HEAD answers), header limits (8 KiB a line, 128 headers), and time limits. The probe
-passes it no cookie jar, no `trust_env` (see `access`), and asks for no compression, so bodies
-are the registry's exact bytes.
-
-Written here, because aiohttp follows a redirect with the TLS settings, proxy and body of the
-first request: redirects, one hop at a time (at most 5). Each hop gets the TLS settings and proxy
-of its own host (`access.Routes`); `Authorization` goes only to the origin it was given for; a
-body is never resent to another origin (a token request's identity token); and HTTPS never
-redirects to plain HTTP, where any hop could forge a digest. Also here: reading a body up to a
-cap (4 MiB, containerd's manifest limit), and what each failure means (`HttpError`).
-"""
+"""HTTP on aiohttp, one client per run; redirects are followed here, one hop at a time, each with
+its own host's TLS and proxy, since aiohttp would keep the first request's."""
 
 from __future__ import annotations
 

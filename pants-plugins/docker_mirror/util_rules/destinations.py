@@ -1,9 +1,5 @@
-"""Where a `method="copy"` image goes: registries, repositories and tags, resolved by Pants' own
-docker backend (`[docker].registries`, `@alias`es, registry `repository` templates with
-`{target_repository}`, `extra_image_tags`, `skip_push`), so copy and build agree exactly.
-
-Pure functions, no Pants engine calls.
-"""
+"""Where a copy-mode image goes, resolved by Pants' own docker backend (`[docker].registries`,
+aliases, repository templates, tags), so copy and build agree exactly."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""Copying what refers to a mirrored image (signatures, attestations, SBOMs) with the registry
-probe, behind the `require_signature` gate, which the probe checks first.
-
-`pants package` reads, with the generator's other reads, what each destination repository lacks
-(`registry_reads`: a `Plan` per repository); `pants publish` then runs the probe once per
-destination repository that lacks something, or whose image a gate guards, before `skopeo`
-copies the image: the gate, then every missing manifest with its blobs, then the listing.
-"""
+"""Copying what refers to a mirrored image with the registry probe, behind the `require_signature`
+gate, before `skopeo` copies the image."""
 
 from __future__ import annotations
 

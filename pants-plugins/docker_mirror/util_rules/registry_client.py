@@ -1,11 +1,5 @@
-"""The environment of every process that talks to registries (`skopeo`, the registry probe).
-
-Credentials are found through it, never passed on a command line: the Docker config
-(`DOCKER_CONFIG`, `HOME`), the containers auth file (`REGISTRY_AUTH_FILE`, `XDG_RUNTIME_DIR`),
-and credential helpers (`docker-credential-<name>`), which both clients run from `PATH`: here
-`[docker-mirror].executable_search_paths`. Proxy settings come through
-`[docker-mirror].env_vars`.
-"""
+"""The environment of every process that talks to registries: credentials are found through it,
+never passed on a command line."""
 
 from __future__ import annotations
 

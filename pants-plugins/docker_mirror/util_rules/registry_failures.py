@@ -1,11 +1,5 @@
-"""What a failing image's summary line says: what went wrong, in plain words, naming the registry,
-and what to do about it. Pure functions; the wording of skopeo's and the probe's own errors is
-read in `skopeo.describe_failure` and `probe.ProbedManifest.describe_failure`, which use these.
-
-A failing image gets one message, the `✕` line of the publish summary (`pants package` shows the
-same in its own output): Pants prints it as `<reference> failed for <description>.`, so each
-description reads on from "failed for".
-"""
+"""What a failing image's summary line says: what went wrong, naming the registry, and what to do.
+Each description reads on from Pants' "failed for"."""
 
 from __future__ import annotations
 

@@ -1,13 +1,5 @@
-"""What `method="copy"` and `docker-mirror-pin` read from registries, with the registry probe
-(`docker_mirror.probe`): the digest each image's source serves, what each destination tag serves
-now, and what refers to each source digest.
-
-All of a generator's images are read in one run of the probe per Pants run, whichever of them
-the run packages: the first image's package asks for its generator's reads, the others find them
-done. The probe `HEAD`s each reference (Docker Hub counts no pull for it) and `GET`s a manifest
-only where its body is needed (a `--platform=` line picks its platform from the image index) or
-the registry sends no digest; a source pinned by digest costs no request at all.
-"""
+"""What copy mode and `docker-mirror-pin` read from registries, in one run of the registry probe per
+generator and Pants run: source digests, destination tags, referrers."""
 
 from __future__ import annotations
 

@@ -1,13 +1,5 @@
-"""Where the key files of `require_signature` are.
-
-A path is read as Pants reads the files of a BUILD file's `sources`: from the BUILD file's
-directory (`./` and `../` say so explicitly); `//` starts it at the build root. A plain path that
-names no file there but one from the build root still names that file, as it did before paths
-were read from the BUILD file: where both exist, the path is refused as ambiguous, so no path
-changes meaning silently.
-
-The pure functions decide; `resolve_signature_keys`, the only rule, looks the candidates up.
-"""
+"""Where the key files of `require_signature` are: read from the BUILD file's directory, `//` from
+the build root, an ambiguous path refused."""
 
 from __future__ import annotations
 

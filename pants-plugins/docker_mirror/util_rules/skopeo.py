@@ -1,10 +1,5 @@
-"""`skopeo`, which copies `method="copy"` images: the rule that finds it, its command lines, and
-what its errors mean.
-
-Building a `Process` does not run it: everything here is pure but `find_skopeo`. Every reference
-is passed with the `docker://` transport; credentials never appear in argv (skopeo reads them
-from the Docker config or the containers auth file named by the environment).
-"""
+"""`skopeo`, which copies copy-mode images: finding it, its command lines (credentials never in
+argv), and what its errors mean."""
 
 from __future__ import annotations
 
