@@ -1,7 +1,7 @@
 """Coverage-guided fuzzing of the spec parser (atheris, libFuzzer for Python). Run via `fuzz/run`.
 
 Each input is the raw bytes of a spec file. For each, the harness checks (1-4 are
-`spec_grammar.check_spec_input`, which `pants-plugins/docker_mirror/spec/fuzz_corpus_test.py` runs on the committed corpus):
+`spec_grammar.check_spec_input`, which `pants-plugins/docker_mirror/spec_files/fuzz_corpus_test.py` runs on the committed corpus):
 
 1. `parse_spec` returns entries or raises `SpecError`, never anything else; entries yield a single
    safe `FROM` line, and every line of a `SpecError` starts with `path:line:` or `path:`;
@@ -31,7 +31,7 @@ sys.path[:0] = [str(ROOT / "pants-plugins")]
 atheris.enabled_hooks.add("RegEx")
 
 with atheris.instrument_imports(include=["docker_mirror"]):
-    from docker_mirror.spec.parser import SpecEntry, SpecError
+    from docker_mirror.spec_files.parser import SpecEntry, SpecError
     from docker_mirror_testutil.spec_grammar import check_spec_input
 
 import dockerfile  # noqa: E402  (not instrumented: Go code, and only an oracle)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from docker_mirror.oci.reference import normalized_platform
-from docker_mirror.spec.parser import SpecEntry
+from docker_mirror.spec_files.parser import SpecEntry
 from docker_mirror.oci.untrusted_text import shorten, visible
 from docker_mirror.util_rules.destinations import mirror_destinations
 from pants.backend.docker.registries import DockerRegistries, DockerRegistryOptionsNotFoundError

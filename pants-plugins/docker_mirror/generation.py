@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from docker_mirror.oci.reference import DOCKER_HUB, DOCKER_HUB_NAMES
-from docker_mirror.spec.parser import SpecEntry, SpecError, SpecLineError, assign_names, parse_spec_files
+from docker_mirror.spec_files.parser import SpecEntry, SpecError, SpecLineError, assign_names, parse_spec_files
 from docker_mirror.target_types import (
     DockerMirrorImagesBuildArgsField,
     DockerMirrorImagesLabelsField,

@@ -11,7 +11,7 @@ from docker_mirror.generation import (
 )
 from docker_mirror.goals.package import DockerMirrorCopyPackageFieldSet
 from docker_mirror.goals.publish import DockerMirrorCopyPublishFieldSet
-from docker_mirror.spec.parser import SpecError
+from docker_mirror.spec_files.parser import SpecError
 from docker_mirror.target_types import (
     DockerMirrorImageRegistriesField,
     DockerMirrorImageRepositoryField,

@@ -39,7 +39,7 @@ from docker_mirror.generation import (
     signature_key_problem,
     spec_file_relative_path,
 )
-from docker_mirror.spec.parser import SpecError
+from docker_mirror.spec_files.parser import SpecError
 from docker_mirror.util_rules.signature_keys import SignatureKeysRequest, resolve_signature_keys
 from docker_mirror.util_rules import signature_keys as signature_keys_rules
 from docker_mirror.subsystems.docker_mirror import DockerMirrorSubsystem

@@ -12,7 +12,7 @@ import pytest
 from docker_mirror import generator, register
 from docker_mirror.generation import BUILD, COPY, PlannedImage, image_field_values
 from docker_mirror.generator import DockerMirrorSpecError
-from docker_mirror.spec.parser import parse_spec
+from docker_mirror.spec_files.parser import parse_spec
 from docker_mirror.target_types import (
     DockerMirrorBuildImageTarget,
     DockerMirrorBuildSpecFileField,
@@ -582,7 +582,7 @@ def test_sources_globs_exclude_with_bang_and_refuse_parent_directories(
 
 
 # Odd spec files -------------------------------------------------------------------------------
-# What the user sees (the parser-level cases are in spec/parser_test.py): each odd file generates
+# What the user sees (the parser-level cases are in spec_files/parser_test.py): each odd file generates
 # the expected images, or fails generation with a `DockerMirrorSpecError` (printed without a
 # traceback) whose every line is `path:line: ...` or `path: ...`, in bounded time.
 

@@ -29,7 +29,7 @@ import pytest
 from docker_mirror.goals.extraction import ExtractionError, check_generates, found_images, new_spec
 from docker_mirror.extractor.__main__ import extract_file
 from docker_mirror.oci.reference import ImageReference
-from docker_mirror.spec.parser import SpecError, parse_spec, parse_spec_files
+from docker_mirror.spec_files.parser import SpecError, parse_spec, parse_spec_files
 from docker_mirror_testutil.machine import REPO_ROOT, unavailable
 
 CORPUS_ENV = "DOCKER_MIRROR_CORPUS"

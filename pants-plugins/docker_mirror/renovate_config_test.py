@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import List, Tuple, Union
 
-from docker_mirror.spec.parser import parse_spec
+from docker_mirror.spec_files.parser import parse_spec
 from docker_mirror_testutil.machine import REPO_ROOT, unavailable
 from docker_mirror_testutil.spec_strategies import (
     GeneratedLine,

@@ -14,7 +14,7 @@ from docker_mirror.generation import BUILD, COPY, PlannedImage, image_field_valu
 from docker_mirror.oci.reference import DOCKER_HUB, registry_host
 from docker_mirror.oci.registry_access import tls_verify
 from docker_mirror.util_rules.skopeo import copy_argv, inspect_argv
-from docker_mirror.spec.parser import SpecEntry, parse_spec
+from docker_mirror.spec_files.parser import SpecEntry, parse_spec
 from hypothesis import example, given
 from docker_mirror_testutil.spec_strategies import GeneratedLine, hosts, spec_lines
 

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
-from docker_mirror.spec.parser import SpecEntry, SpecError, assign_names, parse_spec, parse_spec_files
+from docker_mirror.spec_files.parser import SpecEntry, SpecError, assign_names, parse_spec, parse_spec_files
 
 # --------------------------------------------------------------------------------------------
 # The grammar, from distribution/reference/regexp.go (ASCII only, as in Go's RE2).
@@ -344,7 +344,7 @@ def check_spec_input(content: bytes, path: str) -> Union[Sequence[SpecEntry], Sp
     4. `parse_spec_files` and `assign_names` raise only SpecError, and names are safe.
     """
     import docker_mirror.oci.reference as reference_module
-    import docker_mirror.spec.parser as spec_module
+    import docker_mirror.spec_files.parser as spec_module
 
     result = check_parse_outcome(content, path)
 

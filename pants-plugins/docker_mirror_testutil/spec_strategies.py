@@ -20,7 +20,7 @@ settings.register_profile(
     "bounded",
     max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", "100")),
     # Generous: the machine is shared with other test runs; a slow example is not a failure
-    # here (the timing tests in spec/parser_test.py bound the parser's speed).
+    # here (the timing tests in spec_files/parser_test.py bound the parser's speed).
     deadline=timedelta(seconds=10),
     database=None,
     print_blob=True,

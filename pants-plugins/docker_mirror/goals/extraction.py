@@ -10,7 +10,7 @@ from typing import Any, Iterable, Mapping
 
 from docker_mirror.generation import plan_images
 from docker_mirror.oci.reference import ImageIdentity, ImageReference
-from docker_mirror.spec.parser import SpecEntry, SpecError, parse_spec_files
+from docker_mirror.spec_files.parser import SpecEntry, SpecError, parse_spec_files
 from docker_mirror.oci.untrusted_text import quote, shorten, visible
 
 _UTF8_BOM = b"\xef\xbb\xbf"

@@ -14,7 +14,7 @@ from docker_mirror.goals.extraction import (
     new_spec,
     update_spec,
 )
-from docker_mirror.spec.parser import parse_spec
+from docker_mirror.spec_files.parser import parse_spec
 
 PATH = "deploy/images.txt"
 PIN = "sha256:" + "c" * 64

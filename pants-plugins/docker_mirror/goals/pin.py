@@ -22,7 +22,7 @@ from docker_mirror.goals.pinning import (
     plan_file,
     references_to_resolve,
 )
-from docker_mirror.spec.parser import SpecError, parse_spec
+from docker_mirror.spec_files.parser import SpecError, parse_spec
 from docker_mirror.target_types import (
     DockerMirrorImagesSourcesField,
     DockerMirrorImagesTargetGenerator,

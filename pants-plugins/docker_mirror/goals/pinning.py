@@ -8,8 +8,8 @@ from typing import Iterable, Mapping
 
 from docker_mirror.oci.media_types import DIGEST
 from docker_mirror.oci.reference import ImageReference
-from docker_mirror.spec.parser import SpecEntry, SpecError, SpecLineError, parse_spec
-from docker_mirror.spec.rewrite import rewrite_references
+from docker_mirror.spec_files.parser import SpecEntry, SpecError, SpecLineError, parse_spec
+from docker_mirror.spec_files.rewrite import rewrite_references
 from docker_mirror.oci.untrusted_text import quote
 
 PIN = "pin"

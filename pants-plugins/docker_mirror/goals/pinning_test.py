@@ -13,7 +13,7 @@ from docker_mirror.goals.pinning import (
     references_to_resolve,
     short_digest,
 )
-from docker_mirror.spec.parser import parse_spec
+from docker_mirror.spec_files.parser import parse_spec
 
 PATH = "src/images.txt"
 OLD = "sha256:" + "a" * 64

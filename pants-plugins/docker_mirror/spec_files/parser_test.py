@@ -1,4 +1,4 @@
-"""Tests for docker_mirror.spec.parser: the spec-file parser and the generated-name assignment."""
+"""Tests for docker_mirror.spec_files.parser: the spec-file parser and the generated-name assignment."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 import pytest
 
 from docker_mirror.oci.reference import ImageReference
-from docker_mirror.spec.parser import (
+from docker_mirror.spec_files.parser import (
     SpecEntry,
     SpecError,
     SpecLineError,
@@ -977,7 +977,7 @@ def parse_outcome(content: bytes) -> object:
 
 def test_fast_and_slow_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     import docker_mirror.oci.reference as reference_module
-    import docker_mirror.spec.parser as spec_module
+    import docker_mirror.spec_files.parser as spec_module
 
     rng = random.Random(7)
     pieces = ["a", "b", "Z", "0", ".", "_", "-", ":", "/", "@", "[", "]", "::1", "5000", " ", "\t",

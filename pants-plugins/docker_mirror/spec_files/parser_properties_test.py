@@ -11,9 +11,9 @@ Runs are bounded by default (profile `bounded`: 100 examples a test, about a min
 For a long run by hand (`long`: 20,000 examples a test; HYPOTHESIS_MAX_EXAMPLES=2000 takes about
 20 minutes for this file and trust_boundaries_test.py):
 
-    HYPOTHESIS_PROFILE=long PYTHONPATH=pants-plugins python -m pytest pants-plugins/docker_mirror/spec/parser_properties_test.py
+    HYPOTHESIS_PROFILE=long PYTHONPATH=pants-plugins python -m pytest pants-plugins/docker_mirror/spec_files/parser_properties_test.py
     ./pants test --no-test-timeouts --test-extra-env-vars="+['HYPOTHESIS_PROFILE=long']" \
-        pants-plugins/docker_mirror/spec/parser_properties_test.py
+        pants-plugins/docker_mirror/spec_files/parser_properties_test.py
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import List, Tuple
 from unittest import mock
 
 import docker_mirror.oci.reference as reference_module
-import docker_mirror.spec.parser as spec_module
+import docker_mirror.spec_files.parser as spec_module
 from docker_mirror.oci.reference import ImageReference
-from docker_mirror.spec.parser import (
+from docker_mirror.spec_files.parser import (
     SpecEntry,
     SpecError,
     assign_names,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from docker_mirror.oci.reference import ImageReference
-from docker_mirror.spec.parser import SpecEntry, parse_spec
+from docker_mirror.spec_files.parser import SpecEntry, parse_spec
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _BLANKS = " \t"

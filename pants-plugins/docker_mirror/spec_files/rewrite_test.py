@@ -1,4 +1,4 @@
-"""Tests for docker_mirror.spec.rewrite: a rewrite changes the references asked for, and no other
+"""Tests for docker_mirror.spec_files.rewrite: a rewrite changes the references asked for, and no other
 byte of the file."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import List, Tuple, Union
 
 import pytest
-from docker_mirror.spec.parser import SpecError, parse_spec
-from docker_mirror.spec.rewrite import reference_span, rewrite_references
+from docker_mirror.spec_files.parser import SpecError, parse_spec
+from docker_mirror.spec_files.rewrite import reference_span, rewrite_references
 from docker_mirror_testutil.spec_strategies import (
     GeneratedLine,
     blank_lines,

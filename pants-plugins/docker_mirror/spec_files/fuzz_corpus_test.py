@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from docker_mirror.spec.parser import SpecError
+from docker_mirror.spec_files.parser import SpecError
 from docker_mirror_testutil.spec_grammar import check_spec_input
 
 # The repository root in plain pytest, the sandbox root under Pants (`fuzz:corpus` is a dependency).
