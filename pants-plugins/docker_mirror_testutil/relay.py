@@ -54,6 +54,9 @@ class Relay:
         self._thread: Optional[threading.Thread] = None
         self._server: Optional[asyncio.base_events.Server] = None
         self._reservation: Optional[socket.socket] = None
+        # The tasks serving connections: asyncio holds them only weakly, and a task waiting on
+        # an upstream connection (whose reader asyncio holds weakly too) is otherwise garbage.
+        self._tasks: Set[asyncio.Task] = set()
 
     @property
     def address(self) -> str:
@@ -154,6 +157,9 @@ class Relay:
         return await asyncio.open_connection(host, int(port))
 
     async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
         try:
             await self._serve_connection(reader, writer)
         except asyncio.CancelledError:
@@ -161,6 +167,7 @@ class Relay:
             # cancelled client_connected_cb task as an unhandled exception.
             pass
         finally:
+            self._tasks.discard(task)
             if not writer.is_closing():
                 writer.close()
 
