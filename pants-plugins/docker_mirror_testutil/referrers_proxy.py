@@ -30,18 +30,11 @@ import re
 import urllib.parse
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from docker_mirror_testutil.fault_proxy import (
-    Fault,
-    FaultProxy,
-    Plan,
-    Respond,
-    _body,
-    _Head,
-    _Upstream,
-)
+from docker_mirror_testutil.fault_proxy import FaultProxy, Plan, Respond
 from docker_mirror_testutil.oci import go_json
 from docker_mirror_testutil.referrers import referrer_descriptor, subject_of
 from docker_mirror_testutil.registries import Registry
+from docker_mirror_testutil.relay import Connection, Cut, Head, stream_body
 from docker_mirror.oci.manifests import OCI_INDEX
 
 _REFERRERS = re.compile(r"^/v2/(?P<name>.+)/referrers/(?P<digest>[^/?]*)(?:\?(?P<query>.*))?$")
@@ -69,7 +62,7 @@ def _artifact_types(query: Optional[str]) -> List[str]:
 
 
 def _dechunked(raw: bytes) -> bytes:
-    """The content of a chunked body (its framing as `fault_proxy._body` yields it)."""
+    """The content of a chunked body (its framing as `relay.stream_body` yields it)."""
     content, rest = bytearray(), raw
     while True:
         size_line, _, rest = rest.partition(b"\r\n")
@@ -103,17 +96,9 @@ class ReferrersProxy(FaultProxy):
     # -- serving ---------------------------------------------------------------------------
 
     async def _pass_on(
-        self,
-        head: _Head,
-        method: str,
-        path: str,
-        fault: Optional[Fault],
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        upstream: _Upstream,
-        fired: List[str],
+        self, head: Head, method: str, path: str, cut: Optional[Cut], connection: Connection
     ) -> Tuple[int, bool]:
-        if fault is None:
+        if cut is None:
             referrers = _REFERRERS.match(path)
             if referrers and method in ("GET", "HEAD"):
                 answer = self._list(
@@ -121,20 +106,18 @@ class ReferrersProxy(FaultProxy):
                     urllib.parse.unquote(referrers["digest"]),
                     _artifact_types(referrers["query"]),
                 )
-                await self._respond(answer, method, writer)
+                await self._respond(answer, method, connection.writer)
                 return answer.status, True
             manifest = _MANIFEST.match(path)
             if manifest and method == "PUT":
-                return await self._put_manifest(
-                    head, manifest["name"], reader, writer, upstream, fired
-                )
+                return await self._put_manifest(head, manifest["name"], connection)
             if manifest and method == "DELETE":
                 name, reference = manifest["name"], manifest["reference"]
                 return await self._relay(
-                    head, method, None, reader, writer, upstream, fired,
+                    head, method, connection,
                     answer_headers=lambda status: self._forget(status, name, reference),
                 )
-        return await super()._pass_on(head, method, path, fault, reader, writer, upstream, fired)
+        return await super()._pass_on(head, method, path, cut, connection)
 
     def _list(self, name: str, digest: str, artifact_types: List[str]) -> Respond:
         sha256 = digest.startswith("sha256:")
@@ -148,20 +131,13 @@ class ReferrersProxy(FaultProxy):
         body = go_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})
         return Respond(200, tuple(headers), body)
 
-    async def _put_manifest(
-        self,
-        head: _Head,
-        name: str,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        upstream: _Upstream,
-        fired: List[str],
-    ) -> Tuple[int, bool]:
+    async def _put_manifest(self, head: Head, name: str, connection: Connection) -> Tuple[int, bool]:
         """Reads the manifest whole, passes it on (framed by a Content-Length), and, once the
         registry accepted it, lists it under its subject before its answer (with `OCI-Subject`)
         reaches the client."""
         raw, too_large = bytearray(), False
-        async for data in _body(head, reader, request=True, method="PUT", status=0):
+        reader = connection.reader
+        async for data in stream_body(head, reader, request=True, method="PUT", status=0):
             # Past the limit, the rest is read and dropped (chunk framing counts, up to twice).
             too_large = too_large or len(raw) + len(data) > 2 * MAX_MANIFEST_BYTES
             if not too_large:
@@ -170,9 +146,9 @@ class ReferrersProxy(FaultProxy):
         manifest = _dechunked(bytes(raw)) if chunked else bytes(raw)
         if too_large or len(manifest) > MAX_MANIFEST_BYTES:
             answer = _error(413, "SIZE_INVALID", "manifest larger than 4 MiB")
-            await self._respond(answer, "PUT", writer)
+            await self._respond(answer, "PUT", connection.writer)
             return answer.status, True
-        framed = _Head(
+        framed = Head(
             head.first_line,
             [
                 (k, v)
@@ -194,9 +170,7 @@ class ReferrersProxy(FaultProxy):
                 self._referrers.setdefault((name, subject), {})[entry["digest"]] = entry
             return (("OCI-Subject", subject),)
 
-        return await self._relay(
-            framed, "PUT", None, body, writer, upstream, fired, answer_headers=learn
-        )
+        return await self._relay(framed, "PUT", connection, body=body, answer_headers=learn)
 
     def _forget(self, status: int, name: str, reference: str) -> Sequence[Tuple[str, str]]:
         if 200 <= status < 300:

@@ -3,15 +3,16 @@ measure mirroring with every request round trip delayed (this kernel has no `net
 
 Data is forwarded after `delay_seconds` in each direction without holding back what follows it,
 so the proxy adds latency and not a bandwidth limit: a request and its answer take `2 *
-delay_seconds` more, however large. Standard library only; it runs in a thread of its own.
+delay_seconds` more, however large. Standard library only; the listening is `relay.Relay`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from docker_mirror_testutil.relay import CHUNK, Relay
 
 
 @dataclass
@@ -21,65 +22,29 @@ class ProxyStats:
     bytes_down: int = 0
 
 
-@dataclass
-class DelayingProxy:
+class DelayingProxy(Relay):
     """Forwards `127.0.0.1:<port>` to `target` ("host:port"), each direction delayed."""
 
-    target: str
-    delay_seconds: float
-    stats: ProxyStats = field(default_factory=ProxyStats)
-    port: int = 0
-    _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
-    _server: asyncio.base_events.Server | None = None
+    def __init__(self, target: str, delay_seconds: float) -> None:
+        super().__init__(target)
+        self.delay_seconds = delay_seconds
+        self.stats = ProxyStats()
 
     @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    def target(self) -> str:
+        return self.upstream
 
     def start(self) -> DelayingProxy:
-        started = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        async def serve() -> None:
-            self._server = await asyncio.start_server(self._connect, "127.0.0.1", 0)
-            self.port = self._server.sockets[0].getsockname()[1]
-            started.set()
-
-        def run() -> None:
-            assert self._loop is not None
-            self._loop.run_until_complete(serve())
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name=f"proxy-{self.target}", daemon=True)
-        self._thread.start()
-        if not started.wait(10):
-            raise RuntimeError(f"the proxy in front of {self.target} did not start")
+        self._start()
         return self
 
-    def stop(self) -> None:
-        if self._loop is None or self._thread is None:
-            return
-
-        async def shutdown() -> None:
-            if self._server is not None:
-                self._server.close()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop, self._thread = None, None
-
-    async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.stats.connections += 1
-        host, port = self.target.rsplit(":", 1)
         try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+            upstream_reader, upstream_writer = await self._open_upstream()
         except OSError:
-            writer.close()
             return
         try:
             await asyncio.gather(
@@ -87,12 +52,7 @@ class DelayingProxy:
                 self._pump(upstream_reader, writer, up=False),
                 return_exceptions=True,
             )
-        except asyncio.CancelledError:
-            # `stop` with connections still open. Ending quietly: Python 3.11's asyncio logs a
-            # cancelled client_connected_cb task as an unhandled exception.
-            pass
         finally:
-            writer.close()
             upstream_writer.close()
 
     async def _pump(
@@ -116,7 +76,7 @@ class DelayingProxy:
         delivering = asyncio.ensure_future(deliver())
         try:
             while True:
-                data = await reader.read(65536)
+                data = await reader.read(CHUNK)
                 if up:
                     self.stats.bytes_up += len(data)
                 else:
