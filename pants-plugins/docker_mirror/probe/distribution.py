@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from typing import Any, AsyncIterable, AsyncIterator, Callable, List, Optional, Sequence, Tuple, Union
+import re
+from collections import Counter
+from typing import (
+    Any, AsyncIterable, AsyncIterator, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple, Union,
+)  # fmt: skip
 
 from yarl import URL
 
@@ -20,6 +24,18 @@ from docker_mirror.probe.transport import HttpError
 
 # The referrers API pages its answer (`Link: <...>; rel="next"`); an image has a handful.
 MAX_REFERRER_PAGES = 16
+
+# A source repository's tag list says at once which cosign and fallback tags exist, for every
+# image of the run that lives there. It is read `TAG_PAGE_SIZE` tags a page, and only while that
+# costs fewer requests than the `HEAD`s it saves (`HEADS_SAVED_PER_IMAGE` per image of the
+# run in the repository), at most `MAX_TAG_PAGES` pages and `MAX_TAG_LIST_BYTES` in all; past
+# that, or on any answer that is not a tag list, each image's tags are asked for by `HEAD`.
+TAG_PAGE_SIZE = 1000
+MAX_TAG_PAGES = 10
+MAX_TAG_LIST_BYTES = 4 * 1024 * 1024
+HEADS_SAVED_PER_IMAGE = 4  # `.sig`, `.att`, `.sbom` and the fallback tag
+
+_NEXT = re.compile(r'<([^>]*)>[^,<]*;\s*rel="?next"?(?:[\s;,]|$)', re.IGNORECASE)
 
 
 def _scopes(repository: str, *, write: bool = False) -> Tuple[Scope, ...]:
@@ -36,6 +52,10 @@ class Distribution:
         # it), then not asked again where it has none.
         self._has_referrers_api: Optional[bool] = None
         self._learning_referrers_api = asyncio.Lock()
+        # How many images of the run each source repository has (the run says, before it starts),
+        # and each repository's digest tags, read once for all of them.
+        self.images: "Counter[str]" = Counter()
+        self._digest_tags: "Dict[str, asyncio.Future[Optional[FrozenSet[str]]]]" = {}
 
     def _reference(self, repository: str, reference: str) -> ImageReference:
         separator = "@" if reference.startswith("sha256:") else ":"
@@ -103,14 +123,65 @@ class Distribution:
                 entries.extend(page.get("manifests") or [])
             except (ValueError, RecursionError, AttributeError, TypeError):
                 raise RegistryError("error", f"{self.name} answered the referrers of {digest} with no index") from None
-            following = answer.headers.get("Link", "")
-            if 'rel="next"' not in following:
+            following = self._next_page(answer, f"the referrers of {digest}")
+            if following is None:
                 return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).encode()
-            link = following.split(";", 1)[0].strip().lstrip("<").rstrip(">")
-            target = answer.url.join(URL(link))
-            if not self.session.is_own(target):
-                raise RegistryError("error", f"{self.name} paged the referrers of {digest} to another host")
+            target = following
         raise RegistryError("error", f"{self.name} lists more than {MAX_REFERRER_PAGES} pages of referrers of {digest}")
+
+    def _next_page(self, answer: Answer, what: str) -> Optional[URL]:
+        """The next page a paged answer names (`Link: <...>; rel="next"`, resolved against the
+        page's URL), or None; a `RegistryError` if it leads off the registry's own origin."""
+        found = _NEXT.search(",".join(answer.headers.getall("Link", [])))
+        if found is None:
+            return None
+        try:
+            target = answer.url.join(URL(found.group(1)))
+        except (ValueError, TypeError):
+            raise RegistryError("error", f"{self.name} paged {what} to something that is not a URL") from None
+        if not self.session.is_own(target):
+            raise RegistryError("error", f"{self.name} paged {what} to another host")
+        return target
+
+    async def digest_tags(self, repository: str) -> Optional[FrozenSet[str]]:
+        """The tags of `repository` that name a digest (`sha256-<hex>` and cosign's
+        `sha256-<hex>.sig`...), from its tag list, read once per run whoever asks; None when
+        the list is not worth reading or could not be read within its bounds."""
+        known = self._digest_tags.get(repository)
+        if known is not None:
+            return await asyncio.shield(known)
+        known = self._digest_tags[repository] = asyncio.get_running_loop().create_future()
+        listed: Optional[FrozenSet[str]] = None
+        try:
+            listed = await self._list_digest_tags(repository)
+        finally:
+            if not known.done():
+                known.set_result(listed)
+        return listed
+
+    async def _list_digest_tags(self, repository: str) -> Optional[FrozenSet[str]]:
+        pages = min(MAX_TAG_PAGES, HEADS_SAVED_PER_IMAGE * max(1, self.images[repository]))
+        remaining = MAX_TAG_LIST_BYTES
+        tags: List[str] = []
+        target: Union[str, URL] = f"/v2/{repository}/tags/list?n={TAG_PAGE_SIZE}"
+        try:
+            for _ in range(pages):
+                answer = await self._request("GET", target, repository, f"the tags of {repository}",
+                                             limit=remaining)  # fmt: skip
+                if answer.status != 200:
+                    return None
+                remaining -= len(answer.body)
+                page = _tag_page(answer.body)
+                if page is None:
+                    return None
+                tags.extend(tag for tag in page if tag.startswith("sha256-"))
+                following = self._next_page(answer, f"the tags of {repository}")
+                if following is None:
+                    return frozenset(tags)
+                target = following
+        except RegistryError:
+            return None  # The tags are asked for by `HEAD`, where a failure is reported.
+        return None
 
     async def read_blob(self, repository: str, digest: str, limit: int) -> bytes:
         answer = await self._request("GET", f"/v2/{repository}/blobs/{digest}", repository,
@@ -185,3 +256,18 @@ class Distribution:
         if answer.status != 201:
             raise self._failed(f"{repository}:{reference}", answer.status)
         return bool(answer.headers.get("OCI-Subject"))
+
+
+def _tag_page(body: bytes) -> Optional[List[str]]:
+    """A tag list page's tags (`{"name": ..., "tags": [...]}`, `null` for none), or None if it
+    is not one."""
+    try:
+        page = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    tags = page.get("tags") if isinstance(page, dict) else None
+    if tags is None and isinstance(page, dict) and "tags" in page:
+        return []
+    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+        return None
+    return tags

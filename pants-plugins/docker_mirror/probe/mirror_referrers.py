@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import AsyncIterable, AsyncIterator, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import (
+    AsyncIterable, AsyncIterator, Callable, Dict, FrozenSet, List, Optional, Protocol, Sequence, Tuple,
+)  # fmt: skip
 
 from docker_mirror.oci.media_types import (
     BUNDLE_PREDICATE_ANNOTATION,
@@ -63,6 +65,10 @@ class Registry(Protocol):
     async def get_manifest(self, repository: str, reference: str) -> Optional[Tuple[bytes, str]]:
         """(body, media type), the body checked against `reference` when it is a digest; None
         if nothing (404)."""
+
+    async def digest_tags(self, repository: str) -> Optional[FrozenSet[str]]:
+        """Which tags of `repository` name a digest (`sha256-<hex>`, `sha256-<hex>.sig`...), as
+        its tag list says, read once per run for every image; None when it was not read."""
 
     async def referrers(self, repository: str, digest: str) -> Optional[bytes]:
         """The referrers API's index for `digest` (every page's entries), or None when the
@@ -127,10 +133,12 @@ class Found:
         return counts
 
 
-async def _source_listing(source: Location, subject: str) -> Tuple[Optional[str], Optional[Listing]]:
+async def _source_listing(
+    source: Location, subject: str, listed: Optional[FrozenSet[str]] = None
+) -> Tuple[Optional[str], Optional[Listing]]:
     """(digest of the source's listing, the listing when it was read): the referrers API's
     answer, as `listing_index` writes it; or, without the API, the fallback tag's digest alone
-    (its `HEAD`)."""
+    (its `HEAD`, unless the tag list `listed` says there is no such tag)."""
     answer = await source.registry.referrers(source.repository, subject)
     if answer is not None:
         entries = index_entries(answer, f"the referrers of {subject} at {source}")
@@ -138,7 +146,10 @@ async def _source_listing(source: Location, subject: str) -> Tuple[Optional[str]
             return None, None
         listing = Listing.of(listing_index(entries))
         return listing.digest, listing
-    served = await source.registry.head_manifest(source.repository, digest_tag(subject))
+    tag = digest_tag(subject)
+    if listed is not None and tag not in listed:
+        return None, None
+    served = await source.registry.head_manifest(source.repository, tag)
     return (served.digest if served else None), None
 
 
@@ -188,11 +199,15 @@ async def _plan(found: Found, source: Location, destination: Location) -> Plan:
 
 
 async def find(source: Location, subject: str, destinations: Sequence[Location]) -> Found:
-    """What refers to `subject` at `source`, and what each of `destinations` lacks of it."""
+    """What refers to `subject` at `source`, and what each of `destinations` lacks of it: the
+    source's tag list (one read for all images of its repository) says which of cosign's tags
+    and the fallback tag exist, and only those get a `HEAD`; without it, all of them do."""
+    listed = await source.registry.digest_tags(source.repository)
     tags = [digest_tag(subject, suffix) for suffix in COSIGN_TAG_KINDS]
+    tags = [tag for tag in tags if listed is None or tag in listed]
     served, (listing_digest, listing) = await asyncio.gather(
         asyncio.gather(*(source.registry.head_manifest(source.repository, tag) for tag in tags)),
-        _source_listing(source, subject),
+        _source_listing(source, subject, listed),
     )
     found = Found(
         subject,

@@ -9,7 +9,9 @@ import base64
 import hashlib
 import json
 from collections import Counter
-from typing import AsyncIterable, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+from typing import (
+    AsyncIterable, AsyncIterator, Awaitable, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple, TypeVar,
+)  # fmt: skip
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -30,11 +32,13 @@ def digest(data: bytes) -> str:
 
 class MemoryRegistry:
     """A registry's API in memory: manifests by tag and digest, blobs, optionally the referrers
-    API; it counts what it is asked."""
+    API, and a tag list (unless `tag_list` is False, as when it is past its bounds); it counts
+    what it is asked."""
 
-    def __init__(self, name: str, *, referrers_api: bool) -> None:
+    def __init__(self, name: str, *, referrers_api: bool, tag_list: bool = True) -> None:
         self.name = name
         self.referrers_api = referrers_api
+        self.tag_list = tag_list
         self.manifests: Dict[Tuple[str, str], Tuple[bytes, str]] = {}
         self.tags: Dict[Tuple[str, str], str] = {}
         self.blobs: Dict[Tuple[str, str], bytes] = {}
@@ -61,6 +65,12 @@ class MemoryRegistry:
         self.asked["HEAD manifest"] += 1
         found = self._resolve(repository, reference)
         return Served(found, self.manifests[(repository, found)][1]) if found else None
+
+    async def digest_tags(self, repository: str) -> Optional[FrozenSet[str]]:
+        self.asked["GET tags"] += 1
+        if not self.tag_list:
+            return None
+        return frozenset(tag for repo, tag in self.tags if repo == repository and tag.startswith("sha256-"))
 
     async def get_manifest(self, repository: str, reference: str) -> Optional[Tuple[bytes, str]]:
         self.asked["GET manifest"] += 1
@@ -216,9 +226,40 @@ def test_everything_is_copied_with_its_digest_then_a_re_mirror_costs_heads_only(
         found, plan, copied = mirror(source, destination, subject)
         assert plan.empty and copied.copied == ()
         assert source.asked["GET manifest"] == destination.asked["GET manifest"] == 0
-        assert source.asked["HEAD manifest"] == 3 + (0 if source_api else 1)
+        # The tag list says which tags exist: the `.sig` tag, and without the API the fallback tag.
+        assert source.asked["GET tags"] == 1
+        assert source.asked["HEAD manifest"] == 1 + (0 if source_api else 1)
         assert destination.asked["HEAD manifest"] == 2  # the `.sig` tag, the listing by digest
+        assert destination.asked["GET tags"] == 0
         assert not destination.asked["PUT manifest"] and not destination.asked["PUT blob"]
+
+
+@pytest.mark.parametrize("source_api", [False, True])
+def test_with_nothing_attached_the_tag_list_is_all_the_source_is_asked(source_api: bool) -> None:
+    source = MemoryRegistry("src", referrers_api=source_api)
+    destination = MemoryRegistry("dst", referrers_api=False)
+    subject = push_image(source)
+    found, plan, copied = mirror(source, destination, subject)
+    assert found.counts() == {} and plan.empty and copied.copied == ()
+    # The referrers API's list (asked once per registry and run where there is none, to learn
+    # that): no `HEAD`; the destination is not asked.
+    assert source.asked == Counter({"GET tags": 1, "GET referrers": 1})
+    assert destination.asked == Counter()
+
+
+@pytest.mark.parametrize("source_api", [False, True])
+def test_without_a_tag_list_every_tag_is_asked_for_by_head(source_api: bool) -> None:
+    source = MemoryRegistry("src", referrers_api=source_api, tag_list=False)
+    destination = MemoryRegistry("dst", referrers_api=False)
+    subject = push_image(source)
+    sign(source, "app", subject)
+    attach_sbom(source, "app", subject)
+    _, _, copied = mirror(source, destination, subject)
+    assert sorted(i.kind for i in copied.copied) == ["SBOM", "signature"]
+    source.asked.clear()
+    _, plan, _ = mirror(source, destination, subject)
+    assert plan.empty and source.asked["GET manifest"] == 0
+    assert source.asked["HEAD manifest"] == 3 + (0 if source_api else 1)
 
 
 def test_a_signature_added_upstream_later_is_the_only_thing_copied() -> None:

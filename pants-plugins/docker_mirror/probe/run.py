@@ -80,6 +80,16 @@ class _Run:
             self.distributions[session.registry] = Distribution(session)
         return Location(self.distributions[session.registry], reference.remote_name)
 
+    def expect(self, read: ReferrersRead) -> None:
+        """Counts an image whose referrers the run finds, in its source repository: its tag list
+        is worth reading by as many pages as the `HEAD`s it saves."""
+        try:
+            reference = parse_reference(read.reference)
+        except InvalidReference:
+            return
+        self.location(reference)
+        self.distributions[self.session_for(reference).registry].images[reference.remote_name] += 1
+
     def manifest_job(self, text: str, need_body: bool) -> "Optional[asyncio.Future[ManifestResult]]":
         key = (text, need_body)
         if key in self.jobs or key in self.early:
@@ -149,6 +159,8 @@ async def answer(
     run = _Run(request, dict(os.environ if env is None else env), secrets, sleep, credentials)
     for entry in request.requests:
         run.manifest_job(entry.reference, entry.need_body)
+    for read in request.referrers:
+        run.expect(read)
     referrers = [asyncio.ensure_future(run.referrers_of(read)) for read in request.referrers]
     copying = asyncio.ensure_future(_copy(request.copy, run.location, secrets)) if request.copy else None
     everything: "List[asyncio.Future[object]]" = [*run.jobs.values(), *referrers, *([copying] if copying else [])]  # type: ignore[list-item]

@@ -1,0 +1,160 @@
+"""A source repository's tag list (`Distribution.digest_tags`): paged by `Link`, read once per run
+for all the images of its repository, and bounded by pages and bytes; whatever is not a tag list
+within the bounds (too long, too large, not JSON, paged to another host, refused) gives None,
+and the probe asks for each image's tags by `HEAD` instead. Real HTTP to scripted servers on
+loopback (`testutil/hostile_registry.py`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.parse
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import pytest
+
+from docker_mirror.probe.access import Routes
+from docker_mirror.probe.credentials import CredentialStore
+from docker_mirror.probe.distribution import (
+    HEADS_SAVED_PER_IMAGE,
+    MAX_TAG_LIST_BYTES,
+    MAX_TAG_PAGES,
+    TAG_PAGE_SIZE,
+    Distribution,
+)
+from docker_mirror.probe.registry import RegistrySession
+from docker_mirror.probe.retry import RetryPolicy
+from docker_mirror.probe.secrets import Secrets
+from docker_mirror.probe.transport import HttpClient
+from docker_mirror_testutil.hostile_registry import HostileServer, Reply, Request
+
+SIG = "sha256-" + "ab" * 32 + ".sig"
+FALLBACK = "sha256-" + "cd" * 32
+
+
+def tag_list(tags: Sequence[str], *, link: Callable[[str], str] = lambda url: f"<{url}>; rel=\"next\"") -> Callable[[Request], Reply]:
+    """A registry's tag list of `tags`, paged as docker-registry pages it: sorted, `n` at a
+    time from after `last`, with a `Link` to the next page (written by `link`)."""
+    ordered = sorted(tags)
+
+    def handler(request: Request) -> Reply:
+        if request.path != "/v2/app/tags/list":
+            return Reply(404)
+        query = dict(urllib.parse.parse_qsl(request.target.partition("?")[2]))
+        n = int(query.get("n", len(ordered)))
+        after = [tag for tag in ordered if tag > query["last"]] if "last" in query else ordered
+        page = after[:n]
+        headers = [("Content-Type", "application/json")]
+        if len(after) > n:
+            headers.append(("Link", link(f"/v2/app/tags/list?n={n}&last={urllib.parse.quote(page[-1])}")))
+        return Reply(200, headers, json.dumps({"name": "app", "tags": page}).encode())
+
+    return handler
+
+
+def read(address: str, *, images: int = 1, callers: int = 1) -> Tuple[Optional[frozenset], ...]:
+    """What `callers` images of `app` (the run counting `images` there) get of its tag list."""
+
+    async def main() -> Tuple[Optional[frozenset], ...]:
+        secrets = Secrets()
+        session = RegistrySession(
+            address, address, http=HttpClient(Routes({}, directories=()), timeout=5),
+            credentials=CredentialStore({}, files=[]), policy=RetryPolicy(attempts=1),
+            max_concurrency=8, timeout=5, secrets=secrets,
+        )  # fmt: skip
+        distribution = Distribution(session)
+        distribution.images["app"] = images
+        try:
+            return tuple(await asyncio.gather(*(distribution.digest_tags("app") for _ in range(callers))))
+        finally:
+            await session._http.aclose()
+
+    return asyncio.run(main())
+
+
+def paths(server: HostileServer) -> List[str]:
+    return [f"{r.method} {r.target}" for r in server.seen()]
+
+
+def test_one_page_names_the_digest_tags_and_is_read_once_for_every_image() -> None:
+    with HostileServer.start(tag_list(["1", "latest", SIG, FALLBACK])) as server:
+        answers = read(server.address, images=5, callers=5)
+    assert answers == (frozenset({SIG, FALLBACK}),) * 5
+    assert paths(server) == [f"GET /v2/app/tags/list?n={TAG_PAGE_SIZE}"]
+
+
+def test_no_tags_at_all() -> None:
+    with HostileServer.start(lambda r: Reply(200, [], b'{"name": "app", "tags": null}')) as server:
+        assert read(server.address) == (frozenset(),)
+
+
+def test_3000_tags_are_read_in_3_pages_by_relative_links() -> None:
+    tags = [f"v{i:04d}" for i in range(2998)] + [SIG, FALLBACK]
+    with HostileServer.start(tag_list(tags)) as server:
+        (answer,) = read(server.address)
+    assert answer == frozenset({SIG, FALLBACK})
+    assert len(paths(server)) == 3
+    assert all(path.startswith("GET /v2/app/tags/list?n=1000") for path in paths(server))
+
+
+def test_a_list_longer_than_the_heads_it_saves_is_not_read_past_them() -> None:
+    tags = [f"v{i:05d}" for i in range(TAG_PAGE_SIZE * (MAX_TAG_PAGES + 2))]
+    with HostileServer.start(tag_list(tags)) as server:
+        assert read(server.address, images=1) == (None,)
+        # One image: as many pages as the `HEAD`s it would save.
+        assert len(paths(server)) == HEADS_SAVED_PER_IMAGE
+    with HostileServer.start(tag_list(tags)) as server:
+        assert read(server.address, images=100) == (None,)
+        assert len(paths(server)) == MAX_TAG_PAGES
+
+
+def test_a_list_larger_than_its_byte_bound_is_not_read_past_it() -> None:
+    huge = [f"t{i:07d}-" + "x" * 200 for i in range(MAX_TAG_LIST_BYTES // 200)]
+    with HostileServer.start(lambda r: Reply(200, [], json.dumps({"name": "app", "tags": huge}).encode())) as server:
+        assert read(server.address, images=100) == (None,)
+        assert len(paths(server)) == 1
+
+
+def test_the_byte_bound_is_over_all_pages() -> None:
+    # Pages of ~1 MiB each: the fifth crosses 4 MiB.
+    tags = [f"t{i:07d}-" + "x" * 1000 for i in range(5000)]
+    with HostileServer.start(tag_list(tags)) as server:
+        assert read(server.address, images=100) == (None,)
+        assert len(paths(server)) == 5
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(200, [], b"{not json"),
+        Reply(200, [], b'["sha256-x"]'),
+        Reply(200, [], b'{"name": "app", "tags": [1, 2]}'),
+        Reply(200, [], b'{"name": "app", "tags": "sha256-x"}'),
+        Reply(200, [], b"[" * 100_000 + b"]" * 100_000),
+        Reply(404, [], b'{"errors":[{"code":"NAME_UNKNOWN"}]}'),
+        Reply(401, [], b""),
+        Reply(403, [], b""),
+        Reply(400, [], b'{"errors":[{"code":"PAGINATION_NUMBER_INVALID"}]}'),
+    ],
+)
+def test_anything_but_a_tag_list_means_heads_instead(reply: Reply) -> None:
+    with HostileServer.start(lambda r: reply) as server:
+        assert read(server.address) == (None,)
+        assert len(paths(server)) == 1
+
+
+def test_a_link_to_another_host_is_not_followed() -> None:
+    tags = [f"v{i:04d}" for i in range(1500)] + [SIG]
+    with HostileServer.start(tag_list(tags)) as elsewhere:
+        with HostileServer.start(tag_list(tags, link=lambda url: f'<{elsewhere.url(url)}>; rel="next"')) as server:
+            assert read(server.address) == (None,)
+            assert len(paths(server)) == 1
+        assert elsewhere.seen() == []
+
+
+def test_a_link_among_others_and_with_more_parameters() -> None:
+    tags = [f"v{i:04d}" for i in range(1500)] + [SIG]
+    link = lambda url: f'</v2/app/tags/list?n=1000>; rel="prev", <{url}>; title="more"; rel=next'  # noqa: E731
+    with HostileServer.start(tag_list(tags, link=link)) as server:
+        assert read(server.address) == (frozenset({SIG}),)
+        assert len(paths(server)) == 2
