@@ -1,0 +1,90 @@
+"""A run's reads of referrers share each source repository's tag list: read once, whatever the
+number of images there, and paged no further than the `HEAD`s it saves them. Real HTTP to a
+scripted registry on loopback (`testutil/hostile_registry.py`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.parse
+from collections import Counter
+from typing import List
+
+from docker_mirror.oci.probe_protocol import ProbeResult, parse_request
+from docker_mirror.probe.distribution import HEADS_SAVED_PER_IMAGE
+from docker_mirror.probe.run import answer
+from docker_mirror_testutil.hostile_registry import HostileServer, Reply, Request
+
+DIGESTS = {str(n): "sha256:" + f"{n:02d}" * 32 for n in range(1, 4)}
+SIG = f"sha256-{DIGESTS['2'][7:]}.sig"
+SIG_DIGEST = "sha256:" + "ee" * 32
+
+
+def registry(endless: bool = False) -> HostileServer:
+    """`one/app` with tags 1 to 3 (2 signed), `two/app` with tag 1; no referrers API. With
+    `endless`, `one/app`'s tag list pages forever."""
+
+    def handler(request: Request) -> Reply:
+        path = request.path
+        if path.endswith("/tags/list"):
+            if endless:
+                page = int(dict(urllib.parse.parse_qsl(request.target.partition("?")[2])).get("last", "0"))
+                body = json.dumps({"name": "one/app", "tags": [str(page + 1)]}).encode()
+                return Reply(200, [("Link", f'<{path}?n=1000&last={page + 1}>; rel="next"')], body)
+            tags = ["1", "2", "3", SIG] if path.startswith("/v2/one/") else ["1"]
+            return Reply(200, [("Content-Type", "application/json")], json.dumps({"tags": tags}).encode())
+        name, _, reference = path[len("/v2/"):].partition("/manifests/")
+        digest = DIGESTS.get(reference) or (SIG_DIGEST if reference == SIG and name == "one/app" else None)
+        if digest is None:
+            return Reply(404)
+        return Reply(200, [("Docker-Content-Digest", digest),
+                           ("Content-Type", "application/vnd.oci.image.manifest.v1+json")])  # fmt: skip
+
+    return HostileServer.start(handler)
+
+
+def run(server: HostileServer, images: List[str]) -> ProbeResult:
+    request = parse_request({
+        "version": 1,
+        "requests": [{"reference": f"{server.address}/{image}"} for image in images],
+        "referrers": [{"reference": f"{server.address}/{image}", "platform": None, "destinations": []}
+                      for image in images],
+    })  # fmt: skip
+    return asyncio.run(answer(request, env={}))
+
+
+def asked(server: HostileServer) -> Counter:
+    kinds: Counter = Counter()
+    for request in server.seen():
+        if "/referrers/" in request.path:  # whichever image's comes first
+            kinds["GET referrers"] += 1
+            continue
+        kind = "tags" if "/tags/list" in request.path else "manifest"
+        kinds[f"{request.method} {request.path.split('/')[2]} {kind}"] += 1
+    return kinds
+
+
+def test_each_repository_is_listed_once_for_all_its_images() -> None:
+    with registry() as server:
+        result = run(server, ["one/app:1", "one/app:2", "one/app:3", "two/app:1"])
+    assert [r.error for r in result.referrers] == [None] * 4
+    assert [dict(r.found) for r in result.referrers] == [{}, {"signature": 1}, {}, {}]
+    assert asked(server) == Counter({
+        "HEAD one manifest": 3 + 1,  # its 3 tags, and 2's `.sig`
+        "HEAD two manifest": 1,
+        "GET one tags": 1,
+        "GET two tags": 1,
+        "GET referrers": 1,  # learning there is no referrers API, once for the registry
+    })  # fmt: skip
+
+
+def test_a_list_is_paged_no_further_than_the_heads_its_images_would_cost() -> None:
+    with registry(endless=True) as server:
+        result = run(server, ["one/app:1", "one/app:2"])
+    assert [r.error for r in result.referrers] == [None, None]
+    assert asked(server) == Counter({
+        "GET one tags": 2 * HEADS_SAVED_PER_IMAGE,
+        # Past the bound: each image's tag, and its cosign and fallback tags.
+        "HEAD one manifest": 2 + 2 * HEADS_SAVED_PER_IMAGE,
+        "GET referrers": 1,
+    })  # fmt: skip
