@@ -14,29 +14,24 @@ import asyncio
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import pytest
 
 from docker_mirror.oci.media_types import OCI_MANIFEST
-from docker_mirror.probe.access import Routes
-from docker_mirror.probe.credentials import CredentialStore
-from docker_mirror.probe.distribution import Distribution
-from docker_mirror.probe.mirror_referrers import Location, copy, find
-from docker_mirror.probe.registry import RegistrySession
-from docker_mirror.probe.retry import RetryPolicy
-from docker_mirror.probe.secrets import Secrets
-from docker_mirror.probe.transport import HttpClient
+from docker_mirror.probe.mirror_referrers import copy, find
 from docker_mirror_testutil import cosign
 from docker_mirror_testutil.fault_proxy import passthrough
 from docker_mirror_testutil.oci import digest_tag
+from docker_mirror_testutil.probe_locations import location
 from docker_mirror_testutil.probe_process import run_probe
 from docker_mirror_testutil.pushes import push_image, push_manifest
 from docker_mirror_testutil.referrers import attach_spdx_sbom
 from docker_mirror_testutil.referrers_proxy import ReferrersProxy
-from docker_mirror_testutil.registries import Registry, start_registry
+from docker_mirror_testutil.registries import Registry
 
 _REQUEST = re.compile(r'"(?P<method>[A-Z]+) /v2/(?P<path>\S+) HTTP')
+Log = Callable[[], List[str]]
 
 
 def kinds(lines: Iterable[str]) -> Counter:
@@ -57,52 +52,40 @@ def kinds(lines: Iterable[str]) -> Counter:
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    registry = start_registry(tmp_path_factory.mktemp("source"))
-    try:
-        yield registry
-    finally:
-        registry.stop()
+def pair(registries: Callable[..., Registry]) -> Tuple[Registry, Registry]:
+    """A source and a destination registry (`docker-registry`, no referrers API), shared by the
+    tests of this module, each in repositories of its own."""
+    return registries(), registries()
 
 
-@pytest.fixture(scope="module")
-def destination(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    registry = start_registry(tmp_path_factory.mktemp("destination"))
-    try:
-        yield registry
-    finally:
-        registry.stop()
-
-
-def session(address: str, home: Path) -> RegistrySession:
-    env = {"HOME": str(home), "XDG_RUNTIME_DIR": str(home), "PATH": "/usr/bin:/bin"}
-    secrets = Secrets()
-    return RegistrySession(
-        address, address,
-        http=HttpClient(Routes(env, secrets=secrets), timeout=10),
-        credentials=CredentialStore(env, secrets=secrets), policy=RetryPolicy(attempts=2),
-        max_concurrency=8, timeout=10, secrets=secrets,
-    )  # fmt: skip
-
-
-def push_images(source: Registry, destination: Registry, repository: str, count: int) -> List[str]:
-    """`count` images tagged 1, 2, ... at the source, and the same at the destination (as the
-    plugin's skopeo copy leaves them); their digests."""
-    digests = []
+def mirrored(
+    source: Registry, destination: Registry, repository: str, count: int, home: Path, *,
+    signed: bool = False, sbom: bool = False,
+) -> List[str]:
+    """`count` images tagged 1, 2, ... at the source, `signed` (a cosign `.sig`) and with an
+    `sbom` (an SPDX referrer), mirrored as a first run leaves them: the same images at the
+    destination (as the plugin's skopeo copy does) and every referrer copied. Their digests."""
+    subjects = []
+    key = cosign.generate_key()
     for number in range(1, count + 1):
         label = f"{repository} {number}"
-        digest = push_image(source.address, repository, str(number), label)
-        assert push_image(destination.address, f"mirror/{repository}", str(number), label) == digest
-        digests.append(digest)
-    return digests
+        subject = push_image(source.address, repository, str(number), label)
+        assert push_image(destination.address, f"mirror/{repository}", str(number), label) == subject
+        if signed:
+            cosign.sign(source, repository, subject, key)
+        if sbom:
+            attach_spdx_sbom(source, repository, subject)  # by the fallback tag, or the API
+        subjects.append(subject)
+    copy_referrers(source, destination, repository, subjects, home)
+    return subjects
 
 
-def mirror_referrers(source: str, destination: str, repository: str, subjects: Sequence[str], home: Path) -> None:
-    """What the first mirror did: every referrer of each subject copied (in process)."""
+def copy_referrers(source: Registry, destination: Registry, repository: str, subjects: Sequence[str], home: Path) -> None:
+    """Every referrer of each subject copied, in process."""
 
     async def all_of_them() -> None:
-        src = Location(Distribution(session(source, home)), repository)
-        dst = Location(Distribution(session(destination, home)), f"mirror/{repository}")
+        src = location(source.address, repository, home)
+        dst = location(destination.address, f"mirror/{repository}", home)
         for subject in subjects:
             found = await find(src, subject, [dst])
             result = await copy(src, dst, subject, found.plans[0])
@@ -112,20 +95,23 @@ def mirror_referrers(source: str, destination: str, repository: str, subjects: S
 
 
 def no_op(
-    tmp_path: Path, source: str, destination: str, repository: str, count: int,
-    logs: Dict[str, Callable[[], List[str]]],
+    tmp_path: Path, source: Registry, destination: Registry, repository: str, count: int,
+    logs: Optional[Dict[str, Log]] = None,
 ) -> Dict[str, Any]:
-    """The reads of a re-mirror of `count` images: returns the probe's result and, by name,
-    what each log in `logs` gained meanwhile (by kind)."""
+    """The probe's reads for a re-mirror of `count` images, as copy mode sends them: returns its
+    result, and by name what each log (by default each registry's access log) gained meanwhile,
+    by kind of request."""
+    logs = logs or {"source": source.settled_access_log, "destination": destination.settled_access_log}
     before = {name: len(log()) for name, log in logs.items()}
+    images = range(1, count + 1)
     run = run_probe(
         tmp_path,
-        [f"{source}/{repository}:{n}" for n in range(1, count + 1)]
-        + [f"{destination}/mirror/{repository}:{n}" for n in range(1, count + 1)],
+        [f"{source.address}/{repository}:{n}" for n in images]
+        + [f"{destination.address}/mirror/{repository}:{n}" for n in images],
         referrers=[
-            {"reference": f"{source}/{repository}:{n}", "platform": None,
-             "destinations": [f"{destination}/mirror/{repository}"]}
-            for n in range(1, count + 1)
+            {"reference": f"{source.address}/{repository}:{n}", "platform": None,
+             "destinations": [f"{destination.address}/mirror/{repository}"]}
+            for n in images
         ],
     )  # fmt: skip
     assert run.code == 0, run.stderr
@@ -142,50 +128,29 @@ def plans(result: Dict[str, Any]) -> List[List[Dict[str, Any]]]:
     ]
 
 
-def settled(registry: Registry) -> Callable[[], List[str]]:
-    return registry.settled_access_log
-
-
-def test_nothing_attached(source: Registry, destination: Registry, tmp_path: Path) -> None:
-    n = 5
-    push_images(source, destination, "none/app", n)
-    asked = no_op(tmp_path, source.address, destination.address, "none/app", n,
-                  {"source": settled(source), "destination": settled(destination)})  # fmt: skip
+@pytest.mark.parametrize("signed", [False, True], ids=["nothing attached", "a .sig only"])
+def test_nothing_attached_or_a_signature_only(signed: bool, pair: Tuple[Registry, Registry], tmp_path: Path) -> None:
+    source, destination = pair
+    n, repository = 5, f"{'sig' if signed else 'none'}/app"
+    mirrored(source, destination, repository, n, tmp_path, signed=signed)
+    asked = no_op(tmp_path, source, destination, repository, n)
     assert plans(asked["result"]) == [[]] * n
-    assert asked["source"] == Counter({"HEAD manifest": n, "GET tags": 1, "GET referrers": 1})
-    assert asked["destination"] == Counter({"HEAD manifest": n})
-
-
-def test_a_signature_only(source: Registry, destination: Registry, tmp_path: Path) -> None:
-    n = 5
-    subjects = push_images(source, destination, "sig/app", n)
-    key = cosign.generate_key()
-    for subject in subjects:
-        cosign.sign(source, "sig/app", subject, key)
-    mirror_referrers(source.address, destination.address, "sig/app", subjects, tmp_path)
-    asked = no_op(tmp_path, source.address, destination.address, "sig/app", n,
-                  {"source": settled(source), "destination": settled(destination)})  # fmt: skip
-    assert plans(asked["result"]) == [[]] * n
-    # Each image's tag and its `.sig` tag; the tag list; learning there is no referrers API.
-    assert asked["source"] == Counter({"HEAD manifest": 2 * n, "GET tags": 1, "GET referrers": 1})
-    assert asked["destination"] == Counter({"HEAD manifest": 2 * n})
+    # Each image's tag (and `.sig` tag); the tag list; learning there is no referrers API.
+    heads = (2 if signed else 1) * n
+    assert asked["source"] == Counter({"HEAD manifest": heads, "GET tags": 1, "GET referrers": 1})
+    assert asked["destination"] == Counter({"HEAD manifest": heads})
 
 
 def test_30_images_with_a_signature_and_an_sbom_cost_at_most_4_requests_each(
-    source: Registry, destination: Registry, tmp_path: Path
+    pair: Tuple[Registry, Registry], tmp_path: Path
 ) -> None:
+    source, destination = pair
     n = 30
-    subjects = push_images(source, destination, "both/app", n)
-    key = cosign.generate_key()
-    for subject in subjects:
-        cosign.sign(source, "both/app", subject, key)
-        attach_spdx_sbom(source, "both/app", subject)  # listed by the fallback tag
-    mirror_referrers(source.address, destination.address, "both/app", subjects, tmp_path)
-    asked = no_op(tmp_path, source.address, destination.address, "both/app", n,
-                  {"source": settled(source), "destination": settled(destination)})  # fmt: skip
+    mirrored(source, destination, "both/app", n, tmp_path, signed=True, sbom=True)
+    asked = no_op(tmp_path, source, destination, "both/app", n)
     assert plans(asked["result"]) == [[]] * n
     assert [entry["found"] for entry in asked["result"]["referrers"]] == [{"signature": 1}] * n
-    # The image's tag, `.sig` and the fallback tag; no manifest GET.
+    # Each image's tag, `.sig` and fallback tag; no manifest GET.
     assert asked["source"] == Counter({"HEAD manifest": 3 * n, "GET tags": 1, "GET referrers": 1})
     assert sum(asked["source"].values()) <= 4 * n
     # Each tag, the `.sig` tag and the source's listing by its digest.
@@ -193,35 +158,32 @@ def test_30_images_with_a_signature_and_an_sbom_cost_at_most_4_requests_each(
 
 
 def test_a_signature_added_upstream_after_the_last_run_still_arrives(
-    source: Registry, destination: Registry, tmp_path: Path
+    pair: Tuple[Registry, Registry], tmp_path: Path
 ) -> None:
+    source, destination = pair
     n = 3
-    subjects = push_images(source, destination, "later/app", n)
-    logs = {"source": settled(source), "destination": settled(destination)}
-    first = no_op(tmp_path, source.address, destination.address, "later/app", n, logs)
-    assert plans(first["result"]) == [[]] * n
+    subjects = mirrored(source, destination, "later/app", n, tmp_path)
+    assert plans(no_op(tmp_path, source, destination, "later/app", n)["result"]) == [[]] * n
     signature = cosign.sign(source, "later/app", subjects[1], cosign.generate_key())
-    again = no_op(tmp_path, source.address, destination.address, "later/app", n, logs)
+    again = no_op(tmp_path, source, destination, "later/app", n)
     tag = digest_tag(subjects[1], "sig")
     assert plans(again["result"]) == [
         [], [{"kind": "signature", "digest": signature, "media_type": OCI_MANIFEST, "tag": tag}], []
     ]
-    # The tag list named the new `.sig` tag: one more HEAD, at each registry.
+    # This run's tag list names the new `.sig` tag: one more HEAD, at each registry.
     assert again["source"] == Counter({"HEAD manifest": n + 1, "GET tags": 1, "GET referrers": 1})
     assert again["destination"] == Counter({"HEAD manifest": n + 1})
-    mirror_referrers(source.address, destination.address, "later/app", subjects, tmp_path)
+    copy_referrers(source, destination, "later/app", subjects, tmp_path)
     assert destination.manifest_digest("mirror/later/app", tag) == signature
 
 
-def test_a_repository_of_3000_tags_is_listed_in_3_pages(
-    source: Registry, destination: Registry, tmp_path: Path
-) -> None:
-    (subject,) = push_images(source, destination, "many/app", 1)
+def test_a_repository_of_3000_tags_is_listed_in_3_pages(pair: Tuple[Registry, Registry], tmp_path: Path) -> None:
+    source, destination = pair
+    (subject,) = mirrored(source, destination, "many/app", 1, tmp_path)
     manifest, media_type = source.manifest("many/app", subject)
     for number in range(2, 3001):  # 3,000 tags in all
         push_manifest(source.address, "many/app", f"v{number:04d}", manifest, media_type)
-    asked = no_op(tmp_path, source.address, destination.address, "many/app", 1,
-                  {"source": settled(source), "destination": settled(destination)})  # fmt: skip
+    asked = no_op(tmp_path, source, destination, "many/app", 1)
     assert plans(asked["result"]) == [[]]
     # 1,000 tags a page, following the registry's `Link`s: 3 pages, within the 4 that the
     # image's `HEAD`s (.sig, .att, .sbom, fallback) would have cost.
@@ -229,46 +191,36 @@ def test_a_repository_of_3000_tags_is_listed_in_3_pages(
 
 
 @pytest.mark.parametrize("attached", [False, True])
-def test_a_registry_with_the_referrers_api(attached: bool, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+def test_a_registry_with_the_referrers_api(
+    attached: bool, registries: Callable[..., Registry], tmp_path: Path
+) -> None:
     """Source and destination with the referrers API: each image's referrers list, as before
-    (the tag list still names its cosign tags); no fallback tag."""
-    upstream_registry = start_registry(tmp_path_factory.mktemp("api-source"))
-    mirror_registry = start_registry(tmp_path_factory.mktemp("api-destination"))
-    try:
-        with ReferrersProxy.start(upstream_registry.address, passthrough()) as upstream_api, \
-                ReferrersProxy.start(mirror_registry.address, passthrough()) as mirror_api:  # fmt: skip
-            upstream, mirror = upstream_api.as_registry(upstream_registry), mirror_api.as_registry(mirror_registry)
-            n = 4
-            subjects = push_images(upstream, mirror, "api/app", n)
-            if attached:
-                key = cosign.generate_key()
-                for subject in subjects:
-                    cosign.sign(upstream, "api/app", subject, key)
-                    attach_spdx_sbom(upstream, "api/app", subject)
-                mirror_referrers(upstream.address, mirror.address, "api/app", subjects, tmp_path)
-            upstream_registry.settled_access_log()
-            mirror_registry.settled_access_log()
+    (the tag list still names its cosign tags); no fallback tag. Counted at the proxies, which
+    serve the referrers API themselves and pass everything else on."""
+    upstream_registry, mirror_registry = registries(), registries()
+    with ReferrersProxy.start(upstream_registry.address, passthrough()) as upstream_api, \
+            ReferrersProxy.start(mirror_registry.address, passthrough()) as mirror_api:  # fmt: skip
+        upstream, mirror = upstream_api.as_registry(upstream_registry), mirror_api.as_registry(mirror_registry)
+        n = 4
+        subjects = mirrored(upstream, mirror, "api/app", n, tmp_path, signed=attached, sbom=attached)
+        assert digest_tag(subjects[0]) not in upstream_registry.tags("api/app")
 
-            def through(proxy: ReferrersProxy, registry: Registry) -> Callable[[], List[str]]:
-                def log() -> List[str]:
-                    registry.settled_access_log()
-                    return [f'"{r.method} {r.path} HTTP' for r in proxy.requests()]
+        def through(proxy: ReferrersProxy, registry: Registry) -> Log:
+            def log() -> List[str]:
+                registry.settled_access_log()  # every request passed on has been answered
+                return [f'"{r.method} {r.path} HTTP' for r in proxy.requests()]
 
-                return log
+            return log
 
-            asked = no_op(tmp_path, upstream.address, mirror.address, "api/app", n,
-                          {"source": through(upstream_api, upstream_registry),
-                           "destination": through(mirror_api, mirror_registry)})  # fmt: skip
-            assert plans(asked["result"]) == [[]] * n
-            if attached:
-                # The tag, `.sig`; the referrers list; the tag list.
-                assert asked["source"] == Counter({"HEAD manifest": 2 * n, "GET referrers": n, "GET tags": 1})
-                # The tag, `.sig`, and the source's listing by its digest.
-                assert asked["destination"] == Counter({"HEAD manifest": 3 * n})
-            else:
-                assert asked["source"] == Counter({"HEAD manifest": n, "GET referrers": n, "GET tags": 1})
-                assert asked["destination"] == Counter({"HEAD manifest": n})
-            assert digest_tag(subjects[0]) not in upstream_registry.tags("api/app")
-    finally:
-        upstream_registry.stop()
-        mirror_registry.stop()
+        asked = no_op(tmp_path, upstream, mirror, "api/app", n,
+                      {"source": through(upstream_api, upstream_registry),
+                       "destination": through(mirror_api, mirror_registry)})  # fmt: skip
+        assert plans(asked["result"]) == [[]] * n
+        if attached:
+            # Each image's tag and `.sig`, and its referrers list.
+            assert asked["source"] == Counter({"HEAD manifest": 2 * n, "GET referrers": n, "GET tags": 1})
+            # Each tag, the `.sig` tag, and the source's listing by its digest.
+            assert asked["destination"] == Counter({"HEAD manifest": 3 * n})
+        else:
+            assert asked["source"] == Counter({"HEAD manifest": n, "GET referrers": n, "GET tags": 1})
+            assert asked["destination"] == Counter({"HEAD manifest": n})

@@ -12,17 +12,12 @@ from typing import Callable, Dict, Iterator, Tuple
 
 import pytest
 
-from docker_mirror.probe.access import Routes
-from docker_mirror.probe.credentials import CredentialStore
-from docker_mirror.probe.distribution import Distribution
-from docker_mirror.probe.mirror_referrers import Location, copy, find
+from docker_mirror.probe.mirror_referrers import copy, find
 from docker_mirror.oci.media_types import OCI_INDEX, OCI_MANIFEST
 from docker_mirror.probe.referrers import MAX_REFERRERS, ReferrersError, digest_tag
-from docker_mirror.probe.registry import RegistryError, RegistrySession
-from docker_mirror.probe.retry import RetryPolicy
-from docker_mirror.probe.secrets import Secrets
-from docker_mirror.probe.transport import HttpClient
+from docker_mirror.probe.registry import RegistryError
 from docker_mirror_testutil.hostile_registry import HostileServer, Reply, Request
+from docker_mirror_testutil.probe_locations import location
 from docker_mirror_testutil.registries import Registry, start_registry
 
 SUBJECT = "sha256:" + "ab" * 32
@@ -30,17 +25,6 @@ SUBJECT = "sha256:" + "ab" * 32
 
 def digest_of(data: bytes) -> str:
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
-
-
-def session(address: str, home: Path) -> RegistrySession:
-    env = {"HOME": str(home), "XDG_RUNTIME_DIR": str(home), "PATH": "/usr/bin:/bin"}
-    secrets = Secrets()
-    return RegistrySession(
-        address, address,
-        http=HttpClient(Routes(env, secrets=secrets), timeout=10),
-        credentials=CredentialStore(env, secrets=secrets), policy=RetryPolicy(attempts=2),
-        max_concurrency=4, timeout=10, secrets=secrets,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +83,8 @@ def mirror(content: Content, destination: Registry, home: Path) -> None:
 
     async def both() -> None:
         with HostileServer.start(serving(content)) as source_server:
-            source = Location(Distribution(session(source_server.address, home)), "team/app")
-            target = Location(Distribution(session(destination.address, home)), "mirror/team/app")
+            source = location(source_server.address, "team/app", home)
+            target = location(destination.address, "mirror/team/app", home)
             found = await find(source, SUBJECT, [target])
             await copy(source, target, SUBJECT, found.plans[0])
 
