@@ -314,13 +314,14 @@ def requests_for(log: list[str], method: str, path: str) -> list[str]:
 def more_than_heads(log: list[str]) -> list[str]:
     """The lines of an access log that do more than a no-op may: anything but a manifest `HEAD`,
     such as a manifest `GET` (Docker Hub's pull), any blob request or any write. The referrers
-    API's list is allowed: it is how referrers are found, a run asks a registry without the API
-    once, and Docker Hub counts no pull for it."""
+    API's list and a repository's tag list are allowed: they are how referrers are found (a run
+    asks a registry without the API once, and each source repository for its tags once), and
+    Docker Hub counts no pull for them."""
     return [
         line
         for line in log
         if "/blobs/" in line
-        or not (re.search(r'"HEAD /v2/\S+/manifests/', line) or re.search(r'"GET /v2/\S+/referrers/', line))
+        or not re.search(r'"HEAD /v2/\S+/manifests/|"GET /v2/\S+/(referrers/|tags/list)', line)
     ]
 
 

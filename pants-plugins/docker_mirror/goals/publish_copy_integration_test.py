@@ -137,10 +137,15 @@ def test_copy_keeps_digests_and_platforms_isolates_failures_and_skips_what_is_th
         assert requests_for(mirror_requests, "HEAD", path), (path, mirror_requests)
     gets = [line for line in upstream_requests + mirror_requests if '"GET ' in line]
     # Besides the pinned index, only the referrers API's list (no pull), once per registry:
-    # this one answers 404 (it has no API), which the probe remembers for the run.
+    # this one answers 404 (it has no API), which the probe remembers for the run; and each
+    # source repository's tag list (no pull), once.
     listings = [line for line in gets if "/referrers/" in line]
     assert len(listings) == 1, listings
-    assert [line for line in gets if pinned_index not in line and "/referrers/" not in line] == [], gets
+    tag_lists = [line for line in gets if "/tags/list" in line]
+    assert len(tag_lists) == len({line.split("/tags/list")[0] for line in tag_lists}), tag_lists
+    assert [
+        line for line in gets if pinned_index not in line and "/referrers/" not in line and "/tags/list" not in line
+    ] == [], gets
     # Once the logs have settled: no blob, and nothing but reads.
     new_requests = upstream_requests + mirror_requests
     assert not [

@@ -99,8 +99,8 @@ def test_a_copy_publish_run_again_under_the_same_daemon_writes_nothing(
             mirror_requests,
         )
     # ... and once the logs have settled, nothing else: no write, no manifest GET (Docker Hub's
-    # pull), no blob read (the one GET is the referrers API's list, which this registry answers
-    # 404), and no `skopeo copy` started.
+    # pull), no blob read (the GETs are the referrers API's list, which this registry answers
+    # 404, and each source repository's tag list), and no `skopeo copy` started.
     assert not more_than_heads(upstream_requests + mirror_requests), mirror_requests
     runs = tap.runs()
     assert not [run for run in runs if run.command == "copy"], runs
