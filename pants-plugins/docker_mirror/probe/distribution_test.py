@@ -158,3 +158,11 @@ def test_a_link_among_others_and_with_more_parameters() -> None:
     with HostileServer.start(tag_list(tags, link=link)) as server:
         assert read(server.address) == (frozenset({SIG}),)
         assert len(paths(server)) == 2
+
+
+@pytest.mark.parametrize("link", ["<http://[::1>; rel=\"next\"", "<ftp://127.0.0.1/x>; rel=\"next\""])
+def test_a_link_that_is_no_url_of_the_registry_is_not_followed(link: str) -> None:
+    body = json.dumps({"name": "app", "tags": [SIG]}).encode()
+    with HostileServer.start(lambda r: Reply(200, [("Link", link)], body)) as server:
+        assert read(server.address) == (None,)
+        assert len(paths(server)) == 1

@@ -74,11 +74,14 @@ class _Run:
             )
         return self.sessions[key]
 
-    def location(self, reference: ImageReference) -> Location:
+    def distribution(self, reference: ImageReference) -> Distribution:
         session = self.session_for(reference)
         if session.registry not in self.distributions:
             self.distributions[session.registry] = Distribution(session)
-        return Location(self.distributions[session.registry], reference.remote_name)
+        return self.distributions[session.registry]
+
+    def location(self, reference: ImageReference) -> Location:
+        return Location(self.distribution(reference), reference.remote_name)
 
     def expect(self, read: ReferrersRead) -> None:
         """Counts an image whose referrers the run finds, in its source repository: its tag list
@@ -87,8 +90,7 @@ class _Run:
             reference = parse_reference(read.reference)
         except InvalidReference:
             return
-        self.location(reference)
-        self.distributions[self.session_for(reference).registry].images[reference.remote_name] += 1
+        self.distribution(reference).images[reference.remote_name] += 1
 
     def manifest_job(self, text: str, need_body: bool) -> "Optional[asyncio.Future[ManifestResult]]":
         key = (text, need_body)
