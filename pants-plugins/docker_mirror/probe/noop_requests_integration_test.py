@@ -6,7 +6,8 @@ Per image at the source: its tag's `HEAD`, then one `HEAD` per cosign tag or fal
 exists; per repository, its tag list (a page per 1,000 tags); per registry, one referrers request
 to learn that it has no referrers API. At the destination: each tag's `HEAD`, and for what the
 source has, a `HEAD` of it. A registry with the referrers API (`testutil.referrers_proxy`) is
-asked for each image's referrers list instead of the fallback tag."""
+asked for each image's referrers list instead of the fallback tag. `docker-registry` 2.8 answers
+a tag list whole; `testutil.tag_paging_proxy` pages it, as other registries do."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import pytest
 from docker_mirror.oci.media_types import OCI_MANIFEST
 from docker_mirror.probe.mirror_referrers import copy, find
 from docker_mirror_testutil import cosign
-from docker_mirror_testutil.fault_proxy import passthrough
+from docker_mirror_testutil.fault_proxy import FaultProxy, passthrough
 from docker_mirror_testutil.oci import digest_tag
 from docker_mirror_testutil.probe_locations import location
 from docker_mirror_testutil.probe_process import run_probe
@@ -29,6 +30,7 @@ from docker_mirror_testutil.pushes import push_image, push_manifest
 from docker_mirror_testutil.referrers import attach_spdx_sbom
 from docker_mirror_testutil.referrers_proxy import ReferrersProxy
 from docker_mirror_testutil.registries import Registry
+from docker_mirror_testutil.tag_paging_proxy import TagPagingProxy
 
 _REQUEST = re.compile(r'"(?P<method>[A-Z]+) /v2/(?P<path>\S+) HTTP')
 Log = Callable[[], List[str]]
@@ -177,17 +179,55 @@ def test_a_signature_added_upstream_after_the_last_run_still_arrives(
     assert destination.manifest_digest("mirror/later/app", tag) == signature
 
 
-def test_a_repository_of_3000_tags_is_listed_in_3_pages(pair: Tuple[Registry, Registry], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def many_tags(pair: Tuple[Registry, Registry], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`many/app`, a repository of 3,000 tags at the source: one image (tag 1, mirrored) and
+    2,999 more tags of it."""
     source, destination = pair
-    (subject,) = mirrored(source, destination, "many/app", 1, tmp_path)
+    (subject,) = mirrored(source, destination, "many/app", 1, tmp_path_factory.mktemp("home"))
     manifest, media_type = source.manifest("many/app", subject)
-    for number in range(2, 3001):  # 3,000 tags in all
+    for number in range(2, 3001):
         push_manifest(source.address, "many/app", f"v{number:04d}", manifest, media_type)
-    asked = no_op(tmp_path, source, destination, "many/app", 1)
+    return "many/app"
+
+
+def proxied(proxy: FaultProxy, registry: Registry) -> Log:
+    """The requests that reached `proxy` (it answers some itself), as access-log lines."""
+
+    def log() -> List[str]:
+        registry.settled_access_log()  # every request passed on has been answered
+        return [f'"{r.method} {r.path} HTTP' for r in proxy.requests()]
+
+    return log
+
+
+@pytest.mark.parametrize(
+    "page_size, tag_lists, heads",
+    [
+        # docker-registry 2.8 answers the whole list at once, ignoring `n`: one request.
+        (None, 1, 1),
+        # 1,000 tags a page, following the `Link`s: 3 pages, within the 4 that the image's
+        # `HEAD`s (.sig, .att, .sbom, fallback) would cost.
+        (1000, 3, 1),
+        # A registry that caps pages at 500: the 6 pages would cost more than those `HEAD`s, so
+        # the list is read no further than 4 pages, and the image's tags get their `HEAD`s.
+        (500, 4, 1 + 4),
+    ],
+)
+def test_a_repository_of_3000_tags(
+    page_size: Optional[int], tag_lists: int, heads: int, many_tags: str,
+    pair: Tuple[Registry, Registry], tmp_path: Path,
+) -> None:  # fmt: skip
+    source, destination = pair
+    if page_size is None:
+        asked = no_op(tmp_path, source, destination, many_tags, 1)
+    else:
+        with TagPagingProxy.start(source.address, passthrough()) as paging:
+            paging.page_size = page_size
+            logs = {"source": proxied(paging, source)}
+            asked = no_op(tmp_path, paging.as_registry(source), destination, many_tags, 1, logs)
     assert plans(asked["result"]) == [[]]
-    # 1,000 tags a page, following the registry's `Link`s: 3 pages, within the 4 that the
-    # image's `HEAD`s (.sig, .att, .sbom, fallback) would have cost.
-    assert asked["source"] == Counter({"HEAD manifest": 1, "GET tags": 3, "GET referrers": 1})
+    assert asked["source"] == Counter({"HEAD manifest": heads, "GET tags": tag_lists, "GET referrers": 1})
 
 
 @pytest.mark.parametrize("attached", [False, True])
@@ -205,16 +245,9 @@ def test_a_registry_with_the_referrers_api(
         subjects = mirrored(upstream, mirror, "api/app", n, tmp_path, signed=attached, sbom=attached)
         assert digest_tag(subjects[0]) not in upstream_registry.tags("api/app")
 
-        def through(proxy: ReferrersProxy, registry: Registry) -> Log:
-            def log() -> List[str]:
-                registry.settled_access_log()  # every request passed on has been answered
-                return [f'"{r.method} {r.path} HTTP' for r in proxy.requests()]
-
-            return log
-
         asked = no_op(tmp_path, upstream, mirror, "api/app", n,
-                      {"source": through(upstream_api, upstream_registry),
-                       "destination": through(mirror_api, mirror_registry)})  # fmt: skip
+                      {"source": proxied(upstream_api, upstream_registry),
+                       "destination": proxied(mirror_api, mirror_registry)})  # fmt: skip
         assert plans(asked["result"]) == [[]] * n
         if attached:
             # Each image's tag and `.sig`, and its referrers list.
