@@ -167,7 +167,7 @@ class Distribution:
         try:
             for _ in range(pages):
                 answer = await self._request("GET", target, repository, f"the tags of {repository}",
-                                             limit=remaining)  # fmt: skip
+                                             limit=remaining, optional=True)  # fmt: skip
                 if answer.status != 200:
                     return None
                 remaining -= len(answer.body)

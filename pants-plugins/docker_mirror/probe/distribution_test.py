@@ -26,7 +26,7 @@ from docker_mirror.probe.registry import RegistrySession
 from docker_mirror.probe.retry import RetryPolicy
 from docker_mirror.probe.secrets import Secrets
 from docker_mirror.probe.transport import HttpClient
-from docker_mirror_testutil.hostile_registry import HostileServer, Reply, Request
+from docker_mirror_testutil.hostile_registry import HostileServer, Hold, Reply, Request, digest_reply
 
 SIG = "sha256-" + "ab" * 32 + ".sig"
 FALLBACK = "sha256-" + "cd" * 32
@@ -52,20 +52,26 @@ def tag_list(tags: Sequence[str], *, link: Callable[[str], str] = lambda url: f"
     return handler
 
 
-def read(address: str, *, images: int = 1, callers: int = 1) -> Tuple[Optional[frozenset], ...]:
-    """What `callers` images of `app` (the run counting `images` there) get of its tag list."""
+def read(
+    address: str, *, images: int = 1, callers: int = 1, then_head: bool = False, timeout: float = 5
+) -> Tuple[Optional[frozenset], ...]:
+    """What `callers` images of `app` (the run counting `images` there) get of its tag list;
+    with `then_head`, a `HEAD` of `app:1` follows, and must succeed."""
 
     async def main() -> Tuple[Optional[frozenset], ...]:
         secrets = Secrets()
         session = RegistrySession(
-            address, address, http=HttpClient(Routes({}, directories=()), timeout=5),
-            credentials=CredentialStore({}, files=[]), policy=RetryPolicy(attempts=1),
-            max_concurrency=8, timeout=5, secrets=secrets,
+            address, address, http=HttpClient(Routes({}, directories=()), timeout=timeout),
+            credentials=CredentialStore({}, files=[]), policy=RetryPolicy(attempts=4, random=lambda: 0.0),
+            max_concurrency=8, timeout=timeout, secrets=secrets, sleep=lambda seconds: asyncio.sleep(0),
         )  # fmt: skip
         distribution = Distribution(session)
         distribution.images["app"] = images
         try:
-            return tuple(await asyncio.gather(*(distribution.digest_tags("app") for _ in range(callers))))
+            listed = tuple(await asyncio.gather(*(distribution.digest_tags("app") for _ in range(callers))))
+            if then_head:
+                assert await distribution.head_manifest("app", "1") is not None
+            return listed
         finally:
             await session._http.aclose()
 
@@ -166,3 +172,18 @@ def test_a_link_that_is_no_url_of_the_registry_is_not_followed(link: str) -> Non
     with HostileServer.start(lambda r: Reply(200, [("Link", link)], body)) as server:
         assert read(server.address) == (None,)
         assert len(paths(server)) == 1
+
+
+@pytest.mark.parametrize("failure", [Reply(503), Reply(429, [("Retry-After", "3600")]), Hold(10)])
+def test_a_list_that_fails_is_asked_once_and_the_registry_is_still_asked_the_rest(failure: object) -> None:
+    """The list is an optimisation: never retried, and its failure (an error status, a rate
+    limit, no answer in time) stops none of the registry's other requests, which have their
+    own retries."""
+
+    def handler(request: Request) -> object:
+        return failure if "/tags/list" in request.path else digest_reply("sha256:" + "ab" * 32)
+
+    with HostileServer.start(handler) as server:  # type: ignore[arg-type]
+        assert read(server.address, then_head=True, timeout=0.5) == (None,)
+        server.stop()  # ends the `Hold`
+    assert paths(server) == [f"GET /v2/app/tags/list?n={TAG_PAGE_SIZE}", "HEAD /v2/app/manifests/1"]

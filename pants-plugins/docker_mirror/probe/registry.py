@@ -187,11 +187,13 @@ class RegistrySession:
     async def request(
         self, method: str, target: Target, *, scopes: Sequence[Scope], subject: str,
         headers: Sequence[Tuple[str, str]] = (), body: Optional[Body] = None,
-        content_length: Optional[int] = None, limit: int = MAX_BODY_BYTES,
+        content_length: Optional[int] = None, limit: int = MAX_BODY_BYTES, optional: bool = False,
     ) -> Answer:
         """`method` on `target`, its answer read whole (at most `limit` bytes). Retries
         transient failures; `RegistryError` when there is no answer to act on. `subject` names
-        what is asked for in messages."""
+        what is asked for in messages. An `optional` request (one the caller can do without,
+        such as a tag list) is tried once, and its failure does not stop the registry's other
+        requests."""
 
         async def attempt() -> Answer:
             response = await self._attempt(method, target, scopes, headers, body, content_length,
@@ -200,7 +202,7 @@ class RegistrySession:
                           response.body or b"")
 
         async with self._turn():
-            return await self._retrying(method, subject, attempt)
+            return await self._retrying(method, subject, attempt, optional=optional)
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -227,7 +229,9 @@ class RegistrySession:
         """A slot of the registry's concurrency; the very first request goes alone."""
         return _Turn(self)
 
-    async def _retrying(self, method: str, subject: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def _retrying(
+        self, method: str, subject: str, attempt: Callable[[], Awaitable[T]], *, optional: bool = False
+    ) -> T:
         failures = 0
         while True:
             if self._blocked is not None:
@@ -243,10 +247,10 @@ class RegistrySession:
                 return await attempt()
             except _Transient as transient:
                 failures += 1
-                delay = self._policy.delay(failures, transient.retry_after)
+                delay = None if optional else self._policy.delay(failures, transient.retry_after)
                 if delay is None:
                     error = self._give_up(transient, failures, method)
-                    if error.outcome in ("rate_limited", "unreachable"):
+                    if error.outcome in ("rate_limited", "unreachable") and not optional:
                         self._blocked = error
                     raise error from None
                 if transient.retry_after is not None:
