@@ -27,6 +27,8 @@ Scenarios (benchmarks/scenarios/):
   8-9. signatures, attestations and SBOMs: a no-op re-mirror and a first mirror of 20 and 200
      images with four referrers each, with `referrers` on and off, of images with none, and
      `skopeo sync --all`: requests per image at each registry, by method.
+  10. images of 16 MiB over a WAN-like link (20 ms per round trip, 6 MB/s per connection):
+     copy mode with the default process limit and raised to 8, against `skopeo sync --all`.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from docker_mirror_testutil.pants_repo import PantsRepo
 from benchmarks import REPO
 from benchmarks.harness import Bench, progress, side_by_side, since_start
 from benchmarks.report import Report, Section, machine_notes
-from benchmarks.scenarios import changed_line, generation, mirroring, referrers, scale, startup
+from benchmarks.scenarios import changed_line, generation, large_images, mirroring, referrers, scale, startup
 from benchmarks.scenarios.startup import Startup
 
 
@@ -61,6 +63,7 @@ class Sizes:
     changed: tuple[tuple[str, int], ...]  # (method, spec lines) for the changed-line runs
     scale: scale.ScaleSizes  # copy mode against skopeo sync at scale, and with latency
     referrers: referrers.ReferrerSizes  # images with signatures, attestations and SBOMs
+    large: large_images.LargeSizes  # images with real layers over a WAN-like link
 
 
 # Sized to finish in about thirty minutes on a quiet 2-core machine (the scale scenario: about 15).
@@ -71,6 +74,7 @@ FULL = Sizes(
         (20, 200, 1000), (3, 3, 1), 3, cold_size=200, first_size=200, wan_size=200, wan_runs=1, wan_parallelism=(8, 16)
     ),
     referrers.ReferrerSizes((20, 200), noop_runs=3),
+    large_images.LargeSizes(24, runs=1),
 )
 # Checks the harness, at small sizes, in a few minutes.
 QUICK = Sizes(
@@ -79,6 +83,7 @@ QUICK = Sizes(
         (5, 20, 50), (1, 1, 1), 1, cold_size=20, first_size=20, wan_size=20, wan_runs=1, wan_parallelism=(8,)
     ),
     referrers.ReferrerSizes((5,), noop_runs=1),
+    large_images.LargeSizes(4, runs=1),
 )
 
 MODES = (
@@ -98,7 +103,7 @@ class Results:
 
 
 # What `--only` can name; "Where Pants' time goes" (startup) runs every time, the others need it.
-SCENARIOS = ("generation", "mirroring", "changed", "scale", "referrers")
+SCENARIOS = ("generation", "mirroring", "changed", "scale", "referrers", "large")
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,7 @@ class Prepared:
     changed: changed_line.ChangedLine | None
     scale: scale.Scale | None
     referrers: referrers.Setup | None
+    large: large_images.Setup | None
 
 
 def warm_up_mirror_repository(
@@ -128,6 +134,9 @@ def warm_up_mirror_repository(
         scale.warm_up(bench, prepared.scale)
     if prepared.referrers:
         referrers.warm_up(bench, prepared.referrers)
+    if prepared.large:
+        large_images.seed(prepared.large)
+        large_images.warm_up(bench, prepared.large)
 
 
 def prepare(bench: Bench, sizes: Sizes, wanted: Sequence[str]) -> Prepared:
@@ -140,6 +149,7 @@ def prepare(bench: Bench, sizes: Sizes, wanted: Sequence[str]) -> Prepared:
         changed_line.prepare(bench, mirror_repo, sizes.changed) if "changed" in wanted else None,
         scale.prepare(bench, mirror_repo, sizes.scale) if "scale" in wanted else None,
         referrers.prepare(bench, mirror_repo, sizes.referrers) if "referrers" in wanted else None,
+        large_images.prepare(bench, mirror_repo, sizes.large) if "large" in wanted else None,
     )
     mirror_repo.write({"BUILD": ""})  # so that a repository with no scenario in it still lists
     mirror_repo.git("init", "-q")
@@ -192,6 +202,9 @@ def run_all(bench: Bench, sizes: Sizes, wanted: Sequence[str]) -> Results:
     if prepared.referrers:
         sections.append(referrers.run_scenario(bench, prepared.referrers))
         bench.check_daemon(mirror_repo, "the referrers runs")
+    if prepared.large:
+        # Last: it leaves the daemon with a raised process limit.
+        sections.append(large_images.run_scenario(bench, prepared.large))
     bench.stop_daemon(mirror_repo)
     return Results(machine, setup, pants_startup, sections)
 

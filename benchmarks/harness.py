@@ -342,10 +342,10 @@ class Bench:
             self._registries.remove(registry)
             registry.stop()
 
-    def proxy(self, target: str, delay_seconds: float) -> DelayingProxy:
+    def proxy(self, target: str, delay_seconds: float, bytes_per_second: float | None = None) -> DelayingProxy:
         """A new `DelayingProxy` on loopback in front of `target` ("host:port"), stopped by
         `stop_proxy` or `close`."""
-        proxy = DelayingProxy(target, delay_seconds).start()
+        proxy = DelayingProxy(target, delay_seconds, bytes_per_second).start()
         self._proxies.append(proxy)
         return proxy
 

@@ -2,8 +2,9 @@
 measure mirroring with every request round trip delayed (this kernel has no `netem`).
 
 Data is forwarded after `delay_seconds` in each direction without holding back what follows it,
-so the proxy adds latency and not a bandwidth limit: a request and its answer take `2 *
-delay_seconds` more, however large. Standard library only; the listening is `relay.Relay`'s.
+so the proxy adds latency: a request and its answer take `2 * delay_seconds` more. With
+`bytes_per_second`, each connection's each direction is also paced to that rate, as one TCP
+stream over a long thin link is. Standard library only; the listening is `relay.Relay`'s.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ class ProxyStats:
 class DelayingProxy(Relay):
     """Forwards `127.0.0.1:<port>` to `target` ("host:port"), each direction delayed."""
 
-    def __init__(self, target: str, delay_seconds: float) -> None:
+    def __init__(self, target: str, delay_seconds: float, bytes_per_second: float | None = None) -> None:
         super().__init__(target)
         self.delay_seconds = delay_seconds
+        self.bytes_per_second = bytes_per_second
         self.stats = ProxyStats()
 
     @property
@@ -63,15 +65,18 @@ class DelayingProxy(Relay):
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
         async def deliver() -> None:
+            free = 0.0  # when the paced link has sent what it was given
             while True:
                 due, data = await queue.get()
-                wait = due - time.monotonic()
+                wait = max(due, free) - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 if not data:
                     break
                 writer.write(data)
                 await writer.drain()
+                if self.bytes_per_second:
+                    free = max(free, time.monotonic()) + len(data) / self.bytes_per_second
 
         delivering = asyncio.ensure_future(deliver())
         try:
