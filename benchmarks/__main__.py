@@ -29,6 +29,9 @@ Scenarios (benchmarks/scenarios/):
      `skopeo sync --all`: requests per image at each registry, by method.
   10. images of 16 MiB over a WAN-like link (20 ms per round trip, 6 MB/s per connection):
      copy mode with the default process limit and raised to 8, against `skopeo sync --all`.
+  25. only with `--only before_after --before CHECKOUT`: a no-op re-mirror of 20, 200 and 1,000
+     images with nothing attached, by this checkout's plugin and by CHECKOUT's, and
+     `skopeo sync --all`, in rounds: marginal cost per image and requests per image (issue 25).
 """
 
 from __future__ import annotations
@@ -48,7 +51,9 @@ from docker_mirror_testutil.pants_repo import PantsRepo
 from benchmarks import REPO
 from benchmarks.harness import Bench, progress, side_by_side, since_start
 from benchmarks.report import Report, Section, machine_notes
-from benchmarks.scenarios import changed_line, generation, large_images, mirroring, referrers, scale, startup
+from benchmarks.scenarios import (
+    before_after, changed_line, generation, large_images, mirroring, referrers, scale, startup,
+)
 from benchmarks.scenarios.startup import Startup
 
 
@@ -64,6 +69,7 @@ class Sizes:
     scale: scale.ScaleSizes  # copy mode against skopeo sync at scale, and with latency
     referrers: referrers.ReferrerSizes  # images with signatures, attestations and SBOMs
     large: large_images.LargeSizes  # images with real layers over a WAN-like link
+    before_after: before_after.BeforeAfterSizes  # a no-op by two checkouts' plugins
 
 
 # Sized to finish in about thirty minutes on a quiet 2-core machine (the scale scenario: about 15).
@@ -75,6 +81,7 @@ FULL = Sizes(
     ),
     referrers.ReferrerSizes((20, 200), noop_runs=3),
     large_images.LargeSizes(24, runs=1),
+    before_after.BeforeAfterSizes((20, 200, 1000), runs=11),
 )
 # Checks the harness, at small sizes, in a few minutes.
 QUICK = Sizes(
@@ -84,6 +91,7 @@ QUICK = Sizes(
     ),
     referrers.ReferrerSizes((5,), noop_runs=1),
     large_images.LargeSizes(4, runs=1),
+    before_after.BeforeAfterSizes((5, 20, 50), runs=2),
 )
 
 MODES = (
@@ -103,7 +111,9 @@ class Results:
 
 
 # What `--only` can name; "Where Pants' time goes" (startup) runs every time, the others need it.
-SCENARIOS = ("generation", "mirroring", "changed", "scale", "referrers", "large")
+SCENARIOS = ("generation", "mirroring", "changed", "scale", "referrers", "large", "before_after")
+# Run by default: before_after needs `--before`.
+DEFAULT_SCENARIOS = SCENARIOS[:-1]
 
 
 @dataclass(frozen=True)
@@ -116,6 +126,7 @@ class Prepared:
     scale: scale.Scale | None
     referrers: referrers.Setup | None
     large: large_images.Setup | None
+    before_after: before_after.Setup | None
 
 
 def warm_up_mirror_repository(
@@ -137,9 +148,12 @@ def warm_up_mirror_repository(
     if prepared.large:
         large_images.seed(prepared.large)
         large_images.warm_up(bench, prepared.large)
+    if prepared.before_after:
+        before_after.seed(prepared.before_after)
+        before_after.warm_up(bench, prepared.before_after)
 
 
-def prepare(bench: Bench, sizes: Sizes, wanted: Sequence[str]) -> Prepared:
+def prepare(bench: Bench, sizes: Sizes, wanted: Sequence[str], before: Path | None) -> Prepared:
     """Writes the mirror repository (a git repository: changed/ runs `--changed-since`) with the
     wanted scenarios' directories, and starts their registries."""
     mirror_repo = bench.repo("mirror")
@@ -150,6 +164,9 @@ def prepare(bench: Bench, sizes: Sizes, wanted: Sequence[str]) -> Prepared:
         scale.prepare(bench, mirror_repo, sizes.scale) if "scale" in wanted else None,
         referrers.prepare(bench, mirror_repo, sizes.referrers) if "referrers" in wanted else None,
         large_images.prepare(bench, mirror_repo, sizes.large) if "large" in wanted else None,
+        before_after.prepare(bench, mirror_repo, sizes.before_after, before)
+        if "before_after" in wanted and before
+        else None,
     )
     mirror_repo.write({"BUILD": ""})  # so that a repository with no scenario in it still lists
     mirror_repo.git("init", "-q")
@@ -158,7 +175,7 @@ def prepare(bench: Bench, sizes: Sizes, wanted: Sequence[str]) -> Prepared:
     return prepared
 
 
-def run_all(bench: Bench, sizes: Sizes, wanted: Sequence[str]) -> Results:
+def run_all(bench: Bench, sizes: Sizes, wanted: Sequence[str], before: Path | None = None) -> Results:
     machine = machine_notes()
     # Untimed set-up, side by side: seed the registries and start every daemon.
     progress(f"set-up: seeding registries, starting daemons ({', '.join(wanted)})")
@@ -170,7 +187,7 @@ def run_all(bench: Bench, sizes: Sizes, wanted: Sequence[str]) -> Results:
     gen_repo = bench.repo("gen")
     if "generation" in wanted:
         generation.write_warm(gen_repo, sizes.generation)
-    prepared = prepare(bench, sizes, wanted)
+    prepared = prepare(bench, sizes, wanted, before)
     mirror_repo = prepared.repo
     with side_by_side() as pool:
         seeded = pool.submit(scale.seed, prepared.scale) if prepared.scale else None
@@ -202,6 +219,8 @@ def run_all(bench: Bench, sizes: Sizes, wanted: Sequence[str]) -> Results:
     if prepared.referrers:
         sections.append(referrers.run_scenario(bench, prepared.referrers))
         bench.check_daemon(mirror_repo, "the referrers runs")
+    if prepared.before_after:
+        sections.append(before_after.run_scenario(bench, prepared.before_after))
     if prepared.large:
         # Last: it leaves the daemon with a raised process limit.
         sections.append(large_images.run_scenario(bench, prepared.large))
@@ -218,8 +237,15 @@ def main() -> int:
     parser.add_argument(
         "--only", choices=SCENARIOS, action="append", help="run this scenario (repeatable), with the start-up one"
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a checkout of this repository whose plugin is the \"before\" side of `--only before_after`",
+    )
     args = parser.parse_args()
-    wanted = tuple(args.only or SCENARIOS)
+    wanted = tuple(args.only or DEFAULT_SCENARIOS)
+    if ("before_after" in wanted) != (args.before is not None):
+        parser.error("--only before_after and --before go together")
     # A SIGTERM ends the run through the `finally` below, so the daemons and registries stop.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -227,14 +253,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="docker-mirror-bench-") as tmp:
         bench = Bench(Path(tmp).resolve())
         try:
-            results = run_all(bench, QUICK if args.quick else FULL, wanted)
+            results = run_all(bench, QUICK if args.quick else FULL, wanted, args.before and args.before.resolve())
         finally:
             bench.close()
     total = since_start()
     load_after = os.getloadavg()[0]
 
     report = Report(
-        command="benchmarks/run" + (" --quick" if args.quick else "") + "".join(f" --only {s}" for s in args.only or ()),
+        command="benchmarks/run" + (" --quick" if args.quick else "") + "".join(f" --only {s}" for s in args.only or ())
+        + (" --before CHECKOUT" if args.before else ""),
         total=total,
         setup=results.setup,
         modes=MODES,

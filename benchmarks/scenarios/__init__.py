@@ -4,6 +4,9 @@
   generation.py    generation at scale: a spec file against hand-written targets, cold and warm
   mirroring.py     first mirror and re-mirror, against `skopeo sync` and a docker loop
   changed_line.py  one changed line: `pants --changed-since=HEAD~1 publish`
+  scale.py         copy mode at scale against `skopeo sync --all`
+  referrers.py     carrying signatures, attestations and SBOMs
+  before_after.py  a no-op by this checkout's plugin and another's (`--before`), with skopeo sync
 
 Each has an untimed `prepare` (files, registries, images) where it needs one, and timed
 `run_*` functions that return a `report.Section` (startup: the numbers the targets cite).
