@@ -49,7 +49,7 @@ def push_large_image(registry: Registry, repository: str, size: int) -> Tuple[st
     connection.request("POST", f"/v2/{repository}/blobs/uploads/", body=b"")
     answer = connection.getresponse()
     answer.read()
-    location = answer.headers["Location"]
+    location = str(answer.headers["Location"])
     separator = "&" if "?" in location else "?"
 
     def body() -> Iterator[bytes]:
