@@ -194,12 +194,13 @@ def test_within_one_registry_blobs_are_mounted(source: Registry, tmp_path: Path)
     assert_copied(source, "mount/app", source, "mirror/mount/app", image.index)
 
 
+@pytest.mark.parametrize("early", [False, True], ids=["after-the-body", "before-the-body"])
 def test_a_registry_that_refuses_monolithic_uploads_gets_chunks(
-    source: Registry, destination: Registry, tmp_path: Path
+    early: bool, source: Registry, destination: Registry, tmp_path: Path
 ) -> None:
     layers = [os.urandom(20 * 1024 * 1024 + 5), os.urandom(3000)]
     subject, _ = push_layers(source, "chunked/app", "1", layers)
-    with ChunkedOnlyProxy.start(destination.address) as proxy:
+    with ChunkedOnlyProxy.start(destination.address, early=early) as proxy:
         result = copy_result(copy(tmp_path, f"{source.address}/chunked/app", subject,
                                   f"{proxy.address}/mirror/chunked/app", [("1", None)]))  # fmt: skip
         seen = proxy.seen()
