@@ -20,7 +20,7 @@ from docker_mirror.probe.manifests import probe_manifest
 from docker_mirror.probe.mirror_referrers import Served
 from docker_mirror.oci.reference import ImageReference, parse_reference
 from docker_mirror.probe.registry import Answer, RegistryError, RegistrySession, reason_phrase
-from docker_mirror.probe.transport import HttpError
+from docker_mirror.probe.transport import BodyFailed, HttpError
 
 # The referrers API pages its answer (`Link: <...>; rel="next"`); an image has a handful.
 MAX_REFERRER_PAGES = 16
@@ -34,6 +34,15 @@ TAG_PAGE_SIZE = 1000
 MAX_TAG_PAGES = 10
 MAX_TAG_LIST_BYTES = 4 * 1024 * 1024
 HEADS_SAVED_PER_IMAGE = 4  # `.sig`, `.att`, `.sbom` and the fallback tag
+
+# Blob uploads: monolithic up to CHUNKED_ABOVE bytes (measured: see README "Uploads"), in
+# chunks of CHUNK_BYTES above it (a failure then costs a chunk, not the blob), or of the
+# registry's `OCI-Chunk-Min-Length` up to MAX_CHUNK_BYTES. What a registry, or a proxy in front
+# of it, answers a monolithic `PUT` it will not take: then chunks, for the rest of the run.
+CHUNKED_ABOVE = 512 * 1024 * 1024
+CHUNK_BYTES = 8 * 1024 * 1024
+MAX_CHUNK_BYTES = 64 * 1024 * 1024
+_MONOLITHIC_REFUSED = frozenset({405, 411, 413, 501})
 
 _NEXT = re.compile(r'<([^>]*)>[^,<]*;\s*rel="?next"?(?:[\s;,]|$)', re.IGNORECASE)
 
@@ -56,6 +65,9 @@ class Distribution:
         # and each repository's digest tags, read once for all of them.
         self.images: "Counter[str]" = Counter()
         self._digest_tags: "Dict[str, asyncio.Future[Optional[FrozenSet[str]]]]" = {}
+        # Whether it takes monolithic uploads (until it refuses one), and its minimum chunk.
+        self._monolithic = True
+        self._chunk_min = 0
 
     def _reference(self, repository: str, reference: str) -> ImageReference:
         separator = "@" if reference.startswith("sha256:") else ":"
@@ -193,26 +205,33 @@ class Distribution:
         return answer.body
 
     async def blob_chunks(self, repository: str, digest: str, size: int) -> AsyncIterator[bytes]:
-        """The blob as it arrives, never more than `size` bytes; a `RegistryError` at the end if
-        it was not exactly its `size` bytes of its digest (so nothing written from it is kept:
-        the destination checks the digest of what it received too)."""
+        """The blob as it arrives, never more than `size` bytes; a `RegistryError` before its last
+        chunk if it was not exactly its `size` bytes of its digest (so an upload from it never
+        completes; the destination checks the digest of what it received too)."""
         what = f"blob {digest} of {repository}"
         async with self.session.stream("GET", f"/v2/{repository}/blobs/{digest}", scopes=_scopes(repository),
                                        subject=f"blob {digest}") as response:  # fmt: skip
             if response.status != 200:
                 raise self._failed(what, response.status)
             hashed, received = hashlib.sha256(), 0
+            # Each chunk is passed on once the next arrives, the last once the whole is checked:
+            # an upload streamed from it never has all its bytes unless they are the digest's.
+            held: Optional[bytes] = None
             try:
                 async for chunk in response.iter_chunks():
                     received += len(chunk)
                     if received > size:
                         raise RegistryError("error", f"{self.name} served {what} larger than its {size} bytes")
                     hashed.update(chunk)
-                    yield chunk
+                    if held is not None:
+                        yield held
+                    held = chunk
             except HttpError as e:
                 raise RegistryError("unreachable", f"{self.name}: {e.reason}, reading {what}") from None
             if received != size or f"sha256:{hashed.hexdigest()}" != digest:
                 raise RegistryError("error", f"{self.name} served {what} with other bytes than its digest")
+            if held is not None:
+                yield held
 
     async def has_blob(self, repository: str, digest: str) -> bool:
         answer = await self._request("HEAD", f"/v2/{repository}/blobs/{digest}", repository, f"blob {digest}")
@@ -234,19 +253,99 @@ class Distribution:
     async def put_blob(
         self, repository: str, digest: str, size: int, chunks: Callable[[], AsyncIterable[bytes]]
     ) -> None:
-        """A monolithic upload: a session (`POST`), then the blob streamed in one `PUT` with its
-        `Content-Length`. `chunks` makes the stream afresh should the `PUT` be sent again."""
+        """Uploads a blob: monolithic (a session by `POST`, then the blob streamed in one `PUT`
+        with its `Content-Length`) up to `CHUNKED_ABOVE` bytes, in chunks above that, and in
+        chunks from the first `PUT` this registry refuses on (`_MONOLITHIC_REFUSED`). `chunks`
+        makes the stream afresh for each attempt."""
+        if self._monolithic and size <= CHUNKED_ABOVE:
+            for _ in range(2):
+                location = await self._upload_session(repository, digest)
+                source = _Source(chunks)
+                try:
+                    done = await self._request(
+                        "PUT", location.update_query({"digest": digest}), repository, f"an upload of {digest}",
+                        write=True, headers=[("Content-Type", "application/octet-stream")], body=source,
+                        content_length=size,
+                    )  # fmt: skip
+                except BodyFailed as failed:
+                    raise failed.error from None  # the source's failure, not this registry's
+                finally:
+                    await source.aclose()
+                if done.status == 201:
+                    return
+                if done.status in _MONOLITHIC_REFUSED:
+                    self._monolithic = False
+                    break
+                # A session left broken by a `PUT` cut short and sent again (its bytes then
+                # follow the part that arrived): once more, in a new session.
+                if done.status not in (400, 404):
+                    raise self._failed(f"an upload of {digest} into {repository}", done.status)
+            else:
+                raise self._failed(f"an upload of {digest} into {repository}", done.status)
+        await self._put_chunked(repository, digest, size, chunks)
+
+    async def _upload_session(self, repository: str, digest: str) -> URL:
         started = await self._request("POST", f"/v2/{repository}/blobs/uploads/", repository,
                                       f"an upload of {digest}", write=True)  # fmt: skip
         location = started.location if started.status == 202 else None
         if location is None:
             raise self._failed(f"an upload of {digest} into {repository}", started.status)
+        minimum = started.headers.get("OCI-Chunk-Min-Length", "")
+        self._chunk_min = int(minimum) if minimum.isascii() and minimum.isdigit() and len(minimum) < 12 else 0
+        return location
+
+    async def _put_chunked(
+        self, repository: str, digest: str, size: int, chunks: Callable[[], AsyncIterable[bytes]]
+    ) -> None:
+        """The spec's chunked upload: `PATCH`es of `CHUNK_BYTES` (or the registry's
+        `OCI-Chunk-Min-Length`) with their `Content-Range`, then a `PUT ?digest=` that closes
+        it. One chunk is held at a time, so that a `PATCH` can be sent again."""
+        location = await self._upload_session(repository, digest)
+        chunk_size = max(CHUNK_BYTES, min(self._chunk_min, MAX_CHUNK_BYTES))
+        # A chunk is the source's pieces up to at least `chunk_size` bytes (the spec asks only
+        # that every chunk but the last be at least the minimum), joined once.
+        pieces: List[bytes] = []
+        held = offset = 0
+        async for data in chunks():
+            pieces.append(data)
+            held += len(data)
+            if held >= chunk_size:
+                chunk = b"".join(pieces)
+                pieces.clear()
+                location = await self._patch(repository, digest, location, chunk, offset)
+                offset, held = offset + len(chunk), 0
+        if pieces:
+            location = await self._patch(repository, digest, location, b"".join(pieces), offset)
         done = await self._request(
             "PUT", location.update_query({"digest": digest}), repository, f"an upload of {digest}", write=True,
-            headers=[("Content-Type", "application/octet-stream")], body=chunks, content_length=size,
         )  # fmt: skip
         if done.status != 201:
             raise self._failed(f"an upload of {digest} into {repository}", done.status)
+
+    async def _patch(self, repository: str, digest: str, location: URL, chunk: bytes, offset: int) -> URL:
+        """Sends `chunk` (bytes `offset`... of the blob); the session's next location. After a
+        416 (a `PATCH` that arrived in part before its retry), the rest from where the registry
+        says it is."""
+        what = f"an upload of {digest}"
+        sent = 0
+        for _ in range(2):
+            start = offset + sent
+            answer = await self._request(
+                "PATCH", location, repository, what, write=True,
+                headers=[("Content-Type", "application/octet-stream"),
+                         ("Content-Range", f"{start}-{offset + len(chunk) - 1}")],
+                body=chunk[sent:],
+            )  # fmt: skip
+            if answer.status == 202:
+                return answer.location or location
+            if answer.status != 416:
+                break
+            status = await self._request("GET", location, repository, what, write=True)
+            received = _range_end(status.headers.get("Range"))
+            if status.status != 204 or received is None or not offset <= received + 1 < offset + len(chunk):
+                break
+            location, sent = status.location or location, received + 1 - offset
+        raise self._failed(f"a chunk of {digest} into {repository}", answer.status)
 
     async def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> bool:
         answer = await self._request(
@@ -256,6 +355,48 @@ class Distribution:
         if answer.status != 201:
             raise self._failed(f"{repository}:{reference}", answer.status)
         return bool(answer.headers.get("OCI-Subject"))
+
+
+class _Source:
+    """`chunks` as a request body, made afresh for each attempt: its `RegistryError`s (the
+    source's) raised as `BodyFailed`, so that the upload fails with them at once rather than as
+    a broken connection to retry; and each stream closed by `aclose()` once the request is over
+    (aiohttp leaves one it stopped reading, after an early answer, to be finalized at exit, where
+    the streams inside it may be closed first)."""
+
+    def __init__(self, chunks: Callable[[], AsyncIterable[bytes]]) -> None:
+        self._chunks = chunks
+        self._made: List[AsyncIterator[bytes]] = []
+
+    def __call__(self) -> AsyncIterator[bytes]:
+        stream = self._stream()
+        self._made.append(stream)
+        return stream
+
+    async def _stream(self) -> AsyncIterator[bytes]:
+        source = self._chunks()
+        try:
+            async for chunk in source:
+                yield chunk
+        except RegistryError as e:
+            raise BodyFailed(e) from None
+        finally:
+            close = getattr(source, "aclose", None)
+            if close is not None:
+                await close()
+
+    async def aclose(self) -> None:
+        for stream in self._made:
+            try:
+                await stream.aclose()  # type: ignore[attr-defined]
+            except RuntimeError:  # still being read: it ends with its request
+                pass
+
+
+def _range_end(value: Optional[str]) -> Optional[int]:
+    """The last byte an upload session holds (`Range: 0-<end>`), or None."""
+    start, _, end = (value or "").partition("-")
+    return int(end) if start.strip() == "0" and end.strip().isdigit() and len(end) < 16 else None
 
 
 def _tag_page(body: bytes) -> Optional[List[str]]:
