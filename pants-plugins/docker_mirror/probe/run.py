@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from docker_mirror.probe import mirror_referrers
@@ -32,6 +33,10 @@ from docker_mirror.probe.transport import HttpClient
 
 
 Key = Tuple[str, bool]  # a manifest read: (reference, whether its body is needed)
+
+# A copy stops by itself at this share of the run's deadline, so that its result still says
+# what it wrote, rather than being cut off by the deadline.
+COPY_SHARE_OF_DEADLINE = 0.9
 
 
 class _Run:
@@ -164,7 +169,8 @@ async def answer(
     for read in request.referrers:
         run.expect(read)
     referrers = [asyncio.ensure_future(run.referrers_of(read)) for read in request.referrers]
-    copying = asyncio.ensure_future(_copy(request.copy, run.location, secrets)) if request.copy else None
+    copy_deadline = time.monotonic() + COPY_SHARE_OF_DEADLINE * request.deadline_seconds
+    copying = asyncio.ensure_future(_copy(request.copy, run.location, secrets, copy_deadline)) if request.copy else None
     everything: "List[asyncio.Future[object]]" = [*run.jobs.values(), *referrers, *([copying] if copying else [])]  # type: ignore[list-item]
     try:
         if everything:
@@ -233,12 +239,16 @@ def _failure(job: "asyncio.Future[T]", late: str, secrets: Secrets) -> str:
     return secrets.clean(f"internal error: {type(error).__name__}: {error}")
 
 
-async def _copy(request: CopyRequest, location: Callable[[ImageReference], Location], secrets: Secrets) -> CopyResult:
+async def _copy(
+    request: CopyRequest, location: Callable[[ImageReference], Location], secrets: Secrets, deadline: float
+) -> CopyResult:
     try:
         keys = [load_public_key(name, pem.encode()) for name, pem in request.keys]
         source = location(parse_reference(f"{request.source}@{request.subject}"))
         destination = location(parse_reference(request.destination))
-        return await mirror_referrers.copy(source, destination, request.subject, request.plan, keys)
+        return await mirror_referrers.copy(
+            source, destination, request.subject, request.plan, keys, deadline=deadline
+        )
     except (RegistryError, ReferrersError, InvalidReference, InvalidKey) as e:
         return CopyResult("error", secrets.clean(str(e)), error_kind=_kind(e))
 
