@@ -239,12 +239,12 @@ def listing_entries(raw: bytes, image: str, what: str) -> Tuple[Descriptor, ...]
     if len(raw) > MAX_LISTING_BYTES:
         raise ReferrersError(f"{what} is larger than {MAX_LISTING_BYTES} bytes")
     document = _document(raw, what)
-    media_type = document.get("mediaType")
-    if media_type is not None and media_type not in INDEX_MEDIA_TYPES:
-        raise ReferrersError(f"{what} is not an image index (its media type is {media_type!r})")
     subject = document.get("subject")
     if subject is not None:
         check_subject(Descriptor.read(subject, f"{what}'s subject").digest, image, what)
+    media_type = document.get("mediaType")
+    if media_type is not None and media_type not in INDEX_MEDIA_TYPES:
+        raise ReferrersError(f"{what} is not an image index (its media type is {media_type!r})")
     return index_entries(raw, what)
 
 
