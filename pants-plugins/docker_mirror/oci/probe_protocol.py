@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
@@ -16,6 +17,12 @@ from docker_mirror.oci.media_types import DIGEST
 
 VERSION = 1
 OUTCOMES = ("ok", "not_found", "unauthorized", "denied", "rate_limited", "unreachable", "tls", "error")
+
+# What a tag copy ends as, and why one failed (for "failed"; one of OUTCOMES but "ok" and "not_found").
+TAG_OUTCOMES = ("copied", "up_to_date", "changed", "failed", "not_attempted")
+TAG_ERROR_KINDS = ("unauthorized", "denied", "rate_limited", "unreachable", "tls", "error")
+# A tag as the distribution spec allows it (the plugin's reference grammar has the same).
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", re.ASCII)
 
 # What refers to an image, by kind, in the order the summary names them.
 KINDS = ("signature", "attestation", "SBOM", "artifact")
@@ -149,24 +156,42 @@ class ReferrersRead:
 
 
 @dataclass(frozen=True)
+class TagCopy:
+    """A tag of the destination repository to point at the image, if it still serves `seen`:
+    the digest it served when `package` checked it (None: nothing, a 404)."""
+
+    tag: str
+    seen: Optional[str]
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"tag": self.tag, "seen": self.seen}
+
+
+@dataclass(frozen=True)
 class CopyRequest:
     """Copy `plan` for the image `subject` from `source` to `destination` (each
-    `registry/repository`), after checking its signature against `keys` ((name, PEM)) if any."""
+    `registry/repository`), after checking its signature against `keys` ((name, PEM)) if any;
+    with `tags`, also the image graph of `subject` (blobs, platform manifests, the plan's
+    referrers, the index, then each tag that still serves its `seen`)."""
 
     source: str
     subject: str
     destination: str
     plan: Plan
     keys: Tuple[Tuple[str, str], ...] = ()
+    tags: Tuple[TagCopy, ...] = ()
 
     def to_json(self) -> Dict[str, Any]:
-        return {
+        document: Dict[str, Any] = {
             "source": self.source,
             "subject": self.subject,
             "destination": self.destination,
             **self.plan.to_json(),
             "require_signature": [{"name": name, "pem": pem} for name, pem in self.keys],
         }
+        if self.tags:
+            document["tags"] = [tag.to_json() for tag in self.tags]
+        return document
 
 
 @dataclass(frozen=True)
@@ -268,8 +293,25 @@ def _copy_request(entry: Any) -> CopyRequest:
         raise RequestError("copy.require_signature must be a list of {name, pem} objects")
     return CopyRequest(
         entry["source"], entry["subject"], entry["destination"], _checked_plan(entry, "copy"),
-        tuple((k["name"], k["pem"]) for k in keys),
+        tuple((k["name"], k["pem"]) for k in keys), _tag_copies(entry.get("tags", [])),
     )
+
+
+def _tag_copies(entries: Any) -> Tuple[TagCopy, ...]:
+    if not isinstance(entries, list):
+        raise RequestError("copy.tags must be a list")
+    tags = []
+    for index, entry in enumerate(entries):
+        what = f"copy.tags[{index}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("tag"), str) or not _TAG.fullmatch(entry["tag"]):
+            raise RequestError(f"{what} must be an object with a valid tag")
+        seen = entry.get("seen")
+        if seen is not None and not (isinstance(seen, str) and DIGEST.fullmatch(seen)):
+            raise RequestError(f"{what}.seen must be a sha256 digest or null")
+        tags.append(TagCopy(entry["tag"], seen))
+    if len({tag.tag for tag in tags}) != len(tags):
+        raise RequestError("copy.tags names a tag twice")
+    return tuple(tags)
 
 
 def parse_request(document: Any) -> ProbeRequest:
@@ -421,39 +463,90 @@ class ReferrersResult:
 
 
 @dataclass(frozen=True)
+class TagOutcome:
+    """What became of one `TagCopy`: `outcome` is one of `TAG_OUTCOMES`; `message` one line
+    naming the registry (no "copy from X to Y" prefix: the plugin adds it); `error_kind` (for
+    "failed") one of `TAG_ERROR_KINDS`; `platforms` those of the index the tag now serves
+    ("copied", "up_to_date"; attestation manifests left out), None for a single manifest."""
+
+    tag: str
+    outcome: str
+    message: Optional[str] = None
+    error_kind: Optional[str] = None
+    platforms: Optional[Tuple[str, ...]] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "outcome": self.outcome,
+            "message": self.message,
+            "error_kind": self.error_kind,
+            "platforms": list(self.platforms) if self.platforms is not None else None,
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> TagOutcome:
+        """An outcome from another version of the probe is "failed", still named."""
+        outcome, message = str(value["outcome"]), _text(value.get("message"))
+        if not isinstance(value["tag"], str):
+            raise TypeError("no tag")
+        if outcome not in TAG_OUTCOMES:
+            outcome, message = "failed", message or outcome
+        error_kind = _text(value.get("error_kind"))
+        if outcome == "failed" and error_kind not in TAG_ERROR_KINDS:
+            error_kind = "error"
+        platforms = value.get("platforms")
+        return cls(
+            value["tag"], outcome, message, error_kind if outcome == "failed" else None,
+            tuple(str(p) for p in platforms) if isinstance(platforms, list) else None,
+        )
+
+
+@dataclass(frozen=True)
 class CopyResult:
     """`outcome`: `ok`, `unsigned` (the gate refused the image; nothing written) or `error`
     (with `message`, one line, and `error_kind`, one of `OUTCOMES`); what was copied, and the
-    key that verified the image's signature."""
+    key that verified the image's signature. `outcome` is the gate's and the referrers'; the
+    image's copy is in `tags`, one `TagOutcome` per requested tag, in order."""
 
     outcome: str
     message: Optional[str] = None
     copied: Tuple[CopyItem, ...] = ()
     verified_by: Optional[str] = None
     error_kind: Optional[str] = None
+    tags: Tuple[TagOutcome, ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.outcome == "ok"
 
     def to_json(self) -> Dict[str, Any]:
-        return {
+        document: Dict[str, Any] = {
             "outcome": self.outcome,
             "message": self.message,
             "copied": [item.to_json() for item in self.copied],
             "verified_by": self.verified_by,
             "error_kind": self.error_kind,
         }
+        if self.tags:
+            document["tags"] = [tag.to_json() for tag in self.tags]
+        return document
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> CopyResult:
+        """A tag outcome it cannot read is left out (the plugin fails the tag it asked for)."""
         return cls(
             str(value["outcome"]),
             _text(value.get("message")),
             tuple(CopyItem.from_json(item) for item in value.get("copied") or ()),
             _text(value.get("verified_by")),
             _text(value.get("error_kind")),
+            tuple(_readable(value.get("tags"), TagOutcome.from_json)),
         )
+
+    def tag_outcome(self, tag: str) -> Optional[TagOutcome]:
+        """The outcome for `tag`, or None if the probe reported none."""
+        return next((t for t in self.tags if t.tag == tag), None)
 
 
 @dataclass
