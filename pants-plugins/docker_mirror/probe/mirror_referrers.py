@@ -390,7 +390,7 @@ def _stopped(error: Exception, destination: Location, written: _Tally, copied: S
     )
     if isinstance(error, RegistryError):
         return RegistryError(error.outcome, error.message + what)
-    return ReferrersError(f"{error}{what}")
+    return type(error)(f"{error}{what}")
 
 
 async def copy(
