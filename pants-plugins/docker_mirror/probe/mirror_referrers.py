@@ -28,6 +28,7 @@ from docker_mirror.probe.referrers import (
     manifest_parts,
     merged_listing,
     missing_referrers,
+    short,
     stale_tags,
     tag_kind,
     updated_tag_manifest,
@@ -341,7 +342,7 @@ class _Tally:
         self.blob_bytes = 0
 
     def summary(self) -> str:
-        return f"{len(self.manifests)} manifests and {self.blobs} blobs ({self.blob_bytes} bytes)"
+        return f"{len(self.manifests)} manifests, {self.blobs} blobs ({self.blob_bytes} bytes)"
 
     async def head_manifest(self, repository: str, reference: str) -> Optional[Served]:
         return await self.registry.head_manifest(repository, reference)
@@ -384,10 +385,7 @@ class _Tally:
 
 def _stopped(error: Exception, destination: Location, written: _Tally, copied: Sequence[CopyItem], total: int) -> Exception:
     """`error`, its message saying what was written at `destination` before it."""
-    what = (
-        f"; written at {destination} before it stopped: {written.summary()}, "
-        f"{len(copied)} of the {total} referrers planned whole"
-    )
+    what = f"; written at {destination} before it stopped: {written.summary()}, {len(copied)} of {total} referrers whole"
     if isinstance(error, RegistryError):
         return RegistryError(error.outcome, error.message + what)
     return type(error)(f"{error}{what}")
@@ -439,7 +437,7 @@ async def copy(
     lists_itself = False
     try:
         for item in plan.items:
-            budget.check_time(f"{item.digest} was read")
+            budget.check_time(f"{short(item.digest)} was read")
             # A cosign tag's manifest is written under the tag (which stores it by digest too).
             body, media_type, listed = await copy_manifest(
                 source, target, item.digest, write=item.tag is None, accept=budget.accept

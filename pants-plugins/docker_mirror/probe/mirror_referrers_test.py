@@ -385,7 +385,7 @@ def test_a_referrer_naming_another_image_is_refused_and_nothing_is_written() -> 
     with pytest.raises(ReferrersError) as refused:
         run(copy(src, dst, subject, plan))
     assert str(refused.value) == (
-        f"manifest {forged} at src/app names {trusted} as its subject, not {subject}, the image being mirrored: refused"
+        f"manifest {forged} at src/app names {trusted} as its subject, not the image being mirrored ({subject[:19]}): refused"
     )
     assert (destination.manifests, destination.blobs) == before
     assert listed_as_referrers(destination, "mirror/app", trusted) == []
@@ -460,10 +460,11 @@ def test_a_copy_past_its_bound_stops_and_says_what_it_wrote() -> None:
         run(copy(src, dst, subject, plan))
     message = str(stopped.value)
     whole = MAX_COPY_MANIFESTS // 3
-    assert f"are more than the {MAX_COPY_MANIFESTS} manifests a mirror copies per image; stopped before sha256:" in message
+    assert message.startswith(f"the referrers of {subject[:19]} are more than the {MAX_COPY_MANIFESTS} manifests "
+                              f"copied per image: stopped before sha256:")  # fmt: skip
     assert message.endswith(
-        f"; written at dst/mirror/app before it stopped: {3 * whole} manifests and 1 blobs (2 bytes), "
-        f"{whole} of the 400 referrers planned whole"
+        f"; written at dst/mirror/app before it stopped: {3 * whole} manifests, 1 blobs (2 bytes), "
+        f"{whole} of 400 referrers whole"
     ), message
     assert len(destination.manifests) == 3 * whole
 

@@ -222,13 +222,18 @@ def manifest_parts(raw: bytes, what: str = "the manifest") -> ManifestParts:
     )
 
 
+def short(digest: str) -> str:
+    """`sha256:` and 12 hex digits, for messages kept to one line of 300 characters."""
+    return digest[:19]
+
+
 def check_subject(subject: Optional[str], image: str, what: str) -> None:
     """Refuses a manifest whose `subject` names another image than the one being mirrored:
     written at a destination with the referrers API, it would be listed as a referrer of that
     other image (an SBOM or attestation forged for an image mirrored from elsewhere)."""
     if subject is not None and subject != image:
         raise ReferrersError(
-            f"{what} names {subject} as its subject, not {image}, the image being mirrored: refused"
+            f"{what} names {subject} as its subject, not the image being mirrored ({short(image)}): refused"
         )
 
 
@@ -266,7 +271,7 @@ class CopyBudget:
 
     def check_time(self, before: str) -> None:
         if self.deadline is not None and self.clock() >= self.deadline:
-            raise BoundExceeded(f"the copy of the referrers of {self.image} reached its deadline before {before}")
+            raise BoundExceeded(f"the copy of the referrers of {short(self.image)} reached its deadline before {before}")
 
     def accept(self, digest: str, body: bytes) -> None:
         """Raises `ReferrersError` (`BoundExceeded` for a bound) if the manifest `digest` of
@@ -274,17 +279,17 @@ class CopyBudget:
         what = f"manifest {digest} at {self.where}"
         parts = manifest_parts(body, what)
         check_subject(parts.subject, self.image, what)
-        self.check_time(f"{digest} was written")
+        self.check_time(f"{short(digest)} was written")
         size = len(body) + sum(blob.size for blob in parts.blobs)
         if self.manifests + 1 > self.max_manifests:
             raise BoundExceeded(
-                f"the referrers of {self.image} at {self.where} are more than the {self.max_manifests} "
-                f"manifests a mirror copies per image; stopped before {digest}"
+                f"the referrers of {short(self.image)} are more than the {self.max_manifests} manifests "
+                f"copied per image: stopped before {short(digest)}"
             )
         if self.bytes + size > self.max_bytes:
             raise BoundExceeded(
-                f"the referrers of {self.image} at {self.where} are more than the {self.max_bytes} bytes "
-                f"a mirror copies per image; stopped before {digest} ({size} bytes with its blobs)"
+                f"the referrers of {short(self.image)} are more than the {self.max_bytes} bytes copied per "
+                f"image: stopped before {short(digest)} ({size} bytes with its blobs)"
             )
         self.manifests += 1
         self.bytes += size

@@ -216,7 +216,8 @@ def test_a_subject_other_than_the_image_is_refused_naming_both() -> None:
     with pytest.raises(ReferrersError) as refused:
         check_subject(OTHER, IMAGE, "referrer sha256:1 at src/app")
     assert str(refused.value) == (
-        f"referrer sha256:1 at src/app names {OTHER} as its subject, not {IMAGE}, the image being mirrored: refused"
+        f"referrer sha256:1 at src/app names {OTHER} as its subject, not the image being mirrored "
+        f"(sha256:abababababab): refused"
     )
 
 
@@ -225,7 +226,7 @@ def test_a_listing_must_be_an_index_of_the_image_within_the_bound() -> None:
     assert [e.digest for e in listing_entries(index(*entries), IMAGE, "l")] == [digest(b"sbom")]
     own = {"mediaType": OCI_MANIFEST, "digest": IMAGE, "size": 1}
     assert len(listing_entries(index(*entries, subject=own), IMAGE, "l")) == 1
-    with pytest.raises(ReferrersError, match=f"^the fallback index names {OTHER} as its subject, not {IMAGE}"):
+    with pytest.raises(ReferrersError, match=f"^the fallback index names {OTHER} as its subject, not the image"):
         listing_entries(index(*entries, subject=dict(own, digest=OTHER)), IMAGE, "the fallback index")
     # A "listing" that is a referrer manifest of another image (a fake fallback-tag digest).
     with pytest.raises(ReferrersError, match=f"names {OTHER} as its subject"):
@@ -244,13 +245,13 @@ def test_the_copy_budget_checks_each_manifest_before_it_is_written() -> None:
         budget.accept("sha256:3", referrer(OTHER))
     assert budget.manifests == 2
     budget.accept("sha256:4", referrer(IMAGE))
-    with pytest.raises(BoundExceeded, match="more than the 3 manifests a mirror copies per image; stopped before sha256:5"):
+    with pytest.raises(BoundExceeded, match="^the referrers of sha256:abababababab are more than the 3 manifests copied per image: stopped before sha256:5$"):
         budget.accept("sha256:5", referrer(IMAGE))
 
 
 def test_the_copy_budget_counts_blobs_by_their_declared_size() -> None:
     budget = CopyBudget(IMAGE, "src/app", max_bytes=1_000_000)
-    with pytest.raises(BoundExceeded, match="more than the 1000000 bytes a mirror copies per image; stopped before sha256:1"):
+    with pytest.raises(BoundExceeded, match="more than the 1000000 bytes copied per image: stopped before sha256:1 "):
         budget.accept("sha256:1", referrer(IMAGE, blob_size=10**12))
     assert budget.bytes == 0
 
@@ -261,5 +262,5 @@ def test_the_copy_budget_stops_at_its_deadline() -> None:
     budget.accept("sha256:1", referrer(IMAGE))
     budget.check_time("x")
     now[0] = 5.0
-    with pytest.raises(BoundExceeded, match=f"the copy of the referrers of {IMAGE} reached its deadline before sha256:2 was written"):
+    with pytest.raises(BoundExceeded, match="the copy of the referrers of sha256:abababababab reached its deadline before sha256:2 was written"):
         budget.accept("sha256:2", referrer(IMAGE))
