@@ -193,8 +193,9 @@ def test_a_referrer_naming_another_image_of_the_destination_is_refused(
                     assert [item.digest for item in plan.items] == [forged]
                 with pytest.raises(ReferrersError) as refused:
                     await copy(src, dst, SUBJECT, plan)
-                assert f"{forged} at {server.address}/team/app names {trusted} as its subject, not the image " \
-                    f"being mirrored ({SUBJECT[:19]}): refused" in str(refused.value)  # fmt: skip
+                message = str(refused.value)
+                assert f"{forged} " in message and f"{server.address}/team/app" in message
+                assert message.endswith(f" names {trusted} as its subject, not the image being mirrored ({SUBJECT[:19]}): refused")
 
         asyncio.run(mirror())
         assert api.referrers("mirror/team/app", trusted) == []
