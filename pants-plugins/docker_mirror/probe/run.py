@@ -36,9 +36,13 @@ from docker_mirror.probe.transport import HttpClient
 
 Key = Tuple[str, bool]  # a manifest read: (reference, whether its body is needed)
 
-# A copy stops by itself at this share of the run's deadline, so that its result still says
-# what it wrote, rather than being cut off by the deadline.
-COPY_SHARE_OF_DEADLINE = 0.9
+
+
+def copy_deadline_seconds(deadline_seconds: float) -> float:
+    """When a copy stops by itself, so that its result still says what it wrote rather than
+    being cut off by the run's deadline: 10% of the deadline before it, and at least 5 s
+    (half the deadline, if that is shorter)."""
+    return deadline_seconds - max(0.1 * deadline_seconds, min(5.0, 0.5 * deadline_seconds))
 
 
 class _Run:
@@ -171,7 +175,7 @@ async def answer(
     for read in request.referrers:
         run.expect(read)
     referrers = [asyncio.ensure_future(run.referrers_of(read)) for read in request.referrers]
-    copy_deadline = time.monotonic() + COPY_SHARE_OF_DEADLINE * request.deadline_seconds
+    copy_deadline = time.monotonic() + copy_deadline_seconds(request.deadline_seconds)
     copying = asyncio.ensure_future(_copy(request.copy, run.location, secrets, copy_deadline)) if request.copy else None
     everything: "List[asyncio.Future[object]]" = [*run.jobs.values(), *referrers, *([copying] if copying else [])]  # type: ignore[list-item]
     try:
