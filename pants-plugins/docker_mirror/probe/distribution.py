@@ -21,7 +21,7 @@ from docker_mirror.probe.mirror_referrers import Served
 from docker_mirror.probe.referrers import MAX_LISTING_BYTES, MAX_REFERRERS, ReferrersError, index_entries
 from docker_mirror.oci.reference import ImageReference, parse_reference
 from docker_mirror.probe.registry import Answer, RegistryError, RegistrySession, reason_phrase
-from docker_mirror.probe.transport import HttpError
+from docker_mirror.probe.transport import BodyFailed, HttpError
 
 # The referrers API pages its answer (`Link: <...>; rel="next"`); an image has a handful. The
 # pages are bounded together too: `MAX_LISTING_BYTES` and `MAX_REFERRERS` entries.
@@ -220,26 +220,33 @@ class Distribution:
         return answer.body
 
     async def blob_chunks(self, repository: str, digest: str, size: int) -> AsyncIterator[bytes]:
-        """The blob as it arrives, never more than `size` bytes; a `RegistryError` at the end if
-        it was not exactly its `size` bytes of its digest (so nothing written from it is kept:
-        the destination checks the digest of what it received too)."""
+        """The blob as it arrives, never more than `size` bytes; a `RegistryError` before its last
+        chunk if it was not exactly its `size` bytes of its digest (so an upload from it never
+        completes; the destination checks the digest of what it received too)."""
         what = f"blob {digest} of {repository}"
         async with self.session.stream("GET", f"/v2/{repository}/blobs/{digest}", scopes=_scopes(repository),
                                        subject=f"blob {digest}") as response:  # fmt: skip
             if response.status != 200:
                 raise self._failed(what, response.status)
             hashed, received = hashlib.sha256(), 0
+            # Each chunk is passed on once the next arrives, the last once the whole is checked:
+            # an upload streamed from it never has all its bytes unless they are the digest's.
+            held: Optional[bytes] = None
             try:
                 async for chunk in response.iter_chunks():
                     received += len(chunk)
                     if received > size:
                         raise RegistryError("error", f"{self.name} served {what} larger than its {size} bytes")
                     hashed.update(chunk)
-                    yield chunk
+                    if held is not None:
+                        yield held
+                    held = chunk
             except HttpError as e:
                 raise RegistryError("unreachable", f"{self.name}: {e.reason}, reading {what}") from None
             if received != size or f"sha256:{hashed.hexdigest()}" != digest:
                 raise RegistryError("error", f"{self.name} served {what} with other bytes than its digest")
+            if held is not None:
+                yield held
 
     async def has_blob(self, repository: str, digest: str) -> bool:
         answer = await self._request("HEAD", f"/v2/{repository}/blobs/{digest}", repository, f"blob {digest}")
@@ -268,11 +275,14 @@ class Distribution:
         if self._monolithic and size <= CHUNKED_ABOVE:
             for _ in range(2):
                 location = await self._upload_session(repository, digest)
-                done = await self._request(
-                    "PUT", location.update_query({"digest": digest}), repository, f"an upload of {digest}",
-                    write=True, headers=[("Content-Type", "application/octet-stream")], body=chunks,
-                    content_length=size,
-                )  # fmt: skip
+                try:
+                    done = await self._request(
+                        "PUT", location.update_query({"digest": digest}), repository, f"an upload of {digest}",
+                        write=True, headers=[("Content-Type", "application/octet-stream")], body=_source(chunks),
+                        content_length=size,
+                    )  # fmt: skip
+                except BodyFailed as failed:
+                    raise failed.error from None  # the source's failure, not this registry's
                 if done.status == 201:
                     return
                 if done.status in _MONOLITHIC_REFUSED:
@@ -304,15 +314,20 @@ class Distribution:
         it. One chunk is held at a time, so that a `PATCH` can be sent again."""
         location = await self._upload_session(repository, digest)
         chunk_size = max(CHUNK_BYTES, min(self._chunk_min, MAX_CHUNK_BYTES))
-        buffer, offset = bytearray(), 0
+        # A chunk is the source's pieces up to at least `chunk_size` bytes (the spec asks only
+        # that every chunk but the last be at least the minimum), joined once.
+        pieces: List[bytes] = []
+        held = offset = 0
         async for data in chunks():
-            buffer += data
-            while len(buffer) >= chunk_size:
-                location = await self._patch(repository, digest, location, bytes(buffer[:chunk_size]), offset)
-                offset += chunk_size
-                del buffer[:chunk_size]
-        if buffer:
-            location = await self._patch(repository, digest, location, bytes(buffer), offset)
+            pieces.append(data)
+            held += len(data)
+            if held >= chunk_size:
+                chunk = b"".join(pieces)
+                pieces.clear()
+                location = await self._patch(repository, digest, location, chunk, offset)
+                offset, held = offset + len(chunk), 0
+        if pieces:
+            location = await self._patch(repository, digest, location, b"".join(pieces), offset)
         done = await self._request(
             "PUT", location.update_query({"digest": digest}), repository, f"an upload of {digest}", write=True,
         )  # fmt: skip
@@ -352,6 +367,20 @@ class Distribution:
         if answer.status != 201:
             raise self._failed(f"{repository}:{reference}", answer.status)
         return bool(answer.headers.get("OCI-Subject"))
+
+
+def _source(chunks: Callable[[], AsyncIterable[bytes]]) -> Callable[[], AsyncIterator[bytes]]:
+    """`chunks`, its `RegistryError`s (the source's) raised as `BodyFailed`, so that the upload
+    fails with them at once rather than as a broken connection to retry."""
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in chunks():
+                yield chunk
+        except RegistryError as e:
+            raise BodyFailed(e) from None
+
+    return stream
 
 
 def _range_end(value: Optional[str]) -> Optional[int]:
