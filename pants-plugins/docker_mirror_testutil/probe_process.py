@@ -36,6 +36,9 @@ class Run:
     stderr: str
     text: str  # the result file as written
     elapsed: float
+    # The probe process's peak resident set (KiB) and CPU time (user + system), by `wait4`.
+    peak_rss_kib: int = 0
+    cpu_seconds: float = 0.0
 
     @property
     def document(self) -> Dict[str, Any]:
@@ -83,13 +86,28 @@ def run_probe(
         **(env or {}),
     }
     started = time.monotonic()
-    process = subprocess.run(
-        [python or sys.executable, "-m", "docker_mirror.probe", str(request_file), str(result_file)],
-        env=process_env, capture_output=True, text=True, timeout=PROBE_TIMEOUT,
-    )
+    out, err = tmp_path / "probe-stdout.txt", tmp_path / "probe-stderr.txt"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen(
+            [python or sys.executable, "-m", "docker_mirror.probe", str(request_file), str(result_file)],
+            env=process_env, stdout=stdout, stderr=stderr,
+        )
+    # `wait4` rather than `wait`: it tells this process's own peak memory and CPU time.
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() - started > PROBE_TIMEOUT:
+            process.kill()
+            os.wait4(process.pid, 0)
+            process.returncode = -9
+            raise subprocess.TimeoutExpired(process.args, PROBE_TIMEOUT)
+        time.sleep(0.02)
+    process.returncode = os.waitstatus_to_exitcode(status)
     elapsed = time.monotonic() - started
     text = result_file.read_text() if result_file.exists() else ""
-    return Run(process.returncode, process.stdout, process.stderr, text, elapsed)
+    return Run(process.returncode, out.read_text(), err.read_text(), text, elapsed,
+               usage.ru_maxrss, usage.ru_utime + usage.ru_stime)  # fmt: skip
 
 
 def docker_config(home: Path, document: Dict[str, Any]) -> Path:

@@ -18,11 +18,13 @@ from docker_mirror.probe.auth import Scope
 from docker_mirror.oci.media_types import OCI_INDEX, REFERRER_ACCEPT
 from docker_mirror.probe.manifests import probe_manifest
 from docker_mirror.probe.mirror_referrers import Served
+from docker_mirror.probe.referrers import MAX_LISTING_BYTES, MAX_REFERRERS, ReferrersError, index_entries
 from docker_mirror.oci.reference import ImageReference, parse_reference
 from docker_mirror.probe.registry import Answer, RegistryError, RegistrySession, reason_phrase
 from docker_mirror.probe.transport import BodyFailed, HttpError
 
-# The referrers API pages its answer (`Link: <...>; rel="next"`); an image has a handful.
+# The referrers API pages its answer (`Link: <...>; rel="next"`); an image has a handful. The
+# pages are bounded together too: `MAX_LISTING_BYTES` and `MAX_REFERRERS` entries.
 MAX_REFERRER_PAGES = 16
 
 # A source repository's tag list says at once which cosign and fallback tags exist, for every
@@ -119,27 +121,40 @@ class Distribution:
         return await self._referrers(repository, digest)
 
     async def _referrers(self, repository: str, digest: str) -> Optional[bytes]:
-        entries: List[Any] = []
+        """The pages' entries as one index, bounded as they are read: each page is read to
+        the bytes the listing has left (`MAX_LISTING_BYTES` in all), its entries checked
+        and counted (`MAX_REFERRERS` in all) before the next is asked for, and kept in
+        their compact form only; past a bound the image fails."""
+        entries: List[str] = []
+        remaining = MAX_LISTING_BYTES
         target: Union[str, URL] = f"/v2/{repository}/referrers/{digest}"
-        for _ in range(MAX_REFERRER_PAGES):
-            answer = await self._request("GET", target, repository, f"the referrers of {digest}",
-                                         headers=[("Accept", OCI_INDEX)])  # fmt: skip
-            if answer.status == 404 and not entries:
+        what = f"the referrers of {digest} in {repository} at {self.name}"
+        for page_number in range(1, MAX_REFERRER_PAGES + 1):
+            try:
+                answer = await self._request("GET", target, repository, f"the referrers of {digest}",
+                                             headers=[("Accept", OCI_INDEX)], limit=remaining)  # fmt: skip
+            except RegistryError as e:
+                if "larger than" not in e.message:
+                    raise
+                raise RegistryError("error", f"{what} are larger than {MAX_LISTING_BYTES} bytes "
+                                             f"(page {page_number}): refused") from None  # fmt: skip
+            if answer.status == 404 and page_number == 1:
                 self._has_referrers_api = False
                 return None
             if answer.status != 200:
                 raise self._failed(f"the referrers of {digest} in {repository}", answer.status)
             self._has_referrers_api = True
-            try:
-                page = json.loads(answer.body)
-                entries.extend(page.get("manifests") or [])
-            except (ValueError, RecursionError, AttributeError, TypeError):
-                raise RegistryError("error", f"{self.name} answered the referrers of {digest} with no index") from None
+            remaining -= len(answer.body)
+            page = index_entries(answer.body, f"{what} (page {page_number})")
+            if len(entries) + len(page) > MAX_REFERRERS:
+                raise ReferrersError(f"{what} list more than {MAX_REFERRERS} manifests (page {page_number}): refused")
+            entries.extend(entry.document for entry in page)
             following = self._next_page(answer, f"the referrers of {digest}")
+            del answer, page
             if following is None:
-                return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).encode()
+                return ('{"schemaVersion":2,"mediaType":"%s","manifests":[%s]}' % (OCI_INDEX, ",".join(entries))).encode()
             target = following
-        raise RegistryError("error", f"{self.name} lists more than {MAX_REFERRER_PAGES} pages of referrers of {digest}")
+        raise RegistryError("error", f"{what} are more than {MAX_REFERRER_PAGES} pages: refused")
 
     def _next_page(self, answer: Answer, what: str) -> Optional[URL]:
         """The next page a paged answer names (`Link: <...>; rel="next"`, resolved against the

@@ -17,12 +17,14 @@ from docker_mirror.probe.access import Routes
 from docker_mirror.probe.credentials import CredentialStore
 from docker_mirror.probe.distribution import (
     HEADS_SAVED_PER_IMAGE,
+    MAX_REFERRER_PAGES,
     MAX_TAG_LIST_BYTES,
     MAX_TAG_PAGES,
     TAG_PAGE_SIZE,
     Distribution,
 )
-from docker_mirror.probe.registry import RegistrySession
+from docker_mirror.probe.referrers import MAX_LISTING_BYTES, MAX_REFERRERS, ReferrersError, index_entries
+from docker_mirror.probe.registry import RegistryError, RegistrySession
 from docker_mirror.probe.retry import RetryPolicy
 from docker_mirror.probe.secrets import Secrets
 from docker_mirror.probe.transport import HttpClient
@@ -187,3 +189,91 @@ def test_a_list_that_fails_is_asked_once_and_the_registry_is_still_asked_the_res
         assert read(server.address, then_head=True, timeout=0.5) == (None,)
         server.stop()  # ends the `Hold`
     assert paths(server) == [f"GET /v2/app/tags/list?n={TAG_PAGE_SIZE}", "HEAD /v2/app/manifests/1"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The referrers API's pages: bounded by entries and bytes as they are read
+
+SUBJECT = "sha256:" + "ab" * 32
+
+
+def referrers_pages(pages: Sequence[bytes]) -> Callable[[Request], Reply]:
+    """A referrers API that answers `pages`, each with a `Link` to the next but the last."""
+
+    def handler(request: Request) -> Reply:
+        if request.path != f"/v2/app/referrers/{SUBJECT}":
+            return Reply(404)
+        number = int(dict(urllib.parse.parse_qsl(request.target.partition("?")[2])).get("page", "0"))
+        headers = [("Content-Type", "application/vnd.oci.image.index.v1+json")]
+        if number + 1 < len(pages):
+            headers.append(("Link", f'</v2/app/referrers/{SUBJECT}?page={number + 1}>; rel="next"'))
+        return Reply(200, headers, pages[number])
+
+    return handler
+
+
+def entries_page(start: int, count: int, padding: int = 0) -> bytes:
+    manifests = [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:%064x" % i, "size": 1,
+         "artifactType": "application/spdx+json", **({"annotations": {"pad": "x" * padding}} if padding else {})}
+        for i in range(start, start + count)
+    ]  # fmt: skip
+    return json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                       "manifests": manifests}).encode()  # fmt: skip
+
+
+def referrers_of(address: str) -> Optional[bytes]:
+    async def main() -> Optional[bytes]:
+        session = RegistrySession(
+            address, address, http=HttpClient(Routes({}, directories=()), timeout=5),
+            credentials=CredentialStore({}, files=[]), policy=RetryPolicy(attempts=2, random=lambda: 0.0),
+            max_concurrency=8, timeout=5, secrets=Secrets(), sleep=lambda seconds: asyncio.sleep(0),
+        )  # fmt: skip
+        try:
+            return await Distribution(session).referrers("app", SUBJECT)
+        finally:
+            await session._http.aclose()
+
+    return asyncio.run(main())
+
+
+def test_the_referrers_pages_are_joined_into_one_index() -> None:
+    with HostileServer.start(referrers_pages([entries_page(0, 3), entries_page(3, 2)])) as server:
+        answer = referrers_of(server.address)
+    assert answer is not None
+    assert [e.digest for e in index_entries(answer)] == ["sha256:%064x" % i for i in range(5)]
+    assert len(server.seen()) == 2
+
+
+def test_a_referrers_page_beyond_the_bytes_bound_is_refused_unread() -> None:
+    """The audit's 16 pages of ~4 MiB: the first is refused as it is read, none follows."""
+    page = entries_page(0, 10, padding=MAX_LISTING_BYTES)
+    with HostileServer.start(referrers_pages([page] * MAX_REFERRER_PAGES)) as server:
+        with pytest.raises(RegistryError, match=f"the referrers of {SUBJECT} in app at .* are larger than "
+                                                f"{MAX_LISTING_BYTES} bytes \\(page 1\\): refused"):  # fmt: skip
+            referrers_of(server.address)
+    assert len(server.seen()) == 1
+
+
+def test_the_referrers_pages_are_bounded_in_bytes_together() -> None:
+    """Pages of 1.5 MiB, each within the bound alone: the third is read to what is left."""
+    page = entries_page(0, 10, padding=150_000)
+    with HostileServer.start(referrers_pages([page] * MAX_REFERRER_PAGES)) as server:
+        with pytest.raises(RegistryError, match=f"larger than {MAX_LISTING_BYTES} bytes \\(page 3\\)"):
+            referrers_of(server.address)
+    assert len(server.seen()) == 3
+
+
+def test_the_referrers_pages_are_bounded_in_entries_together() -> None:
+    pages = [entries_page(400 * n, 400) for n in range(4)]
+    with HostileServer.start(referrers_pages(pages)) as server:
+        with pytest.raises(ReferrersError, match=f"list more than {MAX_REFERRERS} manifests \\(page 3\\): refused"):
+            referrers_of(server.address)
+    assert len(server.seen()) == 3
+
+
+def test_the_referrers_pages_are_bounded_in_number() -> None:
+    pages = [entries_page(n, 1) for n in range(MAX_REFERRER_PAGES + 1)]
+    with HostileServer.start(referrers_pages(pages)) as server:
+        with pytest.raises(RegistryError, match=f"are more than {MAX_REFERRER_PAGES} pages: refused"):
+            referrers_of(server.address)

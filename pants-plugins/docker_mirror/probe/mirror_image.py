@@ -68,6 +68,7 @@ async def copy_image(
     *,
     accept: Optional[Accept] = None,
     clean: Callable[[str], str] = str,
+    deadline: Optional[float] = None,
 ) -> CopyResult:
     """Copies `request.subject`'s graph, the plan's referrers and the tags. The result's
     `outcome` is the gate's and the referrers'; each tag's outcome is in `tags`: all
@@ -88,7 +89,9 @@ async def copy_image(
         return tuple(TagOutcome(tag.tag, outcome, message, kind) for tag in request.tags)
 
     try:
-        result = await mirror_referrers.copy(source, destination, request.subject, request.plan, keys, image=image)
+        result = await mirror_referrers.copy(
+            source, destination, request.subject, request.plan, keys, image=image, deadline=deadline
+        )
     except _ImageFailed as failed:
         message, kind = clean(str(failed.error)), _kind(failed.error)
         return CopyResult("error", message, error_kind=kind, tags=every_tag("failed", message, kind))

@@ -17,15 +17,18 @@ from docker_mirror.oci.media_types import (
 )
 from docker_mirror.probe.referrers import (
     COSIGN_TAG_KINDS,
+    CopyBudget,
     Descriptor,
     ReferrersError,
     digest_of,
     digest_tag,
     index_entries,
+    listing_entries,
     listing_index,
     manifest_parts,
     merged_listing,
     missing_referrers,
+    short,
     stale_tags,
     tag_kind,
     updated_tag_manifest,
@@ -43,7 +46,8 @@ from docker_mirror.probe.signatures import (
     verify,
 )
 
-# Signatures read for the gate, at most: an image has a handful.
+# Signatures read for the gate, at most: an image has a handful (and a bundle holds at most
+# `MAX_SIGNATURES_PER_BUNDLE`).
 MAX_SIGNATURES = 32
 
 
@@ -153,11 +157,11 @@ async def _source_listing(
     return (served.digest if served else None), None
 
 
-async def _read_listing(location: Location, digest: str) -> Listing:
+async def _read_listing(location: Location, digest: str, subject: str) -> Listing:
     got = await location.registry.get_manifest(location.repository, digest)
     if got is None:
         raise RegistryError("error", f"{location} no longer serves the referrers index {digest}")
-    index_entries(got[0], f"the referrers index {digest} at {location}")
+    listing_entries(got[0], subject, f"the referrers index {digest} at {location} (the fallback tag {digest_tag(subject)})")
     return Listing(digest, got[0])
 
 
@@ -192,7 +196,7 @@ async def _plan(found: Found, source: Location, destination: Location) -> Plan:
         destination.repository, found.listing_digest
     ):
         if found.listing is None:
-            found.listing = await _read_listing(source, found.listing_digest)
+            found.listing = await _read_listing(source, found.listing_digest, found.subject)
         listing = found.listing
         items += missing_referrers(listing, await _destination_lists(destination, found.subject))
     return Plan(items, listing)
@@ -225,9 +229,11 @@ async def find(source: Location, subject: str, destinations: Sequence[Location])
 # The gate
 
 
-async def _signatures(source: Location, subject: str, listing: Optional[Listing]) -> List[Signature]:
+async def _signatures(
+    source: Location, subject: str, listing: Optional[Listing], budget: Optional[CopyBudget] = None
+) -> List[Signature]:
     """Every cosign signature of `subject` at the source: the layers of its `.sig` manifest, and
-    its Sigstore bundle referrers."""
+    its Sigstore bundle referrers (read one after the other until `budget`'s deadline)."""
     found: List[Signature] = []
     tag = digest_tag(subject, "sig")
     got = await source.registry.get_manifest(source.repository, tag)
@@ -244,6 +250,8 @@ async def _signatures(source: Location, subject: str, listing: Optional[Listing]
         and entry.annotations.get(BUNDLE_PREDICATE_ANNOTATION, COSIGN_SIGN_PREDICATE) == COSIGN_SIGN_PREDICATE
     ][:MAX_SIGNATURES]  # fmt: skip
     for entry in bundles:
+        if budget is not None:
+            budget.check_time(f"its signatures were read")
         where = f"referrer {entry.digest[:19]}"
         manifest = await source.registry.get_manifest(source.repository, entry.digest)
         layers = manifest_parts(manifest[0], where).layers if manifest else ()
@@ -254,9 +262,14 @@ async def _signatures(source: Location, subject: str, listing: Optional[Listing]
 
 
 async def check_signature(
-    source: Location, subject: str, keys: Sequence[PublicKey], listing: Optional[Listing]
+    source: Location, subject: str, keys: Sequence[PublicKey], listing: Optional[Listing],
+    budget: Optional[CopyBudget] = None,
 ) -> Verdict:
-    return verify(subject, await _signatures(source, subject, listing), keys)
+    """Whether `subject` may enter the mirror; refused when `budget`'s deadline comes first."""
+    signatures = await _signatures(source, subject, listing, budget)
+    if budget is None or budget.deadline is None:
+        return verify(subject, signatures, keys)
+    return verify(subject, signatures, keys, deadline=budget.deadline, clock=budget.clock)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,6 +330,67 @@ async def _write_listing(destination: Location, subject: str, listing: Listing, 
     await destination.registry.put_manifest(destination.repository, listing.digest, listing.raw, OCI_INDEX)
 
 
+class _Tally:
+    """A destination registry that counts what is written to it, for the message of a copy
+    that stops midway: which manifests, and how many blobs of how many bytes."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.name = registry.name
+        self.manifests: List[str] = []
+        self.blobs = 0
+        self.blob_bytes = 0
+
+    def summary(self) -> str:
+        return f"{len(self.manifests)} manifests, {self.blobs} blobs ({self.blob_bytes} bytes)"
+
+    async def head_manifest(self, repository: str, reference: str) -> Optional[Served]:
+        return await self.registry.head_manifest(repository, reference)
+
+    async def get_manifest(self, repository: str, reference: str) -> Optional[Tuple[bytes, str]]:
+        return await self.registry.get_manifest(repository, reference)
+
+    async def digest_tags(self, repository: str) -> Optional[FrozenSet[str]]:
+        return await self.registry.digest_tags(repository)
+
+    async def referrers(self, repository: str, digest: str) -> Optional[bytes]:
+        return await self.registry.referrers(repository, digest)
+
+    async def read_blob(self, repository: str, digest: str, limit: int) -> bytes:
+        return await self.registry.read_blob(repository, digest, limit)
+
+    def blob_chunks(self, repository: str, digest: str, size: int) -> AsyncIterator[bytes]:
+        return self.registry.blob_chunks(repository, digest, size)
+
+    async def has_blob(self, repository: str, digest: str) -> bool:
+        return await self.registry.has_blob(repository, digest)
+
+    async def mount_blob(self, repository: str, digest: str, source_repository: str) -> bool:
+        mounted = await self.registry.mount_blob(repository, digest, source_repository)
+        self.blobs += mounted
+        return mounted
+
+    async def put_blob(
+        self, repository: str, digest: str, size: int, chunks: Callable[[], AsyncIterable[bytes]]
+    ) -> None:
+        await self.registry.put_blob(repository, digest, size, chunks)
+        self.blobs += 1
+        self.blob_bytes += size
+
+    async def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> bool:
+        lists_itself = await self.registry.put_manifest(repository, reference, body, media_type)
+        self.manifests.append(reference)
+        return lists_itself
+
+
+def _stopped(error: Exception, destination: Location, written: _Tally, copied: Sequence[CopyItem], total: int) -> Exception:
+    """`error`, its message saying what was written at `destination` before it."""
+    what = f"; written at {destination} before it stopped: {written.summary()}, {len(copied)} of {total} referrers whole"
+    if isinstance(error, RegistryError):
+        return RegistryError(error.outcome, error.message + what)
+    return type(error)(f"{error}{what}")
+
+
 async def copy(
     source: Location,
     destination: Location,
@@ -325,17 +399,26 @@ async def copy(
     keys: Sequence[PublicKey] = (),
     *,
     image: Optional[Callable[[], Awaitable[None]]] = None,
+    deadline: Optional[float] = None,
 ) -> CopyResult:
     """The gate first (with `keys`), then `image` (what of the image itself goes before its
-    referrers, when the image is copied too), then every item of `plan`, then its listing."""
+    referrers, when the image is copied too), then every item of `plan`, then its listing.
+    Every manifest of the referrers is checked as it is read (`CopyBudget`: its subject, and
+    the bounds of manifests, bytes and time, `deadline` a `time.monotonic()` time) before
+    anything of it is written; the listing before anything at all is."""
+    budget = CopyBudget(subject, str(source), deadline=deadline)
+    if plan.listing is not None:
+        if digest_of(plan.listing.raw) != plan.listing.digest:
+            raise ReferrersError(f"the listing of {subject}'s referrers is not the bytes of {plan.listing.digest}")
+        listing_entries(plan.listing.raw, subject, f"the referrers index {plan.listing.digest} of {source}")
     verified_by = None
     if keys:
         listing = plan.listing
         if listing is None:
             digest, listing = await _source_listing(source, subject)
             if listing is None and digest is not None:
-                listing = await _read_listing(source, digest)
-        verdict = await check_signature(source, subject, keys, listing)
+                listing = await _read_listing(source, digest, subject)
+        verdict = await check_signature(source, subject, keys, listing, budget)
         if not verdict.verified:
             names = ", ".join(key.name for key in keys)
             return CopyResult(
@@ -346,17 +429,28 @@ async def copy(
         verified_by = verdict.key
     if image is not None:
         await image()
-    copied = []
+    written = _Tally(destination.registry)
+    target = Location(written, destination.repository)
+    if source.registry is destination.registry:  # blobs are mounted within a registry
+        source = Location(written, source.repository)
+    copied: List[CopyItem] = []
     lists_itself = False
-    for item in plan.items:
-        # A cosign tag's manifest is written under the tag (which stores it by digest too).
-        body, media_type, listed = await copy_manifest(
-            source, destination, item.digest, write=item.tag is None
-        )
-        lists_itself = lists_itself or listed
-        if item.tag is not None:
-            await _write_tag(source, destination, item, body, media_type)
-        copied.append(item)
-    if plan.listing is not None:
-        await _write_listing(destination, subject, plan.listing, lists_itself)
+    try:
+        for item in plan.items:
+            budget.check_time(f"{short(item.digest)} was read")
+            # A cosign tag's manifest is written under the tag (which stores it by digest too).
+            body, media_type, listed = await copy_manifest(
+                source, target, item.digest, write=item.tag is None, accept=budget.accept
+            )
+            lists_itself = lists_itself or listed
+            if item.tag is not None:
+                await _write_tag(source, target, item, body, media_type)
+            copied.append(item)
+        if plan.listing is not None:
+            budget.check_time("the listing was written")
+            await _write_listing(target, subject, plan.listing, lists_itself)
+    except (RegistryError, ReferrersError) as e:
+        if not written.manifests and not written.blobs:
+            raise
+        raise _stopped(e, destination, written, copied, len(plan.items)) from e
     return CopyResult("ok", copied=tuple(copied), verified_by=verified_by)

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import time
 from collections import Counter
 from typing import (
     AsyncIterable, AsyncIterator, Awaitable, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple, TypeVar,
@@ -19,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from docker_mirror.probe.mirror_referrers import Found, Location, Served, copy, find
 from docker_mirror.oci.media_types import COSIGN_SIMPLE_SIGNING, OCI_INDEX, OCI_MANIFEST
-from docker_mirror.oci.probe_protocol import CopyResult, Plan
-from docker_mirror.probe.referrers import digest_tag
+from docker_mirror.oci.probe_protocol import CopyResult, Listing, Plan
+from docker_mirror.probe.referrers import MAX_COPY_MANIFESTS, BoundExceeded, ReferrersError, digest_tag
 from docker_mirror.probe.signatures import SIGNATURE_ANNOTATION, PublicKey, load_public_key
 
 EMPTY_CONFIG = b"{}"
@@ -348,3 +349,133 @@ def test_indexes_nested_deeper_than_the_cap_are_refused() -> None:
     assert [item.media_type for item in plan.items] == [OCI_INDEX]
     with pytest.raises(ReferrersError, match=f"nests indexes deeper than {MAX_DEPTH}"):
         run(copy(Location(source, "app"), Location(destination, "mirror/app"), subject, plan))
+
+
+# ---------------------------------------------------------------------------------------------
+# Referrers are checked before they are written
+
+
+def forged_sbom(registry: MemoryRegistry, repository: str, subject: str, name: bytes = b"forged") -> Tuple[str, bytes]:
+    """An SBOM whose `subject` is `subject` (another image), stored at the source; not listed."""
+    config = registry.blob(repository, EMPTY_CONFIG)
+    layer = registry.blob(repository, name)
+    body = oci_manifest(config, [layer], artifactType="application/spdx+json",
+                        subject={"mediaType": OCI_MANIFEST, "digest": subject, "size": 1})  # fmt: skip
+    return registry.manifest(repository, body), body
+
+
+def listed_as_referrers(registry: MemoryRegistry, repository: str, subject: str) -> List[str]:
+    return [e["digest"] for e in json.loads(run(registry.referrers(repository, subject)) or b"{}").get("manifests", [])]
+
+
+def test_a_referrer_naming_another_image_is_refused_and_nothing_is_written() -> None:
+    """The source lists, among its image's referrers, an SBOM whose subject is another image
+    the destination already has: refused, naming it, before anything of it is written."""
+    source, destination = MemoryRegistry("src", referrers_api=True), MemoryRegistry("dst", referrers_api=True)
+    subject = push_image(source)
+    trusted = destination.manifest("mirror/app", oci_manifest(destination.blob("mirror/app", b'{"os":"plan9"}'), []), tag="2")
+    forged, body = forged_sbom(source, "app", trusted)
+    listing = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                          "manifests": [{"mediaType": OCI_MANIFEST, "digest": forged, "size": len(body)}]}).encode()  # fmt: skip
+    source.referrers = lambda repository, d: _answer(listing if d == subject else None)  # type: ignore[assignment,method-assign]
+    src, dst = Location(source, "app"), Location(destination, "mirror/app")
+    (plan,) = run(find(src, subject, [dst])).plans
+    assert [item.digest for item in plan.items] == [forged]
+    before = dict(destination.manifests), dict(destination.blobs)
+    with pytest.raises(ReferrersError) as refused:
+        run(copy(src, dst, subject, plan))
+    assert str(refused.value) == (
+        f"manifest {forged} at src/app names {trusted} as its subject, not the image being mirrored ({subject[:19]}): refused"
+    )
+    assert (destination.manifests, destination.blobs) == before
+    assert listed_as_referrers(destination, "mirror/app", trusted) == []
+
+
+async def _answer(value: Optional[bytes]) -> Optional[bytes]:
+    return value
+
+
+def test_a_sig_manifest_or_a_referrers_child_naming_another_image_is_refused() -> None:
+    other = "sha256:" + "66" * 32
+    for where in ("sig", "child"):
+        source, destination = MemoryRegistry("src", referrers_api=True), MemoryRegistry("dst", referrers_api=True)
+        subject = push_image(source)
+        forged, body = forged_sbom(source, "app", other)
+        if where == "sig":
+            source.tags[("app", digest_tag(subject, "sig"))] = forged
+        else:  # an index of the image whose child names another image
+            index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "artifactType": "application/spdx+json",
+                                "manifests": [{"mediaType": OCI_MANIFEST, "digest": forged, "size": len(body)}],
+                                "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": 1}}).encode()  # fmt: skip
+            source.manifest("app", index, OCI_INDEX)
+        src, dst = Location(source, "app"), Location(destination, "mirror/app")
+        (plan,) = run(find(src, subject, [dst])).plans
+        assert len(plan.items) == 1, where
+        with pytest.raises(ReferrersError, match=f"^manifest {forged} at src/app names {other} as its subject"):
+            run(copy(src, dst, subject, plan))
+        assert not destination.manifests and not destination.blobs, where
+
+
+def test_a_fallback_listing_naming_another_image_is_refused_when_read() -> None:
+    """Without the referrers API, the source's fallback tag serves a "listing" that is itself a
+    referrer of another image (a fake fallback-tag digest): refused, naming it."""
+    other = "sha256:" + "66" * 32
+    source, destination = MemoryRegistry("src", referrers_api=False), MemoryRegistry("dst", referrers_api=True)
+    subject = push_image(source)
+    forged, _ = forged_sbom(source, "app", other)
+    source.tags[("app", digest_tag(subject))] = forged
+    with pytest.raises(ReferrersError, match=f"^the referrers index {forged} at src/app \\(the fallback tag "
+                                             f"{digest_tag(subject)}\\) names {other} as its subject"):  # fmt: skip
+        run(find(Location(source, "app"), subject, [Location(destination, "mirror/app")]))
+    # A plan carrying such a listing (made elsewhere) is refused before anything is written.
+    listing = Listing.of(source.manifests[("app", forged)][0])
+    with pytest.raises(ReferrersError, match=f"names {other} as its subject"):
+        run(copy(Location(source, "app"), Location(destination, "mirror/app"), subject, Plan((), listing)))
+    assert not destination.manifests
+
+
+def attach_index(registry: MemoryRegistry, repository: str, subject: str, n: int, children: int) -> str:
+    """A referrer that is an index of `children` manifests (a multi-platform SBOM, say)."""
+    config = registry.blob(repository, EMPTY_CONFIG)
+    entries = []
+    for c in range(children):
+        child = oci_manifest(config, [], annotations={"n": f"{n}.{c}"})
+        entries.append({"mediaType": OCI_MANIFEST, "digest": registry.manifest(repository, child), "size": len(child)})
+    body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "artifactType": "application/spdx+json",
+                       "manifests": entries, "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": 1}}).encode()  # fmt: skip
+    return registry.manifest(repository, body, OCI_INDEX)
+
+
+def test_a_copy_past_its_bound_stops_and_says_what_it_wrote() -> None:
+    """400 referrers, each an index of 2 manifests: the bound of manifests is met within the
+    342nd, before anything of it is written."""
+    source, destination = MemoryRegistry("src", referrers_api=True), MemoryRegistry("dst", referrers_api=True)
+    subject = push_image(source)
+    for n in range(400):
+        attach_index(source, "app", subject, n, 2)
+    src, dst = Location(source, "app"), Location(destination, "mirror/app")
+    (plan,) = run(find(src, subject, [dst])).plans
+    assert len(plan.items) == 400
+    with pytest.raises(BoundExceeded) as stopped:
+        run(copy(src, dst, subject, plan))
+    message = str(stopped.value)
+    whole = MAX_COPY_MANIFESTS // 3
+    assert message.startswith(f"the referrers of {subject[:19]} are more than the {MAX_COPY_MANIFESTS} manifests "
+                              f"copied per image: stopped before sha256:")  # fmt: skip
+    assert message.endswith(
+        f"; written at dst/mirror/app before it stopped: {3 * whole} manifests, 1 blobs (2 bytes), "
+        f"{whole} of 400 referrers whole"
+    ), message
+    assert len(destination.manifests) == 3 * whole
+
+
+def test_the_gate_fails_closed_at_the_deadline() -> None:
+    source, destination = MemoryRegistry("src", referrers_api=False), MemoryRegistry("dst", referrers_api=False)
+    subject = push_image(source)
+    sign(source, "app", subject)
+    src, dst = Location(source, "app"), Location(destination, "mirror/app")
+    (plan,) = run(find(src, subject, [dst])).plans
+    late = run(copy(src, dst, subject, plan, [PUBLIC], deadline=time.monotonic() - 1))
+    assert late.outcome == "unsigned" and "verification stopped at the deadline after 0 checks" in (late.message or "")
+    assert not destination.manifests and not destination.blobs
+    assert run(copy(src, dst, subject, plan, [PUBLIC], deadline=time.monotonic() + 60)).outcome == "ok"

@@ -6,8 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 from docker_mirror.oci import media_types
 from docker_mirror.oci.probe_protocol import CopyItem, Listing
@@ -46,10 +47,22 @@ _KIND_OF_ARTIFACT_TYPE = {
 # a mirror's to copy.
 MAX_DEPTH = 2
 MAX_REFERRERS = 1000
+# A listing is written at the destination as one manifest, which registries take up to 4 MiB;
+# the referrers API's pages are read to this many bytes in all.
+MAX_LISTING_BYTES = 4 * 1024 * 1024
+# What copying one image's referrers may read and write: manifests (every one of each
+# referrer's graph, its children too), and bytes (those manifests and the blobs they name,
+# by their declared sizes, whether or not the destination has them).
+MAX_COPY_MANIFESTS = 1024
+MAX_COPY_BYTES = 1024 * 1024 * 1024
 
 
 class ReferrersError(ValueError):
     """A manifest or listing that cannot be read as the schemes define it."""
+
+
+class BoundExceeded(ReferrersError):
+    """Copying an image's referrers would pass one of its bounds (manifests, bytes, time)."""
 
 
 def digest_tag(digest: str, suffix: Optional[str] = None) -> str:
@@ -207,6 +220,79 @@ def manifest_parts(raw: bytes, what: str = "the manifest") -> ManifestParts:
         (),
         subject_digest,
     )
+
+
+def short(digest: str) -> str:
+    """`sha256:` and 12 hex digits, for messages kept to one line of 300 characters."""
+    return digest[:19]
+
+
+def check_subject(subject: Optional[str], image: str, what: str) -> None:
+    """Refuses a manifest whose `subject` names another image than the one being mirrored:
+    written at a destination with the referrers API, it would be listed as a referrer of that
+    other image (an SBOM or attestation forged for an image mirrored from elsewhere)."""
+    if subject is not None and subject != image:
+        raise ReferrersError(
+            f"{what} names {subject} as its subject, not the image being mirrored ({short(image)}): refused"
+        )
+
+
+def listing_entries(raw: bytes, image: str, what: str) -> Tuple[Descriptor, ...]:
+    """The entries of a listing of `image`'s referrers (a fallback index, or one the mirror
+    made of the referrers API's answer), refused unless it is an image index within the
+    bounds that names no other subject: it is written at the destination as it is."""
+    if len(raw) > MAX_LISTING_BYTES:
+        raise ReferrersError(f"{what} is larger than {MAX_LISTING_BYTES} bytes")
+    document = _document(raw, what)
+    subject = document.get("subject")
+    if subject is not None:
+        check_subject(Descriptor.read(subject, f"{what}'s subject").digest, image, what)
+    media_type = document.get("mediaType")
+    if media_type is not None and media_type not in INDEX_MEDIA_TYPES:
+        raise ReferrersError(f"{what} is not an image index (its media type is {media_type!r})")
+    return index_entries(raw, what)
+
+
+class CopyBudget:
+    """The bounds of copying one image's referrers, checked on every manifest read before
+    anything of it is written (`accept`, the transfer's hook): its `subject` must be the image
+    (or absent), and the manifests, bytes and time spent so far must stay within bounds."""
+
+    def __init__(
+        self, image: str, where: str, *, deadline: Optional[float] = None,
+        clock: Callable[[], float] = time.monotonic, max_manifests: int = MAX_COPY_MANIFESTS,
+        max_bytes: int = MAX_COPY_BYTES,
+    ) -> None:  # fmt: skip
+        self.image, self.where = image, where
+        self.deadline, self.clock = deadline, clock
+        self.max_manifests, self.max_bytes = max_manifests, max_bytes
+        self.manifests = 0
+        self.bytes = 0
+
+    def check_time(self, before: str) -> None:
+        if self.deadline is not None and self.clock() >= self.deadline:
+            raise BoundExceeded(f"the copy of the referrers of {short(self.image)} reached its deadline before {before}")
+
+    def accept(self, digest: str, body: bytes) -> None:
+        """Raises `ReferrersError` (`BoundExceeded` for a bound) if the manifest `digest` of
+        body `body`, read at the source, must not be written."""
+        what = f"manifest {digest} at {self.where}"
+        parts = manifest_parts(body, what)
+        check_subject(parts.subject, self.image, what)
+        self.check_time(f"{short(digest)} was written")
+        size = len(body) + sum(blob.size for blob in parts.blobs)
+        if self.manifests + 1 > self.max_manifests:
+            raise BoundExceeded(
+                f"the referrers of {short(self.image)} are more than the {self.max_manifests} manifests "
+                f"copied per image: stopped before {short(digest)}"
+            )
+        if self.bytes + size > self.max_bytes:
+            raise BoundExceeded(
+                f"the referrers of {short(self.image)} are more than the {self.max_bytes} bytes copied per "
+                f"image: stopped before {short(digest)} ({size} bytes with its blobs)"
+            )
+        self.manifests += 1
+        self.bytes += size
 
 
 def updated_tag_manifest(

@@ -8,12 +8,17 @@ import pytest
 
 from docker_mirror.oci.probe_protocol import CopyItem, Listing
 from docker_mirror.probe.referrers import (
+    MAX_LISTING_BYTES,
     OCI_INDEX,
     OCI_MANIFEST,
+    BoundExceeded,
+    CopyBudget,
     Descriptor,
     ReferrersError,
+    check_subject,
     digest_tag,
     index_entries,
+    listing_entries,
     listing_index,
     manifest_parts,
     merged_listing,
@@ -189,3 +194,73 @@ def test_a_listing_longer_than_the_cap_is_refused() -> None:
     with pytest.raises(ReferrersError, match=f"lists more than {MAX_REFERRERS} manifests"):
         index_entries(index(*entries))
     assert len(index_entries(index(*entries[:MAX_REFERRERS]))) == MAX_REFERRERS
+
+
+OTHER = "sha256:" + "66" * 32
+
+
+def referrer(subject: Optional[str], *, blob_size: int = 2, name: str = "sbom") -> bytes:
+    document: Dict[str, Any] = {
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/spdx+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": digest(b"{}"), "size": blob_size},
+        "layers": [], "annotations": {"name": name},
+    }  # fmt: skip
+    if subject is not None:
+        document["subject"] = {"mediaType": OCI_MANIFEST, "digest": subject, "size": 1}
+    return json.dumps(document).encode()
+
+
+def test_a_subject_other_than_the_image_is_refused_naming_both() -> None:
+    check_subject(None, IMAGE, "x")  # cosign's tag-scheme manifests have none
+    check_subject(IMAGE, IMAGE, "x")
+    with pytest.raises(ReferrersError) as refused:
+        check_subject(OTHER, IMAGE, "referrer sha256:1 at src/app")
+    assert str(refused.value) == (
+        f"referrer sha256:1 at src/app names {OTHER} as its subject, not the image being mirrored "
+        f"(sha256:abababababab): refused"
+    )
+
+
+def test_a_listing_must_be_an_index_of_the_image_within_the_bound() -> None:
+    entries = (descriptor("sbom"),)
+    assert [e.digest for e in listing_entries(index(*entries), IMAGE, "l")] == [digest(b"sbom")]
+    own = {"mediaType": OCI_MANIFEST, "digest": IMAGE, "size": 1}
+    assert len(listing_entries(index(*entries, subject=own), IMAGE, "l")) == 1
+    with pytest.raises(ReferrersError, match=f"^the fallback index names {OTHER} as its subject, not the image"):
+        listing_entries(index(*entries, subject=dict(own, digest=OTHER)), IMAGE, "the fallback index")
+    # A "listing" that is a referrer manifest of another image (a fake fallback-tag digest).
+    with pytest.raises(ReferrersError, match=f"names {OTHER} as its subject"):
+        listing_entries(referrer(OTHER), IMAGE, "l")
+    with pytest.raises(ReferrersError, match="is not an image index"):
+        listing_entries(referrer(None), IMAGE, "l")
+    with pytest.raises(ReferrersError, match=f"larger than {MAX_LISTING_BYTES} bytes"):
+        listing_entries(index(*entries, padding="x" * MAX_LISTING_BYTES), IMAGE, "l")
+
+
+def test_the_copy_budget_checks_each_manifest_before_it_is_written() -> None:
+    budget = CopyBudget(IMAGE, "src/app", max_manifests=3, max_bytes=10_000)
+    budget.accept("sha256:1", referrer(IMAGE))
+    budget.accept("sha256:2", referrer(None))  # a child, or a cosign tag's manifest
+    with pytest.raises(ReferrersError, match=f"^manifest sha256:3 at src/app names {OTHER} as its subject"):
+        budget.accept("sha256:3", referrer(OTHER))
+    assert budget.manifests == 2
+    budget.accept("sha256:4", referrer(IMAGE))
+    with pytest.raises(BoundExceeded, match="^the referrers of sha256:abababababab are more than the 3 manifests copied per image: stopped before sha256:5$"):
+        budget.accept("sha256:5", referrer(IMAGE))
+
+
+def test_the_copy_budget_counts_blobs_by_their_declared_size() -> None:
+    budget = CopyBudget(IMAGE, "src/app", max_bytes=1_000_000)
+    with pytest.raises(BoundExceeded, match="more than the 1000000 bytes copied per image: stopped before sha256:1 "):
+        budget.accept("sha256:1", referrer(IMAGE, blob_size=10**12))
+    assert budget.bytes == 0
+
+
+def test_the_copy_budget_stops_at_its_deadline() -> None:
+    now = [0.0]
+    budget = CopyBudget(IMAGE, "src/app", deadline=5.0, clock=lambda: now[0])
+    budget.accept("sha256:1", referrer(IMAGE))
+    budget.check_time("x")
+    now[0] = 5.0
+    with pytest.raises(BoundExceeded, match="the copy of the referrers of sha256:abababababab reached its deadline before sha256:2 was written"):
+        budget.accept("sha256:2", referrer(IMAGE))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from docker_mirror.probe import mirror_referrers
@@ -34,6 +35,14 @@ from docker_mirror.probe.transport import HttpClient
 
 
 Key = Tuple[str, bool]  # a manifest read: (reference, whether its body is needed)
+
+
+
+def copy_deadline_seconds(deadline_seconds: float) -> float:
+    """When a copy stops by itself, so that its result still says what it wrote rather than
+    being cut off by the run's deadline: 10% of the deadline before it, and at least 5 s
+    (half the deadline, if that is shorter)."""
+    return deadline_seconds - max(0.1 * deadline_seconds, min(5.0, 0.5 * deadline_seconds))
 
 
 class _Run:
@@ -166,7 +175,8 @@ async def answer(
     for read in request.referrers:
         run.expect(read)
     referrers = [asyncio.ensure_future(run.referrers_of(read)) for read in request.referrers]
-    copying = asyncio.ensure_future(_copy(request.copy, run.location, secrets)) if request.copy else None
+    copy_deadline = time.monotonic() + copy_deadline_seconds(request.deadline_seconds)
+    copying = asyncio.ensure_future(_copy(request.copy, run.location, secrets, copy_deadline)) if request.copy else None
     everything: "List[asyncio.Future[object]]" = [*run.jobs.values(), *referrers, *([copying] if copying else [])]  # type: ignore[list-item]
     try:
         if everything:
@@ -245,14 +255,18 @@ def _failure(job: "asyncio.Future[T]", late: str, secrets: Secrets) -> str:
     return secrets.clean(f"internal error: {type(error).__name__}: {error}")
 
 
-async def _copy(request: CopyRequest, location: Callable[[ImageReference], Location], secrets: Secrets) -> CopyResult:
+async def _copy(
+    request: CopyRequest, location: Callable[[ImageReference], Location], secrets: Secrets, deadline: float
+) -> CopyResult:
     try:
         keys = [load_public_key(name, pem.encode()) for name, pem in request.keys]
         source = location(parse_reference(f"{request.source}@{request.subject}"))
         destination = location(parse_reference(request.destination))
         if request.tags:
-            return await copy_image(source, destination, request, keys, clean=secrets.clean)
-        return await mirror_referrers.copy(source, destination, request.subject, request.plan, keys)
+            return await copy_image(source, destination, request, keys, clean=secrets.clean, deadline=deadline)
+        return await mirror_referrers.copy(
+            source, destination, request.subject, request.plan, keys, deadline=deadline
+        )
     except (RegistryError, ReferrersError, InvalidReference, InvalidKey) as e:
         return _copy_failed(request, secrets.clean(str(e)), _kind(e))
 

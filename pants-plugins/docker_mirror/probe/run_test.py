@@ -12,7 +12,7 @@ from typing import List
 
 from docker_mirror.oci.probe_protocol import ProbeResult, parse_request
 from docker_mirror.probe.distribution import HEADS_SAVED_PER_IMAGE
-from docker_mirror.probe.run import answer
+from docker_mirror.probe.run import answer, copy_deadline_seconds
 from docker_mirror_testutil.hostile_registry import HostileServer, Reply, Request
 
 DIGESTS = {str(n): "sha256:" + f"{n:02d}" * 32 for n in range(1, 4)}
@@ -88,6 +88,13 @@ def test_a_list_is_paged_no_further_than_the_heads_its_images_would_cost() -> No
         "HEAD one manifest": 2 + 2 * HEADS_SAVED_PER_IMAGE,
         "GET referrers": 1,
     })  # fmt: skip
+
+
+def test_a_copy_stops_by_itself_before_the_runs_deadline() -> None:
+    """10% of the deadline before it, at least 5 s, or half the deadline if that is shorter."""
+    assert copy_deadline_seconds(600) == 540
+    assert copy_deadline_seconds(30) == 25
+    assert copy_deadline_seconds(4) == 2
 
 
 def copy_run(server: HostileServer, deadline: float, **copy: object) -> ProbeResult:

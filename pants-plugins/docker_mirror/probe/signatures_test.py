@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from docker_mirror.oci.media_types import COSIGN_SIGN_PREDICATE, COSIGN_SIMPLE_SIGNING
 from docker_mirror.probe.signatures import (
+    MAX_SIGNATURES_PER_BUNDLE,
     SIGNATURE_ANNOTATION,
     InvalidKey,
     PublicKey,
@@ -206,3 +207,34 @@ def test_keys_must_be_ecdsa_p256_pem() -> None:
             load_public_key("k.pub", pem)
     with pytest.raises(InvalidKey, match=r"^k\.pub: not a PEM public key"):
         load_public_key("k.pub", b"-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n")
+
+
+def test_a_bundle_is_read_for_at_most_its_cap_of_signatures(keys: Tuple[ec.EllipticCurvePrivateKey, PublicKey]) -> None:
+    """10,000 signatures in one DSSE envelope (the audit's 32 such bundles cost 310,000 ECDSA
+    checks per key): only the first few are kept."""
+    private, public = keys
+    document = json.loads(bundle(private, IMAGE))
+    good = document["dsseEnvelope"]["signatures"][0]
+    document["dsseEnvelope"]["signatures"] = [{"sig": base64.b64encode(b"x" * 70).decode(), "keyid": ""}] * 10_000
+    found = bundle_signatures("r", json.dumps(document).encode())
+    assert len(found) == MAX_SIGNATURES_PER_BUNDLE
+    assert not verify(IMAGE, found, [public]).verified
+    # A good one past the cap is not seen; within it, it verifies.
+    document["dsseEnvelope"]["signatures"][MAX_SIGNATURES_PER_BUNDLE - 1] = good
+    assert verify(IMAGE, bundle_signatures("r", json.dumps(document).encode()), [public]).verified
+
+
+def test_verification_stops_at_the_deadline_and_refuses(keys: Tuple[ec.EllipticCurvePrivateKey, PublicKey]) -> None:
+    private, public = keys
+    strangers = bundle_signatures("r", bundle(ec.generate_private_key(ec.SECP256R1()), IMAGE)) * 100
+    good = bundle_signatures("good", bundle(private, IMAGE))
+    ticks = iter(range(1000))
+    verdict = verify(IMAGE, strangers + good, [public], deadline=10, clock=lambda: next(ticks))
+    assert not verdict.verified
+    assert verdict.reason == (
+        f"verification stopped at the deadline after 10 checks (101 signatures, 1 keys), none a valid signature of {IMAGE}"
+    )
+    # Before the deadline, the same signatures verify.
+    assert verify(IMAGE, strangers + good, [public], deadline=1000, clock=lambda: 0).verified
+    # Past it from the start, nothing is checked.
+    assert "after 0 checks" in (verify(IMAGE, good, [public], deadline=0, clock=lambda: 0).reason or "")
