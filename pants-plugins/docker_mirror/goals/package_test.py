@@ -11,22 +11,22 @@ from docker_mirror.goals.publish import (
     CopyToRepositoryResult,
     by_repository,
     copied_packages,
+    copy_step,
     has_referrers_step,
-    referrers_step,
     repository_packages,
     split_up_to_date,
     unread_referrers_packages,
     unresolved_packages,
     up_to_date_packages,
 )
-from docker_mirror.oci.probe_protocol import CopyItem, CopyResult, Plan, ReferrersResult
+from docker_mirror.oci.probe_protocol import CopyItem, CopyResult, Plan, ReferrersResult, TagCopy
 from docker_mirror_testutil.probe_results import failed as probe_failed
 from docker_mirror_testutil.probe_results import INDEX, probed, served
 from docker_mirror.util_rules.registry_reads import resolve_source
 from docker_mirror.util_rules.destinations import Destination, mirror_destinations
 from docker_mirror.oci.manifests import manifest_digest
 from docker_mirror.oci.media_types import OCI_INDEX
-from docker_mirror.util_rules.skopeo import CopyOutcome
+from docker_mirror.util_rules.copies import CopyOutcome
 from pants.engine.unions import UnionMembership
 from pants.backend.docker.registries import DockerRegistries
 from pants.engine.addresses import Address
@@ -154,7 +154,7 @@ def test_summary_entries_are_honest() -> None:
     assert (up_to_date.description or "").startswith("(up to date: @mirror already serves sha256:")
 
     copied = copied_packages(
-        source, destination, CopyOutcome(destination.reference, 0), bash="/bin/bash"
+        source, destination, CopyOutcome(destination.reference), bash="/bin/bash"
     )
     assert isinstance(copied.process, InteractiveProcess)
     assert exit_code(copied) == "0"
@@ -165,7 +165,7 @@ def test_summary_entries_are_honest() -> None:
     failure = copied_packages(
         source,
         destination,
-        CopyOutcome(destination.reference, 1, "copy ...: registry unreachable"),
+        CopyOutcome(destination.reference, "copy ...: registry unreachable"),
         bash="/bin/bash",
     )
     assert isinstance(failure.process, InteractiveProcess)
@@ -218,21 +218,30 @@ def test_the_record_says_what_refers_to_the_source_and_what_each_repository_lack
     assert record["require_signature"] == ["keys/cosign.pub"]
 
 
-def test_the_probe_runs_before_a_copy_only_when_there_is_something_for_it() -> None:
+def test_one_probe_run_copies_the_referrers_then_the_image_and_its_stale_tags() -> None:
     source = resolved()
-    stale = (("127.0.0.1:5501/mirror/team/app:1", None),)
-    nothing = CopyToRepositoryRequest(source, stale, "127.0.0.1:5501/mirror/team/app")
-    assert referrers_step(nothing, 1) is None and not has_referrers_step(nothing)
-    plan = Plan((SIG,))
-    step = referrers_step(CopyToRepositoryRequest(source, (), "127.0.0.1:5501/mirror/team/app", plan), 7)
-    assert step is not None and step.plan == plan and step.signature_keys == ()
+    stale = (TagCopy("1", None), TagCopy("latest", "sha256:" + "7" * 64))
+    repository = "127.0.0.1:5501/mirror/team/app"
+    image_only = CopyToRepositoryRequest(source, stale, repository)
+    step = copy_step(image_only, 1)
+    assert not has_referrers_step(image_only) and step.plan.empty and step.signature_keys == ()
+    assert step.tags == stale and step.destination_repository == repository
     assert step.source_repository == "127.0.0.1:5000/team/app" and step.subject == source.digest
+    assert step.description == (
+        f"Copying 127.0.0.1:5000/team/app@{source.digest[:19]} to {repository}:1, latest (all platforms)"
+    )
+    assert [image_only.destination(tag) for tag in stale] == [f"{repository}:1", f"{repository}:latest"]
+    plan = Plan((SIG,))
+    referrers_only = CopyToRepositoryRequest(source, (), repository, plan)
+    step = copy_step(referrers_only, 7)
+    assert has_referrers_step(referrers_only) and step.plan == plan and step.tags == ()
+    assert step.description == f"Copying 1 signature of 127.0.0.1:5000/team/app@{source.digest[:19]} to {repository}"
     # It belongs to the run that copies.
     assert step.run_id == 7
     # The gate guards a copy of the image, not an image that is already there.
-    assert referrers_step(CopyToRepositoryRequest(source, (), "r", signature_keys=("k.pub",)), 1) is None
-    gated = referrers_step(CopyToRepositoryRequest(source, stale, "r", signature_keys=("k.pub",)), 1)
-    assert gated is not None and gated.signature_keys == ("k.pub",) and gated.plan.empty
+    assert not has_referrers_step(CopyToRepositoryRequest(source, (), "r", signature_keys=("k.pub",)))
+    gated = copy_step(CopyToRepositoryRequest(source, stale, "r", signature_keys=("k.pub",)), 1)
+    assert gated.signature_keys == ("k.pub",) and gated.plan.empty and gated.tags == stale
 
 
 def test_referrers_copied_with_the_image_are_named_once_per_repository() -> None:
@@ -240,7 +249,7 @@ def test_referrers_copied_with_the_image_are_named_once_per_repository() -> None
     first, second = destinations(tags=("1", "latest"))
     copied = CopyResult("ok", copied=(SIG, SBOM))
     result = CopyToRepositoryResult(
-        (CopyOutcome(first.reference, 0), CopyOutcome(second.reference, 0)), copied
+        (CopyOutcome(first.reference), CopyOutcome(second.reference)), copied
     )
     entries = repository_packages(source, (first, second), (first, second), result, bash="/bin/bash")
     assert [exit_code(e) for e in entries] == ["0", "0"]
@@ -267,7 +276,7 @@ def test_an_unsigned_image_fails_alone_and_names_the_reason() -> None:
     first, second = destinations(tags=("1", "latest"))
     refused = CopyResult("unsigned", "no signature of sha256:... verifies against keys/cosign.pub")
     result = CopyToRepositoryResult(
-        (CopyOutcome(first.reference, 1, "not copied"), CopyOutcome(second.reference, 1, "not copied")), refused
+        (CopyOutcome(first.reference, "not copied"), CopyOutcome(second.reference, "not copied")), refused
     )
     entries = repository_packages(source, (first, second), (first, second), result, bash="/bin/bash")
     assert [exit_code(e) for e in entries] == ["1", "1"]
@@ -281,7 +290,7 @@ def test_referrers_that_cannot_be_copied_keep_the_image_out_and_fail_every_tag()
     first, second = destinations(tags=("1", "latest"))
     failed_step = CopyResult("error", "127.0.0.1:5501 answered 500 for a mount of sha256:x", error_kind="error")
     # `latest` was up to date; `1` was to be copied.
-    result = CopyToRepositoryResult((CopyOutcome(first.reference, 1, "not copied"),), failed_step)
+    result = CopyToRepositoryResult((CopyOutcome(first.reference, "not copied"),), failed_step)
     entries = repository_packages(source, (first, second), (first,), result, bash="/bin/bash")
     assert [exit_code(e) for e in entries] == ["1", "1"]
     subject = f"127.0.0.1:5000/team/app:1 ({source.digest[:19]})"
@@ -301,7 +310,7 @@ def test_a_refused_referrers_copy_names_the_registry_and_how_to_log_in() -> None
     refused = CopyResult(
         "error", "127.0.0.1:5501 answered 403 Forbidden for an upload of sha256:x into mirror/team/app", error_kind="denied"
     )
-    result = CopyToRepositoryResult((CopyOutcome(destination.reference, 1, "not copied"),), refused)
+    result = CopyToRepositoryResult((CopyOutcome(destination.reference, "not copied"),), refused)
     (entry,) = repository_packages(source, (destination,), (destination,), result, bash="/bin/bash")
     assert (entry.description or "").endswith(
         ": access denied by registry 127.0.0.1:5501 (403: these credentials may not do this); log in with "
