@@ -35,6 +35,15 @@ MAX_TAG_PAGES = 10
 MAX_TAG_LIST_BYTES = 4 * 1024 * 1024
 HEADS_SAVED_PER_IMAGE = 4  # `.sig`, `.att`, `.sbom` and the fallback tag
 
+# Blob uploads: monolithic up to CHUNKED_ABOVE bytes (measured: see README "Uploads"), in
+# chunks of CHUNK_BYTES above it (a failure then costs a chunk, not the blob), or of the
+# registry's `OCI-Chunk-Min-Length` up to MAX_CHUNK_BYTES. What a registry, or a proxy in front
+# of it, answers a monolithic `PUT` it will not take: then chunks, for the rest of the run.
+CHUNKED_ABOVE = 512 * 1024 * 1024
+CHUNK_BYTES = 8 * 1024 * 1024
+MAX_CHUNK_BYTES = 64 * 1024 * 1024
+_MONOLITHIC_REFUSED = frozenset({405, 411, 413, 501})
+
 _NEXT = re.compile(r'<([^>]*)>[^,<]*;\s*rel="?next"?(?:[\s;,]|$)', re.IGNORECASE)
 
 
@@ -56,6 +65,9 @@ class Distribution:
         # and each repository's digest tags, read once for all of them.
         self.images: "Counter[str]" = Counter()
         self._digest_tags: "Dict[str, asyncio.Future[Optional[FrozenSet[str]]]]" = {}
+        # Whether it takes monolithic uploads (until it refuses one), and its minimum chunk.
+        self._monolithic = True
+        self._chunk_min = 0
 
     def _reference(self, repository: str, reference: str) -> ImageReference:
         separator = "@" if reference.startswith("sha256:") else ":"
@@ -234,19 +246,88 @@ class Distribution:
     async def put_blob(
         self, repository: str, digest: str, size: int, chunks: Callable[[], AsyncIterable[bytes]]
     ) -> None:
-        """A monolithic upload: a session (`POST`), then the blob streamed in one `PUT` with its
-        `Content-Length`. `chunks` makes the stream afresh should the `PUT` be sent again."""
+        """Uploads a blob: monolithic (a session by `POST`, then the blob streamed in one `PUT`
+        with its `Content-Length`) up to `CHUNKED_ABOVE` bytes, in chunks above that, and in
+        chunks from the first `PUT` this registry refuses on (`_MONOLITHIC_REFUSED`). `chunks`
+        makes the stream afresh for each attempt."""
+        if self._monolithic and size <= CHUNKED_ABOVE:
+            for _ in range(2):
+                location = await self._upload_session(repository, digest)
+                done = await self._request(
+                    "PUT", location.update_query({"digest": digest}), repository, f"an upload of {digest}",
+                    write=True, headers=[("Content-Type", "application/octet-stream")], body=chunks,
+                    content_length=size,
+                )  # fmt: skip
+                if done.status == 201:
+                    return
+                if done.status in _MONOLITHIC_REFUSED:
+                    self._monolithic = False
+                    break
+                # A session left broken by a `PUT` cut short and sent again (its bytes then
+                # follow the part that arrived): once more, in a new session.
+                if done.status not in (400, 404):
+                    raise self._failed(f"an upload of {digest} into {repository}", done.status)
+            else:
+                raise self._failed(f"an upload of {digest} into {repository}", done.status)
+        await self._put_chunked(repository, digest, size, chunks)
+
+    async def _upload_session(self, repository: str, digest: str) -> URL:
         started = await self._request("POST", f"/v2/{repository}/blobs/uploads/", repository,
                                       f"an upload of {digest}", write=True)  # fmt: skip
         location = started.location if started.status == 202 else None
         if location is None:
             raise self._failed(f"an upload of {digest} into {repository}", started.status)
+        minimum = started.headers.get("OCI-Chunk-Min-Length", "")
+        self._chunk_min = int(minimum) if minimum.isascii() and minimum.isdigit() and len(minimum) < 12 else 0
+        return location
+
+    async def _put_chunked(
+        self, repository: str, digest: str, size: int, chunks: Callable[[], AsyncIterable[bytes]]
+    ) -> None:
+        """The spec's chunked upload: `PATCH`es of `CHUNK_BYTES` (or the registry's
+        `OCI-Chunk-Min-Length`) with their `Content-Range`, then a `PUT ?digest=` that closes
+        it. One chunk is held at a time, so that a `PATCH` can be sent again."""
+        location = await self._upload_session(repository, digest)
+        chunk_size = max(CHUNK_BYTES, min(self._chunk_min, MAX_CHUNK_BYTES))
+        buffer, offset = bytearray(), 0
+        async for data in chunks():
+            buffer += data
+            while len(buffer) >= chunk_size:
+                location = await self._patch(repository, digest, location, bytes(buffer[:chunk_size]), offset)
+                offset += chunk_size
+                del buffer[:chunk_size]
+        if buffer:
+            location = await self._patch(repository, digest, location, bytes(buffer), offset)
         done = await self._request(
             "PUT", location.update_query({"digest": digest}), repository, f"an upload of {digest}", write=True,
-            headers=[("Content-Type", "application/octet-stream")], body=chunks, content_length=size,
         )  # fmt: skip
         if done.status != 201:
             raise self._failed(f"an upload of {digest} into {repository}", done.status)
+
+    async def _patch(self, repository: str, digest: str, location: URL, chunk: bytes, offset: int) -> URL:
+        """Sends `chunk` (bytes `offset`... of the blob); the session's next location. After a
+        416 (a `PATCH` that arrived in part before its retry), the rest from where the registry
+        says it is."""
+        what = f"an upload of {digest}"
+        sent = 0
+        for _ in range(2):
+            start = offset + sent
+            answer = await self._request(
+                "PATCH", location, repository, what, write=True,
+                headers=[("Content-Type", "application/octet-stream"),
+                         ("Content-Range", f"{start}-{offset + len(chunk) - 1}")],
+                body=chunk[sent:],
+            )  # fmt: skip
+            if answer.status == 202:
+                return answer.location or location
+            if answer.status != 416:
+                break
+            status = await self._request("GET", location, repository, what, write=True)
+            received = _range_end(status.headers.get("Range"))
+            if status.status != 204 or received is None or not offset <= received + 1 < offset + len(chunk):
+                break
+            location, sent = status.location or location, received + 1 - offset
+        raise self._failed(f"a chunk of {digest} into {repository}", answer.status)
 
     async def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> bool:
         answer = await self._request(
@@ -256,6 +337,12 @@ class Distribution:
         if answer.status != 201:
             raise self._failed(f"{repository}:{reference}", answer.status)
         return bool(answer.headers.get("OCI-Subject"))
+
+
+def _range_end(value: Optional[str]) -> Optional[int]:
+    """The last byte an upload session holds (`Range: 0-<end>`), or None."""
+    start, _, end = (value or "").partition("-")
+    return int(end) if start.strip() == "0" and end.strip().isdigit() and len(end) < 16 else None
 
 
 def _tag_page(body: bytes) -> Optional[List[str]]:

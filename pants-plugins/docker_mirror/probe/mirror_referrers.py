@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from typing import (
-    AsyncIterable, AsyncIterator, Callable, Dict, FrozenSet, List, Optional, Protocol, Sequence, Tuple,
+    AsyncIterable, AsyncIterator, Awaitable, Callable, Dict, FrozenSet, List, Optional, Protocol, Sequence, Tuple,
 )  # fmt: skip
 
 from docker_mirror.oci.media_types import (
@@ -17,7 +17,6 @@ from docker_mirror.oci.media_types import (
 )
 from docker_mirror.probe.referrers import (
     COSIGN_TAG_KINDS,
-    MAX_DEPTH,
     Descriptor,
     ReferrersError,
     digest_of,
@@ -33,6 +32,7 @@ from docker_mirror.probe.referrers import (
 )
 from docker_mirror.oci.probe_protocol import CopyItem, CopyResult, Listing, Plan
 from docker_mirror.probe.registry import RegistryError
+from docker_mirror.probe.transfer import copy_manifest
 from docker_mirror.probe.signatures import (
     MAX_SIGNATURE_DOCUMENT,
     PublicKey,
@@ -263,44 +263,6 @@ async def check_signature(
 # Copying
 
 
-async def _copy_blob(source: Location, destination: Location, blob: Descriptor) -> None:
-    if await destination.registry.has_blob(destination.repository, blob.digest):
-        return
-    if source.registry is destination.registry and await destination.registry.mount_blob(
-        destination.repository, blob.digest, source.repository
-    ):
-        return
-    await destination.registry.put_blob(
-        destination.repository, blob.digest, blob.size,
-        lambda: source.registry.blob_chunks(source.repository, blob.digest, blob.size),
-    )  # fmt: skip
-
-
-async def copy_manifest(
-    source: Location, destination: Location, digest: str, *, write: bool = True, depth: int = 0
-) -> Tuple[bytes, str, bool]:
-    """Copies what the manifest `digest` needs (its blobs; an index's children) and, with
-    `write`, the manifest itself by digest, unless the destination has it; returns (its body, its
-    media type, whether the destination lists its subject as a referrer by itself)."""
-    got = await source.registry.get_manifest(source.repository, digest)
-    if got is None:
-        raise RegistryError("error", f"{source} no longer serves {digest}")
-    body, media_type = got
-    if await destination.registry.head_manifest(destination.repository, digest):
-        return body, media_type, False
-    parts = manifest_parts(body, f"{digest} at {source}")
-    if parts.manifests and depth >= MAX_DEPTH:
-        raise ReferrersError(f"{digest} at {source} nests indexes deeper than {MAX_DEPTH}")
-    for child in parts.manifests:
-        await copy_manifest(source, destination, child.digest, depth=depth + 1)
-    for blob in parts.blobs:
-        await _copy_blob(source, destination, blob)
-    if not write:
-        return body, media_type, False
-    lists_itself = await destination.registry.put_manifest(destination.repository, digest, body, media_type)
-    return body, media_type, lists_itself
-
-
 async def _write_tag(
     source: Location, destination: Location, item: CopyItem, body: bytes, media_type: str
 ) -> None:
@@ -361,8 +323,11 @@ async def copy(
     subject: str,
     plan: Plan,
     keys: Sequence[PublicKey] = (),
+    *,
+    image: Optional[Callable[[], Awaitable[None]]] = None,
 ) -> CopyResult:
-    """The gate first (with `keys`), then every item of `plan`, then its listing."""
+    """The gate first (with `keys`), then `image` (what of the image itself goes before its
+    referrers, when the image is copied too), then every item of `plan`, then its listing."""
     verified_by = None
     if keys:
         listing = plan.listing
@@ -379,6 +344,8 @@ async def copy(
                 f"{verdict.reason}",
             )
         verified_by = verdict.key
+    if image is not None:
+        await image()
     copied = []
     lists_itself = False
     for item in plan.items:

@@ -11,6 +11,7 @@ from docker_mirror.probe.access import Routes
 from docker_mirror.probe.credentials import CredentialStore
 from docker_mirror.probe.distribution import Distribution
 from docker_mirror.probe.manifests import probe_manifest
+from docker_mirror.probe.mirror_image import copy_image
 from docker_mirror.probe.mirror_referrers import Location
 from docker_mirror.oci.probe_protocol import (
     CopyRequest,
@@ -20,6 +21,7 @@ from docker_mirror.oci.probe_protocol import (
     ManifestResult,
     ReferrersRead,
     ReferrersResult,
+    TagOutcome,
 )
 from docker_mirror.oci.reference import ImageReference, InvalidReference, parse_reference
 from docker_mirror.probe.referrers import ReferrersError
@@ -177,7 +179,10 @@ async def answer(
         ]
         copied = None
         if copying is not None:
-            copied = _outcome(copying) or CopyResult("error", _failure(copying, late, secrets))
+            assert request.copy is not None
+            copied = _outcome(copying) or _cut_short(
+                request.copy, _failure(copying, late, secrets), "unreachable" if not copying.done() else "error"
+            )
     finally:
         await _cancelled(everything)
         await run.http.aclose()
@@ -196,6 +201,13 @@ async def _cancelled(jobs: "Sequence[asyncio.Future[object]]") -> None:
         job.cancel()
     if pending:
         await asyncio.wait(pending, timeout=5)
+
+
+def _cut_short(request: CopyRequest, message: str, kind: str) -> CopyResult:
+    """A copy cut short by the deadline (`unreachable`) or by what nobody foresaw (`error`): what
+    it wrote stays, and the next run resumes from it; each tag "failed"."""
+    tags = tuple(TagOutcome(tag.tag, "failed", message, kind) for tag in request.tags)
+    return CopyResult("error", message, error_kind=kind, tags=tags)
 
 
 class _Unresolved(Exception):
@@ -238,9 +250,17 @@ async def _copy(request: CopyRequest, location: Callable[[ImageReference], Locat
         keys = [load_public_key(name, pem.encode()) for name, pem in request.keys]
         source = location(parse_reference(f"{request.source}@{request.subject}"))
         destination = location(parse_reference(request.destination))
+        if request.tags:
+            return await copy_image(source, destination, request, keys, clean=secrets.clean)
         return await mirror_referrers.copy(source, destination, request.subject, request.plan, keys)
     except (RegistryError, ReferrersError, InvalidReference, InvalidKey) as e:
-        return CopyResult("error", secrets.clean(str(e)), error_kind=_kind(e))
+        return _copy_failed(request, secrets.clean(str(e)), _kind(e))
+
+
+def _copy_failed(request: CopyRequest, message: str, kind: str) -> CopyResult:
+    """A copy that came to nothing: with tags, each "not_attempted" (nothing was written)."""
+    tags = tuple(TagOutcome(tag.tag, "not_attempted", message) for tag in request.tags)
+    return CopyResult("error", message, error_kind=kind, tags=tags)
 
 
 def _kind(error: Exception) -> str:
