@@ -13,13 +13,14 @@ from docker_mirror.goals.publish import (
     copied_packages,
     copy_step,
     has_referrers_step,
+    repository_result,
     repository_packages,
     split_up_to_date,
     unread_referrers_packages,
     unresolved_packages,
     up_to_date_packages,
 )
-from docker_mirror.oci.probe_protocol import CopyItem, CopyResult, Plan, ReferrersResult, TagCopy
+from docker_mirror.oci.probe_protocol import CopyItem, CopyResult, Plan, ReferrersResult, TagCopy, TagOutcome
 from docker_mirror_testutil.probe_results import failed as probe_failed
 from docker_mirror_testutil.probe_results import INDEX, probed, served
 from docker_mirror.util_rules.registry_reads import resolve_source
@@ -242,6 +243,82 @@ def test_one_probe_run_copies_the_referrers_then_the_image_and_its_stale_tags() 
     assert not has_referrers_step(CopyToRepositoryRequest(source, (), "r", signature_keys=("k.pub",)))
     gated = copy_step(CopyToRepositoryRequest(source, stale, "r", signature_keys=("k.pub",)), 1)
     assert gated.signature_keys == ("k.pub",) and gated.plan.empty and gated.tags == stale
+
+
+REPOSITORY = "127.0.0.1:5501/mirror/team/app"
+
+
+def summary(result: CopyResult, *, plan: Plan = Plan(), keys: tuple[str, ...] = (), up_to_date: bool = False):
+    """The summary entries of `1` (stale) and `latest` (stale, or with `up_to_date` already
+    serving the image) when the probe's copy to their repository answered `result`."""
+    source = resolved()
+    first, second = destinations(tags=("1", "latest"))
+    stale = (first,) if up_to_date else (first, second)
+    request = CopyToRepositoryRequest(
+        source, tuple(TagCopy(d.tag, None) for d in stale), REPOSITORY, plan, signature_keys=keys
+    )
+    copied = repository_result(request, result)
+    return copied, repository_packages(source, (first, second), stale, copied, bash="/bin/bash")
+
+
+def test_each_tag_outcome_of_the_probe_is_summarised_as_before() -> None:
+    changed = "the destination changed since it was checked (it served none, now sha256:9); not overwriting it"
+    result = CopyResult(
+        "ok",
+        tags=(
+            TagOutcome("1", "copied", platforms=("linux/amd64", "linux/arm64")),
+            TagOutcome("latest", "changed", changed),
+        ),
+    )
+    copied, (one, latest) = summary(result)
+    assert copied.referrers is None and not copied.image_failed
+    assert [exit_code(e) for e in (one, latest)] == ["0", "1"]
+    assert (one.description or "").startswith("@mirror (copied from 127.0.0.1:5000/team/app:1, sha256:")
+    assert (one.description or "").endswith(", 2 platforms: linux/amd64, linux/arm64)")
+    assert latest.description == (
+        f"copy from 127.0.0.1:5000/team/app:1 to {REPOSITORY}:latest at registry 127.0.0.1:5501: {changed}"
+    )
+    found = CopyResult("ok", tags=(TagOutcome("1", "up_to_date"), TagOutcome("latest", "up_to_date")))
+    _, entries = summary(found)
+    assert all((e.description or "").startswith("(up to date: @mirror already serves sha256:") for e in entries)
+
+
+def test_a_failed_image_fails_its_stale_tags_with_its_reason_and_its_up_to_date_tags_for_the_referrers() -> None:
+    reason = "failed at 127.0.0.1:5501 for a blob upload: answered 500 Internal Server Error"
+    failed = CopyResult("error", reason, error_kind="error", tags=(TagOutcome("1", "failed", reason, "error"),))
+    copied, (one, latest) = summary(failed, plan=Plan((SIG,)), up_to_date=True)
+    assert copied.image_failed
+    assert [exit_code(e) for e in (one, latest)] == ["1", "1"]
+    assert one.description == (
+        f"copy from 127.0.0.1:5000/team/app:1 to {REPOSITORY}:1 at registry 127.0.0.1:5501: "
+        f"the registry answered with a server error ({reason})"
+    )
+    subject = f"127.0.0.1:5000/team/app:1 ({resolved().digest[:19]})"
+    assert latest.description == (
+        f"copying what refers to {subject} to {REPOSITORY}:latest at registry 127.0.0.1:5501: {reason}"
+    )
+    # Without referrers to copy, the failure is the image's alone.
+    copied, (one, latest) = summary(failed, keys=("k.pub",), up_to_date=True)
+    assert copied.referrers is None and exit_code(latest) == "-"
+
+
+def test_a_refused_gate_leaves_every_tag_not_attempted_and_names_the_reason() -> None:
+    refused = CopyResult(
+        "unsigned", "no cosign signature verifies against k.pub",
+        tags=(TagOutcome("1", "not_attempted", "x"), TagOutcome("latest", "not_attempted", "x")),
+    )  # fmt: skip
+    copied, entries = summary(refused, keys=("k.pub",))
+    assert copied.referrers == refused and not copied.image_failed
+    assert [e.description for e in entries] == ["`require_signature`: no cosign signature verifies against k.pub"] * 2
+
+
+def test_a_probe_that_answered_nothing_fails_every_tag_with_what_it_said() -> None:
+    _, entries = summary(CopyResult("error", "the registry probe failed: exit code 1"))
+    assert [e.description for e in entries] == [
+        f"copy from 127.0.0.1:5000/team/app:1 to {REPOSITORY}:{tag} at registry 127.0.0.1:5501: "
+        "the registry probe failed: exit code 1"
+        for tag in ("1", "latest")
+    ]
 
 
 def test_referrers_copied_with_the_image_are_named_once_per_repository() -> None:

@@ -16,7 +16,14 @@ from docker_mirror.target_types import (
 )
 from docker_mirror.util_rules.destinations import Destination
 from docker_mirror.oci.reference import ImageReference, registry_host
-from docker_mirror.oci.probe_protocol import CopyResult, Plan, ReferrersResult, TagCopy, counted
+from docker_mirror.oci.probe_protocol import (
+    CopyResult,
+    Plan,
+    ReferrersResult,
+    TagCopy,
+    TagOutcome,
+    counted,
+)
 from docker_mirror.util_rules.copies import (
     CopyImageRequest,
     CopyOutcome,
@@ -293,6 +300,9 @@ class CopyToRepositoryResult:
     outcomes: tuple[CopyOutcome, ...]
     # What the registry probe did of the gate and the referrers, when it had either to do.
     referrers: CopyResult | None = None
+    # The image's own copy failed (each stale tag's outcome says why). What refers to it, which
+    # goes after the image's manifests, was then not copied either (`referrers` says so).
+    image_failed: bool = False
 
 
 # Only a stale run's request meets it (see `copy_to_repository`); no summary shows it.
@@ -350,12 +360,26 @@ async def copy_to_repository(
             return CopyToRepositoryResult(
                 tuple(CopyOutcome(request.destination(tag), SUPERSEDED) for tag in request.tags)
             )
-    # One process: what refers to the image goes first, so that the mirror never serves the
-    # image without it; and if the gate refuses the image, or they cannot be copied, the image
-    # is not copied.
+    # One process: the gate, then the image's blobs and manifests, then what refers to it, then
+    # the index and the tags, so that the mirror never serves the image without what refers to
+    # it; and if the gate refuses the image, or they cannot be copied, no tag is written.
     result = await copy_image_of(copy_step(request, run_id))
-    referrers = result if has_referrers_step(request) else None
-    if referrers is not None and not referrers.ok:
+    return repository_result(request, result)
+
+
+def repository_result(request: CopyToRepositoryRequest, result: CopyResult) -> CopyToRepositoryResult:
+    """What the probe's copy (`result`) did for each stale tag, and of the gate and referrers."""
+    failed = image_failure(result)
+    referrers: CopyResult | None = result if has_referrers_step(request) else None
+    if referrers is not None and not referrers.ok and failed is not None:
+        # Not the gate's nor the referrers' failure: the image's, which kept the referrers the
+        # repository lacks from being copied (the gate, if any, had let the image through).
+        referrers = (
+            CopyResult("error", failed.message, error_kind=failed.error_kind)
+            if not request.referrers.empty
+            else None
+        )
+    elif referrers is not None and not referrers.ok:
         return CopyToRepositoryResult(
             tuple(
                 CopyOutcome(request.destination(tag), f"not copied: {referrers.message}")
@@ -374,7 +398,14 @@ async def copy_to_repository(
             for tag in request.tags
         ),
         referrers,
+        image_failed=failed is not None,
     )
+
+
+def image_failure(result: CopyResult) -> TagOutcome | None:
+    """The first tag the image's own copy failed, if it did: every tag is then "failed", where
+    a refusal by the gate or a failure of the referrers leaves each "not_attempted"."""
+    return next((tag for tag in result.tags if tag.outcome == "failed"), None)
 
 
 copy_to = rule_call(copy_to_repository)
@@ -397,12 +428,13 @@ def repository_packages(
     failed referrers step fails every tag it kept from being copied, or that lacks it."""
     referrers = result.referrers if result is not None else None
     outcomes = {o.destination: o for o in result.outcomes} if result is not None else {}
+    image_failed = result is not None and result.image_failed
     entries = []
     for index, destination in enumerate(group):
         reported = referrers if index == 0 or (referrers is not None and not referrers.ok) else None
         if destination in stale:
             outcome = outcomes[destination.reference]
-            if referrers is not None and not referrers.ok:
+            if referrers is not None and not referrers.ok and not image_failed:
                 outcome = CopyOutcome(
                     destination.reference, referrers_failure(source, destination, referrers)
                 )
