@@ -15,6 +15,8 @@ For each request the `plan` decides (it is called with the request's index, meth
   the answer's body, with `answer=True`), then reset both connections (a TCP RST);
 - `Stall(seconds, after_bytes)`: forward that much, then hold the connection (until `release()`
   or `seconds`), then reset it, or go on with `then="continue"`;
+- `Corrupt(at_byte)`: relay the answer with one byte's bits flipped (a blob that is not its
+  digest);
 - `Then(fault, hook)`: `fault` (None: pass on), then call `hook()` once the answer was relayed
   and before the connection's next request is read (e.g. "someone else pushes now").
 
@@ -87,6 +89,18 @@ class Stall:
 
 
 @dataclass(frozen=True)
+class Corrupt:
+    """Pass the answer on with the bits of its byte at `at_byte` flipped (a blob served with
+    other bytes than its digest); the connection goes on."""
+
+    at_byte: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "corrupt"
+
+
+@dataclass(frozen=True)
 class Then:
     """`fault` (None: pass the request on), then `hook()` once the answer was relayed."""
 
@@ -98,7 +112,7 @@ class Then:
         return self.fault.kind if self.fault is not None else "hook"
 
 
-Fault = Union[Respond, Reset, Stall, Then]
+Fault = Union[Respond, Reset, Stall, Corrupt, Then]
 PlanAnswer = Union[None, Fault, Tuple[int, Dict[str, str]]]
 # (index of the request, method, path) -> what to do with it.
 Plan = Callable[[int, str, str], PlanAnswer]
@@ -300,6 +314,14 @@ class FaultProxy(HttpRelay):
         """Where a Reset or Stall hits: it carries it out there, and notes its kind in `fired`."""
         if fault is None:
             return None
+        if isinstance(fault, Corrupt):
+
+            async def corrupt() -> bool:
+                fired.append("corrupt")
+                self._count_fault("corrupt")
+                return False
+
+            return Cut(fault.at_byte, True, corrupt, flip=True)
         assert isinstance(fault, (Reset, Stall)), fault
 
         async def act() -> bool:

@@ -3,7 +3,7 @@ thread of its own, that relays each connection to an upstream `host:port`; and H
 on it, a request at a time with bodies streamed, for the proxies that act on requests.
 
 Each proxy adds only what makes it different: `fault_proxy` faults, `referrers_proxy` the OCI 1.1
-referrers API, `tcp_proxy` latency. Standard library only.
+referrers API, `tcp_proxy` latency, `upload_proxy` a body limit that refuses monolithic uploads. Standard library only.
 """
 
 from __future__ import annotations
@@ -277,11 +277,13 @@ async def stream_body(
 class Cut:
     """Where a relayed request is cut: once `after_bytes` of the request's body (`answer=True`:
     of the answer's) were passed on, or at its end if it is shorter, `act()` runs; True from it
-    resets both connections, False goes on."""
+    resets both connections, False goes on. With `flip`, the byte at `after_bytes` (if the body
+    has one) is passed on with its bits flipped, and the body goes on."""
 
     after_bytes: int
     answer: bool
     act: Callable[[], Awaitable[bool]]
+    flip: bool = False
 
 
 async def _copy_body(
@@ -298,7 +300,12 @@ async def _copy_body(
     limit = cut.after_bytes if cut is not None and cut.answer != request else None
     sent = 0
     async for data in stream_body(head, source, request=request, method=method, status=status):
-        if cut is not None and limit is not None and sent + len(data) >= limit:
+        if cut is not None and limit is not None and cut.flip and sent + len(data) > limit:
+            at = limit - sent
+            limit = None
+            await cut.act()
+            data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+        elif cut is not None and limit is not None and not cut.flip and sent + len(data) >= limit:
             at = max(0, limit - sent)
             target.write(data[:at])
             await target.drain()
@@ -309,7 +316,7 @@ async def _copy_body(
         target.write(data)
         sent += len(data)
         await target.drain()
-    if cut is not None and limit is not None and await cut.act():
+    if cut is not None and limit is not None and not cut.flip and await cut.act():
         return False  # a body shorter than the limit: the cut is at its end
     return True
 

@@ -20,7 +20,7 @@ from docker_mirror.probe.manifests import probe_manifest
 from docker_mirror.probe.mirror_referrers import Served
 from docker_mirror.oci.reference import ImageReference, parse_reference
 from docker_mirror.probe.registry import Answer, RegistryError, RegistrySession, reason_phrase
-from docker_mirror.probe.transport import HttpError
+from docker_mirror.probe.transport import BodyFailed, HttpError
 
 # The referrers API pages its answer (`Link: <...>; rel="next"`); an image has a handful.
 MAX_REFERRER_PAGES = 16
@@ -205,26 +205,33 @@ class Distribution:
         return answer.body
 
     async def blob_chunks(self, repository: str, digest: str, size: int) -> AsyncIterator[bytes]:
-        """The blob as it arrives, never more than `size` bytes; a `RegistryError` at the end if
-        it was not exactly its `size` bytes of its digest (so nothing written from it is kept:
-        the destination checks the digest of what it received too)."""
+        """The blob as it arrives, never more than `size` bytes; a `RegistryError` before its last
+        chunk if it was not exactly its `size` bytes of its digest (so an upload from it never
+        completes; the destination checks the digest of what it received too)."""
         what = f"blob {digest} of {repository}"
         async with self.session.stream("GET", f"/v2/{repository}/blobs/{digest}", scopes=_scopes(repository),
                                        subject=f"blob {digest}") as response:  # fmt: skip
             if response.status != 200:
                 raise self._failed(what, response.status)
             hashed, received = hashlib.sha256(), 0
+            # Each chunk is passed on once the next arrives, the last once the whole is checked:
+            # an upload streamed from it never has all its bytes unless they are the digest's.
+            held: Optional[bytes] = None
             try:
                 async for chunk in response.iter_chunks():
                     received += len(chunk)
                     if received > size:
                         raise RegistryError("error", f"{self.name} served {what} larger than its {size} bytes")
                     hashed.update(chunk)
-                    yield chunk
+                    if held is not None:
+                        yield held
+                    held = chunk
             except HttpError as e:
                 raise RegistryError("unreachable", f"{self.name}: {e.reason}, reading {what}") from None
             if received != size or f"sha256:{hashed.hexdigest()}" != digest:
                 raise RegistryError("error", f"{self.name} served {what} with other bytes than its digest")
+            if held is not None:
+                yield held
 
     async def has_blob(self, repository: str, digest: str) -> bool:
         answer = await self._request("HEAD", f"/v2/{repository}/blobs/{digest}", repository, f"blob {digest}")
@@ -253,11 +260,14 @@ class Distribution:
         if self._monolithic and size <= CHUNKED_ABOVE:
             for _ in range(2):
                 location = await self._upload_session(repository, digest)
-                done = await self._request(
-                    "PUT", location.update_query({"digest": digest}), repository, f"an upload of {digest}",
-                    write=True, headers=[("Content-Type", "application/octet-stream")], body=chunks,
-                    content_length=size,
-                )  # fmt: skip
+                try:
+                    done = await self._request(
+                        "PUT", location.update_query({"digest": digest}), repository, f"an upload of {digest}",
+                        write=True, headers=[("Content-Type", "application/octet-stream")], body=_source(chunks),
+                        content_length=size,
+                    )  # fmt: skip
+                except BodyFailed as failed:
+                    raise failed.error from None  # the source's failure, not this registry's
                 if done.status == 201:
                     return
                 if done.status in _MONOLITHIC_REFUSED:
@@ -337,6 +347,20 @@ class Distribution:
         if answer.status != 201:
             raise self._failed(f"{repository}:{reference}", answer.status)
         return bool(answer.headers.get("OCI-Subject"))
+
+
+def _source(chunks: Callable[[], AsyncIterable[bytes]]) -> Callable[[], AsyncIterator[bytes]]:
+    """`chunks`, its `RegistryError`s (the source's) raised as `BodyFailed`, so that the upload
+    fails with them at once rather than as a broken connection to retry."""
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in chunks():
+                yield chunk
+        except RegistryError as e:
+            raise BodyFailed(e) from None
+
+    return stream
 
 
 def _range_end(value: Optional[str]) -> Optional[int]:

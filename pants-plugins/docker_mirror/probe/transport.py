@@ -54,6 +54,24 @@ class Refused(HttpError):
     kind = "refused"
 
 
+class BodyFailed(Exception):
+    """What a streamed request body raised (its source failed, not the connection), for the
+    stream to raise: passed on to the caller as it is, never retried."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _body_failure(error: Optional[BaseException]) -> Optional[BodyFailed]:
+    """The `BodyFailed` behind an exception aiohttp raised for a request whose body failed."""
+    for _ in range(8):
+        if error is None or isinstance(error, BodyFailed):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
 @dataclass(frozen=True)
 class Request:
     method: str
@@ -262,5 +280,8 @@ class HttpClient:
                 proxy=proxy, timeout=limits,
             )
         except Exception as e:  # noqa: BLE001 - every failure becomes an HttpError
+            failed = _body_failure(e)
+            if failed is not None:
+                raise failed from None
             raise failure(e, host) from e
         return Response(method, url, raw.status, raw.headers, raw)
