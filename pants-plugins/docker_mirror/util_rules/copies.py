@@ -178,7 +178,7 @@ def tag_copy_outcome(
     )
 
 
-@rule(desc="Copying an image to a repository", level=LogLevel.DEBUG)
+@rule(desc="Copying an image with the registry probe", level=LogLevel.DEBUG)
 async def copy_image(
     request: CopyImageRequest,
     probe: RegistryProbe,
