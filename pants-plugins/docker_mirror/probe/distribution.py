@@ -299,15 +299,20 @@ class Distribution:
         it. One chunk is held at a time, so that a `PATCH` can be sent again."""
         location = await self._upload_session(repository, digest)
         chunk_size = max(CHUNK_BYTES, min(self._chunk_min, MAX_CHUNK_BYTES))
-        buffer, offset = bytearray(), 0
+        # A chunk is the source's pieces up to at least `chunk_size` bytes (the spec asks only
+        # that every chunk but the last be at least the minimum), joined once.
+        pieces: List[bytes] = []
+        held = offset = 0
         async for data in chunks():
-            buffer += data
-            while len(buffer) >= chunk_size:
-                location = await self._patch(repository, digest, location, bytes(buffer[:chunk_size]), offset)
-                offset += chunk_size
-                del buffer[:chunk_size]
-        if buffer:
-            location = await self._patch(repository, digest, location, bytes(buffer), offset)
+            pieces.append(data)
+            held += len(data)
+            if held >= chunk_size:
+                chunk = b"".join(pieces)
+                pieces.clear()
+                location = await self._patch(repository, digest, location, chunk, offset)
+                offset, held = offset + len(chunk), 0
+        if pieces:
+            location = await self._patch(repository, digest, location, b"".join(pieces), offset)
         done = await self._request(
             "PUT", location.update_query({"digest": digest}), repository, f"an upload of {digest}", write=True,
         )  # fmt: skip

@@ -88,3 +88,32 @@ def test_a_list_is_paged_no_further_than_the_heads_its_images_would_cost() -> No
         "HEAD one manifest": 2 + 2 * HEADS_SAVED_PER_IMAGE,
         "GET referrers": 1,
     })  # fmt: skip
+
+
+def copy_run(server: HostileServer, deadline: float, **copy: object) -> ProbeResult:
+    request = parse_request({
+        "version": 1, "deadline_seconds": deadline,
+        "copy": {"source": f"{server.address}/one/app", "subject": DIGESTS["1"],
+                 "destination": f"{server.address}/mirror/app", "tags": [{"tag": "1", "seen": None},
+                                                                           {"tag": "2", "seen": None}], **copy},
+    })  # fmt: skip
+    return asyncio.run(answer(request, env={}))
+
+
+def test_a_copy_past_the_deadline_fails_every_tag_as_unreachable() -> None:
+    from docker_mirror_testutil.hostile_registry import Hold
+
+    with HostileServer.start(lambda request: Hold(30)) as server:
+        result = copy_run(server, 1)
+    assert result.copy is not None and (result.copy.outcome, result.copy.error_kind) == ("error", "unreachable")
+    assert [(t.tag, t.outcome, t.error_kind) for t in result.copy.tags] == [
+        ("1", "failed", "unreachable"), ("2", "failed", "unreachable")]
+    assert all("deadline of 1 s" in (t.message or "") for t in result.copy.tags)
+
+
+def test_a_copy_that_cannot_start_attempts_no_tag() -> None:
+    with registry() as server:
+        result = copy_run(server, 10, require_signature=[{"name": "keys/bad.pub", "pem": "not a key"}])
+    assert result.copy is not None and result.copy.outcome == "error"
+    assert [(t.tag, t.outcome) for t in result.copy.tags] == [("1", "not_attempted"), ("2", "not_attempted")]
+    assert server.seen() == []

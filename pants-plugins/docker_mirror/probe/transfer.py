@@ -81,7 +81,8 @@ class Node:
 
 class Transfer:
     """Copies manifest graphs from `source` to `destination`; each blob at most once per
-    `Transfer`, however many manifests of it name it."""
+    `Transfer`, however many manifests of it name it.
+    `accept(digest, body)` sees every manifest read, before anything of it or its children is written, and may raise `ReferrersError` or `RegistryError` to stop the copy."""
 
     def __init__(
         self, source: Location, destination: Location, *, accept: Optional[Accept] = None,

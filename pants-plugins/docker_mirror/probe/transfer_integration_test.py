@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 
-from docker_mirror_testutil.fault_proxy import Corrupt, FaultProxy, Rule, Stall, rules
+from docker_mirror_testutil.fault_proxy import Corrupt, FaultProxy, Reset, Rule, Stall, rules
 from docker_mirror_testutil.hostile_registry import HostileServer, Reply, Request
 from docker_mirror_testutil.images import push_oci_image
 from docker_mirror_testutil.probe_process import Run, run_probe
@@ -279,6 +279,24 @@ def test_a_corrupted_blob_leaves_nothing_under_its_digest(
                              f"{destination.address}/mirror/corrupt/app", [("1", None)]))  # fmt: skip
     assert [t["outcome"] for t in again["tags"]] == ["copied"]
     assert destination.blob("mirror/corrupt/app", bad) == layer
+
+
+def test_an_upload_cut_midway_is_sent_again_from_a_fresh_source_stream(
+    source: Registry, destination: Registry, tmp_path: Path
+) -> None:
+    layer = os.urandom(2 * 1024 * 1024)
+    subject, _ = push_layers(source, "retry/app", "1", [layer])
+    cut = Rule(Reset(after_bytes=1024 * 1024), methods=frozenset({"PUT"}), path=r"/blobs/uploads/", times=1)
+    before = len(source.settled_access_log())
+    with FaultProxy.start(destination.address, rules(cut)) as proxy:
+        result = copy_result(copy(tmp_path, f"{source.address}/retry/app", subject,
+                                  f"{proxy.address}/mirror/retry/app", [("1", None)]))  # fmt: skip
+        assert proxy.faults()["reset"] == 1
+    assert [t["outcome"] for t in result["tags"]] == ["copied"], result
+    # The layer read from the source again for the retried `PUT`, not replayed from memory.
+    reads = [line for line in source.settled_access_log()[before:] if f'"GET /v2/retry/app/blobs/{digest_of(layer)}' in line]
+    assert len(reads) >= 2
+    assert destination.blob("mirror/retry/app", digest_of(layer)) == layer
 
 
 def test_schema_1_is_refused_naming_the_image_and_registry(destination: Registry, tmp_path: Path) -> None:
