@@ -164,17 +164,17 @@ def tag_copy_outcome(
         )
     if outcome.outcome == "changed":
         return CopyOutcome(destination, f"{subject}: {outcome.message or 'the destination changed'}")
+    registries = (registry_host(destination), registry_host(source))
     if outcome.outcome == "not_attempted":
-        why = result.message or "not attempted"
-        return CopyOutcome(destination, f"{subject}: not copied: {why}")
+        # What kept the copy from starting (the gate's refusal and a failed referrers step are
+        # reported by the caller, in their own words).
+        return CopyOutcome(
+            destination,
+            copy_failure(subject, result.message or "not attempted", result.error_kind, registries),
+        )
     return CopyOutcome(
         destination,
-        copy_failure(
-            subject,
-            outcome.message or "failed",
-            outcome.error_kind,
-            (registry_host(destination), registry_host(source)),
-        ),
+        copy_failure(subject, outcome.message or "failed", outcome.error_kind, registries),
     )
 
 

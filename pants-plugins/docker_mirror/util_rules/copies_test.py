@@ -125,5 +125,13 @@ def test_a_tag_the_probe_said_nothing_of_fails_with_what_it_did_say() -> None:
     assert outcome(None).error == f"{SUBJECT}: the registry probe gave no result for it"
     crashed = CopyResult("error", "the registry probe failed: exit code 1")
     assert outcome(None, crashed).error == f"{SUBJECT}: the registry probe failed: exit code 1"
-    refused = CopyResult("unsigned", "no signature verifies")
-    assert outcome(TagOutcome("1", "not_attempted"), refused).error == f"{SUBJECT}: not copied: no signature verifies"
+    # A copy that could not start: why, in the same words as a failed one.
+    down = CopyResult("error", "registry src.lan unreachable: connection refused", error_kind="unreachable")
+    assert outcome(TagOutcome("1", "not_attempted", down.message), down).error == (
+        f"{SUBJECT}: registry unreachable (registry src.lan unreachable: connection refused)"
+    )
+    refused = CopyResult("error", "unauthorized by src.lan for a read", error_kind="unauthorized")
+    assert outcome(TagOutcome("1", "not_attempted"), refused).error == (
+        f"{SUBJECT}: access denied by registry src.lan (401 unauthorized); "
+        "log in with `docker login src.lan` (or `skopeo login src.lan`)"
+    )
