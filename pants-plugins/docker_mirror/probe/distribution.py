@@ -260,14 +260,17 @@ class Distribution:
         if self._monolithic and size <= CHUNKED_ABOVE:
             for _ in range(2):
                 location = await self._upload_session(repository, digest)
+                source = _Source(chunks)
                 try:
                     done = await self._request(
                         "PUT", location.update_query({"digest": digest}), repository, f"an upload of {digest}",
-                        write=True, headers=[("Content-Type", "application/octet-stream")], body=_source(chunks),
+                        write=True, headers=[("Content-Type", "application/octet-stream")], body=source,
                         content_length=size,
                     )  # fmt: skip
                 except BodyFailed as failed:
                     raise failed.error from None  # the source's failure, not this registry's
+                finally:
+                    await source.aclose()
                 if done.status == 201:
                     return
                 if done.status in _MONOLITHIC_REFUSED:
@@ -354,18 +357,40 @@ class Distribution:
         return bool(answer.headers.get("OCI-Subject"))
 
 
-def _source(chunks: Callable[[], AsyncIterable[bytes]]) -> Callable[[], AsyncIterator[bytes]]:
-    """`chunks`, its `RegistryError`s (the source's) raised as `BodyFailed`, so that the upload
-    fails with them at once rather than as a broken connection to retry."""
+class _Source:
+    """`chunks` as a request body, made afresh for each attempt: its `RegistryError`s (the
+    source's) raised as `BodyFailed`, so that the upload fails with them at once rather than as
+    a broken connection to retry; and each stream closed by `aclose()` once the request is over
+    (aiohttp leaves one it stopped reading, after an early answer, to be finalized at exit, where
+    the streams inside it may be closed first)."""
 
-    async def stream() -> AsyncIterator[bytes]:
+    def __init__(self, chunks: Callable[[], AsyncIterable[bytes]]) -> None:
+        self._chunks = chunks
+        self._made: List[AsyncIterator[bytes]] = []
+
+    def __call__(self) -> AsyncIterator[bytes]:
+        stream = self._stream()
+        self._made.append(stream)
+        return stream
+
+    async def _stream(self) -> AsyncIterator[bytes]:
+        source = self._chunks()
         try:
-            async for chunk in chunks():
+            async for chunk in source:
                 yield chunk
         except RegistryError as e:
             raise BodyFailed(e) from None
+        finally:
+            close = getattr(source, "aclose", None)
+            if close is not None:
+                await close()
 
-    return stream
+    async def aclose(self) -> None:
+        for stream in self._made:
+            try:
+                await stream.aclose()  # type: ignore[attr-defined]
+            except RuntimeError:  # still being read: it ends with its request
+                pass
 
 
 def _range_end(value: Optional[str]) -> Optional[int]:

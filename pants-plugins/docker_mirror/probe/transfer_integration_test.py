@@ -19,11 +19,13 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 
+from docker_mirror_testutil.cosign import generate_key, public_key_pem, sign, signature_tag
 from docker_mirror_testutil.fault_proxy import Corrupt, FaultProxy, Reset, Rule, Stall, rules
 from docker_mirror_testutil.hostile_registry import HostileServer, Reply, Request
 from docker_mirror_testutil.images import push_oci_image
 from docker_mirror_testutil.probe_process import Run, run_probe
 from docker_mirror_testutil.pushes import push_blob, push_manifest
+from docker_mirror_testutil.referrers import attach_spdx_sbom
 from docker_mirror_testutil.registries import Registry, start_registry
 from docker_mirror_testutil.upload_proxy import ChunkedOnlyProxy
 
@@ -62,10 +64,13 @@ def destination(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 def copy(
     tmp_path: Path, source: str, subject: str, destination: str, tags: Sequence[Tuple[str, Optional[str]]],
-    **options: Any,
+    plan: Optional[Dict[str, Any]] = None, keys: Sequence[Tuple[str, bytes]] = (), **options: Any,
 ) -> Run:
-    """Runs the probe on one copy request (no referrers plan); its result file, read."""
-    request = {"source": source, "subject": subject, "destination": destination, "items": [], "listing": None,
+    """Runs the probe on one copy request (with `plan`, a referrers plan as a read returned it);
+    its result file, read."""
+    request = {"source": source, "subject": subject, "destination": destination,
+               **(plan or {"items": [], "listing": None}),
+               "require_signature": [{"name": name, "pem": pem.decode()} for name, pem in keys],
                "tags": [{"tag": tag, "seen": seen} for tag, seen in tags]}  # fmt: skip
     return run_probe(tmp_path, [], copy=request, **options)
 
@@ -189,19 +194,21 @@ def test_within_one_registry_blobs_are_mounted(source: Registry, tmp_path: Path)
     assert_copied(source, "mount/app", source, "mirror/mount/app", image.index)
 
 
+@pytest.mark.parametrize("early", [False, True], ids=["after-the-body", "before-the-body"])
 def test_a_registry_that_refuses_monolithic_uploads_gets_chunks(
-    source: Registry, destination: Registry, tmp_path: Path
+    early: bool, source: Registry, destination: Registry, tmp_path: Path
 ) -> None:
     layers = [os.urandom(20 * 1024 * 1024 + 5), os.urandom(3000)]
     subject, _ = push_layers(source, "chunked/app", "1", layers)
-    with ChunkedOnlyProxy.start(destination.address) as proxy:
+    with ChunkedOnlyProxy.start(destination.address, early=early) as proxy:
         result = copy_result(copy(tmp_path, f"{source.address}/chunked/app", subject,
                                   f"{proxy.address}/mirror/chunked/app", [("1", None)]))  # fmt: skip
         seen = proxy.seen()
     assert [t["outcome"] for t in result["tags"]] == ["copied"], result
-    # The first monolithic `PUT`s refused (those sent before the first refusal came back),
-    # then every blob in chunks of 8 MiB: 3 + 1 + 1 `PATCH`es, and a closing `PUT` each.
-    assert 1 <= seen["refused"] <= 3
+    # The first monolithic `PUT`s refused (those sent before the first refusal came back, and,
+    # where the refusal closes the connection under the body, an attempt or two more), then
+    # every blob in chunks of 8 MiB: 3 + 1 + 1 `PATCH`es, and a closing `PUT` each.
+    assert 1 <= seen["refused"] <= (3 if not early else 3 * 4)
     assert seen["PATCH"] == 5 and seen["PUT"] == 3
     assert destination.manifest_digest("mirror/chunked/app", "1") == subject
     assert_copied(source, "chunked/app", destination, "mirror/chunked/app", subject)
@@ -317,3 +324,39 @@ def test_schema_1_is_refused_naming_the_image_and_registry(destination: Registry
     assert tag["outcome"] == "failed"
     assert tag["message"].startswith(f"{server.address}/old/app@{digest} is a Docker schema 1 manifest")
     assert destination.tags("mirror/old/app") == []
+
+
+def test_the_gate_and_the_referrers_go_before_the_index_and_its_tag(
+    source: Registry, destination: Registry, tmp_path: Path
+) -> None:
+    image = push_oci_image(f"{source.address}/signed/app:1", "signed", "linux/amd64", "linux/arm64")
+    key = generate_key()
+    sign(source, "signed/app", image.index, key)
+    sbom = attach_spdx_sbom(source, "signed/app", image.index)
+    target = f"{destination.address}/mirror/signed/app"
+    read = run_probe(tmp_path, [f"{source.address}/signed/app@{image.index}"],
+                     referrers=[{"reference": f"{source.address}/signed/app@{image.index}", "platform": None,
+                                 "destinations": [target]}])  # fmt: skip
+    plan = read.document["referrers"][0]["destinations"][target]
+    assert len(plan["items"]) == 2
+
+    before = len(destination.settled_access_log())
+    wrong = copy(tmp_path, f"{source.address}/signed/app", image.index, target, [("1", None)], plan,
+                 keys=[("other.pub", public_key_pem(generate_key()))])  # fmt: skip
+    refused = copy_result(wrong)
+    assert refused["outcome"] == "unsigned" and [t["outcome"] for t in refused["tags"]] == ["not_attempted"]
+    assert destination.settled_access_log()[before:] == []  # not even a HEAD: nothing of it written
+
+    result = copy_result(copy(tmp_path, f"{source.address}/signed/app", image.index, target, [("1", None)], plan,
+                              keys=[("cosign.pub", public_key_pem(key))]))  # fmt: skip
+    assert (result["outcome"], result["verified_by"]) == ("ok", "cosign.pub")
+    assert [t["outcome"] for t in result["tags"]] == ["copied"]
+    log = destination.settled_access_log()[before:]
+    puts = [re.search(r'"PUT /v2/mirror/signed/app/manifests/(\S+) HTTP', line) for line in log]
+    written = [m.group(1).replace("%3A", ":") for m in puts if m]
+    position = {reference: i for i, reference in enumerate(written)}
+    platforms = [position[digest] for digest in image.manifests.values()]
+    referrers = [position[signature_tag(image.index)], position[sbom["digest"]]]
+    assert max(platforms) < min(referrers) and max(referrers) < position[image.index] < position["1"]
+    assert written[-1] == "1"
+    assert_copied(source, "signed/app", destination, "mirror/signed/app", image.index)
