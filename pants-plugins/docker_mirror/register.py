@@ -7,7 +7,7 @@ from docker_mirror import generator
 from docker_mirror.goals import extract, package, pin, publish
 from docker_mirror.subsystems import extractor, registry_probe
 from docker_mirror.target_types import DockerMirrorImagesTargetGenerator, DockerMirrorImageTarget
-from docker_mirror.util_rules import referrers, registry_client, registry_reads, skopeo
+from docker_mirror.util_rules import copies, registry_client, registry_reads
 from pants.backend.python.util_rules import pex
 
 
@@ -15,11 +15,10 @@ def rules():
     return [
         *generator.rules(),
         *registry_reads.rules(),
-        *referrers.rules(),
+        *copies.rules(),
         *registry_client.rules(),
         *registry_probe.rules(),
         *extractor.rules(),
-        *skopeo.rules(),
         *extract.rules(),
         *package.rules(),
         *pin.rules(),

@@ -295,8 +295,8 @@ class DockerMirrorImagesMethodField(StringField):
         the source's index digest do not resolve at the mirror.
 
         `"copy"` generates a `docker_mirror_image` per line, mirrored registry to registry with
-        `skopeo copy --all --preserve-digests`: every platform, and the image index under the
-        source's own digest, or just the line's `--platform=`, with the signatures,
+        every digest kept: every platform, and the image index under the source's own digest,
+        or just the line's `--platform=`, with the signatures,
         attestations and SBOMs that refer to it (`referrers`), and optionally only if it is
         signed (`require_signature`). No Docker engine is involved, and a destination that
         already serves the source digest is skipped (reported as up to date) after
@@ -421,8 +421,8 @@ class DockerMirrorImagesTargetGenerator(TargetGenerator):
         `repository` field says how to separate them.
 
         With `method="copy"`, each line becomes a `docker_mirror_image` instead, with the same
-        name, repository, tags and registries, copied registry to registry by `skopeo` with every
-        platform and digest kept; see the `method` field.
+        name, repository, tags and registries, copied registry to registry with every platform
+        and digest kept; see the `method` field.
 
         Field values of a generated image come, lowest precedence first, from `__defaults__` for
         its target type (`docker_image`, or `docker_mirror_image` with `method="copy"`), then
@@ -661,8 +661,8 @@ class DockerMirrorImageTarget(Target):
     )
     help = help_text(
         f"""
-        An image mirrored registry to registry with `skopeo copy`, digest for digest, with no
-        Docker engine: what `docker_mirror_images(method="copy")` generates for each spec line.
+        An image mirrored registry to registry, digest for digest, with no Docker engine or
+        other tool: what `docker_mirror_images(method="copy")` generates for each spec line.
 
         `pants package` resolves the source to a digest and reads the digest each destination
         reference serves, and what refers to the image (`referrers`), together with every other
@@ -670,11 +670,11 @@ class DockerMirrorImageTarget(Target):
         is {NO_OP_REQUESTS}; with `referrers=False`, {NO_OP_REQUESTS_WITHOUT_REFERRERS}. A source
         pinned by digest needs no request of its own. It writes a JSON record under `dist/`. `pants publish` then compares, for every destination
         reference, that digest with the source's: equal is reported as up to date and costs
-        nothing more; otherwise `skopeo copy --all --preserve-digests` copies every
-        platform and the image index, keeping their digests (or, with `platform`, just that
-        platform's manifest). Before the image, what refers to it (signatures, attestations,
-        SBOMs; see `referrers`) is copied to each destination repository that lacks it, after
-        the `require_signature` check if one is set. A failing image is reported as failed
+        nothing more; otherwise one process per destination repository copies every platform
+        and the image index, keeping their digests (or, with `platform`, just that platform's
+        manifest), and then points the stale tags at it. Before the image, what refers to it
+        (signatures, attestations, SBOMs; see `referrers`) is copied to each destination
+        repository that lacks it, after the `require_signature` check if one is set. A failing image is reported as failed
         without stopping the others.
         """
     )

@@ -2,18 +2,23 @@
 
 A spec line names a *source* image and nothing else. Whatever the grammar accepts, it cannot
 choose where its image is pushed, cannot turn off TLS verification for a host that is not on
-loopback, and reaches `skopeo` only as one `docker://` argument that cannot be read as an option.
+loopback, and reaches the registry probe, which copies it, only as a string in its request file,
+never on a command line.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
+from types import SimpleNamespace
 
 from docker_mirror.target_types import DockerMirrorPlatformField, DockerMirrorSourceImageField
 from docker_mirror.generation import BUILD, COPY, PlannedImage, image_field_values
-from docker_mirror.oci.reference import DOCKER_HUB, registry_host
+from docker_mirror.oci.probe_protocol import Plan, ProbeRequest, TagCopy, encoded, parse_request
+from docker_mirror.oci.reference import DOCKER_HUB, ImageReference, registry_host
 from docker_mirror.oci.registry_access import tls_verify
-from docker_mirror.util_rules.skopeo import copy_argv, inspect_argv
+from docker_mirror.util_rules.copies import CopyImageRequest
+from docker_mirror.util_rules.registry_reads import REQUEST_FILE, RESULT_FILE, probe_process
 from docker_mirror.spec_files.parser import SpecEntry, parse_spec
 from hypothesis import example, given
 from docker_mirror_testutil.spec_strategies import GeneratedLine, hosts, spec_lines
@@ -100,31 +105,24 @@ def test_tls_verification_is_only_skipped_for_loopback_registries(host: str) -> 
 
 
 @given(spec_lines())
-def test_skopeo_reads_the_same_host_and_gets_one_inert_argument(line: GeneratedLine) -> None:
+def test_the_probe_reads_the_same_host_and_gets_the_reference_only_as_data(line: GeneratedLine) -> None:
     entry = entry_of(line)
     reference = str(entry.reference)
     # copy mode decides TLS on the host it reads from the reference: the parser's host.
     assert registry_host(reference) == (entry.reference.registry or DOCKER_HUB)
     verify = tls_verify(registry_host(reference))
     assert verify is (entry.reference.registry is None or not is_loopback_host(entry.reference.registry))
-    tls = () if verify else ("--tls-verify=false",)
-    assert inspect_argv("skopeo", reference, verify_tls=verify) == (
-        "skopeo", "inspect", "--raw", *tls, f"docker://{reference}"
-    )  # fmt: skip
-    argv = copy_argv(
-        "skopeo",
-        reference,
-        "mirror.example.com/mirror/app:1",
-        platform=entry.platform,
-        verify_source_tls=verify,
-        verify_destination_tls=True,
-    )
-    # The reference is one argument, behind the transport prefix, before the destination; the
-    # other arguments are fixed options and, after `--override-*`, the platform's own words.
-    assert argv[-2:] == (f"docker://{reference}", "docker://mirror.example.com/mirror/app:1")
-    fixed = {"skopeo", "copy", "--all", "--preserve-digests", "--src-tls-verify=false"}
-    overrides = [i for i, arg in enumerate(argv) if arg.startswith("--override-")]
-    words = [argv[i + 1] for i in overrides]
-    assert words == (entry.platform.split("/") if entry.platform else [])
-    rest = [arg for i, arg in enumerate(argv[:-2]) if i - 1 not in overrides and i not in overrides]
-    assert set(rest) <= fixed, rest
+    # What is copied is a field of the request file, read back as it was written.
+    copy = CopyImageRequest(
+        ImageReference.parse(reference).name, "sha256:" + "1" * 64, "mirror.example.com/mirror/app",
+        Plan(), 1, tags=(TagCopy("1", None),), platform=entry.platform,
+    ).copy_request(())
+    request = parse_request(json.loads(encoded(ProbeRequest((), copy=copy))))
+    assert request.copy == copy and registry_host(copy.source) == registry_host(reference)
+
+
+def test_the_probes_command_line_is_fixed() -> None:
+    """Only the request and result files' names: nothing of a spec line."""
+    probe = SimpleNamespace(pex=None)
+    process = probe_process(probe, None, description="", env={}, cache_scope=None)  # type: ignore[arg-type]
+    assert process.argv == (REQUEST_FILE, RESULT_FILE)

@@ -15,7 +15,6 @@ else:
 HELPERS = (
     "address_families",
     "address_family",
-    "binary_paths",
     "created_digest",
     "digest_contents",
     "environment_vars",

@@ -14,7 +14,6 @@ from pants.backend.python.util_rules.pex import (
     setup_venv_pex_process,
 )
 from pants.base.specs import RawSpecsWithoutFileOwners
-from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths, find_binary
 from pants.engine.addresses import Addresses
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import CreateDigest, Digest, DigestContents, PathGlobs
@@ -58,10 +57,6 @@ async def path_globs_contents(globs: PathGlobs) -> DigestContents:
 
 async def created_digest(request: CreateDigest) -> Digest:
     return await create_digest(request)
-
-
-async def binary_paths(request: BinaryPathRequest) -> BinaryPaths:
-    return await find_binary(request, **implicitly())
 
 
 async def environment_vars(request: EnvironmentVarsRequest) -> EnvironmentVars:
@@ -113,7 +108,6 @@ __all__ = (
     "UnmatchedBuildFileGlobs",
     "address_families",
     "address_family",
-    "binary_paths",
     "concurrently",
     "created_digest",
     "digest_contents",

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine, TypeVar
 
 from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
 from pants.base.specs import RawSpecsWithoutFileOwners
-from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths
 from pants.engine.addresses import Addresses
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import CreateDigest, Digest, DigestContents, PathGlobs
@@ -51,10 +50,6 @@ def path_globs_contents(globs: PathGlobs) -> Awaits[DigestContents]:
 
 def created_digest(request: CreateDigest) -> Awaits[Digest]:
     return Get(Digest, CreateDigest, request)
-
-
-def binary_paths(request: BinaryPathRequest) -> Awaits[BinaryPaths]:
-    return Get(BinaryPaths, BinaryPathRequest, request)
 
 
 def environment_vars(request: EnvironmentVarsRequest) -> Awaits[EnvironmentVars]:
@@ -107,7 +102,6 @@ __all__ = (
     "UnmatchedBuildFileGlobs",
     "address_families",
     "address_family",
-    "binary_paths",
     "concurrently",
     "created_digest",
     "digest_contents",

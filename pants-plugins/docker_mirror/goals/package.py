@@ -35,9 +35,8 @@ from docker_mirror.util_rules.registry_reads import (
     resolve_source,
     source_referrers,
 )
-from docker_mirror.util_rules.registry_failures import unread_referrers
+from docker_mirror.util_rules.registry_failures import at_registry, unread_referrers
 from docker_mirror.util_rules.signature_keys import SignatureKeysRequest, resolve_signature_keys
-from docker_mirror.util_rules.skopeo import at_registry
 from pants.backend.docker.subsystems.docker_options import DockerOptions
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
 from pants.engine.addresses import Address

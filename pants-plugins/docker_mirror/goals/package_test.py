@@ -11,22 +11,23 @@ from docker_mirror.goals.publish import (
     CopyToRepositoryResult,
     by_repository,
     copied_packages,
+    copy_step,
     has_referrers_step,
-    referrers_step,
+    repository_result,
     repository_packages,
     split_up_to_date,
     unread_referrers_packages,
     unresolved_packages,
     up_to_date_packages,
 )
-from docker_mirror.oci.probe_protocol import CopyItem, CopyResult, Plan, ReferrersResult
+from docker_mirror.oci.probe_protocol import CopyItem, CopyResult, Plan, ReferrersResult, TagCopy, TagOutcome
 from docker_mirror_testutil.probe_results import failed as probe_failed
 from docker_mirror_testutil.probe_results import INDEX, probed, served
 from docker_mirror.util_rules.registry_reads import resolve_source
 from docker_mirror.util_rules.destinations import Destination, mirror_destinations
 from docker_mirror.oci.manifests import manifest_digest
 from docker_mirror.oci.media_types import OCI_INDEX
-from docker_mirror.util_rules.skopeo import CopyOutcome
+from docker_mirror.util_rules.copies import CopyOutcome
 from pants.engine.unions import UnionMembership
 from pants.backend.docker.registries import DockerRegistries
 from pants.engine.addresses import Address
@@ -154,7 +155,7 @@ def test_summary_entries_are_honest() -> None:
     assert (up_to_date.description or "").startswith("(up to date: @mirror already serves sha256:")
 
     copied = copied_packages(
-        source, destination, CopyOutcome(destination.reference, 0), bash="/bin/bash"
+        source, destination, CopyOutcome(destination.reference), bash="/bin/bash"
     )
     assert isinstance(copied.process, InteractiveProcess)
     assert exit_code(copied) == "0"
@@ -165,7 +166,7 @@ def test_summary_entries_are_honest() -> None:
     failure = copied_packages(
         source,
         destination,
-        CopyOutcome(destination.reference, 1, "copy ...: registry unreachable"),
+        CopyOutcome(destination.reference, "copy ...: registry unreachable"),
         bash="/bin/bash",
     )
     assert isinstance(failure.process, InteractiveProcess)
@@ -218,21 +219,106 @@ def test_the_record_says_what_refers_to_the_source_and_what_each_repository_lack
     assert record["require_signature"] == ["keys/cosign.pub"]
 
 
-def test_the_probe_runs_before_a_copy_only_when_there_is_something_for_it() -> None:
+def test_one_probe_run_copies_the_referrers_then_the_image_and_its_stale_tags() -> None:
     source = resolved()
-    stale = (("127.0.0.1:5501/mirror/team/app:1", None),)
-    nothing = CopyToRepositoryRequest(source, stale, "127.0.0.1:5501/mirror/team/app")
-    assert referrers_step(nothing, 1) is None and not has_referrers_step(nothing)
-    plan = Plan((SIG,))
-    step = referrers_step(CopyToRepositoryRequest(source, (), "127.0.0.1:5501/mirror/team/app", plan), 7)
-    assert step is not None and step.plan == plan and step.signature_keys == ()
+    stale = (TagCopy("1", None), TagCopy("latest", "sha256:" + "7" * 64))
+    repository = "127.0.0.1:5501/mirror/team/app"
+    image_only = CopyToRepositoryRequest(source, stale, repository)
+    step = copy_step(image_only, 1)
+    assert not has_referrers_step(image_only) and step.plan.empty and step.signature_keys == ()
+    assert step.tags == stale and step.destination_repository == repository
     assert step.source_repository == "127.0.0.1:5000/team/app" and step.subject == source.digest
+    assert step.description == (
+        f"Copying 127.0.0.1:5000/team/app@{source.digest[:19]} to {repository}:1, latest (all platforms)"
+    )
+    assert [image_only.destination(tag) for tag in stale] == [f"{repository}:1", f"{repository}:latest"]
+    plan = Plan((SIG,))
+    referrers_only = CopyToRepositoryRequest(source, (), repository, plan)
+    step = copy_step(referrers_only, 7)
+    assert has_referrers_step(referrers_only) and step.plan == plan and step.tags == ()
+    assert step.description == f"Copying 1 signature of 127.0.0.1:5000/team/app@{source.digest[:19]} to {repository}"
     # It belongs to the run that copies.
     assert step.run_id == 7
     # The gate guards a copy of the image, not an image that is already there.
-    assert referrers_step(CopyToRepositoryRequest(source, (), "r", signature_keys=("k.pub",)), 1) is None
-    gated = referrers_step(CopyToRepositoryRequest(source, stale, "r", signature_keys=("k.pub",)), 1)
-    assert gated is not None and gated.signature_keys == ("k.pub",) and gated.plan.empty
+    assert not has_referrers_step(CopyToRepositoryRequest(source, (), "r", signature_keys=("k.pub",)))
+    gated = copy_step(CopyToRepositoryRequest(source, stale, "r", signature_keys=("k.pub",)), 1)
+    assert gated.signature_keys == ("k.pub",) and gated.plan.empty and gated.tags == stale
+
+
+REPOSITORY = "127.0.0.1:5501/mirror/team/app"
+
+
+def summary(result: CopyResult, *, plan: Plan = Plan(), keys: tuple[str, ...] = (), up_to_date: bool = False):
+    """The summary entries of `1` (stale) and `latest` (stale, or with `up_to_date` already
+    serving the image) when the probe's copy to their repository answered `result`."""
+    source = resolved()
+    first, second = destinations(tags=("1", "latest"))
+    stale = (first,) if up_to_date else (first, second)
+    request = CopyToRepositoryRequest(
+        source, tuple(TagCopy(d.tag, None) for d in stale), REPOSITORY, plan, signature_keys=keys
+    )
+    copied = repository_result(request, result)
+    return copied, repository_packages(source, (first, second), stale, copied, bash="/bin/bash")
+
+
+def test_each_tag_outcome_of_the_probe_is_summarised_as_before() -> None:
+    changed = "the destination changed since it was checked (it served none, now sha256:9); not overwriting it"
+    result = CopyResult(
+        "ok",
+        tags=(
+            TagOutcome("1", "copied", platforms=("linux/amd64", "linux/arm64")),
+            TagOutcome("latest", "changed", changed),
+        ),
+    )
+    copied, (one, latest) = summary(result)
+    assert copied.referrers is None and not copied.image_failed
+    assert [exit_code(e) for e in (one, latest)] == ["0", "1"]
+    assert (one.description or "").startswith("@mirror (copied from 127.0.0.1:5000/team/app:1, sha256:")
+    assert (one.description or "").endswith(", 2 platforms: linux/amd64, linux/arm64)")
+    assert latest.description == (
+        f"copy from 127.0.0.1:5000/team/app:1 to {REPOSITORY}:latest at registry 127.0.0.1:5501: {changed}"
+    )
+    found = CopyResult("ok", tags=(TagOutcome("1", "up_to_date"), TagOutcome("latest", "up_to_date")))
+    _, entries = summary(found)
+    assert all((e.description or "").startswith("(up to date: @mirror already serves sha256:") for e in entries)
+
+
+def test_a_failed_image_fails_its_stale_tags_with_its_reason_and_its_up_to_date_tags_for_the_referrers() -> None:
+    reason = "failed at 127.0.0.1:5501 for a blob upload: answered 500 Internal Server Error"
+    failed = CopyResult("error", reason, error_kind="error", tags=(TagOutcome("1", "failed", reason, "error"),))
+    copied, (one, latest) = summary(failed, plan=Plan((SIG,)), up_to_date=True)
+    assert copied.image_failed
+    assert [exit_code(e) for e in (one, latest)] == ["1", "1"]
+    assert one.description == (
+        f"copy from 127.0.0.1:5000/team/app:1 to {REPOSITORY}:1 at registry 127.0.0.1:5501: "
+        f"the registry answered with a server error ({reason})"
+    )
+    subject = f"127.0.0.1:5000/team/app:1 ({resolved().digest[:19]})"
+    assert latest.description == (
+        f"copying what refers to {subject} to {REPOSITORY}:latest at registry 127.0.0.1:5501: {reason}"
+    )
+    # Without referrers to copy, the failure is the image's alone.
+    copied, (one, latest) = summary(failed, keys=("k.pub",), up_to_date=True)
+    assert copied.referrers is None and exit_code(latest) == "-"
+
+
+def test_a_refused_gate_leaves_every_tag_not_attempted_and_names_the_reason() -> None:
+    refused = CopyResult(
+        "unsigned", "no cosign signature verifies against k.pub",
+        tags=(TagOutcome("1", "not_attempted", "x"), TagOutcome("latest", "not_attempted", "x")),
+    )  # fmt: skip
+    copied, entries = summary(refused, keys=("k.pub",))
+    assert copied.referrers == refused and not copied.image_failed
+    assert [e.description for e in entries] == ["`require_signature`: no cosign signature verifies against k.pub"] * 2
+
+
+def test_a_probe_that_answered_nothing_fails_every_tag_with_what_it_said() -> None:
+    _, entries = summary(CopyResult("error", "the registry probe failed: exit code 1"))
+    assert [e.description for e in entries] == [
+        f"copy from 127.0.0.1:5000/team/app:1 to {REPOSITORY}:{tag} at registry 127.0.0.1:5501: "
+        "the registry probe failed: exit code 1"
+        for tag in ("1", "latest")
+    ]
 
 
 def test_referrers_copied_with_the_image_are_named_once_per_repository() -> None:
@@ -240,7 +326,7 @@ def test_referrers_copied_with_the_image_are_named_once_per_repository() -> None
     first, second = destinations(tags=("1", "latest"))
     copied = CopyResult("ok", copied=(SIG, SBOM))
     result = CopyToRepositoryResult(
-        (CopyOutcome(first.reference, 0), CopyOutcome(second.reference, 0)), copied
+        (CopyOutcome(first.reference), CopyOutcome(second.reference)), copied
     )
     entries = repository_packages(source, (first, second), (first, second), result, bash="/bin/bash")
     assert [exit_code(e) for e in entries] == ["0", "0"]
@@ -267,7 +353,7 @@ def test_an_unsigned_image_fails_alone_and_names_the_reason() -> None:
     first, second = destinations(tags=("1", "latest"))
     refused = CopyResult("unsigned", "no signature of sha256:... verifies against keys/cosign.pub")
     result = CopyToRepositoryResult(
-        (CopyOutcome(first.reference, 1, "not copied"), CopyOutcome(second.reference, 1, "not copied")), refused
+        (CopyOutcome(first.reference, "not copied"), CopyOutcome(second.reference, "not copied")), refused
     )
     entries = repository_packages(source, (first, second), (first, second), result, bash="/bin/bash")
     assert [exit_code(e) for e in entries] == ["1", "1"]
@@ -281,7 +367,7 @@ def test_referrers_that_cannot_be_copied_keep_the_image_out_and_fail_every_tag()
     first, second = destinations(tags=("1", "latest"))
     failed_step = CopyResult("error", "127.0.0.1:5501 answered 500 for a mount of sha256:x", error_kind="error")
     # `latest` was up to date; `1` was to be copied.
-    result = CopyToRepositoryResult((CopyOutcome(first.reference, 1, "not copied"),), failed_step)
+    result = CopyToRepositoryResult((CopyOutcome(first.reference, "not copied"),), failed_step)
     entries = repository_packages(source, (first, second), (first,), result, bash="/bin/bash")
     assert [exit_code(e) for e in entries] == ["1", "1"]
     subject = f"127.0.0.1:5000/team/app:1 ({source.digest[:19]})"
@@ -301,7 +387,7 @@ def test_a_refused_referrers_copy_names_the_registry_and_how_to_log_in() -> None
     refused = CopyResult(
         "error", "127.0.0.1:5501 answered 403 Forbidden for an upload of sha256:x into mirror/team/app", error_kind="denied"
     )
-    result = CopyToRepositoryResult((CopyOutcome(destination.reference, 1, "not copied"),), refused)
+    result = CopyToRepositoryResult((CopyOutcome(destination.reference, "not copied"),), refused)
     (entry,) = repository_packages(source, (destination,), (destination,), result, bash="/bin/bash")
     assert (entry.description or "").endswith(
         ": access denied by registry 127.0.0.1:5501 (403: these credentials may not do this); log in with "

@@ -29,7 +29,7 @@ from docker_mirror.target_types import (
 )
 from docker_mirror.oci.untrusted_text import shorten, visible
 from docker_mirror.util_rules.registry_reads import RegistryReads, RegistryReadsRequest, read_failure, read_registries
-from docker_mirror.util_rules.skopeo import at_registry
+from docker_mirror.util_rules.registry_failures import at_registry
 from pants.core.target_types import TargetGeneratorSourcesHelperTarget
 from pants.engine.addresses import Addresses
 from pants.engine.console import Console

@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from docker_mirror.compat import concurrently, digest_contents, process_result, rule_call
+from docker_mirror.compat import concurrently, rule_call
 from docker_mirror.goals.package import BuiltMirrorImage, short_digest, unread_referrers_message
 from docker_mirror.target_types import (
     DockerMirrorImageRegistriesField,
@@ -16,22 +16,27 @@ from docker_mirror.target_types import (
 )
 from docker_mirror.util_rules.destinations import Destination
 from docker_mirror.oci.reference import ImageReference, registry_host
-from docker_mirror.oci.probe_protocol import CopyResult, Plan, ReferrersResult, counted
-from docker_mirror.util_rules.referrers import CopyReferrersRequest, copy_referrers
+from docker_mirror.oci.probe_protocol import (
+    CopyResult,
+    Plan,
+    ReferrersResult,
+    TagCopy,
+    TagOutcome,
+    counted,
+)
+from docker_mirror.util_rules.copies import (
+    CopyImageRequest,
+    CopyOutcome,
+    copy_image,
+    tag_copy_outcome,
+)
 from docker_mirror.util_rules.registry_reads import (
     GeneratorReadsRequest,
     RegistryReads,
     ResolvedSource,
     reads_of,
 )
-from docker_mirror.util_rules.registry_failures import uncopied_referrers
-from docker_mirror.util_rules.skopeo import (
-    DESTINATION_MANIFEST,
-    CopyOutcome,
-    Skopeo,
-    at_registry,
-    copy_outcome,
-)
+from docker_mirror.util_rules.registry_failures import at_registry, uncopied_referrers
 from pants.core.goals.publish import (
     PublishFieldSet,
     PublishOutputData,
@@ -41,9 +46,8 @@ from pants.core.goals.publish import (
 )
 from pants.core.util_rules.system_binaries import BashBinary
 from pants.engine.addresses import Address
-from pants.engine.fs import DigestContents
 from pants.engine.internals.session import RunId
-from pants.engine.process import InteractiveProcess, Process
+from pants.engine.process import InteractiveProcess
 from pants.engine.rules import collect_rules, rule
 from pants.util.logging import LogLevel
 
@@ -60,8 +64,8 @@ def split_up_to_date(
 def by_repository(destinations: Iterable[Destination]) -> tuple[tuple[Destination, ...], ...]:
     """Destinations grouped by registry and repository, in first-seen order.
 
-    The tags of one repository are copied one after the other (the first copy uploads the
-    blobs, the next ones find them there); different repositories are copied concurrently.
+    The tags of one repository are copied by one process (the image once, then each tag);
+    different repositories are copied concurrently.
     """
     groups: dict[tuple[str, str], list[Destination]] = {}
     for destination in destinations:
@@ -202,11 +206,6 @@ def unread_referrers_packages(
     )
 
 
-def destination_manifest(outputs: DigestContents) -> bytes | None:
-    """What a copy's destination served after it (see `skopeo.GUARDED_COPY_SCRIPT`)."""
-    return next((f.content for f in outputs if f.path == DESTINATION_MANIFEST), None)
-
-
 def copied_packages(
     source: ResolvedSource,
     destination: Destination,
@@ -220,7 +219,7 @@ def copied_packages(
     first destination of a repository only)."""
     if outcome.up_to_date:
         return up_to_date_packages(source, destination, referrers=referrers, bash=bash)
-    if outcome.exit_code == 0:
+    if outcome.ok:
         # The platforms as the destination serves them now: the source's body was not read.
         written = (
             dataclasses.replace(source, platforms=outcome.platforms)
@@ -236,11 +235,10 @@ def copied_packages(
             ),
             data=_data(source, "copied", referrers),
         )
-    error = outcome.error or f"skopeo copy exited with {outcome.exit_code}"
     return PublishPackages(
         names=(destination.reference,),
-        process=report_process(bash, exit_code=outcome.exit_code or 1),
-        description=error,
+        process=report_process(bash, exit_code=1),
+        description=outcome.error,
         data=_data(source, "failed"),
     )
 
@@ -274,17 +272,16 @@ class DockerMirrorCopyPublishFieldSet(PublishFieldSet):
 
 @dataclass(frozen=True)
 class CopyToRepositoryRequest:
-    """Copies one resolved source to a single destination repository: first what refers to it
-    that the repository lacks (`referrers`; with `signature_keys`, after checking the image's
-    signature), then the image to its stale tags.
+    """Copies one resolved source to a single destination repository, in one run of the registry
+    probe: first what refers to it that the repository lacks (`referrers`; with
+    `signature_keys`, after checking the image's signature), then the image to its stale tags.
 
-    `destinations` pairs each stale destination reference with the digest it served when it was
-    checked (None: nothing), which the copy verifies before writing; it may be empty when only
-    referrers are missing.
+    `tags` pairs each stale tag with the digest it served when it was checked (None: nothing),
+    which the copy verifies before writing; it may be empty when only referrers are missing.
     """
 
     source: ResolvedSource
-    destinations: tuple[tuple[str, str | None], ...]
+    tags: tuple[TagCopy, ...]
     # `registry/repository`.
     repository: str = ""
     referrers: Plan = Plan()
@@ -294,12 +291,18 @@ class CopyToRepositoryRequest:
     reads_owner: Address | None = None
     reads: RegistryReads | None = None
 
+    def destination(self, tag: TagCopy) -> str:
+        return f"{self.repository}:{tag.tag}"
+
 
 @dataclass(frozen=True)
 class CopyToRepositoryResult:
     outcomes: tuple[CopyOutcome, ...]
-    # What the registry probe did before the image was copied, if it ran.
+    # What the registry probe did of the gate and the referrers, when it had either to do.
     referrers: CopyResult | None = None
+    # The image's own copy failed (each stale tag's outcome says why). What refers to it, which
+    # goes after the image's manifests, was then not copied either (`referrers` says so).
+    image_failed: bool = False
 
 
 # Only a stale run's request meets it (see `copy_to_repository`); no summary shows it.
@@ -308,43 +311,44 @@ SUPERSEDED = "not copied: the registries changed since this copy was decided"
 
 def gated_keys(request: CopyToRepositoryRequest) -> tuple[str, ...]:
     """`require_signature`'s keys, checked only when the image itself is copied."""
-    return request.signature_keys if request.destinations else ()
+    return request.signature_keys if request.tags else ()
 
 
 def has_referrers_step(request: CopyToRepositoryRequest) -> bool:
+    """Whether the copy has the gate (the image is copied and `require_signature` is set) or
+    referrers the repository lacks to see to, before the image."""
     return not request.referrers.empty or bool(gated_keys(request))
 
 
-def referrers_step(request: CopyToRepositoryRequest, run_id: int) -> CopyReferrersRequest | None:
-    """The registry probe's part of a copy, in run `run_id`: the gate (when the image is copied
-    and `require_signature` is set) and the referrers the repository lacks; None when neither."""
-    if not has_referrers_step(request):
-        return None
+def copy_step(request: CopyToRepositoryRequest, run_id: int) -> CopyImageRequest:
+    """What the registry probe is asked to do for the repository, in run `run_id`."""
     source = request.source
     assert source.digest is not None
-    return CopyReferrersRequest(
+    return CopyImageRequest(
         source_repository=ImageReference.parse(source.reference).name,
         subject=source.digest,
         destination_repository=request.repository,
         plan=request.referrers,
         signature_keys=gated_keys(request),
         run_id=run_id,
+        tags=request.tags,
+        platform=source.platform,
     )
 
 
-copy_referrers_of = rule_call(copy_referrers)
+copy_image_of = rule_call(copy_image)
 
 
 @rule(desc="Copying an image to a repository", level=LogLevel.DEBUG)
 async def copy_to_repository(
-    request: CopyToRepositoryRequest, skopeo: Skopeo, run_id: RunId
+    request: CopyToRepositoryRequest, run_id: RunId
 ) -> CopyToRepositoryResult:
     """Copies, in this run, what this run's registry reads decided.
 
-    `run_id` makes this rule run again in every run, and its copies processes of their own (see
-    `Skopeo.copy`), so that no run reuses an earlier run's copy. And with pantsd, while it checks
-    which of the previous run's results still hold, Pants re-runs that run's rules with their
-    old requests, this one included, before it has read the registries anew (its graph
+    `run_id` makes this rule run again in every run, and its copy a process of its own (see
+    `copies.copy_image`), so that no run reuses an earlier run's copy. And with pantsd, while it
+    checks which of the previous run's results still hold, Pants re-runs that run's rules with
+    their old requests, this one included, before it has read the registries anew (its graph
     "cleaning" runs every dependency at once): so a copy waits for this run's reads and goes on
     only if they are the ones it was decided from. Then it is the very copy this run's `publish`
     asks for, which shares its result; otherwise it writes nothing, and `publish` asks for
@@ -354,70 +358,54 @@ async def copy_to_repository(
         reads = await reads_of(GeneratorReadsRequest(request.reads_owner))
         if reads != request.reads:
             return CopyToRepositoryResult(
-                tuple(CopyOutcome(d, 1, SUPERSEDED) for d, _ in request.destinations)
+                tuple(CopyOutcome(request.destination(tag), SUPERSEDED) for tag in request.tags)
             )
-    source = request.source
-    digest = source.digest
-    assert digest is not None
+    # One process: the gate, then the image's blobs and manifests, then what refers to it, then
+    # the index and the tags, so that the mirror never serves the image without what refers to
+    # it; and if the gate refuses the image, or they cannot be copied, no tag is written.
+    result = await copy_image_of(copy_step(request, run_id))
+    return repository_result(request, result)
 
-    # What refers to the image goes first, so that the mirror never serves the image without
-    # it; and if the gate refuses the image, or they cannot be copied, the image is not copied.
-    step = referrers_step(request, run_id)
-    referrers = await copy_referrers_of(step) if step is not None else None
-    if referrers is not None and not referrers.ok:
-        return CopyToRepositoryResult(
-            tuple(CopyOutcome(d, 1, f"not copied: {referrers.message}") for d, _ in request.destinations),
-            referrers,
+
+def repository_result(request: CopyToRepositoryRequest, result: CopyResult) -> CopyToRepositoryResult:
+    """What the probe's copy (`result`) did for each stale tag, and of the gate and referrers."""
+    failed = image_failure(result)
+    referrers: CopyResult | None = result if has_referrers_step(request) else None
+    if referrers is not None and not referrers.ok and failed is not None:
+        # Not the gate's nor the referrers' failure: the image's, which kept the referrers the
+        # repository lacks from being copied (the gate, if any, had let the image through).
+        referrers = (
+            CopyResult("error", failed.message, error_kind=failed.error_kind)
+            if not request.referrers.empty
+            else None
         )
-    if not request.destinations:
-        return CopyToRepositoryResult((), referrers)
-
-    def copy(destination: str, seen: str | None) -> Process:
-        return skopeo.copy(
-            source.pinned,
-            destination,
-            platform=source.platform,
-            want=digest,
-            seen=seen,
-            run_id=run_id,
-        )
-
-    # The first tag uploads the blobs; the others then only add a manifest, concurrently.
-    (first, first_seen), *others = request.destinations
-    first_result = await process_result(copy(first, first_seen))
-    first_written = await digest_contents(first_result.output_digest)
-    first_outcome = copy_outcome(
-        source.reference, first, first_result, destination_manifest(first_written)
-    )
-    if first_outcome.exit_code != 0:
+    elif referrers is not None and not referrers.ok:
         return CopyToRepositoryResult(
-            (
-                first_outcome,
-                *(
-                    CopyOutcome(
-                        other,
-                        first_outcome.exit_code,
-                        f"{first_outcome.error}; this tag was not attempted after it",
-                    )
-                    for other, _ in others
-                ),
+            tuple(
+                CopyOutcome(request.destination(tag), f"not copied: {referrers.message}")
+                for tag in request.tags
             ),
             referrers,
         )
-    other_results = await concurrently(process_result(copy(other, seen)) for other, seen in others)
-    others_written = await concurrently(
-        digest_contents(result.output_digest) for result in other_results
-    )
     return CopyToRepositoryResult(
-        (
-            first_outcome,
-            *(
-                copy_outcome(source.reference, other, result, destination_manifest(written))
-                for (other, _), result, written in zip(others, other_results, others_written)
-            ),
+        tuple(
+            tag_copy_outcome(
+                request.source.reference,
+                request.destination(tag),
+                result.tag_outcome(tag.tag),
+                result,
+            )
+            for tag in request.tags
         ),
         referrers,
+        image_failed=failed is not None,
     )
+
+
+def image_failure(result: CopyResult) -> TagOutcome | None:
+    """The first tag the image's own copy failed, if it did: every tag is then "failed", where
+    a refusal by the gate or a failure of the referrers leaves each "not_attempted"."""
+    return next((tag for tag in result.tags if tag.outcome == "failed"), None)
 
 
 copy_to = rule_call(copy_to_repository)
@@ -440,14 +428,15 @@ def repository_packages(
     failed referrers step fails every tag it kept from being copied, or that lacks it."""
     referrers = result.referrers if result is not None else None
     outcomes = {o.destination: o for o in result.outcomes} if result is not None else {}
+    image_failed = result is not None and result.image_failed
     entries = []
     for index, destination in enumerate(group):
         reported = referrers if index == 0 or (referrers is not None and not referrers.ok) else None
         if destination in stale:
             outcome = outcomes[destination.reference]
-            if referrers is not None and not referrers.ok:
+            if referrers is not None and not referrers.ok and not image_failed:
                 outcome = CopyOutcome(
-                    destination.reference, 1, referrers_failure(source, destination, referrers)
+                    destination.reference, referrers_failure(source, destination, referrers)
                 )
             entries.append(
                 copied_packages(source, destination, outcome, bash=bash, referrers=reported)
@@ -516,7 +505,7 @@ async def publish_docker_mirror_image(
         requests = {
             index: CopyToRepositoryRequest(
                 source,
-                tuple((d.reference, seen.get(d.reference)) for d in group if d in stale),
+                tuple(TagCopy(d.tag, seen.get(d.reference)) for d in group if d in stale),
                 repository=repository_of(group[0]),
                 referrers=(
                     image.referrers.plan_for(repository_of(group[0]))
@@ -532,7 +521,7 @@ async def publish_docker_mirror_image(
         needed = {
             index: request
             for index, request in requests.items()
-            if request.destinations or has_referrers_step(request)
+            if request.tags or has_referrers_step(request)
         }
         results = dict(zip(needed, await concurrently(copy_to(r) for r in needed.values())))
         for index, group in enumerate(groups):

@@ -1,13 +1,10 @@
 """The `method="copy"` package and publish rules through Pants' engine (RuleRunner), running the
-real `skopeo` against real registries on loopback. No Docker engine is involved."""
+real registry probe against real registries on loopback. No Docker engine is involved."""
 
 from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Callable
 
@@ -19,13 +16,11 @@ from docker_mirror.goals.publish import (
     PublishDockerMirrorImageRequest,
 )
 from docker_mirror.util_rules.registry_reads import GeneratorReadsRequest, RegistryReads
-from docker_mirror.oci.manifests import manifest_digest
-from docker_mirror.util_rules.skopeo import Skopeo
+from docker_mirror.oci.probe_protocol import CopyResult, Plan, TagCopy, TagOutcome
+from docker_mirror.util_rules.copies import CopyImageRequest
 from docker_mirror_testutil.images import OciImage, push_oci_image
-from docker_mirror_testutil.machine import require_skopeo
 from docker_mirror_testutil.registries import Registry, htpasswd_entry, more_than_heads, requests_for
 from docker_mirror_testutil.rule_runner_options import pex_building_options
-from docker_mirror_testutil.skopeo_tap import SkopeoTap
 from pants.backend.docker.target_types import DockerImageTarget
 from pants.core.goals.package import BuiltPackage
 from pants.core.goals.publish import PublishPackages, PublishProcesses
@@ -33,8 +28,7 @@ from pants.core.target_types import TargetGeneratorSourcesHelperTarget
 from pants.core.util_rules import system_binaries
 from pants.engine.addresses import Address
 from pants.engine.fs import Digest, DigestContents
-from pants.engine.process import InteractiveProcess, Process
-from pants.util.frozendict import FrozenDict
+from pants.engine.process import InteractiveProcess
 from pants.testutil.rule_runner import QueryRule, RuleRunner, mock_console
 
 PASSWORD = "s3cret-mirror-pw"
@@ -42,7 +36,6 @@ PASSWORD = "s3cret-mirror-pw"
 
 @pytest.fixture
 def rule_runner() -> RuleRunner:
-    require_skopeo()
     return RuleRunner(
         rules=[
             *register.rules(),
@@ -51,6 +44,7 @@ def rule_runner() -> RuleRunner:
             QueryRule(PublishProcesses, [PublishDockerMirrorImageRequest]),
             QueryRule(RegistryReads, [GeneratorReadsRequest]),
             QueryRule(DigestContents, [Digest]),
+            QueryRule(CopyResult, [CopyImageRequest]),
         ],
         target_types=[
             *register.target_types(),
@@ -265,21 +259,11 @@ def test_credentials_come_from_the_docker_config_and_stay_out_of_argv_and_output
     image = push_oci_image(f"{upstream.address}/team/app:2", "auth")
     mirror_spec(rule_runner, f"{upstream.address}/team/app:2 AS app\n")
 
-    # Every skopeo the rules run is the real one, through a tap that records what it printed.
-    tap = SkopeoTap.install(tmp_path / "tap")
-    search_path = f"--docker-mirror-executable-search-paths=['{tap.bin}']"
-
-    # Without credentials: a failure that says so.
-    configure(rule_runner, mirror, search_path)
+    # Without credentials: a failure that says so, naming the registry.
+    configure(rule_runner, mirror)
     _, (denied,) = package_and_publish(rule_runner, "app")
     assert outcome(rule_runner, denied) == "failed"
-    assert "access denied" in (denied.description or "")
-    # ... and that comes from the registry's answer to the real skopeo.
-    denied_runs = tap.runs()
-    assert any(
-        run.exit_code != 0 and b"authentication required" in run.stderr for run in denied_runs
-    ), denied_runs
-    tap.clear()
+    assert f"access denied by registry {mirror.address}" in (denied.description or "")
 
     docker_config = tmp_path / "docker-config"
     docker_config.mkdir()
@@ -287,56 +271,13 @@ def test_credentials_come_from_the_docker_config_and_stay_out_of_argv_and_output
     (docker_config / "config.json").write_text(
         json.dumps({"auths": {mirror.address: {"auth": auth}}})
     )
-    configure(rule_runner, mirror, search_path, env={"DOCKER_CONFIG": str(docker_config)})
+    configure(rule_runner, mirror, env={"DOCKER_CONFIG": str(docker_config)})
     _, (job,) = package_and_publish(rule_runner, "app")
 
     assert outcome(rule_runner, job) == "published", job.description
     assert PASSWORD not in repr(job) and auth not in repr(job)
-    assert _digest_with_auth(mirror, "mirror/team/app:2", docker_config) == image.index
-    # The real runs: the copy to the mirror succeeded with the Docker config named in its
-    # environment, and no run had the secret in its argv, environment, stdout or stderr.
-    runs = tap.runs()
-    copies = [run for run in runs if run.command == "copy"]
-    assert [run.exit_code for run in copies] == [0], runs
-    assert f"docker://{mirror.address}/mirror/team/app:2" in copies[0].argv
-    assert f"DOCKER_CONFIG=\"{docker_config}\"" in copies[0].env
-    assert [run for run in runs if run.command == "inspect"], "the destination was read"
-    for run in denied_runs + runs:
-        for secret in (PASSWORD, auth):
-            assert secret.encode() not in run.everything(), run
-
-
-def _digest_with_auth(registry: Registry, reference: str, docker_config: Path) -> str:
-    """The digest `reference` serves, read with the credentials of `docker_config`."""
-    raw = subprocess.run(
-        [
-            "skopeo",
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            f"docker://{registry.address}/{reference}",
-        ],
-        env={**os.environ, "DOCKER_CONFIG": str(docker_config)},
-        capture_output=True,
-        check=True,
-    ).stdout
-    return manifest_digest(raw)
-
-
-def test_missing_skopeo_names_the_packages_to_install(
-    rule_runner: RuleRunner, registries: Callable[..., Registry], tmp_path: Path
-) -> None:
-    # skopeo is needed once there is something to copy: a source that resolves.
-    upstream, mirror = registries(), registries()
-    push_oci_image(f"{upstream.address}/team/app:1", "no skopeo")
-    configure(rule_runner, mirror, f"--docker-mirror-executable-search-paths=['{tmp_path}']")
-    mirror_spec(rule_runner, f"{upstream.address}/team/app:1 AS app\n")
-    with pytest.raises(Exception) as exc:
-        package_and_publish(rule_runner, "app")
-    message = str(exc.value)
-    assert "Cannot find `skopeo`" in message
-    assert "apt-get install skopeo" in message and "dnf install skopeo" in message
-    assert "brew install skopeo" in message
+    assert PASSWORD not in repr(denied) and auth not in repr(denied)
+    assert mirror.manifest_digest("mirror/team/app", "2", authorization=f"Basic {auth}") == image.index
 
 
 def test_oci_image_helper_is_reproducible(registries: Callable[..., Registry]) -> None:
@@ -349,61 +290,42 @@ def test_oci_image_helper_is_reproducible(registries: Callable[..., Registry]) -
 
 
 def test_a_repeated_copy_neither_pushes_again_nor_overwrites_a_newer_image(
-    registries: Callable[..., Registry]
+    rule_runner: RuleRunner, registries: Callable[..., Registry]
 ) -> None:
     """With pantsd, Pants may re-run a previous run's copy process while it checks whether that
     run's results can be reused: the copy must then be harmless."""
-    require_skopeo()
     upstream, mirror = registries(), registries()
     old = push_oci_image(f"{upstream.address}/team/app:1", "old")
-    skopeo = Skopeo(
-        shutil.which("skopeo") or "skopeo", shutil.which("bash") or "bash", FrozenDict()
-    )
-    destination = f"{mirror.address}/mirror/team/app:1"
-    old_copy = skopeo.copy(
-        f"{upstream.address}/team/app@{old.index}",
-        destination,
-        platform=None,
-        want=old.index,
-        seen=None,
-        run_id=1,
-    )
+    configure(rule_runner, mirror)
+    runs = iter(range(1, 100))
 
-    def run(process: Process) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            process.argv, env=dict(process.env), capture_output=True, cwd=mirror.state_dir
-        )
+    def copy(image: OciImage, seen: str | None) -> TagOutcome:
+        """The copy rule's copy of `image` to the mirror's `mirror/team/app:1`, which served
+        `seen` when it was checked; a process of its own each time (another run id)."""
+        request = CopyImageRequest(
+            f"{upstream.address}/team/app", image.index, f"{mirror.address}/mirror/team/app", Plan(),
+            next(runs), tags=(TagCopy("1", seen),),
+        )  # fmt: skip
+        result = rule_runner.request(CopyResult, [request])
+        assert result.ok, result
+        (tag,) = result.tags
+        return tag
 
-    assert run(old_copy).returncode == 0
+    assert copy(old, None).outcome == "copied"
     assert mirror.manifest_digest("mirror/team/app", "1") == old.index
 
     # Run again: the destination already serves the digest, so nothing is written.
     seen = len(mirror.access_log())
-    again = run(old_copy)
-    assert again.returncode == 0 and b"up to date" in again.stdout
-    # The guard's read of the destination is there; once the log has settled, nothing else is.
+    assert copy(old, None).outcome == "up_to_date"
     new_requests = mirror.settled_access_log()[seen:]
-    assert requests_for(new_requests, "GET", "/v2/mirror/team/app/manifests/1"), new_requests
-    assert not [line for line in new_requests if '"GET ' not in line], new_requests
+    assert new_requests, "the copy read the destination"
+    assert not [line for line in new_requests if not line.split('"')[1].startswith(("GET ", "HEAD "))], new_requests
 
     # A newer copy lands; the old one, run again, refuses to overwrite it.
     new = push_oci_image(f"{upstream.address}/team/app:1", "new")
-    assert (
-        run(
-            skopeo.copy(
-                f"{upstream.address}/team/app@{new.index}",
-                destination,
-                platform=None,
-                want=new.index,
-                seen=old.index,
-                run_id=2,
-            )
-        ).returncode
-        == 0
-    )
-    stale = run(old_copy)
-    assert stale.returncode == 75
-    assert b"changed since it was checked" in stale.stderr
+    assert copy(new, old.index).outcome == "copied"
+    stale = copy(old, None)
+    assert stale.outcome == "changed" and "changed since it was checked" in (stale.message or ""), stale
     assert mirror.manifest_digest("mirror/team/app", "1") == new.index
 
 

@@ -7,8 +7,8 @@ from pants.option.option_types import IntOption, ShellStrListOption, StrListOpti
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import softwrap
 
-# Where skopeo (containers/image) and Docker look for credentials and their own configuration;
-# always passed through to the processes that reach registries.
+# Where Docker and the containers tools (`skopeo login`, `podman login`) keep credentials, which
+# the registry probe reads; always passed through to the processes that reach registries.
 CREDENTIAL_ENV_VARS = ("DOCKER_CONFIG", "REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "HOME")
 
 
@@ -17,22 +17,23 @@ class DockerMirrorSubsystem(Subsystem):
     help = softwrap(
         """
         Options for `docker_mirror_images(method="copy")`, which mirrors images registry to
-        registry with `skopeo copy`, keeping every platform and every digest, with no Docker
-        engine.
+        registry, keeping every platform and every digest, with no Docker engine and no other
+        tool: Pants runs its own registry client, the registry probe.
 
         Destinations come from `[docker].registries` as for `docker_image`. Credentials come
         from the Docker config (`$DOCKER_CONFIG/config.json`, `~/.docker/config.json`) or the
         containers auth file (`$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`),
-        as `docker login` and `skopeo login` write them; they are never passed on the command
-        line nor printed.
+        as `docker login`, `podman login` and `skopeo login` write them; they are never passed
+        on the command line nor printed.
         """
     )
 
     class EnvironmentAware(ExecutableSearchPathsOptionMixin, Subsystem.EnvironmentAware):
         executable_search_paths_help = softwrap(
             """
-            The directories to look for `skopeo` in, first match wins (like
-            `[docker].executable_search_paths` for `docker`).
+            The `PATH` of the registry probe, the process that reads and copies images: where
+            it finds the Docker credential helpers (`docker-credential-<name>`) that a Docker
+            config's `credsStore` or `credHelpers` names.
             """
         )
 
@@ -47,8 +48,8 @@ class DockerMirrorSubsystem(Subsystem):
             ],
             help=softwrap(
                 f"""
-                Environment variables to set for `skopeo`, besides the ones it finds credentials
-                and its configuration with, which are always passed on when set
+                Environment variables to set for the registry probe, besides the ones it finds
+                credentials with, which are always passed on when set
                 ({", ".join(f"`{name}`" for name in CREDENTIAL_ENV_VARS)}).
 
                 Entries are either `NAME=value` to set a value, or just `NAME` to copy the value
@@ -86,7 +87,7 @@ class DockerMirrorSubsystem(Subsystem):
             """
             How many times to retry a transient failure of a registry (a 429 answer, a 5xx
             answer, a dropped connection), with exponential backoff, when reading registries and
-            when copying (`skopeo copy --retry-times`). A `Retry-After` answer is honoured up to
+            when copying, request by request. A `Retry-After` answer is honoured up to
             `max_retry_wait`; a rate limit that outlasts the retries fails the image with a
             message naming the registry and the limit.
             """
@@ -128,9 +129,9 @@ class DockerMirrorSubsystem(Subsystem):
         default=3600,
         help=softwrap(
             """
-            The longest one attempt to copy an image may take, in seconds (`skopeo
-            --command-timeout`), so that a registry that stalls in the middle of a transfer
-            fails that image instead of hanging the run. 0: no limit.
+            The longest the copy of an image to one destination repository may take, in
+            seconds, with what refers to it and its tags, so that a registry that stalls in the
+            middle of a transfer fails that image instead of hanging the run. 0: no limit.
             """
         ),
         advanced=True,

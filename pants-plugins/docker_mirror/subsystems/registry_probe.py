@@ -24,7 +24,8 @@ class RegistryProbeSubsystem(ToolLockfileRules, PythonToolRequirementsBase):
     help_short = softwrap(
         """
         The registry probe: the program `docker_mirror_images(method="copy")` and
-        `docker-mirror-pin` read registries with, one `HEAD` request per image reference.
+        `docker-mirror-pin` read registries with, one `HEAD` request per image reference, and
+        that copy mode copies images with.
         """
     )
     help = help_short

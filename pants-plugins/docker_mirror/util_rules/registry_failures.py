@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from docker_mirror.oci.reference import registry_host
+
 # The probe's outcomes for a refused request: 401 (no or wrong credentials) and 403.
 ACCESS_DENIED = ("unauthorized", "denied")
 # Outcomes that fail every request to a registry alike: no setting of one image gets past them.
@@ -13,6 +15,11 @@ REGISTRY_WIDE = (*ACCESS_DENIED, "unreachable", "tls", "rate_limited")
 REFERRERS_OFF_HINT = (
     "`referrers=False` copies it without its signatures, attestations and SBOMs"
 )
+
+
+def at_registry(reference: str) -> str:
+    """`<reference> at registry <host>`, naming Docker Hub when the reference has no host."""
+    return f"{reference} at registry {registry_host(reference)}"
 
 
 def login_hint(registry: str) -> str:
@@ -32,7 +39,7 @@ def access_denied(kind: str, registry: str, why: str | None = None) -> str:
 
 def named_registry(message: str, candidates: Sequence[str]) -> str | None:
     """Which of `candidates` (registry hosts) a failure message is about: the one it names last
-    (the operation that failed comes last in skopeo's and the probe's messages), else None."""
+    (the operation that failed comes last in the probe's messages), else None."""
     found = [(message.rfind(candidate), candidate) for candidate in candidates if candidate]
     named = [(position, candidate) for position, candidate in found if position >= 0]
     return max(named)[1] if named else None

@@ -47,8 +47,7 @@ from docker_mirror.target_types import (
 )
 from docker_mirror.util_rules.destinations import Destination, mirror_destinations
 from docker_mirror.util_rules.registry_client import RegistryClientEnvironment
-from docker_mirror.util_rules.registry_failures import ACCESS_DENIED, access_denied
-from docker_mirror.util_rules.skopeo import at_registry
+from docker_mirror.util_rules.registry_failures import ACCESS_DENIED, access_denied, at_registry
 from pants.backend.docker.subsystems.docker_options import DockerOptions
 from pants.backend.python.util_rules.pex import VenvPexProcess
 from pants.engine.addresses import Address, Addresses
@@ -65,7 +64,7 @@ RESULT_FILE = "probe-result.json"
 
 NOT_FOUND = "not_found"
 
-# What a probe outcome means, in the words the summary uses for skopeo's failures too (a 401 or
+# What a probe outcome means, in the words the summary uses for reads and copies alike (a 401 or
 # 403 is `registry_failures.access_denied`).
 OUTCOME_MEANINGS = {
     NOT_FOUND: "not found",
