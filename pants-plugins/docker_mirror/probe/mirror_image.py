@@ -1,6 +1,6 @@
 """Copying an image with its referrers and tags (a `CopyRequest` with `tags`), in the order that
 never lets the destination serve the image without them: the gate, blobs, platform manifests,
-referrers, the index, then each tag that still serves what it served when it was checked."""
+referrers, then the index under each tag that still serves what it served when it was checked."""
 
 from __future__ import annotations
 
@@ -101,14 +101,9 @@ async def copy_image(
     if not result.ok or not graph:
         return CopyResult(result.outcome, result.message, result.copied, result.verified_by, result.error_kind,
                           tags=every_tag("not_attempted", result.message))  # fmt: skip
+    # The index (or single manifest) is written by its tags' `PUT`s, which store it by digest
+    # too: one request each, as `skopeo copy` makes, and never before what it names.
     (node,) = graph
-    try:
-        if not node.present:
-            await destination.registry.put_manifest(destination.repository, node.digest, node.body, node.media_type)
-    except RegistryError as e:
-        message, kind = clean(str(e)), _kind(e)
-        return CopyResult(result.outcome, result.message, result.copied, result.verified_by, result.error_kind,
-                          tags=every_tag("failed", message, kind))  # fmt: skip
     platforms = _platforms(node.body)
     outcomes = await asyncio.gather(*(_write_tag(destination, tag, node, platforms, clean) for tag in request.tags))
     return CopyResult(result.outcome, result.message, result.copied, result.verified_by, result.error_kind,
