@@ -138,3 +138,21 @@ def test_a_failure_says_what_kind_it_is_so_the_plugin_can_say_what_to_do() -> No
         return [registry._failed("x", status).outcome for status in (401, 403, 500)]
 
     assert asyncio.run(outcomes()) == ["unauthorized", "denied", "error"]
+
+
+def test_the_probe_starts_without_cryptography(tmp_path: Path) -> None:
+    """Every copy and read pays the probe's start-up; only a signature check needs `cryptography`."""
+    import subprocess
+    import sys
+
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"version": 1, "requests": []}))
+    check = (
+        "import sys\nfrom docker_mirror.probe.cli import main\n"
+        "assert main(sys.argv[1:]) == 0\n"
+        "assert 'cryptography' not in sys.modules, 'cryptography imported at start-up'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check, str(request), str(tmp_path / "result.json")],
+                          capture_output=True, text=True, env={"PYTHONPATH": ":".join(sys.path)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "result.json").read_text())["results"] == []

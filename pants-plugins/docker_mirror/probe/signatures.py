@@ -8,12 +8,10 @@ import binascii
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 from docker_mirror.oci.media_types import (
     BUNDLE_PREDICATE_ANNOTATION,
@@ -38,10 +36,18 @@ class InvalidKey(ValueError):
 @dataclass(frozen=True)
 class PublicKey:
     name: str  # where it came from, as the user wrote it: `keys/cosign.pub`
-    key: ec.EllipticCurvePublicKey
+    key: "ec.EllipticCurvePublicKey"
+
+
+# `cryptography` is imported by the functions that use it: only a run that checks signatures
+# needs it, and it is a tenth of the probe's start-up (every copy and read pays the start-up).
 
 
 def load_public_key(name: str, pem: bytes) -> PublicKey:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
     try:
         key = load_pem_public_key(pem)
     except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -168,6 +174,10 @@ def bundle_signatures(where: str, bundle: bytes) -> List[Signature]:
 
 
 def _verifies(key: PublicKey, signature: Signature) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     try:
         key.key.verify(signature.signature, signature.signed, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError):
