@@ -110,7 +110,10 @@ def prepare(bench: Bench, repo: PantsRepo, sizes: ScaleSizes) -> Scale:
         repo.write(
             {f"{directory(size)}/BUILD": generator, f"{directory(size)}/images.txt": "".join(f"{r}\n" for r in references[:size])}
         )
-    repo.write({f"{WAN_DIRECTORY}/BUILD": generator, f"{WAN_DIRECTORY}/images.txt": "".join(f"{r}\n" for r in wan)})
+    # The latency lines name the proxy, so they are other sources for the same destination tags:
+    # a repository of their own keeps the generators from clashing.
+    wan_generator = generator.replace("method='copy'", "method='copy', repository='wan/{target_repository}'")
+    repo.write({f"{WAN_DIRECTORY}/BUILD": wan_generator, f"{WAN_DIRECTORY}/images.txt": "".join(f"{r}\n" for r in wan)})
     return Scale(repo, upstream, proxy, references, wan, sizes)
 
 
