@@ -391,18 +391,21 @@ class _Source:
     source's) raised as `BodyFailed`, so that the upload fails with them at once rather than as
     a broken connection to retry; and each stream closed by `aclose()` once the request is over
     (aiohttp leaves one it stopped reading, after an early answer, to be finalized at exit, where
-    the streams inside it may be closed first)."""
+    the streams inside it may be closed first). A new attempt's stream first closes those of
+    the attempts before it (over by then): one that a broken connection left part-read holds
+    its source request (a connection, a slot of the source registry's concurrency) until then."""
 
     def __init__(self, chunks: Callable[[], AsyncIterable[bytes]]) -> None:
         self._chunks = chunks
         self._made: List[AsyncIterator[bytes]] = []
 
     def __call__(self) -> AsyncIterator[bytes]:
-        stream = self._stream()
+        stream = self._stream(list(self._made))
         self._made.append(stream)
         return stream
 
-    async def _stream(self) -> AsyncIterator[bytes]:
+    async def _stream(self, earlier: List[AsyncIterator[bytes]]) -> AsyncIterator[bytes]:
+        await _close(earlier)
         source = self._chunks()
         try:
             async for chunk in source:
@@ -415,11 +418,15 @@ class _Source:
                 await close()
 
     async def aclose(self) -> None:
-        for stream in self._made:
-            try:
-                await stream.aclose()  # type: ignore[attr-defined]
-            except RuntimeError:  # still being read: it ends with its request
-                pass
+        await _close(self._made)
+
+
+async def _close(streams: List[AsyncIterator[bytes]]) -> None:
+    for stream in streams:
+        try:
+            await stream.aclose()  # type: ignore[attr-defined]
+        except RuntimeError:  # still being read: it ends with its request
+            pass
 
 
 def _range_end(value: Optional[str]) -> Optional[int]:

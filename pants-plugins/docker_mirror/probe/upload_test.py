@@ -69,14 +69,22 @@ class UploadRegistry:
         return Reply(405)
 
 
-def upload(server: HostileServer, data: bytes, *, times: int = 1, address: Optional[str] = None) -> None:
-    """Uploads `data` `times` to `server` (or through a proxy at `address` in front of it)."""
+def upload(server: HostileServer, data: bytes, *, times: int = 1, address: Optional[str] = None,
+           streams: Optional[List[str]] = None) -> None:
+    """Uploads `data` `times` to `server` (or through a proxy at `address` in front of it);
+    `streams` records each source stream's "open" and "closed"."""
     digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
     address = address or server.address
+    events: List[str] = [] if streams is None else streams
 
     async def chunks() -> AsyncIterator[bytes]:
-        for start in range(0, len(data), 1000):
-            yield data[start : start + 1000]
+        events.append("open")
+        try:
+            for start in range(0, len(data), 1000):
+                yield data[start : start + 1000]
+                await asyncio.sleep(0)
+        finally:
+            events.append("closed")
 
     async def main() -> None:
         session = RegistrySession(
@@ -207,3 +215,15 @@ def test_a_connection_reset_in_the_middle_of_the_body_is_retried_at_once_and_nam
     assert sent == ["PATCH" if chunked else "PUT"] * 3
     assert elapsed < 4, elapsed
     assert registry.stored == {}
+
+
+def test_a_new_attempt_closes_the_source_stream_that_a_broken_one_left_first() -> None:
+    """The first `PUT` cut 4,000 bytes in: its part-read source stream (in a copy, a request to
+    the source registry holding one of its slots) is closed before the next attempt's opens."""
+    registry = UploadRegistry()
+    cut = rules(Rule(Reset(4000), methods=frozenset({"PUT"}), path="/blobs/uploads/", times=1))
+    streams: List[str] = []
+    with HostileServer.start(registry) as server, FaultProxy.start(server.address, cut) as proxy:
+        upload(server, DATA, address=proxy.address, streams=streams)
+    assert streams == ["open", "closed", "open", "closed"]
+    assert list(registry.stored.values()) == [DATA]
