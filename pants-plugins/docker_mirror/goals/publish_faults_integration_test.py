@@ -285,8 +285,12 @@ def test_a_connection_reset_in_the_middle_of_a_blob_upload_leaves_no_tag_and_the
     cut = [r for r in proxy.requests() if r.fault == "reset"]
     assert cut and all(r.method in ("PATCH", "PUT") for r in cut), proxy.requests()
     line = next(l for l in first.stderr.splitlines() if f"✕ {proxy.address}/mirror/{directory}/big:1 failed" in l)
-    # Named: the image, the registry, and the fault.
+    # Named: the image, the registry, the fault (seen as a reset, not waited out as a timeout),
+    # and the request it cut; never the upload session's URL (its signed `_state`).
     assert f"at registry {proxy.address}" in line and "the connection to the registry was lost" in line, line
+    assert "connection reset" in line and "timed out" not in line, line
+    assert "uploading blob sha256:" in line and f" to {proxy.address}/mirror/{directory}/big " in line, line
+    assert "/blobs/uploads/" not in first.stderr + first.stdout and "_state" not in first.stderr + first.stdout
     now = assert_destination_consistent(destination, expected(directory, digests))
     assert (f"mirror/{directory}/big", "1") not in now  # no partial tag
 

@@ -18,7 +18,7 @@ from docker_mirror.probe.auth import Scope
 from docker_mirror.oci.media_types import OCI_INDEX, REFERRER_ACCEPT
 from docker_mirror.probe.manifests import probe_manifest
 from docker_mirror.probe.mirror_referrers import Served
-from docker_mirror.probe.referrers import MAX_LISTING_BYTES, MAX_REFERRERS, ReferrersError, index_entries
+from docker_mirror.probe.referrers import MAX_LISTING_BYTES, MAX_REFERRERS, ReferrersError, index_entries, short
 from docker_mirror.oci.reference import ImageReference, parse_reference
 from docker_mirror.probe.registry import Answer, RegistryError, RegistrySession, reason_phrase
 from docker_mirror.probe.transport import BodyFailed, HttpError
@@ -71,9 +71,19 @@ class Distribution:
         self._monolithic = True
         self._chunk_min = 0
 
+    def _shown(self, repository: str, reference: str) -> str:
+        """host/repository:tag, or @sha256:<12 hex>."""
+        at = f"@{short(reference)}" if reference.startswith("sha256:") else f":{reference}"
+        return f"{self.name}/{repository}{at}"
+
     def _reference(self, repository: str, reference: str) -> ImageReference:
         separator = "@" if reference.startswith("sha256:") else ":"
         return parse_reference(f"{self.name}/{repository}{separator}{reference}")
+
+    def _doing(self, verb: str, digest: str, preposition: str, repository: str) -> str:
+        """What a blob request is for, in messages: "uploading blob sha256:<12 hex> to
+        host/repository" (never a URL: an upload session's holds its signed state)."""
+        return f"{verb} blob {short(digest)} {preposition} {self.name}/{repository}"
 
     def _failed(self, what: str, status: int) -> RegistryError:
         phrase = f" {reason_phrase(status)}" if reason_phrase(status) else ""
@@ -211,8 +221,8 @@ class Distribution:
         return None
 
     async def read_blob(self, repository: str, digest: str, limit: int) -> bytes:
-        answer = await self._request("GET", f"/v2/{repository}/blobs/{digest}", repository,
-                                     f"blob {digest}", limit=limit)  # fmt: skip
+        answer = await self._request("GET", f"/v2/{repository}/blobs/{digest}", repository, f"blob {digest}",
+                                     limit=limit, doing=self._doing("reading", digest, "from", repository))  # fmt: skip
         if answer.status != 200:
             raise self._failed(f"blob {digest} of {repository}", answer.status)
         if f"sha256:{hashlib.sha256(answer.body).hexdigest()}" != digest:
@@ -225,7 +235,8 @@ class Distribution:
         completes; the destination checks the digest of what it received too)."""
         what = f"blob {digest} of {repository}"
         async with self.session.stream("GET", f"/v2/{repository}/blobs/{digest}", scopes=_scopes(repository),
-                                       subject=f"blob {digest}") as response:  # fmt: skip
+                                       subject=f"blob {digest}",
+                                       doing=self._doing("reading", digest, "from", repository)) as response:  # fmt: skip
             if response.status != 200:
                 raise self._failed(what, response.status)
             hashed, received = hashlib.sha256(), 0
@@ -249,7 +260,8 @@ class Distribution:
                 yield held
 
     async def has_blob(self, repository: str, digest: str) -> bool:
-        answer = await self._request("HEAD", f"/v2/{repository}/blobs/{digest}", repository, f"blob {digest}")
+        answer = await self._request("HEAD", f"/v2/{repository}/blobs/{digest}", repository, f"blob {digest}",
+                                     doing=self._doing("checking for", digest, "at", repository))  # fmt: skip
         if answer.status in (200, 404):
             return answer.status == 200
         raise self._failed(f"blob {digest} of {repository}", answer.status)
@@ -258,6 +270,7 @@ class Distribution:
         answer = await self._request(
             "POST", f"/v2/{repository}/blobs/uploads/?mount={digest}&from={source_repository}", repository,
             f"a mount of {digest}", write=True, mount_from=source_repository,
+            doing=self._doing("mounting", digest, "into", repository),
         )  # fmt: skip
         if answer.status == 201:
             return True
@@ -280,7 +293,7 @@ class Distribution:
                     done = await self._request(
                         "PUT", location.update_query({"digest": digest}), repository, f"an upload of {digest}",
                         write=True, headers=[("Content-Type", "application/octet-stream")], body=source,
-                        content_length=size,
+                        content_length=size, doing=self._doing("uploading", digest, "to", repository),
                     )  # fmt: skip
                 except BodyFailed as failed:
                     raise failed.error from None  # the source's failure, not this registry's
@@ -300,8 +313,8 @@ class Distribution:
         await self._put_chunked(repository, digest, size, chunks)
 
     async def _upload_session(self, repository: str, digest: str) -> URL:
-        started = await self._request("POST", f"/v2/{repository}/blobs/uploads/", repository,
-                                      f"an upload of {digest}", write=True)  # fmt: skip
+        started = await self._request("POST", f"/v2/{repository}/blobs/uploads/", repository, f"an upload of {digest}",
+                                      write=True, doing=self._doing("uploading", digest, "to", repository))  # fmt: skip
         location = started.location if started.status == 202 else None
         if location is None:
             raise self._failed(f"an upload of {digest} into {repository}", started.status)
@@ -333,6 +346,7 @@ class Distribution:
             location = await self._patch(repository, digest, location, b"".join(pieces), offset)
         done = await self._request(
             "PUT", location.update_query({"digest": digest}), repository, f"an upload of {digest}", write=True,
+            doing=self._doing("uploading", digest, "to", repository),
         )  # fmt: skip
         if done.status != 201:
             raise self._failed(f"an upload of {digest} into {repository}", done.status)
@@ -341,7 +355,7 @@ class Distribution:
         """Sends `chunk` (bytes `offset`... of the blob); the session's next location. After a
         416 (a `PATCH` that arrived in part before its retry), the rest from where the registry
         says it is."""
-        what = f"an upload of {digest}"
+        what, doing = f"an upload of {digest}", self._doing("uploading", digest, "to", repository)
         sent = 0
         for _ in range(2):
             start = offset + sent
@@ -349,13 +363,13 @@ class Distribution:
                 "PATCH", location, repository, what, write=True,
                 headers=[("Content-Type", "application/octet-stream"),
                          ("Content-Range", f"{start}-{offset + len(chunk) - 1}")],
-                body=chunk[sent:],
+                body=chunk[sent:], doing=doing,
             )  # fmt: skip
             if answer.status == 202:
                 return answer.location or location
             if answer.status != 416:
                 break
-            status = await self._request("GET", location, repository, what, write=True)
+            status = await self._request("GET", location, repository, what, write=True, doing=doing)
             received = _range_end(status.headers.get("Range"))
             if status.status != 204 or received is None or not offset <= received + 1 < offset + len(chunk):
                 break
@@ -365,7 +379,7 @@ class Distribution:
     async def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> bool:
         answer = await self._request(
             "PUT", f"/v2/{repository}/manifests/{reference}", repository, f"{repository}:{reference}", write=True,
-            headers=[("Content-Type", media_type)], body=body,
+            headers=[("Content-Type", media_type)], body=body, doing=f"writing manifest {self._shown(repository, reference)}",
         )  # fmt: skip
         if answer.status != 201:
             raise self._failed(f"{repository}:{reference}", answer.status)
@@ -377,18 +391,21 @@ class _Source:
     source's) raised as `BodyFailed`, so that the upload fails with them at once rather than as
     a broken connection to retry; and each stream closed by `aclose()` once the request is over
     (aiohttp leaves one it stopped reading, after an early answer, to be finalized at exit, where
-    the streams inside it may be closed first)."""
+    the streams inside it may be closed first). A new attempt's stream first closes those of
+    the attempts before it (over by then): one that a broken connection left part-read holds
+    its source request (a connection, a slot of the source registry's concurrency) until then."""
 
     def __init__(self, chunks: Callable[[], AsyncIterable[bytes]]) -> None:
         self._chunks = chunks
         self._made: List[AsyncIterator[bytes]] = []
 
     def __call__(self) -> AsyncIterator[bytes]:
-        stream = self._stream()
+        stream = self._stream(list(self._made))
         self._made.append(stream)
         return stream
 
-    async def _stream(self) -> AsyncIterator[bytes]:
+    async def _stream(self, earlier: List[AsyncIterator[bytes]]) -> AsyncIterator[bytes]:
+        await _close(earlier)
         source = self._chunks()
         try:
             async for chunk in source:
@@ -401,11 +418,15 @@ class _Source:
                 await close()
 
     async def aclose(self) -> None:
-        for stream in self._made:
-            try:
-                await stream.aclose()  # type: ignore[attr-defined]
-            except RuntimeError:  # still being read: it ends with its request
-                pass
+        await _close(self._made)
+
+
+async def _close(streams: List[AsyncIterator[bytes]]) -> None:
+    for stream in streams:
+        try:
+            await stream.aclose()  # type: ignore[attr-defined]
+        except RuntimeError:  # still being read: it ends with its request
+            pass
 
 
 def _range_end(value: Optional[str]) -> Optional[int]:

@@ -7,9 +7,10 @@ import asyncio
 import contextlib
 import ssl
 import time
+from collections import Counter
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import AsyncIterator, Awaitable, Callable, Optional, Sequence, Tuple, TypeVar, Union
+from typing import AsyncIterator, Awaitable, Callable, Iterator, Optional, Sequence, Tuple, TypeVar, Union
 
 from multidict import CIMultiDictProxy
 from yarl import URL
@@ -164,6 +165,9 @@ class RegistrySession:
         self._contacted = False
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._first_contact = asyncio.Lock()
+        # What the requests under way are doing (their `doing`), first begun first: for a message
+        # that a deadline cut them.
+        self.under_way: "Counter[str]" = Counter()
 
     async def credentials(self, repository: str) -> Optional[Credentials]:
         return await self._auth.credentials(repository)
@@ -188,12 +192,14 @@ class RegistrySession:
         self, method: str, target: Target, *, scopes: Sequence[Scope], subject: str,
         headers: Sequence[Tuple[str, str]] = (), body: Optional[Body] = None,
         content_length: Optional[int] = None, limit: int = MAX_BODY_BYTES, optional: bool = False,
+        doing: Optional[str] = None,
     ) -> Answer:
         """`method` on `target`, its answer read whole (at most `limit` bytes). Retries
         transient failures; `RegistryError` when there is no answer to act on. `subject` names
-        what is asked for in messages. An `optional` request (one the caller can do without,
-        such as a tag list) is tried once, and its failure does not stop the registry's other
-        requests."""
+        what is asked for in messages, and `doing` what the request is for ("uploading blob
+        sha256:... to host/repository": never its URL, which may hold an upload session's signed
+        state). An `optional` request (one the caller can do without, such as a tag list) is
+        tried once, and its failure does not stop the registry's other requests."""
 
         async def attempt() -> Answer:
             response = await self._attempt(method, target, scopes, headers, body, content_length,
@@ -202,13 +208,14 @@ class RegistrySession:
                           response.body or b"")
 
         async with self._turn():
-            return await self._retrying(method, subject, attempt, optional=optional)
+            with self._doing(doing):
+                return await self._retrying(method, subject, attempt, optional=optional, doing=doing)
 
     @contextlib.asynccontextmanager
     async def stream(
         self, method: str, target: Target, *, scopes: Sequence[Scope], subject: str,
         headers: Sequence[Tuple[str, str]] = (), body: Optional[Body] = None,
-        content_length: Optional[int] = None,
+        content_length: Optional[int] = None, doing: Optional[str] = None,
     ) -> AsyncIterator[Response]:
         """`method` on `target`, its answer's body unread: `iter_chunks()` yields it as it
         arrives (each read within `timeout_seconds`; the caller bounds the total). Retried
@@ -219,18 +226,34 @@ class RegistrySession:
                                        subject, stream=True)
 
         async with self._turn():
-            response = await self._retrying(method, subject, attempt)
-            try:
-                yield response
-            finally:
-                response.release()
+            with self._doing(doing):
+                response = await self._retrying(method, subject, attempt, doing=doing)
+                try:
+                    yield response
+                finally:
+                    response.release()
 
     def _turn(self) -> "_Turn":
         """A slot of the registry's concurrency; the very first request goes alone."""
         return _Turn(self)
 
+    @contextlib.contextmanager
+    def _doing(self, doing: Optional[str]) -> Iterator[None]:
+        """`doing` counted in `under_way` while the request is."""
+        if doing is None:
+            yield
+            return
+        self.under_way[doing] += 1
+        try:
+            yield
+        finally:
+            self.under_way[doing] -= 1
+            if not self.under_way[doing]:
+                del self.under_way[doing]
+
     async def _retrying(
-        self, method: str, subject: str, attempt: Callable[[], Awaitable[T]], *, optional: bool = False
+        self, method: str, subject: str, attempt: Callable[[], Awaitable[T]], *, optional: bool = False,
+        doing: Optional[str] = None,
     ) -> T:
         failures = 0
         while True:
@@ -249,7 +272,7 @@ class RegistrySession:
                 failures += 1
                 delay = None if optional else self._policy.delay(failures, transient.retry_after)
                 if delay is None:
-                    error = self._give_up(transient, failures, method)
+                    error = self._give_up(transient, failures, method, doing)
                     if error.outcome in ("rate_limited", "unreachable") and not optional:
                         self._blocked = error
                     raise error from None
@@ -261,20 +284,22 @@ class RegistrySession:
                     self._blocked = error
                 raise
 
-    def _give_up(self, transient: _Transient, failures: int, method: str) -> RegistryError:
+    def _give_up(self, transient: _Transient, failures: int, method: str, doing: Optional[str]) -> RegistryError:
         tries = f"{failures} attempt{'s' if failures != 1 else ''}"
         retry_after = transient.retry_after
+        reason = transient.reason if doing is None else f"{transient.reason}, {doing}"
         if transient.status == 429:
+            doing_it = "" if doing is None else f", {doing}"
             if retry_after is not None:
-                message = f"rate limited by {self.registry} (429), retry after {seconds(retry_after)} s"
+                message = f"rate limited by {self.registry} (429){doing_it}, retry after {seconds(retry_after)} s"
             else:
-                message = f"rate limited by {self.registry} (429), {tries}"
+                message = f"rate limited by {self.registry} (429){doing_it}, {tries}"
             outcome = "rate_limited"
         elif transient.outcome_if_final == "unreachable":
-            message = f"registry {self.registry} unreachable: {transient.reason} ({tries})"
+            message = f"registry {self.registry} unreachable: {reason} ({tries})"
             outcome = "unreachable"
         else:
-            message = f"{self.registry}: {transient.reason} ({tries})"
+            message = f"{self.registry}: {reason} ({tries})"
             if retry_after is not None:
                 message += f", retry after {seconds(retry_after)} s"
             outcome = transient.outcome_if_final

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import Awaitable, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from docker_mirror.probe import mirror_referrers
 from docker_mirror.probe.access import Routes
@@ -190,8 +190,9 @@ async def answer(
         copied = None
         if copying is not None:
             assert request.copy is not None
+            late_copy = secrets.clean(late + _under_way(run.sessions.values()))
             copied = _outcome(copying) or _cut_short(
-                request.copy, _failure(copying, late, secrets), "unreachable" if not copying.done() else "error"
+                request.copy, _failure(copying, late_copy, secrets), "unreachable" if not copying.done() else "error"
             )
     finally:
         await _cancelled(everything)
@@ -211,6 +212,16 @@ async def _cancelled(jobs: "Sequence[asyncio.Future[object]]") -> None:
         job.cancel()
     if pending:
         await asyncio.wait(pending, timeout=5)
+
+
+def _under_way(sessions: Iterable[RegistrySession]) -> str:
+    """What the requests still under way were doing when the deadline cut them, for its message:
+    the first begun, and how many more."""
+    doing = [what for session in sessions for what in session.under_way]
+    if not doing:
+        return ""
+    more = f" and {len(doing) - 1} more" if len(doing) > 1 else ""
+    return f", while {doing[0]}{more}"
 
 
 def _cut_short(request: CopyRequest, message: str, kind: str) -> CopyResult:

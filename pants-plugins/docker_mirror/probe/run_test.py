@@ -5,15 +5,18 @@ scripted registry on loopback (`testutil/hostile_registry.py`)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import re
 import urllib.parse
 from collections import Counter
 from typing import List
 
+from docker_mirror.oci.media_types import OCI_MANIFEST
 from docker_mirror.oci.probe_protocol import ProbeResult, parse_request
 from docker_mirror.probe.distribution import HEADS_SAVED_PER_IMAGE
 from docker_mirror.probe.run import answer, copy_deadline_seconds
-from docker_mirror_testutil.hostile_registry import HostileServer, Reply, Request
+from docker_mirror_testutil.hostile_registry import Answer, HostileServer, Reply, Request
 
 DIGESTS = {str(n): "sha256:" + f"{n:02d}" * 32 for n in range(1, 4)}
 SIG = f"sha256-{DIGESTS['2'][7:]}.sig"
@@ -124,3 +127,41 @@ def test_a_copy_that_cannot_start_attempts_no_tag() -> None:
     assert result.copy is not None and result.copy.outcome == "error"
     assert [(t.tag, t.outcome) for t in result.copy.tags] == [("1", "not_attempted"), ("2", "not_attempted")]
     assert server.seen() == []
+
+
+def test_a_copy_cut_by_the_deadline_says_what_was_under_way() -> None:
+    """Both blob uploads held past the run's deadline: the message names what was under way (the
+    first begun, and how many more), never an upload session's URL."""
+    from docker_mirror_testutil.hostile_registry import Hold
+
+    def digest_of(data: bytes) -> str:
+        return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+    blobs = {digest_of(data): data for data in (b"{}", b"a layer")}
+    config, layer = blobs
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": 7}],
+    }).encode()  # fmt: skip
+    subject = digest_of(manifest)
+
+    def handler(request: Request) -> Answer:
+        if request.method == "PUT":
+            return Hold(30)
+        if request.method == "POST":
+            return Reply(202, [("Location", "/v2/mirror/app/blobs/uploads/1?_state=c2lnbmVk")])
+        if request.path.startswith("/v2/mirror/"):
+            return Reply(404)
+        if "/manifests/" in request.path:
+            return Reply(200, [("Docker-Content-Digest", subject), ("Content-Type", OCI_MANIFEST)], manifest)
+        return Reply(200, body=blobs[request.path.rsplit("/", 1)[1]])
+
+    with HostileServer.start(handler) as server:
+        result = copy_run(server, 2, subject=subject)
+    assert result.copy is not None and result.copy.error_kind == "unreachable"
+    message = result.copy.tags[0].message or ""
+    assert re.fullmatch(
+        rf"no answer within the probe's deadline of 2 s, while uploading blob sha256:[0-9a-f]{{12}} to "
+        rf"{re.escape(server.address)}/mirror/app and 1 more", message
+    ), message

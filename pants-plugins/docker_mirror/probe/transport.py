@@ -4,6 +4,7 @@ its own host's TLS and proxy, since aiohttp would keep the first request's."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import ssl
 from dataclasses import dataclass, field
 from typing import AsyncIterable, AsyncIterator, Callable, Dict, Optional, Sequence, Tuple, Union
@@ -176,9 +177,33 @@ def failure(error: BaseException, host: str) -> HttpError:
     if isinstance(error, aiohttp.ServerDisconnectedError):
         return Unreachable("the server closed the connection", host)
     if isinstance(error, (aiohttp.ClientError, OSError)):  # a body cut short, a reset
-        return Unreachable(f"broken HTTP answer ({error})" if str(error) else "the connection broke", host)
+        return Unreachable(_broken(error), host)
     # A URL or a host name no request can be made of (a label of 64 characters, ...).
-    return Refused(f"cannot send the request ({type(error).__name__}: {error})", host)
+    return Refused(f"cannot send the request ({type(error).__name__})", host)
+
+
+_RESETS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
+
+
+def _broken(error: BaseException) -> str:
+    """How a connection broke, never in the words of the exception: aiohttp's name the request's
+    URL ("Can not write request body for <url>"), an upload session's signed `_state` with it."""
+    cause: Optional[BaseException] = error
+    for _ in range(8):
+        if cause is None:
+            break
+        if isinstance(cause, ConnectionResetError) or (
+            isinstance(cause, OSError) and cause.errno in _RESETS
+        ):  # fmt: skip
+            return "connection reset"
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(error, aiohttp.ClientPayloadError):
+        return "the answer was cut short"
+    if not isinstance(error, (aiohttp.ClientConnectionError, OSError)):  # InvalidURL, ...
+        return f"cannot send the request ({type(error).__name__})"
+    if isinstance(error, OSError) and error.errno is not None and error.strerror:
+        return error.strerror.lower()
+    return "the connection broke"
 
 
 OnResponse = Callable[[str, URL, int], None]
@@ -196,7 +221,7 @@ class HttpClient:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             # Made in the running loop. The registries' semaphores bound the connections.
-            self._session = aiohttp.ClientSession(
+            session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
@@ -204,6 +229,14 @@ class HttpClient:
                 headers={"User-Agent": USER_AGENT},
                 trust_env=False,
             )
+            # aiohttp sends a `PUT` (any idempotent method) once more by itself when its
+            # connection breaks, with the same `data`: a streamed blob's iterator then goes on from
+            # where the broken attempt left it, under the whole blob's `Content-Length`, and the
+            # registry waits for bytes that never come until the timeout. Retrying is the
+            # `RegistrySession`'s, by its policy, each attempt with its body made afresh. (aiohttp
+            # has no public switch; its own test client turns it off so.)
+            session._retry_connection = False
+            self._session = session
         return self._session
 
     async def aclose(self) -> None:

@@ -6,9 +6,11 @@ proxies (plain, and CONNECT into verified TLS)."""
 from __future__ import annotations
 
 import asyncio
+import errno
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
+import aiohttp
 import pytest
 from yarl import URL
 
@@ -231,3 +233,29 @@ def test_https_through_a_connect_tunnel_with_verified_tls(tmp_path: Path) -> Non
     assert response.status == 200 and response.headers["Docker-Content-Digest"] == DIGEST
     assert [(r.method, r.target) for r in proxy.seen()] == [("CONNECT", f"127.1:{registry.port}")] * 2
     assert len(registry.seen()) == 1
+
+
+UPLOAD = "http://registry.lan:5000/v2/app/blobs/uploads/7c0ffee?_state=c2lnbmVk&digest=sha256:ab"
+
+
+@pytest.mark.parametrize(
+    "error, reason",
+    [
+        # What aiohttp raises when the connection breaks while it writes a body: its text names
+        # the request's URL, the upload session's signed `_state` with it.
+        (aiohttp.ClientOSError(None, f"Can not write request body for {UPLOAD}"), "connection reset"),
+        (aiohttp.ClientOSError(errno.ECONNRESET, "Connection reset by peer"), "connection reset"),
+        (aiohttp.ClientOSError(errno.EPIPE, "Broken pipe"), "connection reset"),
+        (aiohttp.ClientConnectionError(f"Failed to send bytes into the underlying connection {UPLOAD}"),
+         "the connection broke"),
+        (aiohttp.ClientPayloadError(f"Response payload is not completed for {UPLOAD}"), "the answer was cut short"),
+        (aiohttp.InvalidURL(UPLOAD), "cannot send the request (InvalidURL)"),
+    ],
+    ids=["write", "reset", "pipe", "send", "payload", "url"],
+)
+def test_a_failure_is_named_without_the_text_of_the_exception(error: Exception, reason: str) -> None:
+    if "Can not write" in str(error):
+        error.__cause__ = aiohttp.ClientConnectionResetError("Cannot write to closing transport")
+    failed = transport.failure(error, "registry.lan:5000")
+    assert (failed.reason, failed.host) == (reason, "registry.lan:5000")
+    assert "/blobs/uploads/" not in str(failed) and "_state" not in str(failed)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from typing import AsyncIterator, Callable, List, Optional
 
 import pytest
@@ -20,6 +21,7 @@ from docker_mirror.probe.registry import RegistryError, RegistrySession
 from docker_mirror.probe.retry import RetryPolicy
 from docker_mirror.probe.secrets import Secrets
 from docker_mirror.probe.transport import HttpClient
+from docker_mirror_testutil.fault_proxy import FaultProxy, Reset, Rule, rules
 from docker_mirror_testutil.hostile_registry import HostileServer, Reply, Request
 
 Handler = Callable[[Request], Optional[Reply]]
@@ -67,16 +69,26 @@ class UploadRegistry:
         return Reply(405)
 
 
-def upload(server: HostileServer, data: bytes, *, times: int = 1) -> None:
+def upload(server: HostileServer, data: bytes, *, times: int = 1, address: Optional[str] = None,
+           streams: Optional[List[str]] = None) -> None:
+    """Uploads `data` `times` to `server` (or through a proxy at `address` in front of it);
+    `streams` records each source stream's "open" and "closed"."""
     digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    address = address or server.address
+    events: List[str] = [] if streams is None else streams
 
     async def chunks() -> AsyncIterator[bytes]:
-        for start in range(0, len(data), 1000):
-            yield data[start : start + 1000]
+        events.append("open")
+        try:
+            for start in range(0, len(data), 1000):
+                yield data[start : start + 1000]
+                await asyncio.sleep(0)
+        finally:
+            events.append("closed")
 
     async def main() -> None:
         session = RegistrySession(
-            server.address, server.address, http=HttpClient(Routes({}, directories=()), timeout=5),
+            address, address, http=HttpClient(Routes({}, directories=()), timeout=5),
             credentials=CredentialStore({}, files=[]), policy=RetryPolicy(attempts=3, random=lambda: 0.0),
             max_concurrency=8, timeout=5, secrets=Secrets(), sleep=lambda seconds: asyncio.sleep(0),
         )  # fmt: skip
@@ -171,3 +183,47 @@ def test_a_refusal_past_that_fails_naming_the_registry() -> None:
     with HostileServer.start(registry) as server:
         with pytest.raises(RegistryError, match=f"{server.address} answered 403 Forbidden for an upload of sha256:"):
             upload(server, DATA)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["monolithic", "chunked"])
+def test_a_connection_reset_in_the_middle_of_the_body_is_retried_at_once_and_named(
+    chunked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every `PUT` and `PATCH` cut 4,000 bytes into its body. aiohttp would send such a `PUT`
+    once more by itself, its streamed body going on from where the cut left it under the whole
+    `Content-Length`: the registry then waited for the rest until the timeout (5 s here). Each
+    attempt is the policy's (3), each seen as a reset at once; the message names the blob and the
+    repository, never the upload session's URL (its path, its signed `_state`)."""
+    if chunked:
+        monkeypatch.setattr(distribution, "CHUNK_BYTES", 6000)
+        monkeypatch.setattr(distribution, "CHUNKED_ABOVE", 1000)
+    registry = UploadRegistry()
+    cut = rules(Rule(Reset(4000), methods=frozenset({"PUT", "PATCH"}), path="/blobs/uploads/"))
+    with HostileServer.start(registry) as server, FaultProxy.start(server.address, cut) as proxy:
+        started = time.monotonic()
+        with pytest.raises(RegistryError) as failed:
+            upload(server, DATA, address=proxy.address)
+        elapsed = time.monotonic() - started
+        sent = [r.method for r in proxy.requests() if r.method != "POST"]
+    message = failed.value.message
+    digest = f"sha256:{hashlib.sha256(DATA).hexdigest()}"
+    assert message == (
+        f"registry {proxy.address} unreachable: connection reset, uploading blob {digest[:19]} to "
+        f"{proxy.address}/app (3 attempts)"
+    ), message
+    assert "/blobs/uploads/" not in message and "_state" not in message
+    assert sent == ["PATCH" if chunked else "PUT"] * 3
+    assert elapsed < 4, elapsed
+    assert registry.stored == {}
+
+
+def test_a_new_attempt_closes_the_source_stream_that_a_broken_one_left_first() -> None:
+    """The first `PUT` cut 4,000 bytes in: its part-read source stream (in a copy, a request to
+    the source registry holding one of its slots) is closed before the next attempt's opens."""
+    registry = UploadRegistry()
+    cut = rules(Rule(Reset(4000), methods=frozenset({"PUT"}), path="/blobs/uploads/", times=1))
+    streams: List[str] = []
+    with HostileServer.start(registry) as server, FaultProxy.start(server.address, cut) as proxy:
+        upload(server, DATA, address=proxy.address, streams=streams)
+    assert streams == ["open", "closed", "open", "closed"]
+    assert list(registry.stored.values()) == [DATA]
