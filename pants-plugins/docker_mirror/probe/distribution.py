@@ -20,7 +20,7 @@ from docker_mirror.probe.manifests import probe_manifest
 from docker_mirror.probe.mirror_referrers import Served
 from docker_mirror.probe.referrers import MAX_LISTING_BYTES, MAX_REFERRERS, ReferrersError, index_entries, short
 from docker_mirror.oci.reference import ImageReference, parse_reference
-from docker_mirror.probe.registry import Answer, RegistryError, RegistrySession, reason_phrase
+from docker_mirror.probe.registry import Answer, ConnectionCut, RegistryError, RegistrySession, reason_phrase
 from docker_mirror.probe.transport import BodyFailed, HttpError
 
 # The referrers API pages its answer (`Link: <...>; rel="next"`); an image has a handful. The
@@ -284,7 +284,12 @@ class Distribution:
         """Uploads a blob: monolithic (a session by `POST`, then the blob streamed in one `PUT`
         with its `Content-Length`) up to `CHUNKED_ABOVE` bytes, in chunks above that, and in
         chunks from the first `PUT` this registry refuses on (`_MONOLITHIC_REFUSED`). `chunks`
-        makes the stream afresh for each attempt."""
+        makes the stream afresh for each attempt.
+
+        A monolithic `PUT` whose connection breaks is not sent whole again: the blob goes in
+        chunks, each retried by the policy. A front end that refuses a large body may answer and
+        close before reading it, which the client sees as a reset, not as its 413; and on a
+        flaky link a break then costs a chunk, not the blob."""
         if self._monolithic and size <= CHUNKED_ABOVE:
             for _ in range(2):
                 location = await self._upload_session(repository, digest)
@@ -294,9 +299,12 @@ class Distribution:
                         "PUT", location.update_query({"digest": digest}), repository, f"an upload of {digest}",
                         write=True, headers=[("Content-Type", "application/octet-stream")], body=source,
                         content_length=size, doing=self._doing("uploading", digest, "to", repository),
+                        cut_is_final=True,
                     )  # fmt: skip
                 except BodyFailed as failed:
                     raise failed.error from None  # the source's failure, not this registry's
+                except ConnectionCut:
+                    break
                 finally:
                     await source.aclose()
                 if done.status == 201:

@@ -65,6 +65,11 @@ class RegistryError(Exception):
         return self.message
 
 
+class ConnectionCut(RegistryError):
+    """A request of `cut_is_final` whose connection broke (or timed out) before its answer: tried
+    once, and the registry not blocked for it."""
+
+
 @dataclass(frozen=True)
 class _Transient(Exception):
     """An attempt's failure that another attempt may not have."""
@@ -192,14 +197,16 @@ class RegistrySession:
         self, method: str, target: Target, *, scopes: Sequence[Scope], subject: str,
         headers: Sequence[Tuple[str, str]] = (), body: Optional[Body] = None,
         content_length: Optional[int] = None, limit: int = MAX_BODY_BYTES, optional: bool = False,
-        doing: Optional[str] = None,
+        doing: Optional[str] = None, cut_is_final: bool = False,
     ) -> Answer:
         """`method` on `target`, its answer read whole (at most `limit` bytes). Retries
         transient failures; `RegistryError` when there is no answer to act on. `subject` names
         what is asked for in messages, and `doing` what the request is for ("uploading blob
         sha256:... to host/repository": never its URL, which may hold an upload session's signed
         state). An `optional` request (one the caller can do without, such as a tag list) is
-        tried once, and its failure does not stop the registry's other requests."""
+        tried once, and its failure does not stop the registry's other requests. With
+        `cut_is_final`, a connection that breaks before the answer raises `ConnectionCut` at once
+        (a monolithic upload then goes in chunks, rather than whole again)."""
 
         async def attempt() -> Answer:
             response = await self._attempt(method, target, scopes, headers, body, content_length,
@@ -209,7 +216,8 @@ class RegistrySession:
 
         async with self._turn():
             with self._doing(doing):
-                return await self._retrying(method, subject, attempt, optional=optional, doing=doing)
+                return await self._retrying(method, subject, attempt, optional=optional, doing=doing,
+                                            cut_is_final=cut_is_final)  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -253,7 +261,7 @@ class RegistrySession:
 
     async def _retrying(
         self, method: str, subject: str, attempt: Callable[[], Awaitable[T]], *, optional: bool = False,
-        doing: Optional[str] = None,
+        doing: Optional[str] = None, cut_is_final: bool = False,
     ) -> T:
         failures = 0
         while True:
@@ -270,6 +278,9 @@ class RegistrySession:
                 return await attempt()
             except _Transient as transient:
                 failures += 1
+                if cut_is_final and transient.status is None and transient.outcome_if_final == "unreachable":
+                    error = self._give_up(transient, failures, method, doing)
+                    raise ConnectionCut(error.outcome, error.message, method=method) from None
                 delay = None if optional else self._policy.delay(failures, transient.retry_after)
                 if delay is None:
                     error = self._give_up(transient, failures, method, doing)

@@ -205,10 +205,11 @@ def test_a_registry_that_refuses_monolithic_uploads_gets_chunks(
                                   f"{proxy.address}/mirror/chunked/app", [("1", None)]))  # fmt: skip
         seen = proxy.seen()
     assert [t["outcome"] for t in result["tags"]] == ["copied"], result
-    # The first monolithic `PUT`s refused (those sent before the first refusal came back, and,
-    # where the refusal closes the connection under the body, an attempt or two more), then
-    # every blob in chunks of 8 MiB: 3 + 1 + 1 `PATCH`es, and a closing `PUT` each.
-    assert 1 <= seen["refused"] <= (3 if not early else 3 * 4)
+    # The first monolithic `PUT`s refused (those sent before the first refusal came back; where
+    # the refusal closes the connection under the body, the probe may see a reset, not the 413,
+    # and that blob goes in chunks all the same), then every blob in chunks of 8 MiB: 3 + 1 + 1
+    # `PATCH`es, and a closing `PUT` each.
+    assert 1 <= seen["refused"] <= 3
     assert seen["PATCH"] == 5 and seen["PUT"] == 3
     assert destination.manifest_digest("mirror/chunked/app", "1") == subject
     assert_copied(source, "chunked/app", destination, "mirror/chunked/app", subject)
