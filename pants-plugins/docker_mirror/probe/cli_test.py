@@ -156,3 +156,23 @@ def test_the_probe_starts_without_cryptography(tmp_path: Path) -> None:
                           capture_output=True, text=True, env={"PYTHONPATH": ":".join(sys.path)})  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "result.json").read_text())["results"] == []
+
+
+def test_the_probe_starts_without_loading_ca_certificates_for_aiohttp() -> None:
+    """aiohttp's import-time TLS contexts (never used: each HTTPS request gets the probe's own)
+    load no CA certificates; a context made afterwards loads the system's as before."""
+    import subprocess
+    import sys
+
+    check = (
+        "import ssl\nimport docker_mirror.probe.cli\nfrom aiohttp import connector\n"
+        "print(connector._SSL_CONTEXT_VERIFIED.cert_store_stats()['x509_ca'],"
+        " ssl.create_default_context().cert_store_stats()['x509_ca'],"
+        " 'set_default_verify_paths' in ssl.SSLContext.__dict__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                          env={"PYTHONPATH": ":".join(sys.path)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    aiohttps, afterwards, patched = done.stdout.split()
+    assert aiohttps == "0" and patched == "False", done.stdout
+    assert int(afterwards) > 0, "this machine has no system CA certificates to compare with"

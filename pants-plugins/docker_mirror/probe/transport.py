@@ -4,12 +4,33 @@ its own host's TLS and proxy, since aiohttp would keep the first request's."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ssl
 from dataclasses import dataclass, field
-from typing import AsyncIterable, AsyncIterator, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import AsyncIterable, AsyncIterator, Callable, Dict, Iterator, Optional, Sequence, Tuple, Union
 
-import aiohttp
+
+@contextlib.contextmanager
+def _no_default_cas() -> Iterator[None]:
+    """aiohttp builds two TLS contexts as it is imported, loading the system's CA certificates
+    into each: a third of the probe's start-up (measured in docs/performance.md), paid by every
+    process. The probe passes its own context (`Routes.ssl_context`) to every HTTPS request and
+    never uses theirs. While aiohttp is imported, a context's default CA paths load nothing: one
+    of its contexts used by mistake trusts no server, and so fails closed."""
+    own = ssl.SSLContext.__dict__.get("set_default_verify_paths")
+    ssl.SSLContext.set_default_verify_paths = lambda self: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        if own is None:
+            del ssl.SSLContext.set_default_verify_paths
+        else:
+            ssl.SSLContext.set_default_verify_paths = own  # type: ignore[method-assign]
+
+
+with _no_default_cas():
+    import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
