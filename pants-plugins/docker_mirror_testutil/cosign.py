@@ -56,7 +56,7 @@ from docker_mirror_testutil.oci import (
 )
 from docker_mirror_testutil.referrers import attach_artifact
 from docker_mirror_testutil.registries import Registry
-from docker_mirror.oci.manifests import OCI_MANIFEST, manifest_digest
+from docker_mirror.oci.manifests import OCI_MANIFEST, digest_of
 
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
@@ -269,7 +269,7 @@ def _put_image(
         }
     )
     registry.put_manifest(repository, tag, manifest, OCI_MANIFEST)
-    return manifest_digest(manifest)
+    return digest_of(manifest)
 
 
 def _public_key(public_key_pem: bytes) -> ec.EllipticCurvePublicKey:

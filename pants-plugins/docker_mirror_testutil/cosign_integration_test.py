@@ -18,7 +18,7 @@ from docker_mirror_testutil.machine import require_skopeo
 from docker_mirror_testutil.oci import OCI_CONFIG, digest_tag
 from docker_mirror_testutil.referrers import spdx_document
 from docker_mirror_testutil.registries import Registry
-from docker_mirror.oci.manifests import OCI_MANIFEST, manifest_digest
+from docker_mirror.oci.manifests import OCI_MANIFEST, digest_of
 
 REPOSITORY = "team/signed"
 
@@ -50,7 +50,7 @@ def test_a_signature_is_a_simple_signing_layer_under_the_sig_tag(
     tag = digest_tag(image.index, "sig")
     assert registry.manifest_digest(REPOSITORY, tag) == signed
     raw = registry.skopeo_raw(REPOSITORY, tag)
-    assert manifest_digest(raw) == signed
+    assert digest_of(raw) == signed
     manifest = json.loads(raw)
     assert manifest["mediaType"] == OCI_MANIFEST and manifest["schemaVersion"] == 2
     [layer] = manifest["layers"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Optional
 
-from docker_mirror.oci.manifests import manifest_digest
+from docker_mirror.oci.manifests import digest_of
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 # The image spec's empty descriptor (v1.1): the config of an artifact that has none, `{}`.
@@ -35,7 +35,7 @@ def descriptor(
     fields: dict[str, Any] = {
         "mediaType": media_type,
         "size": len(content),
-        "digest": manifest_digest(content),
+        "digest": digest_of(content),
     }
     if annotations:
         fields["annotations"] = dict(sorted(annotations.items()))

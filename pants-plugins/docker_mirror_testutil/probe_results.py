@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from docker_mirror.oci.manifests import OCI_INDEX, OCI_MANIFEST, manifest_digest, parse_manifest
+from docker_mirror.oci.manifests import OCI_INDEX, OCI_MANIFEST, digest_of, parse_manifest
 from docker_mirror.oci.probe_protocol import ManifestResult
 from docker_mirror.util_rules.registry_reads import RegistryReads
 from pants.util.frozendict import FrozenDict
@@ -40,7 +40,7 @@ def served(reference: str, body: bytes, *, with_body: bool = True) -> ManifestRe
     return ManifestResult(
         reference,
         "ok",
-        digest=manifest_digest(body),
+        digest=digest_of(body),
         media_type=parse_manifest(body).media_type,
         body=body if with_body else None,
     )

@@ -1,22 +1,19 @@
 """Pushing small images straight through a registry's HTTP API (no engine, no skopeo): one
 blob upload per blob and a manifest `PUT`, with an `Authorization` value when the registry
-needs one. Fast enough to seed many tags; plain stdlib."""
+needs one. Fast enough to seed many tags; the standard library and the core only."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import urllib.request
 from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from docker_mirror.oci.manifests import digest_of
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-
-
-def _digest(data: bytes) -> str:
-    return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
 def _request(
@@ -32,7 +29,7 @@ def _request(
 
 def push_blob(address: str, repository: str, data: bytes, *, authorization: Optional[str] = None) -> str:
     base = f"http://{address}"
-    digest = _digest(data)
+    digest = digest_of(data)
     with _request("POST", f"{base}/v2/{repository}/blobs/uploads/", data=b"",
                   authorization=authorization) as response:
         location = response.headers["Location"]
@@ -54,7 +51,7 @@ def push_manifest(
         "PUT", f"http://{address}/v2/{repository}/manifests/{tag}", data=manifest,
         headers={"Content-Type": media_type}, authorization=authorization,
     ).close()
-    return _digest(manifest)
+    return digest_of(manifest)
 
 
 def image_manifest(
@@ -103,7 +100,7 @@ def push_index(
     for os_name, arch in platforms:
         manifest = image_manifest(address, repository, f"{label} {os_name}/{arch}",
                                   platform=(os_name, arch), authorization=authorization)
-        digest = push_manifest(address, repository, _digest(manifest), manifest, OCI_MANIFEST,
+        digest = push_manifest(address, repository, digest_of(manifest), manifest, OCI_MANIFEST,
                                authorization=authorization)
         entries.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest),
                         "platform": {"os": os_name, "architecture": arch}})

@@ -30,7 +30,7 @@ from docker_mirror_testutil.referrers import (
 )
 from docker_mirror_testutil.referrers_proxy import ReferrersProxy
 from docker_mirror_testutil.registries import Registry, requests_for
-from docker_mirror.oci.manifests import OCI_INDEX, OCI_MANIFEST, manifest_digest
+from docker_mirror.oci.manifests import OCI_INDEX, OCI_MANIFEST, digest_of
 
 REPOSITORY = "team/app"
 
@@ -184,7 +184,7 @@ def test_the_proxy_answers_a_push_with_oci_subject_and_forgets_a_deleted_referre
 
     assert answer["OCI-Subject"] == image.index
     assert plain["OCI-Subject"] is None, "a manifest without a subject is answered as before"
-    assert answer["Docker-Content-Digest"] == manifest_digest(body)
+    assert answer["Docker-Content-Digest"] == digest_of(body)
     assert referrers_api(through, REPOSITORY, image.index) == ([sbom], None)
     through.delete_manifest(REPOSITORY, sbom["digest"])
     assert referrers_api(through, REPOSITORY, image.index) == ([], None)

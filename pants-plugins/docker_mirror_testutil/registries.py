@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Mapping
 
 from docker_mirror_testutil.machine import SCRIPTS, unavailable
-from docker_mirror.oci.manifests import manifest_digest
+from docker_mirror.oci.manifests import digest_of
 
 MANIFEST_MEDIA_TYPES = ", ".join(
     [
@@ -235,7 +235,7 @@ class Registry:
 
     def put_manifest_by_digest(self, repository: str, body: bytes, media_type: str) -> str:
         """Puts a manifest under its own digest, untagged; returns that digest."""
-        digest = manifest_digest(body)
+        digest = digest_of(body)
         served = self.put_manifest(repository, digest, body, media_type)["Docker-Content-Digest"]
         if served != digest:
             raise RuntimeError(f"{self.address}/{repository} stored {digest} as {served}")
@@ -244,7 +244,7 @@ class Registry:
     def put_blob(self, repository: str, data: bytes) -> str:
         """Uploads a blob (the registry API's POST, then one PUT with all of it); returns its
         digest."""
-        digest = manifest_digest(data)
+        digest = digest_of(data)
         start = urllib.request.Request(
             f"http://{self.address}/v2/{repository}/blobs/uploads/", data=b"", method="POST"
         )
@@ -270,7 +270,7 @@ class Registry:
             f"http://{self.address}/v2/{repository}/blobs/{digest}", timeout=60
         ) as response:
             data: bytes = response.read()
-        if manifest_digest(data) != digest:
+        if digest_of(data) != digest:
             raise RuntimeError(f"{self.address}/{repository} served other content for {digest}")
         return data
 

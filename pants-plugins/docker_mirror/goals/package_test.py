@@ -25,7 +25,7 @@ from docker_mirror_testutil.probe_results import failed as probe_failed
 from docker_mirror_testutil.probe_results import INDEX, probed, served
 from docker_mirror.util_rules.registry_reads import resolve_source
 from docker_mirror.util_rules.destinations import Destination, mirror_destinations
-from docker_mirror.oci.manifests import manifest_digest
+from docker_mirror.oci.manifests import digest_of
 from docker_mirror.oci.media_types import OCI_INDEX
 from docker_mirror.util_rules.copies import CopyOutcome
 from pants.engine.unions import UnionMembership
@@ -90,11 +90,11 @@ def test_record_has_source_digest_media_type_platforms_and_destinations() -> Non
             "reference": "127.0.0.1:5000/team/app:1",
             "registry": "127.0.0.1:5000",
             "platform": None,
-            "digest": manifest_digest(INDEX),
+            "digest": digest_of(INDEX),
             "media_type": OCI_INDEX,
             "platforms": ["linux/amd64", "linux/arm64"],
             "index_digest": None,
-            "pinned": f"127.0.0.1:5000/team/app@{manifest_digest(INDEX)}",
+            "pinned": f"127.0.0.1:5000/team/app@{digest_of(INDEX)}",
         },
         "destinations": [
             {
@@ -200,13 +200,13 @@ def test_the_record_says_what_refers_to_the_source_and_what_each_repository_lack
     referrers = ReferrersResult(
         "127.0.0.1:5000/team/app:1",
         None,
-        subject=manifest_digest(INDEX),
+        subject=digest_of(INDEX),
         found=(("signature", 1), ("SBOM", 1)),
         plans=(("127.0.0.1:5501/mirror/team/app", Plan((SIG, SBOM))), ("other/x", Plan())),
     )
     record = json.loads(mirror_record("src:m#app", resolved(), destinations(), referrers, ("keys/cosign.pub",)))
     assert record["referrers"] == {
-        "subject": manifest_digest(INDEX),
+        "subject": digest_of(INDEX),
         "at_source": {"signature": 1, "SBOM": 1},
         "to_copy": {
             "127.0.0.1:5501/mirror/team/app": [

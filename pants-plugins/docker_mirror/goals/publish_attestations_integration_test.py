@@ -12,7 +12,7 @@ from docker_mirror_testutil.images import push_oci_image
 from docker_mirror_testutil.machine import require_skopeo
 from docker_mirror_testutil.pants_repo import PantsRepo
 from docker_mirror_testutil.registries import Registry
-from docker_mirror.oci.manifests import manifest_digest
+from docker_mirror.oci.manifests import digest_of
 
 BUILD = "docker_mirror_images(name='mirror', sources=['images.txt'], method='copy')\n"
 # Copy mode must never need a Docker engine: make any use of one fail.
@@ -54,13 +54,13 @@ def test_copy_keeps_the_attestation_manifests_of_an_index(
     assert "2 platforms: linux/amd64, linux/arm64" in result.stderr, result
     # The destination serves the source's index, byte for byte, under the tag.
     served_index, served_type = mirror.manifest("mirror/team/attested", "1.0")
-    assert manifest_digest(served_index) == image.index
+    assert digest_of(served_index) == image.index
     assert (served_index, served_type) == (source_index, source_type)
     # Every manifest of the index, attestations included, and every blob each names, read back
     # through the destination's API (each checked against its digest) and equal to the source's.
     for entry in entries:
         served, _ = mirror.manifest("mirror/team/attested", entry["digest"])
-        assert manifest_digest(served) == entry["digest"]
+        assert digest_of(served) == entry["digest"]
         manifest = json.loads(served)
         for blob in (manifest["config"], *manifest["layers"]):
             assert mirror.blob("mirror/team/attested", blob["digest"]) == upstream.blob(

@@ -20,7 +20,7 @@ from docker_mirror_testutil.images import make_image, push_oci_image
 from docker_mirror_testutil.machine import require_skopeo
 from docker_mirror_testutil.pants_repo import PantsRepo, PantsResult, mirror_registry_option
 from docker_mirror_testutil.registries import Registry, htpasswd_entry, requests_for
-from docker_mirror.oci.manifests import manifest_digest
+from docker_mirror.oci.manifests import digest_of
 
 BUILD = "docker_mirror_images(name='mirror', sources=['images.txt'], method='copy')\n"
 # Copy mode must never need a Docker engine: make any use of one fail.
@@ -205,7 +205,7 @@ def test_credentials_reach_the_copy_from_the_docker_config_and_no_output_record_
         capture_output=True,
         check=True,
     ).stdout
-    assert manifest_digest(served) == image.index
+    assert digest_of(served) == image.index
 
     # What holds the run's traces, each checked to be there and to hold what it should.
     record = pants_repo.root / "dist" / "src" / "app.docker-mirror.json"

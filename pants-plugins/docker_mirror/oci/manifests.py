@@ -22,7 +22,8 @@ class ManifestError(ValueError):
     """A manifest that cannot be read, or a platform it does not hold."""
 
 
-def manifest_digest(raw: bytes) -> str:
+def digest_of(raw: bytes) -> str:
+    """The digest a registry stores `raw` under, a manifest's or a blob's."""
     return f"sha256:{hashlib.sha256(raw).hexdigest()}"
 
 
@@ -93,7 +94,7 @@ def parse_manifest(raw: bytes) -> Manifest:
                     media_type=str(descriptor.get("mediaType") or OCI_MANIFEST),
                 )
             )
-    return Manifest(manifest_digest(raw), media_type, tuple(entries))
+    return Manifest(digest_of(raw), media_type, tuple(entries))
 
 
 def select_platform(manifest: Manifest, platform: str) -> PlatformManifest:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-from docker_mirror.oci.manifests import manifest_digest
+from docker_mirror.oci.manifests import digest_of
 from docker_mirror.oci.media_types import DIGEST
 
 VERSION = 1
@@ -86,7 +86,7 @@ class Listing:
 
     @classmethod
     def of(cls, raw: bytes) -> Listing:
-        return cls(manifest_digest(raw), raw)
+        return cls(digest_of(raw), raw)
 
 
 @dataclass(frozen=True)

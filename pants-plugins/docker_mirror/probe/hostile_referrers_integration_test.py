@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -48,6 +47,7 @@ from docker_mirror_testutil.probe_locations import location
 from docker_mirror_testutil.probe_process import run_probe
 from docker_mirror_testutil.referrers_proxy import ReferrersProxy
 from docker_mirror_testutil.registries import Registry, start_registry
+from docker_mirror.oci.manifests import digest_of
 
 SUBJECT = "sha256:" + "ab" * 32  # the image being mirrored (only its digest is needed)
 EMPTY = b"{}"
@@ -59,9 +59,6 @@ MEBIBYTE = 1024 * 1024
 # (Before the bound: 1.8 GB for one image, 4.9 GB for four.)
 PEAK_RSS_BOUND = 160 * MEBIBYTE
 
-
-def digest_of(data: bytes) -> str:
-    return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
 def descriptor(media_type: str, data: bytes, **extra: object) -> Dict[str, object]:

@@ -20,7 +20,6 @@ from docker_mirror.probe.referrers import (
     CopyBudget,
     Descriptor,
     ReferrersError,
-    digest_of,
     digest_tag,
     index_entries,
     listing_entries,
@@ -33,6 +32,7 @@ from docker_mirror.probe.referrers import (
     tag_kind,
     updated_tag_manifest,
 )
+from docker_mirror.oci.manifests import digest_of
 from docker_mirror.oci.probe_protocol import CopyItem, CopyResult, Listing, Plan
 from docker_mirror.probe.registry import RegistryError
 from docker_mirror.probe.transfer import copy_manifest

@@ -3,7 +3,6 @@ must copy so that the destination refers to it the same way: pure functions, no 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 from docker_mirror.oci import media_types
+from docker_mirror.oci.manifests import digest_of
 from docker_mirror.oci.probe_protocol import CopyItem, Listing
 from docker_mirror.oci.media_types import (
     BUNDLE_PREDICATE_ANNOTATION,
@@ -336,11 +336,6 @@ def updated_tag_manifest(
             config = json.dumps(config_document, separators=(",", ":")).encode()
             document["config"] = dict(document["config"], digest=digest_of(config), size=len(config))
     return json.dumps(document, separators=(",", ":")).encode(), config
-
-
-def digest_of(raw: bytes) -> str:
-    """The digest a registry stores `raw` under."""
-    return f"sha256:{hashlib.sha256(raw).hexdigest()}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ bounds, fails the copy, and nothing it served is written under a tag at the dest
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from pathlib import Path
 from typing import Callable, Dict, Iterator, Tuple
@@ -19,12 +18,10 @@ from docker_mirror.probe.registry import RegistryError
 from docker_mirror_testutil.hostile_registry import HostileServer, Reply, Request
 from docker_mirror_testutil.probe_locations import location
 from docker_mirror_testutil.registries import Registry, start_registry
+from docker_mirror.oci.manifests import digest_of
 
 SUBJECT = "sha256:" + "ab" * 32
 
-
-def digest_of(data: bytes) -> str:
-    return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
 @pytest.fixture(scope="module")

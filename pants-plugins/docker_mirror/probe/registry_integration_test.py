@@ -28,14 +28,12 @@ from docker_mirror.probe.transport import HttpClient
 from docker_mirror_testutil.probe_process import basic, docker_config
 from docker_mirror_testutil.registries import Registry, start_registry
 from docker_mirror_testutil.token_server import TokenServer
+from docker_mirror.oci.manifests import digest_of
 
 PASSWORD = "correct-horse-battery-staple"
 BLOB = os.urandom(5 * 1024 * 1024 + 123)
 CONFIG = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
 
-
-def digest_of(data: bytes) -> str:
-    return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
 @pytest.fixture(scope="module", params=["plain", "token"])

@@ -7,7 +7,6 @@ refused. Every digest is read back through the registry's own API."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -28,6 +27,7 @@ from docker_mirror_testutil.pushes import push_blob, push_manifest
 from docker_mirror_testutil.referrers import attach_spdx_sbom
 from docker_mirror_testutil.registries import Registry, start_registry
 from docker_mirror_testutil.upload_proxy import ChunkedOnlyProxy
+from docker_mirror.oci.manifests import digest_of
 
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -38,9 +38,6 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 _BLOB_DONE = re.compile(r'"PUT /v2/(\S+)/blobs/uploads/\S*digest=(sha256(?::|%3A)[0-9a-f]{64})\S* HTTP/1.1" 201')
 
-
-def digest_of(data: bytes) -> str:
-    return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from docker_mirror.util_rules.registry_reads import (
     source_read,
     source_referrers,
 )
-from docker_mirror.oci.manifests import manifest_digest
+from docker_mirror.oci.manifests import digest_of
 from docker_mirror.oci.media_types import OCI_INDEX, OCI_MANIFEST
 from docker_mirror.oci.probe_protocol import (
     CopyItem,
@@ -51,10 +51,10 @@ SOURCE = "127.0.0.1:5000/team/app:1"
 def test_resolve_all_platforms() -> None:
     source = resolve_source(SOURCE, None, probed(served(SOURCE, INDEX)))
     assert source.error is None
-    assert source.digest == manifest_digest(INDEX)
+    assert source.digest == digest_of(INDEX)
     assert source.media_type == OCI_INDEX
     assert source.platforms == ("linux/amd64", "linux/arm64")
-    assert source.pinned == f"127.0.0.1:5000/team/app@{manifest_digest(INDEX)}"
+    assert source.pinned == f"127.0.0.1:5000/team/app@{digest_of(INDEX)}"
     assert source.summary.endswith("2 platforms: linux/amd64, linux/arm64")
     # An index of one platform (and, say, its attestation) is one platform, not "1 platforms".
     one = dataclasses.replace(source, platforms=("linux/amd64",))
@@ -64,7 +64,7 @@ def test_resolve_all_platforms() -> None:
 def test_a_head_resolves_the_digest_without_the_body() -> None:
     source = resolve_source(SOURCE, None, probed(served(SOURCE, INDEX, with_body=False)))
     assert source.error is None
-    assert (source.digest, source.media_type) == (manifest_digest(INDEX), OCI_INDEX)
+    assert (source.digest, source.media_type) == (digest_of(INDEX), OCI_INDEX)
     # The platforms are in the body, which a no-op re-mirror never fetches.
     assert source.platforms is None
     assert source.summary.endswith(", an image index, every platform")
@@ -73,7 +73,7 @@ def test_a_head_resolves_the_digest_without_the_body() -> None:
 def test_resolve_one_platform_pins_its_manifest() -> None:
     source = resolve_source("team/app:1", "linux/arm64", probed(served("team/app:1", INDEX)))
     assert source.digest == ARM64_DIGEST
-    assert source.index_digest == manifest_digest(INDEX)
+    assert source.index_digest == digest_of(INDEX)
     assert source.media_type == OCI_MANIFEST
     assert source.pinned == f"team/app@{ARM64_DIGEST}"
 
@@ -289,7 +289,7 @@ def test_a_failure_keeps_its_kind_so_the_summary_can_say_what_to_do() -> None:
 
 def test_referrers_must_be_those_of_the_resolved_digest() -> None:
     reference = "127.0.0.1:5000/team/app:1"
-    subject = manifest_digest(INDEX)
+    subject = digest_of(INDEX)
     reads = probed(served(reference, INDEX))
     source = resolve_source(reference, None, reads)
 
