@@ -126,7 +126,7 @@ _COPY_PROBLEMS: tuple[tuple[tuple[str, ...], str], ...] = (
     ),
     (("answered 5",), "the registry answered with a server error"),
     (
-        ("connection reset", "closed the connection", "connection broke", "can not write request body"),
+        ("connection reset", "closed the connection", "connection broke"),
         "the connection to the registry was lost",
     ),
 )
