@@ -37,6 +37,7 @@ Scenarios (benchmarks/scenarios/):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import concurrent.futures
 import os
 import signal
@@ -228,6 +229,32 @@ def run_all(bench: Bench, sizes: Sizes, wanted: Sequence[str], before: Path | No
     return Results(machine, setup, pants_startup, sections)
 
 
+def up_to(sizes: Sizes, largest: int) -> Sizes:
+    """`sizes` with copy mode at scale and with referrers stopped at `largest` images, one run
+    per row: their first-mirror, latency and cold rows at the largest size kept."""
+    kept = tuple(i for i, size in enumerate(sizes.scale.sizes) if size <= largest)
+    if not kept:
+        raise SystemExit(f"--up-to {largest}: the smallest scale size is {sizes.scale.sizes[0]}")
+    top = sizes.scale.sizes[kept[-1]]
+    return dataclasses.replace(
+        sizes,
+        scale=dataclasses.replace(
+            sizes.scale,
+            sizes=tuple(sizes.scale.sizes[i] for i in kept),
+            first_runs=tuple(1 for _ in kept),
+            noop_runs=1,
+            cold_size=min(sizes.scale.cold_size, top),
+            first_size=min(sizes.scale.first_size, top),
+            wan_size=min(sizes.scale.wan_size, top),
+            wan_runs=1,
+            wan_parallelism=sizes.scale.wan_parallelism[:1],
+        ),
+        referrers=dataclasses.replace(
+            sizes.referrers, sizes=tuple(s for s in sizes.referrers.sizes if s <= largest)[-1:], noop_runs=1
+        ),
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="benchmarks/run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -236,6 +263,13 @@ def main() -> int:
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "RESULTS.md"))
     parser.add_argument(
         "--only", choices=SCENARIOS, action="append", help="run this scenario (repeatable), with the start-up one"
+    )
+    parser.add_argument(
+        "--up-to",
+        type=int,
+        metavar="N",
+        help="copy mode at scale and with referrers stop at N images (the 1,000-image rows take about "
+        "ten minutes), one run per row",
     )
     parser.add_argument(
         "--before",
@@ -253,7 +287,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="docker-mirror-bench-") as tmp:
         bench = Bench(Path(tmp).resolve())
         try:
-            results = run_all(bench, QUICK if args.quick else FULL, wanted, args.before and args.before.resolve())
+            sizes = QUICK if args.quick else FULL
+            results = run_all(bench, up_to(sizes, args.up_to) if args.up_to else sizes, wanted,
+                              args.before and args.before.resolve())
         finally:
             bench.close()
     total = since_start()
@@ -261,6 +297,7 @@ def main() -> int:
 
     report = Report(
         command="benchmarks/run" + (" --quick" if args.quick else "") + "".join(f" --only {s}" for s in args.only or ())
+        + (f" --up-to {args.up_to}" if args.up_to else "")
         + (" --before CHECKOUT" if args.before else ""),
         total=total,
         setup=results.setup,

@@ -254,22 +254,24 @@ class Concurrency:
         return statistics.fmean(busy) if busy else 0.0
 
 
-def _descendants_named(roots: Sequence[int], name: str) -> int:
-    """How many processes called `name` (their `comm`) run below any of `roots`."""
+def _descendants_copying(roots: Sequence[int], copier: Copier) -> int:
+    """How many of `copier`'s processes run below any of `roots`."""
     parents: dict[int, int] = {}
-    names: dict[int, str] = {}
+    copying: list[int] = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
+            comm, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+            pid = int(stat.parent.name)
+            parents[pid] = int(rest[1])
+            if comm == copier.comm or (
+                copier.argument is not None and copier.argument in (stat.parent / "cmdline").read_bytes().split(b"\0")
+            ):
+                copying.append(pid)
         except OSError:
             continue
-        comm, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
-        pid = int(stat.parent.name)
-        parents[pid], names[pid] = int(rest[1]), comm
     wanted, count = set(roots), 0
-    for pid, comm in names.items():
-        if comm != name:
-            continue
+    for pid in copying:
         ancestor, depth = parents.get(pid, 0), 0
         while ancestor > 1 and ancestor not in wanted and depth < 10:
             ancestor, depth = parents.get(ancestor, 0), depth + 1
@@ -277,13 +279,23 @@ def _descendants_named(roots: Sequence[int], name: str) -> int:
     return count
 
 
+@dataclass(frozen=True)
+class Copier:
+    """The processes a tool copies with: a program (its `comm`), or any process given
+    `argument` (the probe runs as a venv's python, known by its request file)."""
+
+    name: str  # as tables name it
+    comm: str | None = None
+    argument: bytes | None = None
+
+
 SAMPLE_INTERVAL = 0.1  # seconds
 
 
 @contextlib.contextmanager
-def sampling(roots: Sequence[int], name: str) -> Iterator[Callable[[], Concurrency]]:
-    """While the block runs, counts every `SAMPLE_INTERVAL` s the processes called `name` below
-    `roots` (e.g. the `skopeo` processes a pantsd runs); the function it yields returns them,
+def sampling(roots: Sequence[int], copier: Copier) -> Iterator[Callable[[], Concurrency]]:
+    """While the block runs, counts every `SAMPLE_INTERVAL` s `copier`'s processes below
+    `roots` (e.g. the probes a pantsd runs); the function it yields returns them,
     once the block is done. Only processes below `roots` count: other work on the machine may
     run the same programs."""
     counts: list[int] = []
@@ -291,7 +303,7 @@ def sampling(roots: Sequence[int], name: str) -> Iterator[Callable[[], Concurren
 
     def sample() -> None:
         while not done.wait(SAMPLE_INTERVAL):
-            counts.append(_descendants_named(roots, name))
+            counts.append(_descendants_copying(roots, copier))
 
     thread = threading.Thread(target=sample, name="sampler", daemon=True)
     thread.start()

@@ -32,6 +32,7 @@ from docker_mirror_testutil.tcp_proxy import DelayingProxy
 from benchmarks.baselines import skopeo_sync
 from benchmarks.harness import (
     Bench,
+    Copier,
     SAMPLE_INTERVAL,
     Concurrency,
     Cpu,
@@ -55,7 +56,10 @@ SKOPEO = "skopeo sync --all"
 TOOLS = (PANTS, SKOPEO)
 DISTINCT_IMAGES = 4  # the lines' repositories share these
 DELAY = 0.01  # seconds per direction: 20 ms more per round trip
-COPIER = "skopeo"  # the program both tools copy with: its processes alive at once are sampled
+# What each tool copies with: its processes alive at once are sampled. Pants' is the probe (a
+# venv's python, known by its request file); skopeo sync's, skopeo.
+PROBE = Copier("probe", argument=b"probe-request.json")  # util_rules/registry_reads.py's REQUEST_FILE
+SKOPEO_COPIER = Copier("skopeo", comm="skopeo")
 
 # The issue's targets.
 NOOP_SLOPE_TARGET = 0.5  # no-op marginal cost per image, against skopeo sync's
@@ -313,7 +317,7 @@ def wan_run(bench: Bench, setup: Scale, name: str, mirror: Callable[[Registry], 
     daemons = setup.repo.daemon_pids() if name == PANTS else []
     try:
         before = [(p.stats.connections, p.stats.bytes_up, p.stats.bytes_down) for p in proxies]
-        with sampling(daemons or [os.getpid()], COPIER) as copiers:
+        with sampling(daemons or [os.getpid()], PROBE if daemons else SKOPEO_COPIER) as copiers:
             measured = measure(lambda: mirror(via_proxy), {"source": setup.upstream, "destination": dest}, daemons)
         after = [(p.stats.connections, p.stats.bytes_up, p.stats.bytes_down) for p in proxies]
     finally:
@@ -510,21 +514,21 @@ def wan_profile(wan: Mapping[str, Sequence[WanRun]], sizes: ScaleSizes) -> Table
             "processes Pants ran",
             "their run time, summed",
             "per process",
-            f"copying: time with a `{COPIER}` alive",
-            f"`{COPIER}` processes alive at once while copying: mean / peak",
-            "the rest of the wall time, no copy alive (client, rules, probe, process set-up)",
+            "copying: time with a copy process alive (the probe; skopeo for skopeo sync)",
+            "copy processes alive at once while copying: mean / peak",
+            "the rest of the wall time, no copy alive (client, rules, process set-up)",
             "requests per image (both registries)",
             f"their round trips per image ({DELAY * 2000:.0f} ms each)",
             "wall per image",
         ),
         tuple(wan_profile_row(row, data, sizes.wan_size) for row, data in wan.items()),
         (
-            f"The tool's `{COPIER}` processes are counted every {SAMPLE_INTERVAL} s among its own descendants "
-            "(pantsd's; the harness's for skopeo sync), so other work on the machine does not count. Pants runs "
-            "one copy process per image, as many at once as its process limit allows; each starts skopeo and "
-            "opens its own connections, so its run time is mostly round trips. skopeo sync copies one image "
-            "after another in one process, so its wall per image is of the order of its round trips per image "
-            "(its requests', and a TCP handshake for each new connection: table 7 counts them).",
+            f"The tool's copy processes are counted every {SAMPLE_INTERVAL} s among its own descendants "
+            "(pantsd's probes, known by their request file; the harness's `skopeo` for skopeo sync), so other "
+            "work on the machine does not count. Pants runs one probe per image, as many at once as its "
+            "process limit allows; each starts Python and opens its own connections. skopeo sync copies one "
+            "image after another in one process, so its wall per image is of the order of its round trips per "
+            "image (its requests', and a TCP handshake for each new connection: table 7 counts them).",
         ),
     )
 
@@ -668,7 +672,7 @@ def large_noop_target(runs: Runs, sizes: ScaleSizes, startup: Startup) -> Target
     met = noop < LARGE_NOOP_TARGET
     why = "" if met and large >= 1000 else noop_breakdown(runs.noop[PANTS][large], startup) + "."
     if large < 1000:
-        why += f" (At {large:,} lines, not 1,000: `--quick`.)"
+        why += f" (At {large:,} lines, not 1,000: a smaller run, `--quick` or `--up-to`.)"
     return Target(
         f"A {large:,}-line spec: no-op re-mirror under {LARGE_NOOP_TARGET:.0f} s warm on 2 cores ({os.cpu_count()} here)",
         f"{noop:.2f} s (median of {len(runs.noop[PANTS][large])})",
