@@ -106,7 +106,10 @@ def test_a_failed_tag_names_image_registry_and_fault() -> None:
         f"{SUBJECT}: timed out (`[docker-mirror].copy_timeout` bounds a copy, `registry_timeout` a read) "
         "(registry dst.lan:5000 unreachable: timed out (writing blob sha256:1))"
     )
-    cut = "registry dst.lan:5000 unreachable: broken HTTP answer ([Errno None] Can not write request body for x)"
+    cut = (
+        "registry dst.lan:5000 unreachable: connection reset, uploading blob sha256:1 to "
+        "dst.lan:5000/mirror/team/app (4 attempts)"
+    )
     assert failed(cut, "unreachable") == f"{SUBJECT}: the connection to the registry was lost ({cut})"
     assert failed("registry dst.lan:5000 unreachable: connection refused", "unreachable") == (
         f"{SUBJECT}: registry unreachable (registry dst.lan:5000 unreachable: connection refused)"
