@@ -14,7 +14,7 @@ from typing import AsyncIterable, AsyncIterator, Callable, Dict, Iterator, Optio
 @contextlib.contextmanager
 def _no_default_cas() -> Iterator[None]:
     """aiohttp builds two TLS contexts as it is imported, loading the system's CA certificates
-    into each: a third of the probe's start-up (measured in docs/performance.md), paid by every
+    into each: about a fifth of the probe's start-up (docs/performance.md), paid by every
     process. The probe passes its own context (`Routes.ssl_context`) to every HTTPS request and
     never uses theirs. While aiohttp is imported, a context's default CA paths load nothing: one
     of its contexts used by mistake trusts no server, and so fails closed."""
