@@ -8,7 +8,7 @@ from typing import Iterable, Optional, Tuple
 
 from docker_mirror.compat import UnmatchedBuildFileGlobs
 from docker_mirror.oci.reference import ImageReference, is_valid_platform
-from docker_mirror.util_rules.signature_keys import key_path_candidates
+from docker_mirror.key_paths import key_path_candidates
 from pants.backend.docker.registries import ALL_DEFAULT_REGISTRIES
 from pants.backend.docker.target_types import (
     DockerImageBuildArgsField,
@@ -385,7 +385,7 @@ class DockerMirrorRequireSignatureField(StringSequenceField):
         cls, raw_value: Optional[Iterable[str]], address: Address
     ) -> Optional[Tuple[str, ...]]:
         """The paths as written (which file each names is decided where files can be seen:
-        `util_rules.signature_keys`); one outside the repository is refused here."""
+        `util_rules.signature_keys`, by `key_paths`); one outside the repository is refused here."""
         value = super().compute_value(raw_value, address)
         if value is None:
             return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from docker_mirror.util_rules.signature_keys import key_path_candidates, resolve_key_paths
+from docker_mirror.key_paths import key_path_candidates, resolve_key_paths
 
 
 @pytest.mark.parametrize(
