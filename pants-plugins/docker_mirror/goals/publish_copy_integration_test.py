@@ -1,11 +1,13 @@
 """End to end: the real `./pants package` and `./pants publish` mirror multi-platform images with
 `method="copy"` between two real registries, with the Docker engine unreachable throughout:
 digests and platforms kept, a missing image failing alone, and a second run copying nothing;
-and with no skopeo to be found, since copy mode needs Pants and nothing else."""
+with no skopeo to be found, since copy mode needs Pants and nothing else; and blobs mounted within
+one registry, and sent in chunks to one that refuses monolithic uploads."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import shutil
@@ -20,6 +22,7 @@ from docker_mirror_testutil.images import make_image, push_oci_image
 from docker_mirror_testutil.machine import require_skopeo
 from docker_mirror_testutil.pants_repo import PantsRepo, PantsResult, mirror_registry_option
 from docker_mirror_testutil.registries import Registry, htpasswd_entry, requests_for
+from docker_mirror_testutil.upload_proxy import ChunkedOnlyProxy
 from docker_mirror.oci.manifests import digest_of
 
 BUILD = "docker_mirror_images(name='mirror', sources=['images.txt'], method='copy')\n"
@@ -155,6 +158,51 @@ def test_copy_keeps_digests_and_platforms_isolates_failures_and_skips_what_is_th
         for line in new_requests
         if "/blobs/" in line or not line.split('"')[1].startswith(("GET ", "HEAD "))
     ], new_requests
+
+
+def test_blobs_are_mounted_within_a_registry_and_chunked_where_monolithic_uploads_are_refused(
+    registries: Callable[..., Registry], pants_repo: PantsRepo
+) -> None:
+    """One registry, behind a proxy that answers 413 to every monolithic blob `PUT`, is the
+    destination of two lines: one whose source is that registry (its blobs are mounted: no upload
+    at all), one from another registry (its blobs go in chunks once the first `PUT` is refused)."""
+    upstream, mirror = registries(), registries()
+    local = push_oci_image(f"{mirror.address}/team/app:1", "app", "linux/amd64", "linux/arm64")
+    remote = push_oci_image(f"{upstream.address}/library/tool:2", "tool", "linux/amd64", "linux/arm64")
+    with ChunkedOnlyProxy.start(mirror.address) as proxy:
+        pants_repo.write(
+            {
+                "src/BUILD": BUILD,
+                "src/images.txt": f"{proxy.address}/team/app:1\n{upstream.address}/library/tool:2\n",
+            }
+        )
+        seen = len(mirror.access_log())
+        result = pants_repo.pants(
+            "publish", "src::", registry=dataclasses.replace(mirror, address=proxy.address), env=NO_DOCKER
+        )
+        through_proxy = proxy.seen()
+
+    assert result.returncode == 0, result
+    for published in (f"{proxy.address}/mirror/team/app:1", f"{proxy.address}/mirror/library/tool:2"):
+        assert f"✓ {published} published to @mirror (copied from " in result.stderr, result
+    assert mirror.manifest_digest("mirror/team/app", "1") == local.index
+    assert mirror.manifest_digest("mirror/library/tool", "2") == remote.index
+    # Every platform's blobs are there, each read back and checked against its digest.
+    for repository, image in (("mirror/team/app", local), ("mirror/library/tool", remote)):
+        for digest in image.manifests.values():
+            manifest = json.loads(mirror.manifest(repository, digest)[0])
+            for blob in [manifest["config"], *manifest["layers"]]:
+                mirror.blob(repository, blob["digest"])
+    log = mirror.settled_access_log()[seen:]
+    # Within the registry: every blob mounted from the source repository, none uploaded.
+    mounts = [line for line in log if '"POST /v2/mirror/team/app/blobs/uploads/?mount=' in line and '" 201 ' in line]
+    assert mounts and all("from=team%2Fapp" in line or "from=team/app" in line for line in mounts), mounts
+    assert not [line for line in log if '"PUT /v2/mirror/team/app/blobs/uploads/' in line], log
+    assert not [line for line in log if '"PATCH /v2/mirror/team/app/blobs/uploads/' in line], log
+    # From the other registry: monolithic `PUT`s refused, then chunks, each closed by a `PUT`.
+    assert through_proxy["refused"] >= 1 and through_proxy["PATCH"] >= 1, through_proxy
+    assert through_proxy["PUT"] == through_proxy["PATCH"], through_proxy  # one chunk per small blob
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout, result
 
 
 PASSWORD = "e2e-mirror-s3cret"
