@@ -265,7 +265,9 @@ def _descendants_copying(roots: Sequence[int], copier: Copier) -> int:
             pid = int(stat.parent.name)
             parents[pid] = int(rest[1])
             if comm == copier.comm or (
-                copier.argument is not None and copier.argument in (stat.parent / "cmdline").read_bytes().split(b"\0")
+                copier.argument is not None
+                and comm.startswith("python")  # read a command line only where it can match
+                and copier.argument in (stat.parent / "cmdline").read_bytes().split(b"\0")
             ):
                 copying.append(pid)
         except OSError:
@@ -281,7 +283,7 @@ def _descendants_copying(roots: Sequence[int], copier: Copier) -> int:
 
 @dataclass(frozen=True)
 class Copier:
-    """The processes a tool copies with: a program (its `comm`), or any process given
+    """The processes a tool copies with: a program (its `comm`), or a Python process given
     `argument` (the probe runs as a venv's python, known by its request file)."""
 
     name: str  # as tables name it
