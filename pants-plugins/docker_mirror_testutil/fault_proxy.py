@@ -221,6 +221,11 @@ class FaultProxy(HttpRelay):
         self._release: Optional[asyncio.Event] = None
         self._lock = threading.Lock()
         self._count = 0
+        # Requests being served, and those of them a `Stall` holds: `requests()` waits for the
+        # others, whose answer the client may have read before their entry was logged.
+        self._serving = 0
+        self._held = 0
+        self._settled = threading.Condition(self._lock)
 
     @classmethod
     def start(
@@ -252,7 +257,10 @@ class FaultProxy(HttpRelay):
         self._call(release)
 
     def requests(self) -> List[Logged]:
-        with self._lock:
+        """Every request answered so far. It waits (up to 5 s) for those still being logged: a
+        client can read an answer before the proxy has noted it."""
+        with self._settled:
+            self._settled.wait_for(lambda: self._serving <= self._held, timeout=5)
             return list(self.log)
 
     def faults(self) -> Counter:
@@ -279,6 +287,12 @@ class FaultProxy(HttpRelay):
 
     # -- serving ---------------------------------------------------------------------------
 
+    def _being_served(self, change: int, *, held: int = 0) -> None:
+        with self._settled:
+            self._serving += change
+            self._held += held
+            self._settled.notify_all()
+
     async def _serve(self, head: Head, connection: Connection) -> bool:
         method, path = head.request_line()
         fault = self._next(method, path)
@@ -286,6 +300,19 @@ class FaultProxy(HttpRelay):
         if isinstance(fault, Then):
             hook = fault.hook
             fault = fault.fault
+        self._being_served(+1)
+        try:
+            keep_alive = await self._answer(fault, head, method, path, connection)
+        finally:
+            self._being_served(-1)
+        if hook is not None:
+            await asyncio.get_running_loop().run_in_executor(None, hook)
+        return keep_alive
+
+    async def _answer(
+        self, fault: Optional[Fault], head: Head, method: str, path: str, connection: Connection
+    ) -> bool:
+        """Answers one request as `fault` says, and logs it; whether the connection stays open."""
         if isinstance(fault, Respond):
             async for _ in stream_body(head, connection.reader, request=True, method="", status=0):
                 pass
@@ -298,8 +325,6 @@ class FaultProxy(HttpRelay):
             cut = self._cut(fault, fired)
             status, keep_alive = await self._pass_on(head, method, path, cut, connection)
             self._record(Logged(method, path, status, bool(fired), fired[0] if fired else None))
-        if hook is not None:
-            await asyncio.get_running_loop().run_in_executor(None, hook)
         return keep_alive
 
     async def _pass_on(
@@ -331,10 +356,13 @@ class FaultProxy(HttpRelay):
             if isinstance(fault, Stall):
                 assert self._release is not None
                 self.stalled.set()
+                self._being_served(0, held=+1)
                 try:
                     await asyncio.wait_for(self._release.wait(), fault.seconds)
                 except asyncio.TimeoutError:
                     pass
+                finally:
+                    self._being_served(0, held=-1)
                 return fault.then != "continue"
             return True
 
