@@ -139,7 +139,7 @@ def test_every_repair_under_pantsd_copies_and_says_so(
     untouched = repo.pants("publish", "images::", daemon=True, env=NO_DOCKER)
     assert untouched.returncode == 0, untouched
     assert f"{destination} skipped (up to date" in untouched.stderr, untouched
-    assert not [line for line in mirror.access_log()[before:] if '"PUT ' in line]
+    assert not [line for line in mirror.settled_access_log()[before:] if '"PUT ' in line]
     assert len(repo.daemon_pids()) == 1
 
 
@@ -168,7 +168,7 @@ def test_two_generators_cannot_send_two_sources_to_one_tag(
             assert named in refused.stderr, (goal, named, refused)
         assert "published" not in refused.stderr, (goal, refused)
     assert mirror.repositories() == []
-    assert not [line for line in mirror.access_log() if '"PUT ' in line or '"POST ' in line]
+    assert not [line for line in mirror.settled_access_log() if '"PUT ' in line or '"POST ' in line]
 
 
 def test_changed_since_publishes_the_images_of_changed_spec_files(

@@ -158,7 +158,7 @@ def test_copy_method_publishes_the_pinned_index_and_platform_after_the_tag_moved
     after = push_oci_image(f"{u}/team/multi:1.0", "multi 1, rebuilt")
     upstream.put_tag("team/multi", "1.0", "1")
     assert after.index != before.index
-    seen = len(upstream.access_log())
+    seen = len(upstream.settled_access_log())
 
     publish = pants_repo.pants("publish", "src::", registry=mirror, env=NO_DOCKER)
 
