@@ -36,7 +36,8 @@ class Run:
     stderr: str
     text: str  # the result file as written
     elapsed: float
-    # The probe process's peak resident set (KiB) and CPU time (user + system), by `wait4`.
+    # The probe process's peak resident set (KiB): its own report (`VmHWM`), or `wait4`'s where
+    # it wrote none, which keeps this process's peak at the fork; and its CPU time (user + system).
     peak_rss_kib: int = 0
     cpu_seconds: float = 0.0
 
@@ -107,7 +108,15 @@ def run_probe(
     elapsed = time.monotonic() - started
     text = result_file.read_text() if result_file.exists() else ""
     return Run(process.returncode, out.read_text(), err.read_text(), text, elapsed,
-               usage.ru_maxrss, usage.ru_utime + usage.ru_stime)  # fmt: skip
+               _own_peak(text) or usage.ru_maxrss, usage.ru_utime + usage.ru_stime)  # fmt: skip
+
+
+def _own_peak(text: str) -> Optional[int]:
+    try:
+        peak = json.loads(text).get("peak_rss_kib")
+    except (ValueError, AttributeError):
+        return None
+    return peak if isinstance(peak, int) else None
 
 
 def docker_config(home: Path, document: Dict[str, Any]) -> Path:

@@ -558,6 +558,10 @@ class ProbeResult:
     requests_sent: Dict[str, RequestCounts] = field(default_factory=dict)
     referrers: List[ReferrersResult] = field(default_factory=list)
     copy: Optional[CopyResult] = None
+    # The process's peak resident memory (KiB) and CPU time (user + system, seconds): what tests
+    # and benchmarks hold a probe process to.
+    peak_rss_kib: Optional[int] = None
+    cpu_seconds: Optional[float] = None
 
     def to_json(self) -> Dict[str, Any]:
         document: Dict[str, Any] = {
@@ -571,6 +575,10 @@ class ProbeResult:
             document["referrers"] = [r.to_json() for r in self.referrers]
         if self.copy is not None:
             document["copy"] = self.copy.to_json()
+        if self.peak_rss_kib is not None:
+            document["peak_rss_kib"] = self.peak_rss_kib
+        if self.cpu_seconds is not None:
+            document["cpu_seconds"] = round(self.cpu_seconds, 3)
         return document
 
 
@@ -598,10 +606,13 @@ def parse_result(content: bytes) -> ProbeResult:
     except (ValueError, KeyError, TypeError) as e:
         raise ResultError(str(e)) from None
     copy = document.get("copy")
+    peak, cpu = document.get("peak_rss_kib"), document.get("cpu_seconds")
     return ProbeResult(
         results=_readable(document["results"], ManifestResult.from_json),
         referrers=_readable(document.get("referrers"), ReferrersResult.from_json),
         copy=next(iter(_readable([copy], CopyResult.from_json)), None) if copy is not None else None,
+        peak_rss_kib=peak if isinstance(peak, int) and not isinstance(peak, bool) else None,
+        cpu_seconds=float(cpu) if isinstance(cpu, (int, float)) and not isinstance(cpu, bool) else None,
     )
 
 

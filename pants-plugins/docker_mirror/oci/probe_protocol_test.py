@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from docker_mirror.oci.probe_protocol import (
-    CopyRequest, CopyResult, Plan, ProbeRequest, RequestError, TagCopy, TagOutcome, encoded, parse_request,
+    CopyRequest, CopyResult, Plan, ProbeRequest, ProbeResult, RequestError, TagCopy, TagOutcome, encoded, parse_request,
     parse_result,
 )
 
@@ -81,6 +81,16 @@ def test_a_result_without_tags_has_none() -> None:
     assert "tags" not in CopyResult("ok").to_json()
     parsed = parse_result(json.dumps({"results": [], "copy": {"outcome": "unsigned"}}).encode()).copy
     assert parsed is not None and parsed.tags == ()
+
+
+def test_the_peak_memory_and_cpu_time_are_carried_and_read_only_as_numbers() -> None:
+    assert not {"peak_rss_kib", "cpu_seconds"} & set(ProbeResult([]).to_json())
+    parsed = parse_result(json.dumps(ProbeResult([], peak_rss_kib=51234, cpu_seconds=0.2345).to_json()).encode())
+    assert (parsed.peak_rss_kib, parsed.cpu_seconds) == (51234, 0.234)
+    for odd in ("51234", 1.5, True, None):
+        assert parse_result(json.dumps({"results": [], "peak_rss_kib": odd}).encode()).peak_rss_kib is None
+    for odd in ("0.5", True, None, [1]):
+        assert parse_result(json.dumps({"results": [], "cpu_seconds": odd}).encode()).cpu_seconds is None
 
 
 def test_tag_outcomes_are_read_leniently() -> None:

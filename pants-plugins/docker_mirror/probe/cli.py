@@ -3,10 +3,12 @@ request it cannot read, 1 for an internal error; stderr is one scrubbed line."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import List, Optional, TextIO
 
@@ -37,6 +39,20 @@ def write_atomically(path: Path, text: str) -> None:
         except OSError:
             pass
         raise
+
+
+def peak_rss_kib() -> Optional[int]:
+    """This process's peak resident memory in KiB, where the kernel tells (Linux's `VmHWM`).
+    Not `getrusage`: its `ru_maxrss` keeps the peak of the process that exec'd this one, and
+    pantsd (hundreds of MB) starts the probe."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _checked(request: ProbeRequest) -> ProbeRequest:
@@ -73,6 +89,7 @@ def main(argv: Optional[List[str]] = None, stderr: TextIO = sys.stderr) -> int:
         return _fail(stderr, 130, "interrupted")
     except Exception as e:  # noqa: BLE001 - reported on one line, never as a traceback
         return _fail(stderr, 1, f"internal error: {type(e).__name__}: {e}")
+    result = dataclasses.replace(result, peak_rss_kib=peak_rss_kib(), cpu_seconds=time.process_time())
     try:
         write_atomically(result_path, encoded(result).decode())
     except OSError as e:

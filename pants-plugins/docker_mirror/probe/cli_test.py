@@ -108,7 +108,32 @@ def test_an_empty_request_and_invalid_references_are_results(tmp_path: Path) -> 
     assert document["requests_sent"] == {}
     request.write_text(json.dumps({"version": 1, "requests": []}))
     assert _run(tmp_path, str(request), str(result)) == (0, "")
-    assert json.loads(result.read_text()) == {"version": 1, "results": [], "requests_sent": {}}
+    document = json.loads(result.read_text())
+    peak, cpu = document.pop("peak_rss_kib"), document.pop("cpu_seconds")
+    assert document == {"version": 1, "results": [], "requests_sent": {}}
+    assert 0 < cpu < 60, cpu
+    # The process's own peak: an interpreter with the probe's modules loaded (tens of MiB).
+    assert 8 * 1024 < peak < 1024 * 1024, peak
+
+
+def test_the_peak_memory_reported_is_the_probes_own_not_its_parents(tmp_path: Path) -> None:
+    """A parent holding 256 MiB (as pantsd holds hundreds of MB) starts the probe: the probe
+    reports its own peak, not the parent's, which `getrusage`'s `ru_maxrss` carries over exec."""
+    import subprocess
+    import sys
+
+    request, result = tmp_path / "request.json", tmp_path / "result.json"
+    request.write_text(json.dumps({"version": 1, "requests": []}))
+    held = bytearray(256 * 1024 * 1024)
+    for page in range(0, len(held), 4096):
+        held[page] = 1
+    main_ = "import sys; from docker_mirror.probe.cli import main; sys.exit(main())"
+    done = subprocess.run([sys.executable, "-c", main_, str(request), str(result)],
+                          capture_output=True, text=True, env={"PYTHONPATH": ":".join(sys.path)})  # fmt: skip
+    del held
+    assert (done.returncode, done.stderr) == (0, "")
+    peak = json.loads(result.read_text())["peak_rss_kib"]
+    assert 8 * 1024 < peak < 128 * 1024, peak
 
 
 def test_an_unwritable_result(tmp_path: Path) -> None:
