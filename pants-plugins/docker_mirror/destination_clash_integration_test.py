@@ -10,11 +10,8 @@ from typing import Callable
 import pytest
 from docker_mirror_testutil.images import push_oci_image
 from docker_mirror_testutil.machine import require_skopeo
-from docker_mirror_testutil.pants_repo import PantsRepo
+from docker_mirror_testutil.pants_repo import NO_DOCKER, PantsRepo
 from docker_mirror_testutil.registries import Registry
-
-# Nothing here may need a Docker engine: generation refuses before any image is built.
-NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 
 
 def generator(method: str, extra: str = "") -> str:

@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 import pytest
 from docker_mirror_testutil.images import OciImage, push_oci_image
 from docker_mirror_testutil.machine import REPO_ROOT
+from docker_mirror_testutil.pants_repo import NO_DOCKER
 from docker_mirror_testutil.registries import Registry
 from docker_mirror_testutil.user_repo import PluginInstall, UserRepo, build_wheel
 
@@ -22,8 +23,6 @@ PACKAGE_ROOT = REPO_ROOT / "pants-plugins" / "docker_mirror"
 # package's resources must reach the wheel unlisted.
 RESOURCE = "subsystems/wheel-test-resource.lock"
 RESOURCE_TEXT = "// a resource of the package, named by no BUILD file\n"
-# Copy mode must never need a Docker engine: make any use of one fail.
-NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 
 
 @pytest.fixture(scope="module")

@@ -398,3 +398,17 @@ def sign_bundle(
             "org.opencontainers.image.created": "2026-01-01T00:00:00Z",
         },
     )  # fmt: skip
+
+
+def stranger_bundle(digest: str, count: int) -> bytes:
+    """A Sigstore bundle for `digest` whose DSSE envelope holds `count` copies of a valid ECDSA
+    signature by a key nobody trusts: each costs a verifier a full check (a hostile source's
+    way to burn a mirror's CPU)."""
+    algorithm, _, encoded = digest.partition(":")
+    statement = json.dumps({"_type": IN_TOTO_STATEMENT_V1, "subject": [{"digest": {algorithm: encoded}}],
+                            "predicateType": COSIGN_SIGN_PREDICATE, "predicate": {}}).encode()  # fmt: skip
+    signature = _sign(generate_key(), dsse_pae(IN_TOTO, statement))
+    return json.dumps({"mediaType": SIGSTORE_BUNDLE, "verificationMaterial": {"publicKey": {"hint": ""}}, "dsseEnvelope": {
+        "payload": base64.b64encode(statement).decode(), "payloadType": IN_TOTO,
+        "signatures": [{"sig": signature, "keyid": ""}] * count,
+    }}).encode()  # fmt: skip

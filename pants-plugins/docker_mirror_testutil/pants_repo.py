@@ -17,6 +17,18 @@ from typing import Iterable
 from docker_mirror_testutil.machine import REPO_ROOT
 from docker_mirror_testutil.registries import Registry
 
+# A copy-mode generator of `images.txt`, and an environment in which no Docker engine answers:
+# copy mode needs none.
+COPY_BUILD = "docker_mirror_images(name='mirror', sources=['images.txt'], method='copy')\n"
+NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+
+_KEPT = re.compile(r"Preserving local process execution dir (\S+) for (.+)$", re.M)
+
+
+def kept_sandboxes(output: str) -> dict[str, Path]:
+    """The sandboxes a run with `--keep-sandboxes=always` kept, by their process's description."""
+    return {description.strip(): Path(path) for path, description in _KEPT.findall(output)}
+
 
 @dataclass(frozen=True, repr=False)
 class PantsResult:

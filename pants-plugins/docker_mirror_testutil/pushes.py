@@ -4,9 +4,12 @@ needs one. Fast enough to seed many tags; the standard library and the core only
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import json
+import os
 import urllib.request
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from docker_mirror.oci.manifests import digest_of
 
@@ -14,6 +17,7 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MIB = 1024 * 1024
 
 
 def _request(
@@ -107,3 +111,38 @@ def push_index(
     index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries},
                        sort_keys=True).encode()
     return push_manifest(address, repository, tag, index, OCI_INDEX, authorization=authorization), index
+
+
+def push_large_image(address: str, repository: str, size: int) -> Tuple[str, str]:
+    """An image under the tag `1` whose one layer is `size` random bytes, streamed up (never
+    whole in this process); (the manifest's digest, the layer's)."""
+    block = os.urandom(MIB)
+    hashed = hashlib.sha256()
+    for start in range(0, size, MIB):
+        hashed.update(block[: min(MIB, size - start)])
+    digest = f"sha256:{hashed.hexdigest()}"
+    connection = http.client.HTTPConnection(address, timeout=300)
+    connection.request("POST", f"/v2/{repository}/blobs/uploads/", body=b"")
+    answer = connection.getresponse()
+    answer.read()
+    location = str(answer.headers["Location"])
+    separator = "&" if "?" in location else "?"
+
+    def body() -> Iterator[bytes]:
+        for start in range(0, size, MIB):
+            yield block[: min(MIB, size - start)]
+
+    connection.request("PUT", f"{location}{separator}digest={digest}", body=body(),
+                       headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"})  # fmt: skip
+    answer = connection.getresponse()
+    answer.read()
+    assert answer.status == 201, answer.status
+    connection.close()
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": len(config),
+                   "digest": push_blob(address, repository, config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "size": size, "digest": digest}],
+    }).encode()  # fmt: skip
+    return push_manifest(address, repository, "1", manifest, OCI_MANIFEST), digest

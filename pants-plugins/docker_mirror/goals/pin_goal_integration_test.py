@@ -9,11 +9,8 @@ from typing import Callable
 
 from docker_mirror_testutil.images import make_image, push_oci_image
 from docker_mirror_testutil.machine import require_skopeo
-from docker_mirror_testutil.pants_repo import PantsRepo, PantsResult
+from docker_mirror_testutil.pants_repo import NO_DOCKER, PantsRepo, PantsResult
 from docker_mirror_testutil.registries import Registry
-
-# Copy mode must never need a Docker engine: make any use of one fail.
-NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 
 
 def short(digest: str) -> str:

@@ -10,13 +10,10 @@ from typing import Callable
 
 from docker_mirror_testutil.images import push_oci_image
 from docker_mirror_testutil.machine import require_skopeo
-from docker_mirror_testutil.pants_repo import PantsRepo
+from docker_mirror_testutil.pants_repo import COPY_BUILD, NO_DOCKER, PantsRepo
 from docker_mirror_testutil.registries import Registry
 from docker_mirror.oci.manifests import digest_of
 
-BUILD = "docker_mirror_images(name='mirror', sources=['images.txt'], method='copy')\n"
-# Copy mode must never need a Docker engine: make any use of one fail.
-NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 UNKNOWN_PLATFORM = {"architecture": "unknown", "os": "unknown"}
 
 
@@ -43,7 +40,7 @@ def test_copy_keeps_the_attestation_manifests_of_an_index(
         for platform in image.attestations
     ]
     pants_repo.write(
-        {"src/BUILD": BUILD, "src/images.txt": f"{upstream.address}/team/attested:1.0\n"}
+        {"src/BUILD": COPY_BUILD, "src/images.txt": f"{upstream.address}/team/attested:1.0\n"}
     )
 
     result = pants_repo.pants("publish", "src::", registry=mirror, env=NO_DOCKER)

@@ -20,14 +20,10 @@ from typing import Callable
 import pytest
 from docker_mirror_testutil.images import make_image, push_oci_image
 from docker_mirror_testutil.machine import require_skopeo
-from docker_mirror_testutil.pants_repo import PantsRepo, PantsResult, mirror_registry_option
+from docker_mirror_testutil.pants_repo import COPY_BUILD, NO_DOCKER, PantsRepo, PantsResult, mirror_registry_option
 from docker_mirror_testutil.registries import Registry, htpasswd_entry, requests_for
 from docker_mirror_testutil.upload_proxy import ChunkedOnlyProxy
 from docker_mirror.oci.manifests import digest_of
-
-BUILD = "docker_mirror_images(name='mirror', sources=['images.txt'], method='copy')\n"
-# Copy mode must never need a Docker engine: make any use of one fail.
-NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 
 
 def test_copy_keeps_digests_and_platforms_isolates_failures_and_skips_what_is_there(
@@ -47,7 +43,7 @@ def test_copy_keeps_digests_and_platforms_isolates_failures_and_skips_what_is_th
     )
     pants_repo.write(
         {
-            "src/BUILD": BUILD,
+            "src/BUILD": COPY_BUILD,
             "src/images.txt": present + f"{upstream.address}/team/missing:1\n",
         }
     )
@@ -172,7 +168,7 @@ def test_blobs_are_mounted_within_a_registry_and_chunked_where_monolithic_upload
     with ChunkedOnlyProxy.start(mirror.address) as proxy:
         pants_repo.write(
             {
-                "src/BUILD": BUILD,
+                "src/BUILD": COPY_BUILD,
                 "src/images.txt": f"{proxy.address}/team/app:1\n{upstream.address}/library/tool:2\n",
             }
         )
@@ -232,7 +228,7 @@ def test_credentials_reach_the_copy_from_the_docker_config_and_no_output_record_
         json.dumps({"auths": {mirror.address: {"auth": auth}}})
     )
     pants_repo.write(
-        {"src/BUILD": BUILD, "src/images.txt": f"{upstream.address}/team/app:2 AS app\n"}
+        {"src/BUILD": COPY_BUILD, "src/images.txt": f"{upstream.address}/team/app:2 AS app\n"}
     )
 
     result = pants_repo.pants(
@@ -332,7 +328,7 @@ def test_copy_mode_needs_no_skopeo(
     pinned_tag = f"digest-sha256-{multi.index.split(':')[1]}"
     pants_repo.write(
         {
-            "src/BUILD": BUILD,
+            "src/BUILD": COPY_BUILD,
             "src/images.txt": (
                 f"{upstream.address}/team/multi:1.0\n"
                 f"--platform=linux/arm64 {upstream.address}/team/multi@{multi.index} AS multi-arm\n"

@@ -41,13 +41,11 @@ from docker_mirror_testutil.fault_proxy import (
     rules,
     wait_until,
 )
-from docker_mirror_testutil.pants_repo import PantsRepo, PantsResult
+from docker_mirror_testutil.pants_repo import COPY_BUILD, NO_DOCKER, PantsRepo, PantsResult
 from docker_mirror_testutil.pushes import push_image
 from docker_mirror_testutil.registries import MANIFEST_MEDIA_TYPES, Registry, htpasswd_entry
 from docker_mirror_testutil.tls import make_certificates
 
-BUILD = "docker_mirror_images(name='mirror', sources=['images.txt'], method='copy')\n"
-NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 # Every Pants run of this module must end within this (a stalled copy must not hang the suite).
 RUN_TIMEOUT = 240
 # The requests that carry a blob's bytes (the POST that opens an upload has no body).
@@ -148,7 +146,7 @@ def seed(upstream: Registry, directory: str, names: List[str], *, layer_size: in
 def write_spec(repo: PantsRepo, upstream: Registry, directory: str, names: List[str]) -> None:
     repo.write(
         {
-            f"{directory}/BUILD": BUILD,
+            f"{directory}/BUILD": COPY_BUILD,
             f"{directory}/images.txt": "".join(
                 f"{upstream.address}/{directory}/{name}:1 AS {name}\n" for name in names
             ),

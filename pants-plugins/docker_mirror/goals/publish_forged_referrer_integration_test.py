@@ -8,13 +8,11 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from docker_mirror_testutil.pants_repo import PantsRepo
+from docker_mirror_testutil.pants_repo import COPY_BUILD, NO_DOCKER, PantsRepo
 from docker_mirror_testutil.pushes import push_image
 from docker_mirror_testutil.registries import Registry
 from docker_mirror.oci.manifests import OCI_MANIFEST, digest_of
 
-BUILD = "docker_mirror_images(name='mirror', sources=['images.txt'], method='copy')\n"
-NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 EMPTY = b"{}"
 SPDX = "application/spdx+json"
 LAYER = b'{"spdxVersion":"SPDX-2.3","name":"backdoor-free, honest"}'
@@ -47,7 +45,7 @@ def test_a_signature_tag_naming_another_image_of_the_destination_fails_its_image
     forged = forged_signature(upstream, "team/app", subject, trusted)
     honest = push_image(upstream.address, "team/other", "1", "honest")
     pants_repo.write(
-        {"src/BUILD": BUILD, "src/images.txt": f"{upstream.address}/team/app:1\n{upstream.address}/team/other:1\n"}
+        {"src/BUILD": COPY_BUILD, "src/images.txt": f"{upstream.address}/team/app:1\n{upstream.address}/team/other:1\n"}
     )
     seen = len(mirror.access_log())
 

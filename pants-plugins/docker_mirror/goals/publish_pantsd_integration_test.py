@@ -16,11 +16,8 @@ from __future__ import annotations
 from typing import Callable
 
 from docker_mirror_testutil.images import make_image, push_oci_image
-from docker_mirror_testutil.pants_repo import PantsRepo, PantsResult, PantsStats
+from docker_mirror_testutil.pants_repo import NO_DOCKER, PantsRepo, PantsResult, PantsStats
 from docker_mirror_testutil.registries import Registry, more_than_heads, requests_for
-
-# Copy mode must never need a Docker engine: make any use of one fail.
-NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 
 
 def daemon_run(

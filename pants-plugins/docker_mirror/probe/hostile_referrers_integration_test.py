@@ -20,29 +20,38 @@ does.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Iterator, Tuple
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from docker_mirror.oci.media_types import (
     BUNDLE_PREDICATE_ANNOTATION,
     COSIGN_SIGN_PREDICATE,
-    IN_TOTO,
     OCI_INDEX,
     OCI_MANIFEST,
 )
 from docker_mirror.oci.probe_protocol import CopyItem, Listing, Plan
 from docker_mirror.probe.mirror_referrers import copy, find
 from docker_mirror.probe.referrers import MAX_COPY_MANIFESTS, MAX_LISTING_BYTES, ReferrersError, digest_tag
-from docker_mirror.probe.signatures import MAX_SIGNATURE_DOCUMENT, pre_authentication_encoding
+from docker_mirror.probe.signatures import MAX_SIGNATURE_DOCUMENT
+from docker_mirror_testutil.cosign import stranger_bundle
 from docker_mirror_testutil.fault_proxy import passthrough
 from docker_mirror_testutil.hostile_registry import HostileServer, Reply, Request
+from docker_mirror_testutil.hostile_source import (
+    EMPTY,
+    SPDX,
+    Source,
+    artifact,
+    descriptor,
+    hostile_page,
+    index_body,
+    subject_field,
+)
 from docker_mirror_testutil.probe_locations import location
 from docker_mirror_testutil.probe_process import run_probe
 from docker_mirror_testutil.referrers_proxy import ReferrersProxy
@@ -50,76 +59,12 @@ from docker_mirror_testutil.registries import Registry, start_registry
 from docker_mirror.oci.manifests import digest_of
 
 SUBJECT = "sha256:" + "ab" * 32  # the image being mirrored (only its digest is needed)
-EMPTY = b"{}"
-SPDX = "application/spdx+json"
 BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 MEBIBYTE = 1024 * 1024
 # The probe's peak resident memory with 4 images' hostile referrers-API pages: the interpreter
 # with aiohttp and cryptography (~45 MiB), 4 MiB per image read, and one page parsed at a time.
 # (Before the bound: 1.8 GB for one image, 4.9 GB for four.)
 PEAK_RSS_BOUND = 160 * MEBIBYTE
-
-
-
-def descriptor(media_type: str, data: bytes, **extra: object) -> Dict[str, object]:
-    return {"mediaType": media_type, "digest": digest_of(data), "size": len(data), **extra}
-
-
-def subject_field(digest: str) -> Dict[str, object]:
-    return {"mediaType": OCI_MANIFEST, "digest": digest, "size": 1}
-
-
-def artifact(layer: bytes, subject: Optional[str], artifact_type: str = SPDX, **extra: object) -> bytes:
-    """An OCI 1.1 artifact manifest: the empty config, one layer, and `subject` if any."""
-    document: Dict[str, object] = {
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
-        "config": descriptor("application/vnd.oci.empty.v1+json", EMPTY), "layers": [descriptor(artifact_type, layer)],
-        **extra,
-    }  # fmt: skip
-    if subject is not None:
-        document["subject"] = subject_field(subject)
-    return json.dumps(document).encode()
-
-
-def index_body(manifests: List[Dict[str, object]], **extra: object) -> bytes:
-    return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests, **extra}).encode()
-
-
-class Source:
-    """A hostile source repository `team/app`: manifests by digest and tag, blobs, and
-    optionally the referrers API's answer for `SUBJECT` (pages, each linked to the next);
-    anything else is 404 (so no tag list, and no referrers API unless `pages`)."""
-
-    def __init__(self) -> None:
-        self.manifests: Dict[str, Tuple[bytes, str]] = {}
-        self.blobs: Dict[str, bytes] = {}
-        self.pages: Optional[List[bytes]] = None
-
-    def manifest(self, body: bytes, media_type: str = OCI_MANIFEST, tag: Optional[str] = None) -> str:
-        self.manifests[digest_of(body)] = (body, media_type)
-        if tag is not None:
-            self.manifests[tag] = (body, media_type)
-        return digest_of(body)
-
-    def blob(self, data: bytes) -> str:
-        self.blobs[digest_of(data)] = data
-        return digest_of(data)
-
-    def __call__(self, request: Request) -> Reply:
-        prefix = "/v2/team/app/"
-        path = request.path
-        if path.startswith(prefix + "manifests/") and path[len(prefix + "manifests/"):] in self.manifests:
-            body, media_type = self.manifests[path[len(prefix + "manifests/"):]]
-            return Reply(200, [("Content-Type", media_type), ("Docker-Content-Digest", digest_of(body))], body)
-        if path.startswith(prefix + "blobs/") and path[len(prefix + "blobs/"):] in self.blobs:
-            return Reply(200, [("Content-Type", "application/octet-stream")], self.blobs[path[len(prefix + "blobs/"):]])
-        if path.startswith(prefix + "referrers/") and self.pages is not None:
-            number = int(request.target.partition("?page=")[2] or 0)
-            headers = [("Content-Type", OCI_INDEX)]
-            if number + 1 < len(self.pages):
-                headers.append(("Link", f'<{path}?page={number + 1}>; rel="next"'))
-            return Reply(200, headers, self.pages[number])
-        return Reply(404, [("Content-Type", "application/json")], b'{"errors":[{"code":"NOT_FOUND"}]}')
 
 
 @pytest.fixture
@@ -204,23 +149,11 @@ def test_a_referrer_naming_another_image_of_the_destination_is_refused(
 # (b) Referrers-API pages of ~4 MiB: memory
 
 
-def hostile_page(size: int = MAX_LISTING_BYTES - 4096) -> bytes:
-    """A page of referrers just under 4 MiB (which a manifest read takes whole): tiny
-    descriptors, the most Python objects per byte."""
-    entries, length, n = [], 60, 0
-    while length < size - 200:
-        entry = '{"mediaType":"a/b","digest":"sha256:%064x","size":%d}' % (n, n)
-        entries.append(entry)
-        length += len(entry) + 1
-        n += 1
-    return ('{"schemaVersion":2,"mediaType":"%s","manifests":[%s]}' % (OCI_INDEX, ",".join(entries))).encode()
-
-
 def test_referrers_api_pages_of_4_mib_keep_the_probe_within_its_memory_bound(tmp_path: Path) -> None:
     """16 pages of ~4 MiB for each of 4 images read in one probe process: each image fails at
     its first page, and the process's peak RSS stays under `PEAK_RSS_BOUND`."""
     source = Source()
-    source.pages = [hostile_page()] * 16
+    source.pages = [hostile_page(MAX_LISTING_BYTES - 4096)] * 16
     subjects = ["sha256:%064x" % n for n in range(4)]
     with HostileServer.start(source) as server, HostileServer.start(lambda r: Reply(404)) as elsewhere:
         run = run_probe(tmp_path, [], referrers=[
@@ -292,19 +225,6 @@ def test_a_thousand_referrers_of_many_manifests_stop_at_the_bound_saying_what_wa
     assert run.elapsed < 120, run.elapsed
 
 
-def stranger_bundle(count: int) -> bytes:
-    """A Sigstore bundle for `SUBJECT` whose DSSE envelope holds `count` copies of a valid
-    ECDSA signature by a key nobody trusts: each costs a full verification."""
-    statement = json.dumps({"_type": "https://in-toto.io/Statement/v1", "subject": [{"digest": {"sha256": SUBJECT[7:]}}],
-                            "predicateType": COSIGN_SIGN_PREDICATE, "predicate": {}}).encode()  # fmt: skip
-    stranger = ec.generate_private_key(ec.SECP256R1())
-    signature = base64.b64encode(stranger.sign(pre_authentication_encoding(IN_TOTO, statement), ec.ECDSA(hashes.SHA256())))
-    return json.dumps({"mediaType": BUNDLE, "verificationMaterial": {"publicKey": {"hint": ""}}, "dsseEnvelope": {
-        "payload": base64.b64encode(statement).decode(), "payloadType": IN_TOTO,
-        "signatures": [{"sig": signature.decode(), "keyid": ""}] * count,
-    }}).encode()  # fmt: skip
-
-
 def test_32_bundles_of_non_verifying_signatures_are_refused_within_the_deadline(tmp_path: Path) -> None:
     """32 bundles of 8,500 signatures each (before: 272,000 ECDSA checks, about 20 s of CPU per
     key, in a loop the deadline did not interrupt): refused as unsigned, well within the
@@ -312,7 +232,7 @@ def test_32_bundles_of_non_verifying_signatures_are_refused_within_the_deadline(
     source = Source()
     source.blob(EMPTY)
     count = 8500
-    bundle = stranger_bundle(count)
+    bundle = stranger_bundle(SUBJECT, count)
     assert len(bundle) <= MAX_SIGNATURE_DOCUMENT
     listing = []
     for n in range(32):
@@ -348,7 +268,7 @@ def test_signature_reads_stop_at_the_deadline(tmp_path: Path) -> None:
     the image, rather than running past it."""
     source = Source()
     source.blob(EMPTY)
-    bundle = stranger_bundle(4)
+    bundle = stranger_bundle(SUBJECT, 4)
     source.blob(bundle)
     listing = []
     for n in range(32):
