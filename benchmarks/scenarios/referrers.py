@@ -14,7 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import re
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from docker_mirror_testutil import cosign
 from docker_mirror_testutil.images import make_image

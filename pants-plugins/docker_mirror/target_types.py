@@ -400,7 +400,7 @@ class DockerMirrorRequireSignatureField(StringSequenceField):
 class DockerMirrorImagesTargetGenerator(TargetGenerator):
     alias = "docker_mirror_images"
     help = softwrap(
-        f"""
+        """
         Generate a `docker_image` for each image listed in spec files, to mirror images from
         one registry to another with `pants package` and `pants publish`.
 
@@ -415,8 +415,8 @@ class DockerMirrorImagesTargetGenerator(TargetGenerator):
 
         The pushed repository is the source path without the registry host (`bitnami/redis`);
         add a prefix with this generator's `repository` field, e.g.
-        `repository="team-b/{{target_repository}}"`, or per registry with its `repository`
-        option in `[docker].registries`, e.g. `repository = "mirror/{{target_repository}}"`.
+        `repository="team-b/{target_repository}"`, or per registry with its `repository`
+        option in `[docker].registries`, e.g. `repository = "mirror/{target_repository}"`.
         Two generators that would push different images to the same tag are refused; the
         `repository` field says how to separate them.
 

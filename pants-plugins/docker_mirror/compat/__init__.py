@@ -5,10 +5,10 @@ from docker_mirror.compat.pants_version import CALL_BY_NAME
 
 # Both modules define the same names (`__all__`; compat_test checks it).
 if CALL_BY_NAME:
-    from docker_mirror.compat.call_by_name import *  # noqa: F403
+    from docker_mirror.compat.call_by_name import *  # noqa: F401,F403
     from docker_mirror.compat.call_by_name import __all__ as _names
 else:
-    from docker_mirror.compat.get_syntax import *  # noqa: F403
+    from docker_mirror.compat.get_syntax import *  # noqa: F401,F403
     from docker_mirror.compat.get_syntax import __all__ as _names
 
 # The helpers that make engine requests (the others are types and `concurrently`).

@@ -80,7 +80,7 @@ def test_update_rewrites_only_lines_whose_tag_moved() -> None:
 
     assert result.content == f"python:3.12@{NEW}\nredis:7.2@{OLD}\n".encode()
     assert [str(c) for c in result.changes] == [
-        f"src/images.txt:1: python:3.12 sha256:aaaaaaaaaaaa… -> sha256:bbbbbbbbbbbb…"
+        "src/images.txt:1: python:3.12 sha256:aaaaaaaaaaaa… -> sha256:bbbbbbbbbbbb…"
     ]
     assert result.lines_ok == 1
 

@@ -8,7 +8,6 @@ import json
 from dataclasses import dataclass
 
 from docker_mirror.oci.media_types import (
-    DOCKER_MANIFEST_LIST,
     DOCKER_MANIFEST_SCHEMA1,
     INDEX_MEDIA_TYPES,
     OCI_INDEX,

@@ -7,14 +7,8 @@ import json
 
 import pytest
 from docker_mirror.oci.reference import is_valid_platform
-from docker_mirror.oci.manifests import (
-    DOCKER_MANIFEST_LIST,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    ManifestError,
-    parse_manifest,
-    select_platform,
-)
+from docker_mirror.oci.manifests import ManifestError, parse_manifest, select_platform
+from docker_mirror.oci.media_types import DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 
 
 def digest_of(n: int) -> str:

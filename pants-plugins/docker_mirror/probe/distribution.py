@@ -15,7 +15,7 @@ from typing import (
 from yarl import URL
 
 from docker_mirror.probe.auth import Scope
-from docker_mirror.oci.media_types import OCI_INDEX, REFERRER_ACCEPT
+from docker_mirror.oci.media_types import OCI_INDEX
 from docker_mirror.probe.manifests import probe_manifest
 from docker_mirror.probe.mirror_referrers import Served
 from docker_mirror.probe.referrers import MAX_LISTING_BYTES, MAX_REFERRERS, ReferrersError, index_entries, short

@@ -27,7 +27,7 @@ from docker_mirror_testutil.hostile_registry import (
     digest_reply,
 )
 from docker_mirror_testutil.fault_proxy import wait_until
-from docker_mirror_testutil.probe_process import Run, basic, docker_config, run_probe, trust_ca
+from docker_mirror_testutil.probe_process import basic, docker_config, run_probe, trust_ca
 from docker_mirror_testutil.tls import make_certificates
 
 DIGEST = "sha256:" + "ab" * 32

@@ -12,7 +12,7 @@ from docker_mirror.oci.media_types import DIGEST, MANIFEST_ACCEPT
 from docker_mirror.probe.access import authority
 from docker_mirror.probe.auth import Scope, parse_json
 from docker_mirror.oci.probe_protocol import ManifestResult
-from docker_mirror.oci.reference import ImageReference, parse_reference
+from docker_mirror.oci.reference import ImageReference
 from docker_mirror.probe.registry import Answer, RegistryError, RegistrySession, reason_phrase
 from docker_mirror.probe.secrets import Secrets
 

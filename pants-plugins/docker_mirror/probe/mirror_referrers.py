@@ -251,7 +251,7 @@ async def _signatures(
     ][:MAX_SIGNATURES]  # fmt: skip
     for entry in bundles:
         if budget is not None:
-            budget.check_time(f"its signatures were read")
+            budget.check_time("its signatures were read")
         where = f"referrer {entry.digest[:19]}"
         manifest = await source.registry.get_manifest(source.repository, entry.digest)
         layers = manifest_parts(manifest[0], where).layers if manifest else ()

@@ -4,7 +4,6 @@ must copy so that the destination refers to it the same way: pure functions, no 
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
@@ -16,7 +15,6 @@ from docker_mirror.oci.media_types import (
     BUNDLE_PREDICATE_ANNOTATION,
     COSIGN_SIGN_PREDICATE,
     DIGEST,
-    DOCKER_MANIFEST_LIST,
     INDEX_MEDIA_TYPES,
     OCI_INDEX,
     OCI_MANIFEST,

@@ -20,7 +20,7 @@ from docker_mirror.probe.auth import Scope
 from docker_mirror.probe.credentials import CredentialStore
 from docker_mirror.oci.media_types import OCI_MANIFEST
 from docker_mirror.probe.manifests import probe_manifest
-from docker_mirror.oci.reference import ImageReference, parse_reference
+from docker_mirror.oci.reference import parse_reference
 from docker_mirror.probe.registry import RegistrySession
 from docker_mirror.probe.retry import RetryPolicy
 from docker_mirror.probe.secrets import Secrets

@@ -20,12 +20,12 @@ from docker_mirror.probe.auth import Scope
 from docker_mirror.probe.credentials import Credentials, CredentialStore
 from docker_mirror.probe.manifests import probe_manifest
 from docker_mirror.oci.probe_protocol import ManifestResult
-from docker_mirror.oci.reference import ImageReference, parse_reference
+from docker_mirror.oci.reference import parse_reference
 from docker_mirror.probe.registry import RegistrySession
 from docker_mirror.probe.retry import RetryPolicy
 from docker_mirror.probe.secrets import Secrets
 from docker_mirror.probe.transport import HttpClient
-from docker_mirror_testutil.hostile_registry import HostileServer, Reply, Request, digest_reply
+from docker_mirror_testutil.hostile_registry import HostileServer, Reply, Request
 
 DIGEST = "sha256:" + "ab" * 32
 MANIFEST = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'

@@ -14,11 +14,9 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
 from docker_mirror.oci.media_types import (
-    BUNDLE_PREDICATE_ANNOTATION,
     COSIGN_SIGN_PREDICATE,
     COSIGN_SIMPLE_SIGNING,
     IN_TOTO,
-    SIGSTORE_BUNDLE_PREFIX,
 )
 
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
