@@ -77,10 +77,10 @@ class BuiltMirrorImage(BuiltPackageArtifact):
     signature_keys: tuple[str, ...] = ()
     # How each destination whose read failed (other than "not found") failed: refused, say.
     unreadable: tuple[str, ...] = ()
-    # Whose registry reads these are, and the reads themselves: `publish` copies only while its
+    # Whose registry reads these are, and their `fingerprint`: `publish` copies only while its
     # run's reads are still these (see `copy_to_repository`).
     reads_owner: Address | None = None
-    reads: RegistryReads | None = None
+    reads_fingerprint: str | None = None
 
 
 def short_digest(digest: str | None) -> str:
@@ -252,7 +252,7 @@ async def package_docker_mirror_image(
                 signature_keys=signature_keys,
                 unreadable=unreadable,
                 reads_owner=owner,
-                reads=reads,
+                reads_fingerprint=reads.fingerprint,
             ),
         ),
     )

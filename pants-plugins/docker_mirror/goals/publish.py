@@ -32,7 +32,6 @@ from docker_mirror.util_rules.copies import (
 )
 from docker_mirror.util_rules.registry_reads import (
     GeneratorReadsRequest,
-    RegistryReads,
     ResolvedSource,
     reads_of,
 )
@@ -287,9 +286,9 @@ class CopyToRepositoryRequest:
     referrers: Plan = Plan()
     # `require_signature`, checked only when the image itself is copied.
     signature_keys: tuple[str, ...] = ()
-    # The registry reads the copy was decided from, and whose they are (`BuiltMirrorImage`).
+    # Whose registry reads the copy was decided from, and their fingerprint (`BuiltMirrorImage`).
     reads_owner: Address | None = None
-    reads: RegistryReads | None = None
+    reads_fingerprint: str | None = None
 
     def destination(self, tag: TagCopy) -> str:
         return f"{self.repository}:{tag.tag}"
@@ -356,7 +355,7 @@ async def copy_to_repository(
     """
     if request.reads_owner is not None:
         reads = await reads_of(GeneratorReadsRequest(request.reads_owner))
-        if reads != request.reads:
+        if reads.fingerprint != request.reads_fingerprint:
             return CopyToRepositoryResult(
                 tuple(CopyOutcome(request.destination(tag), SUPERSEDED) for tag in request.tags)
             )
@@ -514,7 +513,7 @@ async def publish_docker_mirror_image(
                 ),
                 signature_keys=image.signature_keys,
                 reads_owner=image.reads_owner,
-                reads=image.reads,
+                reads_fingerprint=image.reads_fingerprint,
             )
             for index, group in enumerate(groups)
         }

@@ -203,6 +203,24 @@ def test_results_are_matched_by_reference() -> None:
     )
 
 
+def test_the_fingerprint_tells_reads_apart_by_what_was_read_and_only_that() -> None:
+    """What a copy carries in place of its generator's reads: equal reads, equal fingerprints
+    (the run that decided the copy is still the one running), and any difference shows."""
+
+    def result(digest: str, *, sent: int = 1) -> bytes:
+        return json.dumps({"version": 1, "results": [{"reference": "a.io/y:2", "outcome": "ok", "digest": digest}],
+                           "requests_sent": {"a.io": {"HEAD": sent, "GET": 0, "token": 0}},
+                           "peak_rss_kib": 40000 + sent, "cpu_seconds": 0.1 * sent}).encode()  # fmt: skip
+
+    first = answered(result(DIGEST), ["a.io/y:2"])
+    assert answered(result(DIGEST), ["a.io/y:2"]).fingerprint == first.fingerprint
+    # How the probe went about it is not what it read.
+    assert answered(result(DIGEST, sent=3), ["a.io/y:2"]).fingerprint == first.fingerprint
+    assert answered(result("sha256:" + "9" * 64), ["a.io/y:2"]).fingerprint != first.fingerprint
+    assert answered(result(DIGEST), ["a.io/y:2", "b.io/x:1"]).fingerprint != first.fingerprint
+    assert len(first.fingerprint) == 64
+
+
 def test_a_refusal_names_the_registry_and_how_to_log_in_and_keeps_why() -> None:
     no_credentials = failed(
         "r.lan:5000/x:1", "unauthorized",
