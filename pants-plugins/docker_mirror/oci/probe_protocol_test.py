@@ -89,8 +89,8 @@ def test_the_peak_memory_and_cpu_time_are_carried_and_read_only_as_numbers() -> 
     assert (parsed.peak_rss_kib, parsed.cpu_seconds) == (51234, 0.234)
     for odd in ("51234", 1.5, True, None):
         assert parse_result(json.dumps({"results": [], "peak_rss_kib": odd}).encode()).peak_rss_kib is None
-    for odd in ("0.5", True, None, [1]):
-        assert parse_result(json.dumps({"results": [], "cpu_seconds": odd}).encode()).cpu_seconds is None
+    for not_seconds in ("0.5", True, None, [1]):
+        assert parse_result(json.dumps({"results": [], "cpu_seconds": not_seconds}).encode()).cpu_seconds is None
 
 
 def test_tag_outcomes_are_read_leniently() -> None:
