@@ -16,6 +16,7 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 EMPTY = b"{}"
 SPDX = "application/spdx+json"
+SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
 
 def descriptor(media_type: str, data: bytes, **extra: object) -> Dict[str, object]:
@@ -88,6 +89,38 @@ class Source:
             "layers": [descriptor("application/vnd.oci.image.layer.v1.tar", layer)],
         }).encode()  # fmt: skip
         return self.manifest(body, tag=tag)
+
+    def many_referrers(self, subject: str, count: int, children: int) -> None:
+        """`count` referrers of `subject`, each an index of `children` manifests, listed by the
+        referrers API in one page: a copy that takes them all writes `count * (children + 1)`
+        manifests."""
+        self.blob(EMPTY)
+        referrers = []
+        for n in range(count):
+            entries = []
+            for c in range(children):
+                child = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
+                                    "config": descriptor(EMPTY_CONFIG, EMPTY),
+                                    "annotations": {"n": f"{n}.{c}"}}).encode()  # fmt: skip
+                entries.append(descriptor(OCI_MANIFEST, child))
+                self.manifest(child)
+            body = index_body(entries, artifactType=SPDX, subject=subject_field(subject))
+            self.manifest(body, OCI_INDEX)
+            referrers.append(descriptor(OCI_INDEX, body, artifactType=SPDX))
+        self.pages = [index_body(referrers)]
+
+    def bundle_listing(self, subject: str, bundle: bytes, count: int, annotations: Dict[str, str]) -> bytes:
+        """`count` Sigstore-bundle referrers of `subject`, each holding `bundle` (and
+        `annotations`, on the manifest and its descriptor); the referrers index that lists them."""
+        self.blob(EMPTY)
+        self.blob(bundle)
+        listing = []
+        for n in range(count):
+            body = artifact(bundle, subject, SIGSTORE_BUNDLE, annotations={**annotations, "n": str(n)})
+            self.manifest(body)
+            extra = {"annotations": annotations} if annotations else {}
+            listing.append(descriptor(OCI_MANIFEST, body, artifactType=SIGSTORE_BUNDLE, **extra))
+        return index_body(listing)
 
     def __call__(self, request: Request) -> Reply:
         prefix = f"/v2/{self.repository}/"

@@ -24,26 +24,9 @@ from typing import Any, Callable, Dict, Iterator
 
 import pytest
 
-from docker_mirror_testutil.cosign import (
-    COSIGN_SIGN_PREDICATE,
-    SIGSTORE_BUNDLE,
-    generate_key,
-    public_key_pem,
-    stranger_bundle,
-)
+from docker_mirror_testutil.cosign import COSIGN_SIGN_PREDICATE, generate_key, public_key_pem, stranger_bundle
 from docker_mirror_testutil.hostile_registry import HostileServer
-from docker_mirror_testutil.hostile_source import (
-    EMPTY,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    SPDX,
-    Source,
-    artifact,
-    descriptor,
-    hostile_page,
-    index_body,
-    subject_field,
-)
+from docker_mirror_testutil.hostile_source import Source, hostile_page
 from docker_mirror_testutil.pants_repo import COPY_BUILD, NO_DOCKER, PantsRepo, PantsResult, kept_sandboxes
 from docker_mirror_testutil.pushes import MIB, push_large_image
 from docker_mirror_testutil.registries import Registry
@@ -140,21 +123,8 @@ def test_a_thousand_referrers_of_many_manifests_stop_at_the_bound_and_the_tag_is
     source = Source()
     mirror = registries()
     subject = source.image("1", "the image")
-    source.blob(EMPTY)
     children = 20
-    referrers = []
-    for n in range(1000):
-        entries = []
-        for c in range(children):
-            child = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
-                                "config": descriptor("application/vnd.oci.empty.v1+json", EMPTY),
-                                "annotations": {"n": f"{n}.{c}"}}).encode()  # fmt: skip
-            source.manifest(child)
-            entries.append(descriptor(OCI_MANIFEST, child))
-        body = index_body(entries, artifactType=SPDX, subject=subject_field(subject))
-        source.manifest(body, OCI_INDEX)
-        referrers.append(descriptor(OCI_INDEX, body, artifactType=SPDX))
-    source.pages = [index_body(referrers)]
+    source.many_referrers(subject, 1000, children)
     with HostileServer.start(source) as server:
         pants_repo.write({"src/BUILD": COPY_BUILD, "src/images.txt": f"{server.address}/team/app:1\n"})
         started = time.monotonic()
@@ -183,15 +153,8 @@ def test_32_bundles_of_non_verifying_signatures_are_refused_within_a_bound_of_cp
     source = Source()
     mirror = registries()
     subject = source.image("1", "the image")
-    source.blob(EMPTY)
-    bundle = source.blobs[source.blob(stranger_bundle(subject, 8500))]
     predicate = {"dev.sigstore.bundle.predicateType": COSIGN_SIGN_PREDICATE}
-    listing = []
-    for n in range(32):
-        body = artifact(bundle, subject, SIGSTORE_BUNDLE, annotations={**predicate, "n": str(n)})
-        source.manifest(body)
-        listing.append(descriptor(OCI_MANIFEST, body, artifactType=SIGSTORE_BUNDLE, annotations=predicate))
-    source.pages = [index_body(listing)]
+    source.pages = [source.bundle_listing(subject, stranger_bundle(subject, 8500), 32, predicate)]
     with HostileServer.start(source) as server:
         pants_repo.write({
             "src/BUILD": COPY_BUILD.replace("method='copy'", "method='copy', require_signature=['cosign.pub']"),

@@ -32,7 +32,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from docker_mirror.oci.media_types import (
     BUNDLE_PREDICATE_ANNOTATION,
     COSIGN_SIGN_PREDICATE,
-    OCI_INDEX,
     OCI_MANIFEST,
 )
 from docker_mirror.oci.probe_protocol import CopyItem, Listing, Plan
@@ -50,7 +49,6 @@ from docker_mirror_testutil.hostile_source import (
     descriptor,
     hostile_page,
     index_body,
-    subject_field,
 )
 from docker_mirror_testutil.probe_locations import location
 from docker_mirror_testutil.probe_process import run_probe
@@ -59,7 +57,6 @@ from docker_mirror_testutil.registries import Registry, start_registry
 from docker_mirror.oci.manifests import digest_of
 
 SUBJECT = "sha256:" + "ab" * 32  # the image being mirrored (only its digest is needed)
-BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 MEBIBYTE = 1024 * 1024
 # The probe's peak resident memory with 4 images' hostile referrers-API pages: the interpreter
 # with aiohttp and cryptography (~45 MiB), 4 MiB per image read, and one page parsed at a time.
@@ -183,21 +180,8 @@ def test_a_thousand_referrers_of_many_manifests_stop_at_the_bound_saying_what_wa
     manifests, long before its deadline (before: one at a time until the 600 s deadline,
     4,832 manifests in 30 s), and its message says what it wrote."""
     source = Source()
-    source.blob(EMPTY)
     children = 20
-    referrers = []
-    for n in range(1000):
-        entries = []
-        for c in range(children):
-            child = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                                "config": descriptor("application/vnd.oci.empty.v1+json", EMPTY), "layers": [],
-                                "annotations": {"n": f"{n}.{c}"}}).encode()  # fmt: skip
-            source.manifest(child)
-            entries.append(descriptor(OCI_MANIFEST, child))
-        body = index_body(entries, artifactType=SPDX, subject=subject_field(SUBJECT))
-        source.manifest(body, OCI_INDEX)
-        referrers.append(descriptor(OCI_INDEX, body, artifactType=SPDX))
-    source.pages = [index_body(referrers)]
+    source.many_referrers(SUBJECT, 1000, children)
     with HostileServer.start(source) as server:
         read = run_probe(tmp_path, [], referrers=[{
             "reference": f"{server.address}/team/app@{SUBJECT}", "destinations": [f"{destination.address}/mirror/team/app"],
@@ -230,18 +214,11 @@ def test_32_bundles_of_non_verifying_signatures_are_refused_within_the_deadline(
     key, in a loop the deadline did not interrupt): refused as unsigned, well within the
     deadline, with a few signatures per bundle checked."""
     source = Source()
-    source.blob(EMPTY)
     count = 8500
     bundle = stranger_bundle(SUBJECT, count)
     assert len(bundle) <= MAX_SIGNATURE_DOCUMENT
-    listing = []
-    for n in range(32):
-        body = artifact(bundle, SUBJECT, BUNDLE, annotations={BUNDLE_PREDICATE_ANNOTATION: COSIGN_SIGN_PREDICATE, "n": str(n)})
-        source.manifest(body)
-        listing.append(descriptor(OCI_MANIFEST, body, artifactType=BUNDLE,
-                                  annotations={BUNDLE_PREDICATE_ANNOTATION: COSIGN_SIGN_PREDICATE}))  # fmt: skip
-    source.blob(bundle)
-    raw = index_body(listing)
+    raw = source.bundle_listing(SUBJECT, bundle, 32, {BUNDLE_PREDICATE_ANNOTATION: COSIGN_SIGN_PREDICATE})
+    listing = json.loads(raw)["manifests"]
     source.pages = [raw]
     key = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -267,15 +244,7 @@ def test_signature_reads_stop_at_the_deadline(tmp_path: Path) -> None:
     them at the copy's deadline (`run.copy_deadline_seconds`: 5 s of the run's 10) and refuses
     the image, rather than running past it."""
     source = Source()
-    source.blob(EMPTY)
-    bundle = stranger_bundle(SUBJECT, 4)
-    source.blob(bundle)
-    listing = []
-    for n in range(32):
-        body = artifact(bundle, SUBJECT, BUNDLE, annotations={"n": str(n)})
-        source.manifest(body)
-        listing.append(descriptor(OCI_MANIFEST, body, artifactType=BUNDLE))
-    raw = index_body(listing)
+    raw = source.bundle_listing(SUBJECT, stranger_bundle(SUBJECT, 4), 32, {})
 
     def slow(request: Request) -> Reply:
         time.sleep(0.3)
