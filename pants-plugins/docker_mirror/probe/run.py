@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import Awaitable, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from docker_mirror.probe import mirror_referrers
 from docker_mirror.probe.access import Routes
@@ -301,5 +301,21 @@ def _with_reference(result: ManifestResult, reference: str) -> ManifestResult:
     )
 
 
+def quiet_lost_connections(loop: asyncio.AbstractEventLoop, context: Dict[str, Any]) -> None:
+    """asyncio's handler, but silent on a connection loss left in a future nobody awaits: aiohttp
+    leaves one (its drain waiter) when a registry answers and closes before reading a body. The
+    request that met it has failed, and says so; printed, it would break the one-line stderr."""
+    if context.get("message") == "Future exception was never retrieved" and isinstance(
+        context.get("exception"), OSError
+    ):
+        return
+    loop.default_exception_handler(context)
+
+
+async def quietly(work: Awaitable[T]) -> T:
+    asyncio.get_running_loop().set_exception_handler(quiet_lost_connections)
+    return await work
+
+
 def run(request: ProbeRequest, env: Optional[Mapping[str, str]] = None) -> ProbeResult:
-    return asyncio.run(answer(request, env=env))
+    return asyncio.run(quietly(answer(request, env=env)))

@@ -5,6 +5,7 @@ scripted registry on loopback (`testutil/hostile_registry.py`)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import json
 import re
@@ -12,10 +13,12 @@ import urllib.parse
 from collections import Counter
 from typing import List
 
+import pytest
+
 from docker_mirror.oci.media_types import OCI_MANIFEST
 from docker_mirror.oci.probe_protocol import ProbeResult, parse_request
 from docker_mirror.probe.distribution import HEADS_SAVED_PER_IMAGE
-from docker_mirror.probe.run import answer, copy_deadline_seconds
+from docker_mirror.probe.run import answer, copy_deadline_seconds, quietly
 from docker_mirror_testutil.hostile_registry import Answer, HostileServer, Reply, Request
 
 DIGESTS = {str(n): "sha256:" + f"{n:02d}" * 32 for n in range(1, 4)}
@@ -165,3 +168,34 @@ def test_a_copy_cut_by_the_deadline_says_what_was_under_way() -> None:
         rf"no answer within the probe's deadline of 2 s, while uploading blob sha256:[0-9a-f]{{12}} to "
         rf"{re.escape(server.address)}/mirror/app and 1 more", message
     ), message
+
+
+def _leave_a_lost_connection() -> None:
+    """A future holding a connection loss that nobody awaits, collected: what aiohttp leaves
+    when a registry answers and closes before reading a body."""
+    future = asyncio.get_running_loop().create_future()
+    future.set_exception(ConnectionError("Connection lost"))
+    del future
+    gc.collect()
+
+
+def test_a_connection_loss_nobody_awaited_is_not_printed(caplog: pytest.LogCaptureFixture) -> None:
+    async def work() -> None:
+        _leave_a_lost_connection()
+
+    asyncio.run(work())  # asyncio's own handler: it logs it
+    assert "Future exception was never retrieved" in caplog.text
+    caplog.clear()
+    asyncio.run(quietly(work()))
+    assert caplog.text == ""
+
+
+def test_other_unhandled_errors_are_still_reported(caplog: pytest.LogCaptureFixture) -> None:
+    async def work() -> None:
+        future = asyncio.get_running_loop().create_future()
+        future.set_exception(ValueError("a bug"))
+        del future
+        gc.collect()
+
+    asyncio.run(quietly(work()))
+    assert "Future exception was never retrieved" in caplog.text and "a bug" in caplog.text
