@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import docker_mirror
+from docker_mirror.oci.probe_protocol import ResultError, parse_result
 
 PROBE_TIMEOUT = 120
 SOURCE_ROOT = str(Path(docker_mirror.__file__).resolve().parent.parent)
@@ -113,10 +114,9 @@ def run_probe(
 
 def _own_peak(text: str) -> Optional[int]:
     try:
-        peak = json.loads(text).get("peak_rss_kib")
-    except (ValueError, AttributeError):
+        return parse_result(text.encode()).peak_rss_kib
+    except ResultError:
         return None
-    return peak if isinstance(peak, int) else None
 
 
 def docker_config(home: Path, document: Dict[str, Any]) -> Path:

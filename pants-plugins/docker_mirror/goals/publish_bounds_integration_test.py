@@ -16,14 +16,14 @@ The probe's own tests hold the same bounds on the probe alone (`probe/large_blob
 from __future__ import annotations
 
 import http.client
-import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator
+from typing import Callable, Dict, Iterator
 
 import pytest
 
+from docker_mirror.oci.probe_protocol import ProbeResult, parse_result
 from docker_mirror_testutil.cosign import COSIGN_SIGN_PREDICATE, generate_key, public_key_pem, stranger_bundle
 from docker_mirror_testutil.hostile_registry import HostileServer
 from docker_mirror_testutil.hostile_source import Source, hostile_page
@@ -57,15 +57,17 @@ def publish_keeping(pants_repo: PantsRepo, mirror: Registry, kept: Dict[str, Pat
     return result
 
 
-def probe_result(kept: Dict[str, Path], starting: str) -> Dict[str, Any]:
-    """The result file of the one kept probe process whose description starts so."""
+def probe_result(kept: Dict[str, Path], starting: str) -> ProbeResult:
+    """The result of the one kept probe process whose description starts so."""
     (path,) = [path for description, path in kept.items() if description.startswith(starting)]
-    return json.loads((path / "probe-result.json").read_text())
+    return parse_result((path / "probe-result.json").read_bytes())
 
 
 def peak_rss(kept: Dict[str, Path], starting: str) -> int:
     """The peak resident memory, in bytes, of that process."""
-    return int(probe_result(kept, starting)["peak_rss_kib"]) * 1024
+    peak = probe_result(kept, starting).peak_rss_kib
+    assert peak is not None
+    return peak * 1024
 
 
 def test_a_large_layer_is_streamed_in_bounded_memory(
@@ -168,6 +170,7 @@ def test_32_bundles_of_non_verifying_signatures_are_refused_within_a_bound_of_cp
     assert failed.startswith(f"✕ {mirror.address}/mirror/team/app:1 failed for `require_signature`: "), failed
     assert "128 signatures found, none verifies against src/cosign.pub" in failed, failed
     assert mirror.repositories() == []
-    cpu = probe_result(sandboxes, "Copying ")["cpu_seconds"]
+    cpu = probe_result(sandboxes, "Copying ").cpu_seconds
+    assert cpu is not None
     print(f"32 bundles of 8,500 signatures: the copy process's CPU {cpu:.2f} s")
     assert cpu < 5, cpu
