@@ -17,6 +17,7 @@ HELPERS = (
     "address_family",
     "created_digest",
     "digest_contents",
+    "digest_subset",
     "environment_vars",
     "generator_requests",
     "path_globs_contents",

@@ -16,7 +16,7 @@ from pants.backend.python.util_rules.pex import (
 from pants.base.specs import RawSpecsWithoutFileOwners
 from pants.engine.addresses import Addresses
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
-from pants.engine.fs import CreateDigest, Digest, DigestContents, PathGlobs
+from pants.engine.fs import CreateDigest, Digest, DigestContents, DigestSubset, PathGlobs
 from pants.engine.internals.build_files import AddressFamilyDir, parse_address_family
 from pants.engine.internals.graph import (
     ResolvedTargetGeneratorRequests,
@@ -28,7 +28,12 @@ from pants.engine.internals.graph import (
 from pants.engine.internals.mapper import AddressFamilies, AddressFamily
 # Defined in `specs_rules` up to Pants 2.27; moved to `graph` since, and imported there.
 from pants.engine.internals.specs_rules import address_families_from_raw_specs_without_file_owners
-from pants.engine.intrinsics import create_digest, execute_process, get_digest_contents
+from pants.engine.intrinsics import (
+    create_digest,
+    digest_subset_to_digest,
+    execute_process,
+    get_digest_contents,
+)
 from pants.engine.process import FallibleProcessResult, Process
 from pants.engine.rules import concurrently, implicitly
 from pants.engine.target import Targets, UnexpandedTargets
@@ -57,6 +62,10 @@ async def path_globs_contents(globs: PathGlobs) -> DigestContents:
 
 async def created_digest(request: CreateDigest) -> Digest:
     return await create_digest(request)
+
+
+async def digest_subset(request: DigestSubset) -> Digest:
+    return await digest_subset_to_digest(request)
 
 
 async def environment_vars(request: EnvironmentVarsRequest) -> EnvironmentVars:
@@ -111,6 +120,7 @@ __all__ = (
     "concurrently",
     "created_digest",
     "digest_contents",
+    "digest_subset",
     "environment_vars",
     "generator_requests",
     "path_globs_contents",

@@ -9,7 +9,7 @@ from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProc
 from pants.base.specs import RawSpecsWithoutFileOwners
 from pants.engine.addresses import Addresses
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
-from pants.engine.fs import CreateDigest, Digest, DigestContents, PathGlobs
+from pants.engine.fs import CreateDigest, Digest, DigestContents, DigestSubset, PathGlobs
 from pants.engine.internals.build_files import AddressFamilyDir
 from pants.engine.internals.graph import (
     ResolvedTargetGeneratorRequests,
@@ -50,6 +50,10 @@ def path_globs_contents(globs: PathGlobs) -> Awaits[DigestContents]:
 
 def created_digest(request: CreateDigest) -> Awaits[Digest]:
     return Get(Digest, CreateDigest, request)
+
+
+def digest_subset(request: DigestSubset) -> Awaits[Digest]:
+    return Get(Digest, DigestSubset, request)
 
 
 def environment_vars(request: EnvironmentVarsRequest) -> Awaits[EnvironmentVars]:
@@ -105,6 +109,7 @@ __all__ = (
     "concurrently",
     "created_digest",
     "digest_contents",
+    "digest_subset",
     "environment_vars",
     "generator_requests",
     "path_globs_contents",

@@ -5,10 +5,11 @@ not raised, so that `publish` still copies every other image."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
-from docker_mirror.compat import created_digest, rule_call
+from docker_mirror.compat import concurrently, created_digest, digest_subset, rule_call, targets
 from docker_mirror.oci.reference import registry_host
 from docker_mirror.target_types import (
     DockerMirrorImageOutputPathField,
@@ -39,10 +40,12 @@ from docker_mirror.util_rules.registry_failures import at_registry, unread_refer
 from docker_mirror.util_rules.signature_keys import SignatureKeysRequest, resolve_signature_keys
 from pants.backend.docker.subsystems.docker_options import DockerOptions
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
-from pants.engine.addresses import Address
-from pants.engine.fs import CreateDigest, FileContent
+from pants.engine.addresses import Address, Addresses
+from pants.engine.fs import CreateDigest, Digest, DigestSubset, FileContent, PathGlobs
 from pants.engine.rules import collect_rules, rule
 from pants.engine.unions import UnionMembership, UnionRule
+from pants.util.frozendict import FrozenDict
+from pants.util.logging import LogLevel
 
 RECORD_VERSION = 1
 
@@ -189,17 +192,14 @@ def mirror_record(
     return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
 
 
-signature_keys_of = rule_call(resolve_signature_keys)
-
-
-@rule(desc="Resolving an image to mirror")
-async def package_docker_mirror_image(
+def image_package(
     field_set: DockerMirrorCopyPackageFieldSet,
+    reads: RegistryReads,
+    signature_keys: tuple[str, ...],
     docker: DockerOptions,
     union_membership: UnionMembership,
-) -> BuiltPackage:
-    owner = reads_owner(field_set.address)
-    reads = await reads_of(GeneratorReadsRequest(owner))
+) -> tuple[FileContent, BuiltMirrorImage]:
+    """One image's record file and package artifact, from its generator's registry reads."""
     source = resolve_source(field_set.source_image.value, field_set.platform.value, reads)
     destinations = mirror_destinations(
         field_set.address,
@@ -216,46 +216,118 @@ async def package_docker_mirror_image(
     referrers = (
         source_referrers(source, reads) if field_set.referrers.value and served else None
     )
-    keys = field_set.require_signature.value
-    signature_keys = (
-        (
-            await signature_keys_of(
-                SignatureKeysRequest(keys, field_set.address.spec_path, str(field_set.address))
-            )
-        ).paths
-        if keys
-        else ()
-    )
     relpath = field_set.output_path.value_or_default(file_ending="docker-mirror.json")
-    digest = await created_digest(
-        CreateDigest(
-            [
-                FileContent(
-                    relpath,
-                    mirror_record(
-                        str(field_set.address), source, destinations, referrers, signature_keys
-                    ),
-                )
-            ]
-        )
+    record = mirror_record(str(field_set.address), source, destinations, referrers, signature_keys)
+    artifact = BuiltMirrorImage(
+        relpath,
+        (package_line(source, referrers, unreadable),),
+        source=source,
+        destinations=destinations,
+        served=served,
+        referrers=referrers,
+        signature_keys=signature_keys,
+        unreadable=unreadable,
+        reads_owner=reads_owner(field_set.address),
+        reads_fingerprint=reads.fingerprint,
     )
-    return BuiltPackage(
+    return FileContent(relpath, record), artifact
+
+
+def shared_record_paths(records: Sequence[FileContent]) -> frozenset[str]:
+    """The record paths that one digest can hold for all: each written by one image only (an
+    `output_path` given to two images is left to each image's own digest, where Pants reports
+    the clash as it would anyway)."""
+    counts = Counter(record.path for record in records)
+    return frozenset(path for path, count in counts.items() if count == 1)
+
+
+@dataclass(frozen=True)
+class GeneratorPackagesRequest:
+    """The packages of every `docker_mirror_image` that `owner` stands for."""
+
+    owner: Address
+
+
+@dataclass(frozen=True)
+class GeneratorPackages:
+    """Every image package of a generator, and one digest holding their records.
+
+    One digest for all, not one per image: up to Pants 2.23 every `CreateDigest` hashes alike
+    (pantsbuild/pants#21725), so one per image made a no-op of N images cost O(N²) in pantsd.
+    """
+
+    digest: Digest
+    shared_paths: frozenset[str]
+    artifacts: FrozenDict[Address, BuiltMirrorImage]
+    own_records: FrozenDict[Address, FileContent]
+
+
+signature_keys_of = rule_call(resolve_signature_keys)
+
+
+@rule(desc="Resolving a generator's images to mirror", level=LogLevel.DEBUG)
+async def generator_packages(
+    request: GeneratorPackagesRequest,
+    docker: DockerOptions,
+    union_membership: UnionMembership,
+) -> GeneratorPackages:
+    reads = await reads_of(GeneratorReadsRequest(request.owner))
+    generated = await targets(Addresses([request.owner]))
+    field_sets = [
+        DockerMirrorCopyPackageFieldSet.create(target)
+        for target in generated
+        if DockerMirrorCopyPackageFieldSet.is_applicable(target)
+    ]
+    signed = [field_set for field_set in field_sets if field_set.require_signature.value]
+    keys = await concurrently(
+        signature_keys_of(
+            SignatureKeysRequest(
+                field_set.require_signature.value or (),
+                field_set.address.spec_path,
+                str(field_set.address),
+            )
+        )
+        for field_set in signed
+    )
+    key_paths = {field_set.address: found.paths for field_set, found in zip(signed, keys)}
+    packages = [
+        image_package(
+            field_set, reads, key_paths.get(field_set.address, ()), docker, union_membership
+        )
+        for field_set in field_sets
+    ]
+    records = [record for record, _ in packages]
+    shared = shared_record_paths(records)
+    digest = await created_digest(CreateDigest([r for r in records if r.path in shared]))
+    return GeneratorPackages(
         digest,
-        (
-            BuiltMirrorImage(
-                relpath,
-                (package_line(source, referrers, unreadable),),
-                source=source,
-                destinations=destinations,
-                served=served,
-                referrers=referrers,
-                signature_keys=signature_keys,
-                unreadable=unreadable,
-                reads_owner=owner,
-                reads_fingerprint=reads.fingerprint,
-            ),
+        shared,
+        FrozenDict(
+            (field_set.address, artifact)
+            for field_set, (_, artifact) in zip(field_sets, packages)
+        ),
+        FrozenDict(
+            (field_set.address, record)
+            for field_set, record in zip(field_sets, records)
+            if record.path not in shared
         ),
     )
+
+
+packages_of = rule_call(generator_packages)
+
+
+@rule(desc="Resolving an image to mirror")
+async def package_docker_mirror_image(field_set: DockerMirrorCopyPackageFieldSet) -> BuiltPackage:
+    packages = await packages_of(GeneratorPackagesRequest(reads_owner(field_set.address)))
+    artifact = packages.artifacts[field_set.address]
+    if artifact.relpath in packages.shared_paths:
+        digest = await digest_subset(
+            DigestSubset(packages.digest, PathGlobs([artifact.relpath or ""]))
+        )
+    else:
+        digest = await created_digest(CreateDigest([packages.own_records[field_set.address]]))
+    return BuiltPackage(digest, (artifact,))
 
 
 def rules():

@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 
-from docker_mirror.goals.package import mirror_record, package_line, unreadable_destinations
+from docker_mirror.goals.package import (
+    mirror_record,
+    package_line,
+    shared_record_paths,
+    unreadable_destinations,
+)
 from docker_mirror.goals.publish import (
     CopyToRepositoryRequest,
     CopyToRepositoryResult,
@@ -31,6 +36,7 @@ from docker_mirror.util_rules.copies import CopyOutcome
 from pants.engine.unions import UnionMembership
 from pants.backend.docker.registries import DockerRegistries
 from pants.engine.addresses import Address
+from pants.engine.fs import FileContent
 from pants.engine.process import InteractiveProcess
 
 MANIFEST_UNKNOWN = "127.0.0.1:5000 answered 404 for team/app:1: manifest unknown"
@@ -471,3 +477,9 @@ def test_the_package_line_says_what_the_source_resolved_to_or_why_not() -> None:
         probed(probe_failed("127.0.0.1:5000/team/app:1", "not_found", MANIFEST_UNKNOWN)),
     )  # fmt: skip
     assert package_line(missing, None) == f"Could not resolve {missing.error}"
+
+
+def test_one_digest_holds_the_records_that_only_one_image_writes() -> None:
+    records = [FileContent(path, b"{}") for path in ("a.json", "b.json", "c.json", "b.json")]
+    assert shared_record_paths(records) == {"a.json", "c.json"}
+    assert shared_record_paths([]) == frozenset()
