@@ -135,13 +135,15 @@ def package_line(
 
 
 def referrers_record(referrers: ReferrersResult | None) -> dict | None:
-    """What refers to the source digest, as the record shows it: what the source has, by kind,
-    and what each destination repository lacks."""
+    """What refers to the source digest, as the record shows it: what the source has, by kind
+    (of the image, and of its index's platform manifests), and what each destination repository
+    lacks."""
     if referrers is None:
         return None
     return {
         "subject": referrers.subject,
         "at_source": dict(referrers.found),
+        "of_platform_manifests": dict(referrers.on_platforms),
         "to_copy": {
             repository: [
                 {"kind": item.kind, "digest": item.digest, "tag": item.tag} for item in plan.items

@@ -209,11 +209,13 @@ def test_the_record_says_what_refers_to_the_source_and_what_each_repository_lack
         subject=digest_of(INDEX),
         found=(("signature", 1), ("SBOM", 1)),
         plans=(("127.0.0.1:5501/mirror/team/app", Plan((SIG, SBOM))), ("other/x", Plan())),
+        on_platforms=(("signature", 2),),
     )
     record = json.loads(mirror_record("src:m#app", resolved(), destinations(), referrers, ("keys/cosign.pub",)))
     assert record["referrers"] == {
         "subject": digest_of(INDEX),
         "at_source": {"signature": 1, "SBOM": 1},
+        "of_platform_manifests": {"signature": 2},
         "to_copy": {
             "127.0.0.1:5501/mirror/team/app": [
                 {"kind": "signature", "digest": SIG.digest, "tag": "sha256-x.sig"},

@@ -99,6 +99,44 @@ def test_signatures_attestations_and_sboms_travel_with_their_digests_and_a_re_mi
     assert len([path for path in written if "/blobs/uploads/" in path]) == 1
 
 
+def test_each_platform_manifests_signature_and_sbom_travel_with_the_index(
+    registries: Callable[..., Registry], pants_repo: PantsRepo
+) -> None:
+    """`cosign sign --recursive` signs each platform's manifest, and SBOM tools attach to one:
+    what refers to a platform manifest of the index is copied with it, under the same digests,
+    and a re-mirror reads no manifest at the source."""
+    require_skopeo()
+    upstream, mirror = registries(), registries()
+    key = cosign.generate_key()
+    image = push_oci_image(f"{upstream.address}/team/app:1", "three platforms", "linux/amd64", "linux/arm64", "linux/s390x")
+    amd64, arm64 = image.manifests["linux/amd64"], image.manifests["linux/arm64"]
+    signature = cosign.sign(upstream, "team/app", arm64, key)
+    spdx = attach_spdx_sbom(upstream, "team/app", amd64)
+    pants_repo.write({"src/BUILD": BUILD.format(extra=""), "src/images.txt": f"{upstream.address}/team/app:1\n"})
+
+    # Counted apart from the index's own (listings are counted where they are read).
+    package = pants_repo.pants("package", "src::", registry=mirror, daemon=True)
+    assert "referrers at the source: none; of its platform manifests: 1 signature, 1 SBOM" in package.stderr, package
+
+    first = pants_repo.pants("publish", "src::", registry=mirror, daemon=True)
+    assert first.returncode == 0, first
+    assert f"✓ {mirror.address}/mirror/team/app:1 published to @mirror" in first.stderr, first
+    assert "with 1 signature, 1 SBOM)" in first.stderr, first
+    assert mirror.manifest_digest("mirror/team/app", "1") == image.index
+    assert mirror.manifest_digest("mirror/team/app", digest_tag(arm64, "sig")) == signature
+    cosign.verify_signature(mirror, "mirror/team/app", arm64, cosign.public_key_pem(key))
+    assert [e["digest"] for e in listed_referrers(mirror, "mirror/team/app", amd64)] == [spdx["digest"]]
+    assert mirror.manifest_digest("mirror/team/app", spdx["digest"]) == spdx["digest"]
+
+    # Nothing new: no manifest GET at the source, nothing written.
+    before_upstream, before_mirror = len(upstream.settled_access_log()), len(mirror.settled_access_log())
+    again = pants_repo.pants("publish", "src::", registry=mirror, daemon=True)
+    assert again.returncode == 0, again
+    assert f"- {mirror.address}/mirror/team/app:1 skipped (up to date" in again.stderr, again
+    assert manifest_gets(upstream.settled_access_log()[before_upstream:]) == []
+    assert not [l for l in mirror.settled_access_log()[before_mirror:] if '"PUT ' in l or '"POST ' in l]
+
+
 def test_require_signature_keeps_unsigned_images_out_and_copies_signed_ones(
     registries: Callable[..., Registry], pants_repo: PantsRepo
 ) -> None:

@@ -92,14 +92,19 @@ class Listing:
 @dataclass(frozen=True)
 class Plan:
     """What one destination repository lacks of an image's referrers: manifests to copy, and
-    the source's listing to write after them (or None)."""
+    the source's listing to write after them (or None). For an image index, its platform
+    manifests' referrers too: `children` are the platform manifests that have any (whose
+    digests the copied manifests may name as their `subject`), `child_listings` the listing of
+    each, to write under its own fallback tag."""
 
     items: Tuple[CopyItem, ...] = ()
     listing: Optional[Listing] = None
+    children: Tuple[str, ...] = ()
+    child_listings: Tuple[Tuple[str, Listing], ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not self.items and self.listing is None
+        return not self.items and self.listing is None and not self.child_listings
 
     @property
     def summary(self) -> str:
@@ -109,22 +114,37 @@ class Plan:
         return counted(counts) or "the referrers listing"
 
     def to_json(self) -> Dict[str, Any]:
-        listing = self.listing
         return {
             "items": [item.to_json() for item in self.items],
-            "listing": {"digest": listing.digest, "body": _base64(listing.raw)} if listing else None,
+            "listing": _listing_json(self.listing),
+            "children": list(self.children),
+            "child_listings": {child: _listing_json(listing) for child, listing in self.child_listings},
         }
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> Plan:
         """Raises KeyError, TypeError or ValueError for what is no plan."""
-        listing = value.get("listing")
         return cls(
             tuple(CopyItem.from_json(item) for item in value.get("items") or ()),
-            Listing(str(listing["digest"]), base64.b64decode(listing["body"], validate=True))
-            if listing is not None
-            else None,
+            _listing_from_json(value.get("listing")),
+            tuple(str(child) for child in value.get("children") or ()),
+            tuple(
+                (str(child), listing)
+                for child, raw in (value.get("child_listings") or {}).items()
+                for listing in [_listing_from_json(raw)]
+                if listing is not None
+            ),
         )
+
+
+def _listing_json(listing: Optional[Listing]) -> Optional[Dict[str, str]]:
+    return {"digest": listing.digest, "body": _base64(listing.raw)} if listing else None
+
+
+def _listing_from_json(value: Optional[Mapping[str, Any]]) -> Optional[Listing]:
+    if value is None:
+        return None
+    return Listing(str(value["digest"]), base64.b64decode(value["body"], validate=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,13 +286,19 @@ def _referrers_read(index: int, entry: Any) -> ReferrersRead:
 
 
 def _checked_plan(document: Mapping[str, Any], what: str) -> Plan:
-    """`items` and `listing` of a plan, as the plugin hands them back."""
+    """`items`, `listing`, `children` and `child_listings` of a plan, as the plugin hands them
+    back."""
     try:
         plan = Plan.from_json(document)
     except (KeyError, TypeError, ValueError) as e:
         raise RequestError(f"{what} is not a plan of referrers to copy ({e})") from None
     if plan.listing is not None and Listing.of(plan.listing.raw) != plan.listing:
         raise RequestError(f"{what}.listing is not the bytes of its digest")
+    for child, listing in plan.child_listings:
+        if child not in plan.children or Listing.of(listing.raw) != listing:
+            raise RequestError(f"{what}.child_listings[{child!r}] is not the bytes of its digest of a child")
+    if not all(DIGEST.fullmatch(child) for child in plan.children):
+        raise RequestError(f"{what} has a child without a sha256 digest")
     if not all(DIGEST.fullmatch(item.digest) for item in plan.items):
         raise RequestError(f"{what} has an item without a sha256 digest")
     return plan
@@ -414,9 +440,10 @@ class RequestCounts:
 
 @dataclass(frozen=True)
 class ReferrersResult:
-    """What refers to a source digest (`found`: counts by kind), and a plan per destination
-    repository; or `error`, one line, and `error_kind`, one of `OUTCOMES` (what went wrong, so
-    that the plugin can say what to do about it)."""
+    """What refers to a source digest (`found`: counts by kind; `on_platforms`: what refers to
+    the platform manifests of an image index), and a plan per destination repository; or
+    `error`, one line, and `error_kind`, one of `OUTCOMES` (what went wrong, so that the plugin
+    can say what to do about it)."""
 
     reference: str
     platform: Optional[str]
@@ -425,11 +452,17 @@ class ReferrersResult:
     plans: Tuple[Tuple[str, Plan], ...] = ()
     error: Optional[str] = None
     error_kind: Optional[str] = None
+    on_platforms: Tuple[Tuple[str, int], ...] = ()
 
     @property
     def summary(self) -> str:
-        """`1 signature, 1 SBOM`, or `none`."""
-        return counted(dict(self.found)) or "none"
+        """`1 signature, 1 SBOM`, `1 signature; of its platform manifests: 2 signatures`, or
+        `none`."""
+        own = counted(dict(self.found))
+        platforms = counted(dict(self.on_platforms))
+        if not platforms:
+            return own or "none"
+        return f"{own or 'none'}; of its platform manifests: {platforms}"
 
     def plan_for(self, destination_repository: str) -> Plan:
         return dict(self.plans).get(destination_repository) or Plan()
@@ -440,6 +473,7 @@ class ReferrersResult:
             "platform": self.platform,
             "subject": self.subject,
             "found": dict(self.found),
+            "on_platforms": dict(self.on_platforms),
             "destinations": {repository: plan.to_json() for repository, plan in self.plans},
             "error": self.error,
             "error_kind": self.error_kind,
@@ -452,14 +486,19 @@ class ReferrersResult:
             str(value["reference"]),
             str(platform) if platform is not None else None,
             _text(value.get("subject")),
-            tuple((str(kind), int(count)) for kind, count in (value.get("found") or {}).items()),
+            _counts(value.get("found")),
             tuple(
                 (str(repository), Plan.from_json(plan))
                 for repository, plan in (value.get("destinations") or {}).items()
             ),
             _text(value.get("error")),
             _text(value.get("error_kind")),
+            _counts(value.get("on_platforms")),
         )
+
+
+def _counts(value: Optional[Mapping[str, Any]]) -> Tuple[Tuple[str, int], ...]:
+    return tuple((str(kind), int(count)) for kind, count in (value or {}).items())
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from docker_mirror.oci.probe_protocol import (
-    CopyRequest, CopyResult, Plan, ProbeRequest, ProbeResult, RequestError, TagCopy, TagOutcome, encoded, parse_request,
-    parse_result,
+    CopyRequest, CopyResult, Listing, Plan, ProbeRequest, ProbeResult, ReferrersResult, RequestError, TagCopy, TagOutcome,
+    encoded, parse_request, parse_result,
 )
 
 SUBJECT = "sha256:" + "1" * 64
@@ -109,3 +109,36 @@ def test_tag_outcomes_are_read_leniently() -> None:
         TagOutcome("c", "failed", None, "error"),
         TagOutcome("d", "up_to_date"),
     )
+
+
+CHILD = "sha256:" + "3" * 64
+
+
+def test_a_plan_with_platform_manifests_and_their_listings_survives_the_round_trip() -> None:
+    listing = Listing.of(b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}')
+    plan = Plan(children=(CHILD,), child_listings=((CHILD, listing),))
+    copy = CopyRequest("a.io/x", SUBJECT, "b.io/m/x", plan)
+    assert parse_request(json.loads(encoded(ProbeRequest((), copy=copy)))).copy == copy
+    assert not plan.empty and Plan(children=(CHILD,)).empty
+    result = ReferrersResult("a.io/x:1", None, SUBJECT, (("signature", 1),), (("b.io/m/x", plan),),
+                             on_platforms=(("SBOM", 2),))  # fmt: skip
+    assert ReferrersResult.from_json(json.loads(json.dumps(result.to_json()))) == result
+    assert result.summary == "1 signature; of its platform manifests: 2 SBOMs"
+    assert ReferrersResult("a.io/x:1", None, on_platforms=(("signature", 1),)).summary == (
+        "none; of its platform manifests: 1 signature"
+    )
+
+
+@pytest.mark.parametrize(
+    "plan, message",
+    [
+        ({"children": ["sha256:x"]}, "has a child without a sha256 digest"),
+        (
+            {"children": [], "child_listings": {CHILD: {"digest": SEEN, "body": "e30="}}},
+            "is not the bytes of its digest of a child",
+        ),
+    ],
+)
+def test_a_plans_platform_manifests_are_checked(plan: dict, message: str) -> None:
+    with pytest.raises(RequestError, match=message):
+        parse_request(_request(**plan))

@@ -56,10 +56,14 @@ def peak_rss_kib() -> Optional[int]:
 
 
 def _checked(request: ProbeRequest) -> ProbeRequest:
-    """The request, once the listing of a copy reads as the referrers index it must be."""
-    listing = request.copy.plan.listing if request.copy is not None else None
+    """The request, once each listing of a copy reads as the referrers index it must be."""
+    listings = []
+    if request.copy is not None:
+        plan = request.copy.plan
+        listings = [plan.listing] if plan.listing else []
+        listings += [listing for _, listing in plan.child_listings]
     try:
-        if listing is not None:
+        for listing in listings:
             index_entries(listing.raw)
     except ReferrersError as e:
         raise RequestError(f"copy is not a plan of referrers to copy ({e})") from None

@@ -4,6 +4,7 @@ behind the `require_signature` gate (`copy`), with `HEAD`s only when nothing cha
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import (
     AsyncIterable, AsyncIterator, Awaitable, Callable, Dict, FrozenSet, List, Optional, Protocol, Sequence, Tuple,
@@ -12,6 +13,7 @@ from typing import (
 from docker_mirror.oci.media_types import (
     BUNDLE_PREDICATE_ANNOTATION,
     COSIGN_SIGN_PREDICATE,
+    INDEX_MEDIA_TYPES,
     OCI_INDEX,
     SIGSTORE_BUNDLE_PREFIX,
 )
@@ -49,6 +51,9 @@ from docker_mirror.probe.signatures import (
 # Signatures read for the gate, at most: an image has a handful (and a bundle holds at most
 # `MAX_SIGNATURES_PER_BUNDLE`).
 MAX_SIGNATURES = 32
+# An image index's platform manifests whose referrers are looked for, at most: official images
+# list 6 to 8 platforms and as many attestation manifests.
+MAX_PLATFORM_MANIFESTS = 64
 
 
 @dataclass(frozen=True)
@@ -117,8 +122,20 @@ class Location:
 
 
 @dataclass
+class ChildListing:
+    """How the source lists the referrers of one platform manifest of an image index."""
+
+    subject: str
+    digest: str
+    listing: Optional[Listing] = None  # read when it is known (the API's), or was needed
+
+
+@dataclass
 class Found:
-    """What refers to `subject` at the source, and a plan per destination repository."""
+    """What refers to `subject` at the source, and a plan per destination repository. For an
+    image index, what refers to its platform manifests too: their cosign tags are in `tags`
+    (each names its own digest), their listings in `child_listings`, and `children` are the
+    platform manifests that have either."""
 
     subject: str
     tags: Tuple[Tuple[str, str], ...] = ()
@@ -126,35 +143,49 @@ class Found:
     listing_digest: Optional[str] = None
     listing: Optional[Listing] = None  # read when it is known (the API's), or was needed
     plans: List[Plan] = field(default_factory=list)  # one per destination, in order
+    children: Tuple[str, ...] = ()
+    child_listings: List[ChildListing] = field(default_factory=list)
+
+    def _own(self, tag: str) -> bool:
+        return tag.startswith(digest_tag(self.subject))
 
     def counts(self) -> Dict[str, int]:
         """By kind: the cosign tags, and the referrers listed, when the listing was read."""
-        counts: Dict[str, int] = {}
-        kinds = [tag_kind(tag) for tag, _ in self.tags]
+        kinds = [tag_kind(tag) for tag, _ in self.tags if self._own(tag)]
         kinds += [entry.kind for entry in index_entries(self.listing.raw)] if self.listing else []
-        for kind in kinds:
-            counts[kind] = counts.get(kind, 0) + 1
-        return counts
+        return dict(Counter(kinds))
+
+    def platform_counts(self) -> Dict[str, int]:
+        """The same, of the platform manifests (listings counted once they are read)."""
+        kinds = [tag_kind(tag) for tag, _ in self.tags if not self._own(tag)]
+        kinds += [
+            entry.kind
+            for child in self.child_listings
+            if child.listing is not None
+            for entry in index_entries(child.listing.raw)
+        ]
+        return dict(Counter(kinds))
 
 
 async def _source_listing(
     source: Location, subject: str, listed: Optional[FrozenSet[str]] = None
-) -> Tuple[Optional[str], Optional[Listing]]:
-    """(digest of the source's listing, the listing when it was read): the referrers API's
-    answer, as `listing_index` writes it; or, without the API, the fallback tag's digest alone
-    (its `HEAD`, unless the tag list `listed` says there is no such tag)."""
+) -> Tuple[Optional[str], Optional[Listing], bool]:
+    """(digest of the source's listing, the listing when it was read, whether the source has
+    the referrers API): the API's answer, as `listing_index` writes it; or, without the API,
+    the fallback tag's digest alone (its `HEAD`, unless the tag list `listed` says there is no
+    such tag)."""
     answer = await source.registry.referrers(source.repository, subject)
     if answer is not None:
         entries = index_entries(answer, f"the referrers of {subject} at {source}")
         if not entries:
-            return None, None
+            return None, None, True
         listing = Listing.of(listing_index(entries))
-        return listing.digest, listing
+        return listing.digest, listing, True
     tag = digest_tag(subject)
     if listed is not None and tag not in listed:
-        return None, None
+        return None, None, False
     served = await source.registry.head_manifest(source.repository, tag)
-    return (served.digest if served else None), None
+    return (served.digest if served else None), None, False
 
 
 async def _read_listing(location: Location, digest: str, subject: str) -> Listing:
@@ -175,6 +206,17 @@ async def _destination_lists(destination: Location, subject: str) -> Tuple[Descr
     return index_entries(answer, f"the referrers of {subject} at {destination}") if answer else ()
 
 
+async def _listing_plan(
+    source: Location, destination: Location, subject: str, digest: str, read: Optional[Listing]
+) -> Tuple[Optional[Listing], Tuple[CopyItem, ...]]:
+    """(the listing to write, the referrers it names that `destination` lacks), or (None, ())
+    when the destination keeps the listing `digest` already."""
+    if await destination.registry.head_manifest(destination.repository, digest):
+        return None, ()
+    listing = read or await _read_listing(source, digest, subject)
+    return listing, missing_referrers(listing, await _destination_lists(destination, subject))
+
+
 async def _plan(found: Found, source: Location, destination: Location) -> Plan:
     tags = [tag for tag, _ in found.tags]
     served = await asyncio.gather(
@@ -192,33 +234,104 @@ async def _plan(found: Found, source: Location, destination: Location) -> Plan:
         found.media_types,
     )
     listing = None
-    if found.listing_digest is not None and not await destination.registry.head_manifest(
-        destination.repository, found.listing_digest
-    ):
-        if found.listing is None:
-            found.listing = await _read_listing(source, found.listing_digest, found.subject)
-        listing = found.listing
-        items += missing_referrers(listing, await _destination_lists(destination, found.subject))
-    return Plan(items, listing)
+    if found.listing_digest is not None:
+        listing, missing = await _listing_plan(source, destination, found.subject, found.listing_digest, found.listing)
+        found.listing = listing or found.listing
+        items += missing
+    child_listings: List[Tuple[str, Listing]] = []
+    for child in found.child_listings:
+        child_listing, missing = await _listing_plan(source, destination, child.subject, child.digest, child.listing)
+        if child_listing is not None:
+            child.listing = child_listing
+            child_listings.append((child.subject, child_listing))
+        items += missing
+    return Plan(items, listing, found.children, tuple(child_listings))
 
 
-async def find(source: Location, subject: str, destinations: Sequence[Location]) -> Found:
-    """What refers to `subject` at `source`, and what each of `destinations` lacks of it: the
-    source's tag list (one read for all images of its repository) says which of cosign's tags
-    and the fallback tag exist, and only those get a `HEAD`; without it, all of them do."""
-    listed = await source.registry.digest_tags(source.repository)
+async def _index_body(source: Location, subject: str, destinations: Sequence[Location]) -> bytes:
+    """The body of the image index `subject`: from a destination that keeps it already (a
+    re-mirror then asks the source for nothing more), else from the source."""
+    for location in [*destinations, source]:
+        got = await location.registry.get_manifest(location.repository, subject)
+        if got is not None and digest_of(got[0]) == subject:
+            return got[0]
+    raise RegistryError("error", f"{source} no longer serves {subject}")
+
+
+async def _platform_manifests(
+    source: Location, subject: str, media_type: Optional[str], destinations: Sequence[Location],
+    listed: Optional[FrozenSet[str]], api: bool,
+) -> Tuple[str, ...]:  # fmt: skip
+    """The platform manifests of `subject` whose referrers must be looked for: none for a
+    single manifest; for an image index, its entries that are manifests, once the tag list
+    `listed` names a digest tag of another manifest than `subject` (or cannot be read) or the
+    source has the referrers API (its body is read only then)."""
+    own = digest_tag(subject)
+    if listed is not None and not api and all(tag.startswith(own) for tag in listed):
+        return ()
+    if media_type is None:  # an image pinned by digest: its `HEAD` says what it is
+        served = await source.registry.head_manifest(source.repository, subject)
+        media_type = served.media_type if served else None
+    if media_type not in INDEX_MEDIA_TYPES:  # (the image's own read reports one not served)
+        return ()
+    parts = manifest_parts(await _index_body(source, subject, destinations), f"the image index {subject}")
+    children = tuple(dict.fromkeys(entry.digest for entry in parts.manifests if not entry.is_index))
+    if len(children) > MAX_PLATFORM_MANIFESTS:
+        raise ReferrersError(
+            f"the image index {short(subject)} lists more than {MAX_PLATFORM_MANIFESTS} manifests: "
+            "their referrers are not looked for, and the image is not copied"
+        )
+    if listed is None or api:
+        return children
+    return tuple(child for child in children if any(tag.startswith(digest_tag(child)) for tag in listed))
+
+
+async def _served_tags(
+    source: Location, subject: str, listed: Optional[FrozenSet[str]]
+) -> List[Tuple[str, Served]]:
+    """cosign's tags of `subject` that the source serves: those the tag list names (all of
+    them, by `HEAD`, without one)."""
     tags = [digest_tag(subject, suffix) for suffix in COSIGN_TAG_KINDS]
     tags = [tag for tag in tags if listed is None or tag in listed]
-    served, (listing_digest, listing) = await asyncio.gather(
-        asyncio.gather(*(source.registry.head_manifest(source.repository, tag) for tag in tags)),
-        _source_listing(source, subject, listed),
+    served = await asyncio.gather(*(source.registry.head_manifest(source.repository, tag) for tag in tags))
+    return [(tag, s) for tag, s in zip(tags, served) if s is not None]
+
+
+async def find(
+    source: Location, subject: str, destinations: Sequence[Location], media_type: Optional[str] = None
+) -> Found:
+    """What refers to `subject` at `source` (of media type `media_type`, when known), and what
+    each of `destinations` lacks of it: the source's tag list (one read for all images of its
+    repository) says which of cosign's tags and the fallback tag exist, and only those get a
+    `HEAD`; without it, all of them do. An image index's platform manifests are looked for the
+    same way (`_platform_manifests`)."""
+    listed = await source.registry.digest_tags(source.repository)
+    served, (listing_digest, listing, api) = await asyncio.gather(
+        _served_tags(source, subject, listed), _source_listing(source, subject, listed)
     )
+    children = await _platform_manifests(source, subject, media_type, destinations, listed, api)
+    of_children = await asyncio.gather(
+        *(asyncio.gather(_served_tags(source, child, listed), _source_listing(source, child, listed))
+          for child in children)
+    )  # fmt: skip
+    for child_tags, _ in of_children:
+        served += child_tags
     found = Found(
         subject,
-        tags=tuple((tag, s.digest) for tag, s in zip(tags, served) if s is not None),
-        media_types={s.digest: s.media_type for s in served if s is not None and s.media_type},
+        tags=tuple((tag, s.digest) for tag, s in served),
+        media_types={s.digest: s.media_type for _, s in served if s.media_type},
         listing_digest=listing_digest,
         listing=listing,
+        child_listings=[
+            ChildListing(child, digest, read)
+            for child, (_, (digest, read, _)) in zip(children, of_children)
+            if digest is not None
+        ],
+    )
+    found.children = tuple(
+        child
+        for child, (child_tags, (digest, _, _)) in zip(children, of_children)
+        if child_tags or digest is not None
     )
     for destination in destinations:
         found.plans.append(await _plan(found, source, destination))
@@ -402,20 +515,23 @@ async def copy(
     deadline: Optional[float] = None,
 ) -> CopyResult:
     """The gate first (with `keys`), then `image` (what of the image itself goes before its
-    referrers, when the image is copied too), then every item of `plan`, then its listing.
+    referrers, when the image is copied too), then every item of `plan`, then its listings.
     Every manifest of the referrers is checked as it is read (`CopyBudget`: its subject, and
     the bounds of manifests, bytes and time, `deadline` a `time.monotonic()` time) before
     anything of it is written; the listing before anything at all is."""
-    budget = CopyBudget(subject, str(source), deadline=deadline)
-    if plan.listing is not None:
-        if digest_of(plan.listing.raw) != plan.listing.digest:
-            raise ReferrersError(f"the listing of {subject}'s referrers is not the bytes of {plan.listing.digest}")
-        listing_entries(plan.listing.raw, subject, f"the referrers index {plan.listing.digest} of {source}")
+    budget = CopyBudget(subject, str(source), deadline=deadline, children=plan.children)
+    listings = ([(subject, plan.listing)] if plan.listing is not None else []) + list(plan.child_listings)
+    for listed_of, to_write in listings:
+        if digest_of(to_write.raw) != to_write.digest:
+            raise ReferrersError(f"the listing of {listed_of}'s referrers is not the bytes of {to_write.digest}")
+        if listed_of != subject and listed_of not in plan.children:
+            raise ReferrersError(f"the listing {to_write.digest} is of {listed_of}, not of a manifest of {subject}")
+        listing_entries(to_write.raw, listed_of, f"the referrers index {to_write.digest} of {source}")
     verified_by = None
     if keys:
         listing = plan.listing
         if listing is None:
-            digest, listing = await _source_listing(source, subject)
+            digest, listing, _ = await _source_listing(source, subject)
             if listing is None and digest is not None:
                 listing = await _read_listing(source, digest, subject)
         verdict = await check_signature(source, subject, keys, listing, budget)
@@ -446,9 +562,9 @@ async def copy(
             if item.tag is not None:
                 await _write_tag(source, target, item, body, media_type)
             copied.append(item)
-        if plan.listing is not None:
+        for listed_of, to_write in listings:
             budget.check_time("the listing was written")
-            await _write_listing(target, subject, plan.listing, lists_itself)
+            await _write_listing(target, listed_of, to_write, lists_itself)
     except (RegistryError, ReferrersError) as e:
         if not written.manifests and not written.blobs:
             raise

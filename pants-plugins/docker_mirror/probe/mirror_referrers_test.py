@@ -191,7 +191,7 @@ def mirror(
     source: MemoryRegistry, destination: MemoryRegistry, subject: str, keys: Sequence[PublicKey] = ()
 ) -> Tuple[Found, Plan, CopyResult]:
     src, dst = Location(source, "app"), Location(destination, "mirror/app")
-    found = run(find(src, subject, [dst]))
+    found = run(find(src, subject, [dst], OCI_MANIFEST))
     (plan,) = found.plans
     return found, plan, run(copy(src, dst, subject, plan, keys))
 
@@ -479,3 +479,116 @@ def test_the_gate_fails_closed_at_the_deadline() -> None:
     assert late.outcome == "unsigned" and "verification stopped at the deadline after 0 checks" in (late.message or "")
     assert not destination.manifests and not destination.blobs
     assert run(copy(src, dst, subject, plan, [PUBLIC], deadline=time.monotonic() + 60)).outcome == "ok"
+
+
+# ---------------------------------------------------------------------------------------------
+# The platform manifests of an image index have referrers of their own
+
+
+def push_index(registry: MemoryRegistry, repository: str = "app", platforms: Sequence[str] = ("amd64", "arm64")) -> Tuple[str, List[str]]:
+    """A multi-platform image: (the index's digest, its platform manifests' digests)."""
+    children = []
+    for architecture in platforms:
+        config = registry.blob(repository, json.dumps({"os": "linux", "architecture": architecture}).encode())
+        body = oci_manifest(config, [registry.blob(repository, architecture.encode())])
+        children.append({"mediaType": OCI_MANIFEST, "digest": registry.manifest(repository, body), "size": len(body),
+                         "platform": {"os": "linux", "architecture": architecture}})  # fmt: skip
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}).encode()
+    return registry.manifest(repository, index, OCI_INDEX, tag="1"), [str(c["digest"]) for c in children]
+
+
+def keep_index(source: MemoryRegistry, destination: MemoryRegistry, subject: str) -> None:
+    """The destination has the image itself, as after its copy (the index and its manifests)."""
+    body = source.manifests[("app", subject)][0]
+    destination.manifest("mirror/app", body, OCI_INDEX, tag="1")
+    for entry in json.loads(body)["manifests"]:
+        destination.manifest("mirror/app", source.manifests[("app", entry["digest"])][0])
+
+
+def find_index(source: MemoryRegistry, destination: MemoryRegistry, subject: str) -> Found:
+    return run(find(Location(source, "app"), subject, [Location(destination, "mirror/app")], OCI_INDEX))
+
+
+@pytest.mark.parametrize("source_api", [False, True])
+def test_a_platform_manifests_signature_and_sbom_travel_with_the_index(source_api: bool) -> None:
+    """`cosign sign --recursive` signs each platform's manifest; an SBOM tool attaches to one:
+    both are copied, and a re-mirror reads the index from the destination, not the source."""
+    source = MemoryRegistry("src", referrers_api=source_api)
+    destination = MemoryRegistry("dst", referrers_api=False)
+    subject, (amd64, arm64) = push_index(source)
+    own_sig = sign(source, "app", subject)
+    amd64_sig = sign(source, "app", amd64)
+    sbom = attach_sbom(source, "app", arm64)
+    keep_index(source, destination, subject)
+    found = find_index(source, destination, subject)
+    (plan,) = found.plans
+    assert found.counts() == {"signature": 1}
+    assert found.platform_counts() == {"signature": 1, "SBOM": 1}
+    assert set(plan.children) == {amd64, arm64}
+    assert [child for child, _ in plan.child_listings] == [arm64]
+    copied = run(copy(Location(source, "app"), Location(destination, "mirror/app"), subject, plan))
+    assert copied.outcome == "ok"
+    assert sorted((i.kind, i.digest) for i in copied.copied) == sorted(
+        [("signature", own_sig), ("signature", amd64_sig), ("SBOM", sbom)]
+    )
+    assert destination.tags[("mirror/app", digest_tag(amd64, "sig"))] == amd64_sig
+    fallback = destination.manifests[("mirror/app", destination.tags[("mirror/app", digest_tag(arm64))])][0]
+    assert [e["digest"] for e in json.loads(fallback)["manifests"]] == [sbom]
+    # A re-mirror: nothing to copy; the index's body comes from the destination.
+    source.asked.clear()
+    destination.asked.clear()
+    again = find_index(source, destination, subject)
+    assert all(plan.empty for plan in again.plans)
+    assert source.asked["GET manifest"] == 0 and destination.asked["GET manifest"] == 1
+    if not source_api:
+        # The tag list; a HEAD of each tag it names: `.sig` of the index and of amd64, arm64's
+        # fallback tag.
+        assert source.asked == Counter({"GET tags": 1, "HEAD manifest": 3, "GET referrers": 3})
+
+
+def test_an_index_whose_platforms_have_nothing_attached_is_not_read() -> None:
+    source, destination = MemoryRegistry("src", referrers_api=False), MemoryRegistry("dst", referrers_api=False)
+    subject, _ = push_index(source)
+    sign(source, "app", subject)
+    keep_index(source, destination, subject)
+    found = find_index(source, destination, subject)
+    assert found.children == () and found.platform_counts() == {}
+    assert source.asked["GET manifest"] == destination.asked["GET manifest"] == 0
+
+
+def test_without_a_tag_list_each_platform_manifests_tags_are_asked_for() -> None:
+    source = MemoryRegistry("src", referrers_api=False, tag_list=False)
+    destination = MemoryRegistry("dst", referrers_api=False)
+    subject, (amd64, arm64) = push_index(source)
+    amd64_sig = sign(source, "app", amd64)
+    (plan,) = find_index(source, destination, subject).plans
+    assert [(i.tag, i.digest) for i in plan.items] == [(digest_tag(amd64, "sig"), amd64_sig)]
+    assert plan.children == (amd64,)
+    # 4 tags of the index, 4 of each platform manifest; the index read from the source.
+    assert source.asked["HEAD manifest"] == 12 and source.asked["GET manifest"] == 1
+
+
+def test_a_platform_manifests_referrer_may_name_it_and_no_other_manifest() -> None:
+    source, destination = MemoryRegistry("src", referrers_api=False), MemoryRegistry("dst", referrers_api=True)
+    subject, (amd64, _) = push_index(source)
+    sbom = attach_sbom(source, "app", amd64)
+    (plan,) = find_index(source, destination, subject).plans
+    src, dst = Location(source, "app"), Location(destination, "mirror/app")
+    # Handed a plan that does not name amd64 as a platform manifest, the copy refuses its SBOM.
+    with pytest.raises(ReferrersError, match=f"^manifest {sbom} at src/app names {amd64} as its subject"):
+        run(copy(src, dst, subject, Plan(plan.items)))
+    with pytest.raises(ReferrersError, match=f"is of {amd64}, not of a manifest of {subject}"):
+        run(copy(src, dst, subject, Plan(plan.items, child_listings=plan.child_listings)))
+    assert not destination.manifests
+    assert run(copy(src, dst, subject, plan)).outcome == "ok"
+    assert listed_as_referrers(destination, "mirror/app", amd64) == [sbom]
+
+
+def test_an_index_of_too_many_manifests_fails_its_image() -> None:
+    from docker_mirror.probe.mirror_referrers import MAX_PLATFORM_MANIFESTS
+
+    source, destination = MemoryRegistry("src", referrers_api=False), MemoryRegistry("dst", referrers_api=False)
+    subject, children = push_index(source, platforms=[f"arch{n}" for n in range(MAX_PLATFORM_MANIFESTS + 1)])
+    sign(source, "app", children[0])
+    with pytest.raises(ReferrersError, match=f"lists more than {MAX_PLATFORM_MANIFESTS} manifests"):
+        find_index(source, destination, subject)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Collection, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 from docker_mirror.oci import media_types
 from docker_mirror.oci.manifests import digest_of
@@ -225,11 +225,14 @@ def short(digest: str) -> str:
     return digest[:19]
 
 
-def check_subject(subject: Optional[str], image: str, what: str) -> None:
-    """Refuses a manifest whose `subject` names another image than the one being mirrored:
-    written at a destination with the referrers API, it would be listed as a referrer of that
-    other image (an SBOM or attestation forged for an image mirrored from elsewhere)."""
-    if subject is not None and subject != image:
+def check_subject(
+    subject: Optional[str], image: str, what: str, children: Collection[str] = ()
+) -> None:
+    """Refuses a manifest whose `subject` names another image than the one being mirrored (or
+    one of `children`, the platform manifests of its index): written at a destination with the
+    referrers API, it would be listed as a referrer of that other image (an SBOM or attestation
+    forged for an image mirrored from elsewhere)."""
+    if subject is not None and subject != image and subject not in children:
         raise ReferrersError(
             f"{what} names {subject} as its subject, not the image being mirrored ({short(image)}): refused"
         )
@@ -254,14 +257,16 @@ def listing_entries(raw: bytes, image: str, what: str) -> Tuple[Descriptor, ...]
 class CopyBudget:
     """The bounds of copying one image's referrers, checked on every manifest read before
     anything of it is written (`accept`, the transfer's hook): its `subject` must be the image
-    (or absent), and the manifests, bytes and time spent so far must stay within bounds."""
+    or one of its platform manifests `children` (or absent), and the manifests, bytes and time
+    spent so far must stay within bounds."""
 
     def __init__(
         self, image: str, where: str, *, deadline: Optional[float] = None,
         clock: Callable[[], float] = time.monotonic, max_manifests: int = MAX_COPY_MANIFESTS,
-        max_bytes: int = MAX_COPY_BYTES,
+        max_bytes: int = MAX_COPY_BYTES, children: Collection[str] = (),
     ) -> None:  # fmt: skip
         self.image, self.where = image, where
+        self.children = frozenset(children)
         self.deadline, self.clock = deadline, clock
         self.max_manifests, self.max_bytes = max_manifests, max_bytes
         self.manifests = 0
@@ -276,7 +281,7 @@ class CopyBudget:
         body `body`, read at the source, must not be written."""
         what = f"manifest {digest} at {self.where}"
         parts = manifest_parts(body, what)
-        check_subject(parts.subject, self.image, what)
+        check_subject(parts.subject, self.image, what, self.children)
         self.check_time(f"{short(digest)} was written")
         size = len(body) + sum(blob.size for blob in parts.blobs)
         if self.manifests + 1 > self.max_manifests:

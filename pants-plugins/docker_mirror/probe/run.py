@@ -29,6 +29,7 @@ from docker_mirror.probe.referrers import ReferrersError
 from docker_mirror.probe.registry import RegistryError, RegistrySession
 from docker_mirror.probe.signatures import InvalidKey, load_public_key
 from docker_mirror.oci.manifests import ManifestError, parse_manifest, select_platform
+from docker_mirror.oci.media_types import OCI_MANIFEST
 from docker_mirror.probe.retry import RetryPolicy
 from docker_mirror.probe.secrets import SECRETS, Secrets, one_line
 from docker_mirror.probe.transport import HttpClient
@@ -121,13 +122,16 @@ class _Run:
         try:
             reference = parse_reference(read.reference)
             subject = reference.digest if read.platform is None else None
+            # An image index's platform manifests have referrers of their own: not a platform's.
+            media_type = None if read.platform is None else OCI_MANIFEST
             if subject is None:
                 key = (read.reference, read.platform is not None)
                 job = self.manifest_job(*key)
                 source = await job if job is not None else self.early[key]
                 subject = _subject(source, read.platform)
+                media_type = media_type or source.media_type
             destinations = [self.location(parse_reference(d)) for d in read.destinations]
-            found = await mirror_referrers.find(self.location(reference), subject, destinations)
+            found = await mirror_referrers.find(self.location(reference), subject, destinations, media_type)
         except (RegistryError, ReferrersError, InvalidReference, ManifestError, _Unresolved) as e:
             return ReferrersResult(
                 read.reference, read.platform, error=self.secrets.clean(str(e)), error_kind=_kind(e)
@@ -135,6 +139,7 @@ class _Run:
         return ReferrersResult(
             read.reference, read.platform, subject, tuple(sorted(found.counts().items())),
             tuple(zip(read.destinations, found.plans)),
+            on_platforms=tuple(sorted(found.platform_counts().items())),
         )
 
     def manifest_results(self) -> Dict[Key, ManifestResult]:
