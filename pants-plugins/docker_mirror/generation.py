@@ -19,6 +19,7 @@ from docker_mirror.target_types import (
     DockerMirrorImageSpecFileField,
     DockerMirrorImagesPullField,
     DockerMirrorPlatformField,
+    DockerMirrorPlatformsField,
     DockerMirrorReferrersField,
     DockerMirrorRequireSignatureField,
     DockerMirrorSourceImageField,
@@ -49,7 +50,11 @@ BUILD_ONLY_FIELDS = (
     DockerMirrorImagesLabelsField.alias,
 )
 # Generator fields that only configure a registry-to-registry copy.
-COPY_ONLY_FIELDS = (DockerMirrorReferrersField.alias, DockerMirrorRequireSignatureField.alias)
+COPY_ONLY_FIELDS = (
+    DockerMirrorReferrersField.alias,
+    DockerMirrorRequireSignatureField.alias,
+    DockerMirrorPlatformsField.alias,
+)
 # What `docker build` needs that a copied image has no use for.
 _DOCKER_BUILD_VALUES = (
     DockerImageInstructionsField.alias,
@@ -156,6 +161,8 @@ def image_field_values(
             DockerMirrorPlatformField.alias: entry.platform,
             **values,
         }
+        if entry.platform is not None:  # the line's `--platform=` wins over `platforms`
+            values.pop(DockerMirrorPlatformsField.alias, None)
     return values
 
 
@@ -217,14 +224,24 @@ def check_build_method_fields(
     if not given:
         return
     fields = ", ".join(f"`{alias}`" for alias in COPY_ONLY_FIELDS if alias in given)
+    reasons = []
+    if given - {DockerMirrorPlatformsField.alias}:
+        reasons.append(
+            "a rebuilt image has a digest of its own, which no signature, attestation or SBOM "
+            "of the source names, so none can be carried to it or checked for it."
+        )
+    if DockerMirrorPlatformsField.alias in given:
+        reasons.append(
+            "a rebuilt image is built for the platform of the engine that builds it; a spec "
+            "line's `--platform=` picks it."
+        )
     raise InvalidFieldException(
         softwrap(
             f"""
             {generator} has `method="build"` but sets {fields}, which only apply to
-            `method="copy"`: a rebuilt image has a digest of its own, which no signature,
-            attestation or SBOM of the source names, so none can be carried to it or checked
-            for it. Use `method="copy"`, which copies the image under the source's digests with
-            what refers to it, and can require a signature first.
+            `method="copy"`: {" And ".join(reasons)} Use `method="copy"`, which copies the
+            image under the source's digests with what refers to it, can require a signature
+            first, and can keep only some platforms.
             """
         )
     )

@@ -19,6 +19,7 @@ from docker_mirror.target_types import (
     DockerMirrorImageTagsField,
     DockerMirrorImageTarget,
     DockerMirrorPlatformField,
+    DockerMirrorPlatformsField,
     DockerMirrorSourceImageField,
 )
 from docker_mirror_testutil.rule_runner_options import default_registry_args, generator_rule_runner
@@ -357,21 +358,22 @@ def p256_pem() -> str:
 
 
 @pytest.mark.parametrize(
-    "build_extra, named",
+    "build_extra, named, why",
     [
-        (", require_signature=['keys/cosign.pub']", "`require_signature`"),
-        (", referrers=False", "`referrers`"),
-        (", overrides={'python': {'referrers': True}}", "`referrers`"),
+        (", require_signature=['keys/cosign.pub']", "`require_signature`", "a rebuilt image has a digest of its own"),
+        (", referrers=False", "`referrers`", "a rebuilt image has a digest of its own"),
+        (", overrides={'python': {'referrers': True}}", "`referrers`", "a rebuilt image has a digest of its own"),
+        (", platforms=['linux/amd64']", "`platforms`", "built for the platform of the engine that builds it"),
     ],
 )
-def test_copy_only_fields_are_refused_with_the_build_method(build_extra: str, named: str) -> None:
+def test_copy_only_fields_are_refused_with_the_build_method(build_extra: str, named: str, why: str) -> None:
     rule_runner = generator_rule_runner(*default_registry_args())
     rule_runner.write_files({"keys/cosign.pub": p256_pem()})
     with pytest.raises(ExecutionError) as exc:
         generate_images(rule_runner, "build", "python:3.12\n", build_extra)
     message = str(exc.value)
     assert f'src:mirror has `method="build"` but sets {named}, which only apply to `method="copy"`' in message
-    assert "a rebuilt image has a digest of its own" in message
+    assert why in message
 
 
 def rsa_pem() -> str:
@@ -462,3 +464,27 @@ def test_a_key_that_is_not_ecdsa_p256_is_named_at_generation() -> None:
     assert "keys/p384.pub: not an ECDSA P-256 public key (cosign's key type)" in message
     assert "keys/cosign.key: not a PEM public key" in message
     assert "keys/good.pub" not in message
+
+
+def test_platforms_reach_each_copied_image_and_a_lines_own_platform_wins() -> None:
+    rule_runner = generator_rule_runner(*default_registry_args())
+    rule_runner.write_files(
+        {
+            "src/BUILD": "docker_mirror_images(name='mirror', sources=['images.txt'], method='copy', "
+            "platforms=['linux/amd64', 'linux/arm64'])",
+            "src/images.txt": "python:3.12\n--platform=linux/arm64 redis:7\n",
+        }
+    )
+    python = rule_runner.get_target(Address("src", target_name="mirror", generated_name="python"))
+    redis = rule_runner.get_target(Address("src", target_name="mirror", generated_name="redis"))
+    assert python[DockerMirrorPlatformsField].value == ("linux/amd64", "linux/arm64")
+    assert python[DockerMirrorPlatformField].value is None
+    assert redis[DockerMirrorPlatformsField].value is None
+    assert redis[DockerMirrorPlatformField].value == "linux/arm64"
+
+
+@pytest.mark.parametrize("platforms, message", [("['linux/AMD64']", "must list .<os>/<arch>."), ("[]", "is empty")])
+def test_platforms_that_are_not_platforms_are_refused(platforms: str, message: str) -> None:
+    rule_runner = generator_rule_runner(*default_registry_args())
+    with pytest.raises(ExecutionError, match=message):
+        generate_images(rule_runner, "copy", "python:3.12\n", f", platforms={platforms}")

@@ -350,6 +350,47 @@ class DockerMirrorReferrersField(BoolField):
     )
 
 
+class DockerMirrorPlatformsField(StringSequenceField):
+    alias = "platforms"
+    help = help_text(
+        """
+        Mirror only these platforms of each multi-platform image, e.g. `["linux/amd64",
+        "linux/arm64"]` (`<os>/<arch>[/<variant>]`, variants implied as containerd implies
+        them: `linux/arm64` is `linux/arm64/v8`). Only with `method="copy"`; a spec line's
+        `--platform=` overrides it for that line.
+
+        The destination then serves a **filtered image index**: the source's index with only
+        the entries of these platforms (and BuildKit's attestation manifests of them), every
+        other field as written. Its digest is not the source's (unless the image has no other
+        platform), so signatures of the source's index do not name it, while each kept
+        platform's manifest keeps its digest, and its own signatures and SBOMs are copied with
+        it. `require_signature` verifies the source's index, whose digest names every platform
+        manifest. A listed platform the image does not have is left out and named in `pants
+        package`; once the tag gains it, the source's index has a new digest and the next run
+        mirrors it. An image with none of them fails; a single-platform image is copied as it
+        is. `pants package` records both digests. Each run reads the source's index (a manifest
+        `GET`, which Docker Hub counts as a pull), as a `--platform=` line does.
+        """
+    )
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Iterable[str]], address: Address
+    ) -> Optional[Tuple[str, ...]]:
+        value = super().compute_value(raw_value, address)
+        for platform in value or ():
+            if not is_valid_platform(platform):
+                raise InvalidFieldException(
+                    f"The `{cls.alias}` field of {address} must list `<os>/<arch>[/<variant>]` "
+                    f"in lower case, e.g. `linux/arm64` or `linux/arm/v7`, not {platform!r}."
+                )
+        if value is not None and not value:
+            raise InvalidFieldException(
+                f"The `{cls.alias}` field of {address} is empty: leave it out to mirror every platform."
+            )
+        return value
+
+
 class DockerMirrorRequireSignatureField(StringSequenceField):
     alias = "require_signature"
     help = help_text(
@@ -451,6 +492,7 @@ class DockerMirrorImagesTargetGenerator(TargetGenerator):
         DockerMirrorImagesPullField,
         DockerMirrorReferrersField,
         DockerMirrorRequireSignatureField,
+        DockerMirrorPlatformsField,
     )
 
 
@@ -657,6 +699,7 @@ class DockerMirrorImageTarget(Target):
         DockerMirrorImageOutputPathField,
         DockerMirrorReferrersField,
         DockerMirrorRequireSignatureField,
+        DockerMirrorPlatformsField,
         DockerMirrorImageSpecFileField,
     )
     help = help_text(

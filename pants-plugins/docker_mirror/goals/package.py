@@ -18,6 +18,7 @@ from docker_mirror.target_types import (
     DockerMirrorImageSkipPushField,
     DockerMirrorImageTagsField,
     DockerMirrorPlatformField,
+    DockerMirrorPlatformsField,
     DockerMirrorReferrersField,
     DockerMirrorRequireSignatureField,
     DockerMirrorSourceImageField,
@@ -56,6 +57,7 @@ class DockerMirrorCopyPackageFieldSet(PackageFieldSet):
 
     source_image: DockerMirrorSourceImageField
     platform: DockerMirrorPlatformField
+    platforms: DockerMirrorPlatformsField
     registries: DockerMirrorImageRegistriesField
     repository: DockerMirrorImageRepositoryField
     image_tags: DockerMirrorImageTagsField
@@ -175,6 +177,9 @@ def mirror_record(
             "platforms": list(source.platforms) if source.platforms is not None else None,
             "index_digest": source.index_digest,
             "pinned": source.pinned if source.digest else None,
+            # `platforms`: those asked for, and those of them the source's index lacks.
+            "platforms_asked": list(source.subset) if source.subset else None,
+            "platforms_missing": list(source.missing) if source.subset else None,
         },
         "destinations": [
             {
@@ -202,7 +207,9 @@ def image_package(
     union_membership: UnionMembership,
 ) -> tuple[FileContent, BuiltMirrorImage]:
     """One image's record file and package artifact, from its generator's registry reads."""
-    source = resolve_source(field_set.source_image.value, field_set.platform.value, reads)
+    source = resolve_source(
+        field_set.source_image.value, field_set.platform.value, reads, field_set.platforms.value or ()
+    )
     destinations = mirror_destinations(
         field_set.address,
         registries=field_set.registries.value,

@@ -58,7 +58,10 @@ class DockerMirrorPinSubsystem(GoalSubsystem):
         `--update`). Nothing else in the file changes, byte for byte: comments, blank lines,
         `--platform=`, `AS` names, spacing, line endings, a byte order mark. For a
         `--platform=` line the digest is that of the image index the tag serves, from which
-        the platform is picked: what `FROM --platform=... name:tag@sha256:...` expects.
+        the platform is picked: what `FROM --platform=... name:tag@sha256:...` expects. So is
+        the digest of a line whose generator keeps only some `platforms`: the destination
+        serves a filtered index of it, under a digest of its own, which `pants package`
+        records.
 
         A pinned line mirrors exactly what was pinned, with either `method`: the source is
         fetched by its digest and pushed under the line's tag, so a tag that moves upstream

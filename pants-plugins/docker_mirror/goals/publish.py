@@ -332,6 +332,8 @@ def copy_step(request: CopyToRepositoryRequest, run_id: int) -> CopyImageRequest
         run_id=run_id,
         tags=request.tags,
         platform=source.platform,
+        platforms=source.subset if source.subset else (),
+        index_digest=source.index_digest if source.subset else None,
     )
 
 

@@ -104,3 +104,75 @@ def select_platform(manifest: Manifest, platform: str) -> PlatformManifest:
             return entry
     available = ", ".join(manifest.platforms or ()) or "none"
     raise ManifestError(f"the image index has no {platform} image (it has: {available})")
+
+
+# BuildKit's attestation manifests (`unknown/unknown` entries) name the platform manifest they
+# are about in this annotation.
+ATTESTATION_OF = "vnd.docker.reference.digest"
+
+
+@dataclass(frozen=True)
+class NarrowedIndex:
+    """An image index with only some of its platforms: `body` (the source's bytes when every
+    platform is kept, so the digest stays the source's), the platforms kept and the digests of
+    their manifests, and the platforms asked for that the index does not have."""
+
+    body: bytes
+    kept: tuple[str, ...]
+    manifests: tuple[str, ...]
+    missing: tuple[str, ...]
+
+    @property
+    def digest(self) -> str:
+        return digest_of(self.body)
+
+
+def narrowed_index(raw: bytes, platforms: tuple[str, ...]) -> NarrowedIndex:
+    """The image index `raw` with only the entries of `platforms` (variants implied as
+    containerd implies them: `linux/arm64` is `linux/arm64/v8`), and the attestation manifests
+    of those: every other field kept as written. A new digest, unless nothing is left out (or
+    `raw` is a single manifest, which has no platforms to pick from). Raises ManifestError when
+    none of `platforms` is there."""
+    manifest = parse_manifest(raw)
+    if not manifest.is_index:  # nothing to pick from: copied as it is
+        return NarrowedIndex(raw, (), (), ())
+    wanted = {normalized_platform(platform): platform for platform in platforms}
+    document = json.loads(raw)
+    descriptors = document.get("manifests") or []
+    kept_digests = {
+        entry.digest
+        for entry in manifest.entries
+        if entry.platform != "unknown/unknown" and normalized_platform(entry.platform) in wanted
+    }
+    found = {
+        normalized_platform(entry.platform)
+        for entry in manifest.entries
+        if entry.digest in kept_digests
+    }
+    missing = tuple(platform for key, platform in wanted.items() if key not in found)
+    if not kept_digests:
+        available = ", ".join(manifest.platforms or ()) or "none"
+        raise ManifestError(
+            f"the image index has none of the platforms {', '.join(platforms)} (it has: {available})"
+        )
+
+    def keep(descriptor: dict) -> bool:
+        if descriptor["digest"] in kept_digests:
+            return True
+        annotations = descriptor.get("annotations")
+        about = annotations.get(ATTESTATION_OF) if isinstance(annotations, dict) else None
+        return format_platform(descriptor.get("platform") or {}) == "unknown/unknown" and about in kept_digests
+
+    kept_descriptors = [d for d in descriptors if keep(d)]
+    kept = tuple(
+        dict.fromkeys(
+            format_platform(d.get("platform") or {})
+            for d in kept_descriptors
+            if d["digest"] in kept_digests
+        )
+    )
+    manifests = tuple(d["digest"] for d in kept_descriptors)
+    if len(kept_descriptors) == len(descriptors):
+        return NarrowedIndex(raw, kept, manifests, missing)
+    narrowed = dict(document, manifests=kept_descriptors)
+    return NarrowedIndex(json.dumps(narrowed, separators=(",", ":")).encode(), kept, manifests, missing)

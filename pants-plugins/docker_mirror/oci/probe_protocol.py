@@ -165,14 +165,24 @@ class ManifestRead:
 @dataclass(frozen=True)
 class ReferrersRead:
     """Find what refers to the digest `reference` resolves to (with `platform`, that platform's
-    manifest in its index), and what each of `destinations` (`registry/repository`) lacks."""
+    manifest in its index; with `platforms`, the manifests of those platforms in its index and
+    nothing of the index itself, whose filtered copy has another digest), and what each of
+    `destinations` (`registry/repository`) lacks."""
 
     reference: str
     platform: Optional[str]
     destinations: Tuple[str, ...]
+    platforms: Tuple[str, ...] = ()
+
+    @property
+    def key(self) -> Tuple[str, Optional[str], Tuple[str, ...]]:
+        return (self.reference, self.platform, self.platforms)
 
     def to_json(self) -> Dict[str, Any]:
-        return {"reference": self.reference, "platform": self.platform, "destinations": list(self.destinations)}
+        document = {"reference": self.reference, "platform": self.platform, "destinations": list(self.destinations)}
+        if self.platforms:
+            document["platforms"] = list(self.platforms)
+        return document
 
 
 @dataclass(frozen=True)
@@ -200,6 +210,16 @@ class CopyRequest:
     plan: Plan
     keys: Tuple[Tuple[str, str], ...] = ()
     tags: Tuple[TagCopy, ...] = ()
+    # A filtered index: `subject` is the source's index `index_digest` with only `platforms`
+    # (`narrowed_index`), which the probe makes again from the source's bytes and checks; the
+    # signature gate verifies `index_digest`.
+    platforms: Tuple[str, ...] = ()
+    index_digest: Optional[str] = None
+
+    @property
+    def signed(self) -> str:
+        """The digest whose signature `keys` must verify."""
+        return self.index_digest or self.subject
 
     def to_json(self) -> Dict[str, Any]:
         document: Dict[str, Any] = {
@@ -211,6 +231,9 @@ class CopyRequest:
         }
         if self.tags:
             document["tags"] = [tag.to_json() for tag in self.tags]
+        if self.platforms:
+            document["platforms"] = list(self.platforms)
+            document["index_digest"] = self.index_digest
         return document
 
 
@@ -282,7 +305,10 @@ def _referrers_read(index: int, entry: Any) -> ReferrersRead:
     platform = entry.get("platform")
     if platform is not None and not isinstance(platform, str):
         raise RequestError(f"{what}.platform must be a string or null")
-    return ReferrersRead(entry["reference"], platform, _strings(entry.get("destinations"), f"{what}.destinations"))
+    return ReferrersRead(
+        entry["reference"], platform, _strings(entry.get("destinations"), f"{what}.destinations"),
+        _strings(entry.get("platforms", []), f"{what}.platforms"),
+    )  # fmt: skip
 
 
 def _checked_plan(document: Mapping[str, Any], what: str) -> Plan:
@@ -317,9 +343,14 @@ def _copy_request(entry: Any) -> CopyRequest:
         isinstance(k, dict) and isinstance(k.get("name"), str) and isinstance(k.get("pem"), str) for k in keys
     ):
         raise RequestError("copy.require_signature must be a list of {name, pem} objects")
+    platforms = _strings(entry.get("platforms", []), "copy.platforms")
+    index_digest = entry.get("index_digest")
+    if platforms and not (isinstance(index_digest, str) and DIGEST.fullmatch(index_digest)):
+        raise RequestError("copy.index_digest must be a sha256 digest with copy.platforms")
     return CopyRequest(
         entry["source"], entry["subject"], entry["destination"], _checked_plan(entry, "copy"),
         tuple((k["name"], k["pem"]) for k in keys), _tag_copies(entry.get("tags", [])),
+        platforms, index_digest if platforms else None,
     )
 
 
@@ -453,6 +484,11 @@ class ReferrersResult:
     error: Optional[str] = None
     error_kind: Optional[str] = None
     on_platforms: Tuple[Tuple[str, int], ...] = ()
+    platforms: Tuple[str, ...] = ()
+
+    @property
+    def key(self) -> Tuple[str, Optional[str], Tuple[str, ...]]:
+        return (self.reference, self.platform, self.platforms)
 
     @property
     def summary(self) -> str:
@@ -477,6 +513,7 @@ class ReferrersResult:
             "destinations": {repository: plan.to_json() for repository, plan in self.plans},
             "error": self.error,
             "error_kind": self.error_kind,
+            **({"platforms": list(self.platforms)} if self.platforms else {}),
         }
 
     @classmethod
@@ -494,6 +531,7 @@ class ReferrersResult:
             _text(value.get("error")),
             _text(value.get("error_kind")),
             _counts(value.get("on_platforms")),
+            tuple(str(platform) for platform in value.get("platforms") or ()),
         )
 
 

@@ -79,7 +79,10 @@ async def copy_image(
 
     async def image() -> None:
         try:
-            node = await transfer.read(request.subject)
+            if request.platforms and request.index_digest:
+                node = await transfer.read_narrowed(request.index_digest, request.platforms, request.subject)
+            else:
+                node = await transfer.read(request.subject)
             await transfer.write(node, root=False)
         except (RegistryError, ReferrersError) as e:
             raise _ImageFailed(e) from e
@@ -90,8 +93,9 @@ async def copy_image(
 
     try:
         result = await mirror_referrers.copy(
-            source, destination, request.subject, request.plan, keys, image=image, deadline=deadline
-        )
+            source, destination, request.subject, request.plan, keys, image=image, deadline=deadline,
+            signed=request.signed,
+        )  # fmt: skip
     except _ImageFailed as failed:
         message, kind = clean(str(failed.error)), _kind(failed.error)
         return CopyResult("error", message, error_kind=kind, tags=every_tag("failed", message, kind))

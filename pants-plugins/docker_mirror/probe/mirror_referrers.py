@@ -298,18 +298,23 @@ async def _served_tags(
 
 
 async def find(
-    source: Location, subject: str, destinations: Sequence[Location], media_type: Optional[str] = None
-) -> Found:
+    source: Location, subject: str, destinations: Sequence[Location], media_type: Optional[str] = None,
+    *, platform_manifests: Optional[Sequence[str]] = None,
+) -> Found:  # fmt: skip
     """What refers to `subject` at `source` (of media type `media_type`, when known), and what
     each of `destinations` lacks of it: the source's tag list (one read for all images of its
     repository) says which of cosign's tags and the fallback tag exist, and only those get a
     `HEAD`; without it, all of them do. An image index's platform manifests are looked for the
-    same way (`_platform_manifests`)."""
+    same way (`_platform_manifests`). With `platform_manifests` (the index is mirrored filtered,
+    under another digest, which nothing at the source refers to), only those are."""
     listed = await source.registry.digest_tags(source.repository)
-    served, (listing_digest, listing, api) = await asyncio.gather(
-        _served_tags(source, subject, listed), _source_listing(source, subject, listed)
-    )
-    children = await _platform_manifests(source, subject, media_type, destinations, listed, api)
+    if platform_manifests is None:
+        served, (listing_digest, listing, api) = await asyncio.gather(
+            _served_tags(source, subject, listed), _source_listing(source, subject, listed)
+        )
+        children = await _platform_manifests(source, subject, media_type, destinations, listed, api)
+    else:
+        served, listing_digest, listing, children = [], None, None, tuple(platform_manifests)
     of_children = await asyncio.gather(
         *(asyncio.gather(_served_tags(source, child, listed), _source_listing(source, child, listed))
           for child in children)
@@ -513,6 +518,7 @@ async def copy(
     *,
     image: Optional[Callable[[], Awaitable[None]]] = None,
     deadline: Optional[float] = None,
+    signed: Optional[str] = None,
 ) -> CopyResult:
     """The gate first (with `keys`), then `image` (what of the image itself goes before its
     referrers, when the image is copied too), then every item of `plan`, then its listings.
@@ -529,17 +535,20 @@ async def copy(
         listing_entries(to_write.raw, listed_of, f"the referrers index {to_write.digest} of {source}")
     verified_by = None
     if keys:
-        listing = plan.listing
+        # A filtered index (`signed`: the source's index) has no signature of its own: the
+        # source's index names every manifest it keeps.
+        signed = signed or subject
+        listing = plan.listing if signed == subject else None
         if listing is None:
-            digest, listing, _ = await _source_listing(source, subject)
+            digest, listing, _ = await _source_listing(source, signed)
             if listing is None and digest is not None:
-                listing = await _read_listing(source, digest, subject)
-        verdict = await check_signature(source, subject, keys, listing, budget)
+                listing = await _read_listing(source, digest, signed)
+        verdict = await check_signature(source, signed, keys, listing, budget)
         if not verdict.verified:
             names = ", ".join(key.name for key in keys)
             return CopyResult(
                 "unsigned",
-                f"no cosign signature of {subject} at {source} verifies against {names}: "
+                f"no cosign signature of {signed} at {source} verifies against {names}: "
                 f"{verdict.reason}",
             )
         verified_by = verdict.key

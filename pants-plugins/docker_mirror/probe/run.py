@@ -28,7 +28,7 @@ from docker_mirror.oci.reference import ImageReference, InvalidReference, parse_
 from docker_mirror.probe.referrers import ReferrersError
 from docker_mirror.probe.registry import RegistryError, RegistrySession
 from docker_mirror.probe.signatures import InvalidKey, load_public_key
-from docker_mirror.oci.manifests import ManifestError, parse_manifest, select_platform
+from docker_mirror.oci.manifests import ManifestError, narrowed_index, parse_manifest, select_platform
 from docker_mirror.oci.media_types import OCI_MANIFEST
 from docker_mirror.probe.retry import RetryPolicy
 from docker_mirror.probe.secrets import SECRETS, Secrets, one_line
@@ -121,26 +121,37 @@ class _Run:
     async def referrers_of(self, read: ReferrersRead) -> ReferrersResult:
         try:
             reference = parse_reference(read.reference)
-            subject = reference.digest if read.platform is None else None
+            needs_body = read.platform is not None or bool(read.platforms)
+            subject = None if needs_body else reference.digest
             # An image index's platform manifests have referrers of their own: not a platform's.
             media_type = None if read.platform is None else OCI_MANIFEST
+            kept: Optional[Tuple[str, ...]] = None
             if subject is None:
-                key = (read.reference, read.platform is not None)
+                key = (read.reference, needs_body)
                 job = self.manifest_job(*key)
                 source = await job if job is not None else self.early[key]
                 subject = _subject(source, read.platform)
                 media_type = media_type or source.media_type
+                if read.platforms:
+                    if source.body is None:
+                        raise _Unresolved("the registry sent no image index")
+                    narrowed = narrowed_index(source.body, read.platforms)
+                    # Unless something is left out, the image keeps its digest and its referrers.
+                    kept = narrowed.manifests if narrowed.body != source.body else None
             destinations = [self.location(parse_reference(d)) for d in read.destinations]
-            found = await mirror_referrers.find(self.location(reference), subject, destinations, media_type)
+            found = await mirror_referrers.find(
+                self.location(reference), subject, destinations, media_type, platform_manifests=kept
+            )
         except (RegistryError, ReferrersError, InvalidReference, ManifestError, _Unresolved) as e:
             return ReferrersResult(
-                read.reference, read.platform, error=self.secrets.clean(str(e)), error_kind=_kind(e)
-            )
+                read.reference, read.platform, error=self.secrets.clean(str(e)), error_kind=_kind(e),
+                platforms=read.platforms,
+            )  # fmt: skip
         return ReferrersResult(
             read.reference, read.platform, subject, tuple(sorted(found.counts().items())),
             tuple(zip(read.destinations, found.plans)),
-            on_platforms=tuple(sorted(found.platform_counts().items())),
-        )
+            on_platforms=tuple(sorted(found.platform_counts().items())), platforms=read.platforms,
+        )  # fmt: skip
 
     def manifest_results(self) -> Dict[Key, ManifestResult]:
         """Every read's result, once the deadline has passed or all are done: a job that raised
@@ -189,7 +200,8 @@ async def answer(
         finished = run.manifest_results()
         late = f"no answer within the probe's deadline of {request.deadline_seconds:g} s"
         referrer_results = [
-            _outcome(job) or ReferrersResult(read.reference, read.platform, error=_failure(job, late, secrets))
+            _outcome(job)
+            or ReferrersResult(read.reference, read.platform, error=_failure(job, late, secrets), platforms=read.platforms)
             for read, job in zip(request.referrers, referrers)
         ]
         copied = None

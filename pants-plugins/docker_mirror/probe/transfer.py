@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar
 
+from docker_mirror.oci.manifests import ManifestError, narrowed_index
 from docker_mirror.oci.media_types import DOCKER_MANIFEST_SCHEMA1
 from docker_mirror.probe.referrers import MAX_DEPTH, Descriptor, ManifestParts, ReferrersError, manifest_parts
 from docker_mirror.probe.registry import RegistryError
@@ -124,6 +125,39 @@ class Transfer:
         async def child(descriptor: Descriptor) -> Node:
             async with slots:
                 return await self.read(descriptor.digest, depth + 1)
+
+        children = await gather_all(child(d) for d in parts.manifests)
+        return Node(digest, body, media_type, False, parts, children)
+
+    async def read_narrowed(self, index_digest: str, platforms: Tuple[str, ...], digest: str) -> Node:
+        """The filtered index `digest`: the source's index `index_digest` with only `platforms`
+        (`narrowed_index`), made again from the source's bytes, and the graphs of the manifests
+        it keeps; a `RegistryError` unless it is still the bytes of `digest`."""
+        source = self.source
+        got = await source.registry.get_manifest(source.repository, index_digest)
+        if got is None:
+            raise RegistryError("error", f"{source} no longer serves {index_digest}")
+        try:
+            narrowed = narrowed_index(got[0], platforms)
+        except ManifestError as e:
+            raise RegistryError("error", f"{source}@{index_digest}: {e}") from None
+        if narrowed.digest != digest:
+            raise RegistryError(
+                "error",
+                f"{source}@{index_digest} with only {', '.join(platforms)} is {narrowed.digest}, "
+                f"not the {digest} it was when it was read",
+            )
+        body, media_type = narrowed.body, got[1]
+        if self.accept is not None:
+            self.accept(digest, body)
+        if await self.destination.registry.head_manifest(self.destination.repository, digest):
+            return Node(digest, body, media_type, present=True)
+        parts = manifest_parts(body, f"{digest} (of {index_digest} at {source})")
+        slots = self._child_slots[0]
+
+        async def child(descriptor: Descriptor) -> Node:
+            async with slots:
+                return await self.read(descriptor.digest, 1)
 
         children = await gather_all(child(d) for d in parts.manifests)
         return Node(digest, body, media_type, False, parts, children)

@@ -71,6 +71,9 @@ class CopyImageRequest:
     tags: tuple[TagCopy, ...] = ()
     # The platform `subject` is the manifest of, if any: for the process's description only.
     platform: str | None = None
+    # `subject` is the source's index `index_digest` filtered to `platforms` (`narrowed_index`).
+    platforms: tuple[str, ...] = ()
+    index_digest: str | None = None
 
     def copy_request(self, keys: tuple[tuple[str, bytes], ...]) -> CopyRequest:
         """What the probe is asked, with the keys' (path, PEM) as read."""
@@ -81,6 +84,8 @@ class CopyImageRequest:
             self.plan,
             tuple((name, pem.decode("ascii", errors="replace")) for name, pem in keys),
             self.tags,
+            self.platforms,
+            self.index_digest,
         )
 
     @property

@@ -21,6 +21,7 @@ from docker_mirror.compat import (
 from docker_mirror.oci.manifests import (
     INDEX_MEDIA_TYPES,
     ManifestError,
+    narrowed_index,
     parse_manifest,
     select_platform,
 )
@@ -43,6 +44,7 @@ from docker_mirror.target_types import (
     DockerMirrorImageRepositoryField,
     DockerMirrorImageSkipPushField,
     DockerMirrorImageTagsField,
+    DockerMirrorPlatformsField,
     DockerMirrorPlatformField,
     DockerMirrorReferrersField,
     DockerMirrorSourceImageField,
@@ -120,14 +122,14 @@ def merge_needs(needs: Iterable[tuple[str, bool]]) -> dict[str, bool]:
 
 
 def merge_reads(reads: Iterable[ReferrersRead]) -> tuple[ReferrersRead, ...]:
-    """One read per (reference, platform), with the destinations of all who ask for it."""
-    merged: dict[tuple[str, str | None], set[str]] = {}
+    """One read per (reference, platform, platforms), with the destinations of all who ask."""
+    merged: dict[tuple[str, str | None, tuple[str, ...]], set[str]] = {}
     for read in reads:
-        merged.setdefault((read.reference, read.platform), set()).update(read.destinations)
+        merged.setdefault(read.key, set()).update(read.destinations)
     return tuple(
-        ReferrersRead(reference, platform, tuple(sorted(destinations)))
-        for (reference, platform), destinations in sorted(
-            merged.items(), key=lambda item: (item[0][0], item[0][1] or "")
+        ReferrersRead(reference, platform, tuple(sorted(destinations)), platforms)
+        for (reference, platform, platforms), destinations in sorted(
+            merged.items(), key=lambda item: (item[0][0], item[0][1] or "", item[0][2])
         )
     )
 
@@ -174,7 +176,7 @@ class RegistryReads:
     digest asked for, by (reference, platform)."""
 
     by_reference: FrozenDict[str, ManifestResult]
-    referrers: FrozenDict[tuple[str, str | None], ReferrersResult] = FrozenDict()
+    referrers: FrozenDict[tuple[str, str | None, tuple[str, ...]], ReferrersResult] = FrozenDict()
 
     @classmethod
     def answered(
@@ -188,7 +190,7 @@ class RegistryReads:
         an `error` (`problem`), so that a broken probe fails images instead of passing them as up
         to date, or letting them go without what refers to them."""
         manifests = {m.reference: m for m in result.results} if result else {}
-        found = {(r.reference, r.platform): r for r in result.referrers} if result else {}
+        found = {r.key: r for r in result.referrers} if result else {}
         return cls(
             FrozenDict(
                 {
@@ -198,8 +200,8 @@ class RegistryReads:
             ),
             FrozenDict(
                 {
-                    (read.reference, read.platform): found.get((read.reference, read.platform))
-                    or ReferrersResult(read.reference, read.platform, error=problem)
+                    read.key: found.get(read.key)
+                    or ReferrersResult(read.reference, read.platform, error=problem, platforms=read.platforms)
                     for read in referrers
                 }
             ),
@@ -212,9 +214,11 @@ class RegistryReads:
         pantsd O(N²) when it compared its packages (13 s for a no-op of 1,000 images)."""
         return hashlib.sha256(repr((self.by_reference, self.referrers)).encode()).hexdigest()
 
-    def referrers_of(self, reference: str, platform: str | None) -> ReferrersResult:
-        return self.referrers.get((reference, platform)) or ReferrersResult(
-            reference, platform, error="they were not read"
+    def referrers_of(
+        self, reference: str, platform: str | None, platforms: tuple[str, ...] = ()
+    ) -> ReferrersResult:
+        return self.referrers.get((reference, platform, platforms)) or ReferrersResult(
+            reference, platform, error="they were not read", platforms=platforms
         )
 
     def get(self, reference: str) -> ManifestResult:
@@ -252,21 +256,44 @@ class ResolvedSource:
     # The platforms of an index (attestations left out), when its body was read; None for a
     # single manifest, and when the body was not needed.
     platforms: tuple[str, ...] | None = None
-    # With `platform`: the digest of the index the platform's manifest was picked from.
+    # With `platform`: the digest of the index the platform's manifest was picked from. With
+    # `subset`: the digest of the source's index that `digest` is filtered from.
     index_digest: str | None = None
     error: str | None = None
+    # `platforms` of the image: those asked for, and those of them the index does not have.
+    subset: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    # With `subset`, every platform of the source's index.
+    source_platforms: tuple[str, ...] | None = None
 
     @property
     def pinned(self) -> str:
-        """`<name>@<digest>`: what is copied, immune to a tag moving in the meantime."""
+        """`<name>@<digest>`: what is copied, immune to a tag moving in the meantime (with
+        `subset`, the source's index, which the filtered one is made from)."""
         assert self.digest is not None, "an unresolved source has nothing to pin"
-        return ImageReference.parse(self.reference).pinned(self.digest)
+        digest = self.index_digest if self.subset and self.index_digest else self.digest
+        return ImageReference.parse(self.reference).pinned(digest)
 
     @property
     def summary(self) -> str:
         """`sha256:<12 hex>, <what>`, e.g. `sha256:cdae6a0d2d62, 2 platforms: linux/amd64, ...`."""
         short = (self.digest or "")[: len("sha256:") + 12]
-        if self.platform:
+        if self.subset and self.platforms is None and self.digest is not None:
+            what = "a single-platform image, copied as it is (`platforms` picks from an index)"
+        elif self.subset and self.platforms is not None:
+            kept = f"{', '.join(self.platforms)}"
+            if self.digest == self.index_digest:
+                what = f"{len(self.platforms)} platforms: {kept} (all it has, so the source's index as it is"
+            else:
+                what = (
+                    f"{len(self.platforms)} of {len(self.source_platforms or ())} platforms: {kept} "
+                    f"(filtered from the source's index {(self.index_digest or '')[: len('sha256:') + 12]}, "
+                    "whose own signatures do not name this digest"
+                )
+            if self.missing:
+                what += f"; it has no {', '.join(self.missing)}"
+            what += ")"
+        elif self.platform:
             what = f"the {self.platform} image"
         elif self.platforms is not None:
             count = len(self.platforms)
@@ -280,34 +307,54 @@ class ResolvedSource:
         return f"{short}, {what}"
 
 
-def source_read(reference: str, platform: str | None) -> tuple[str, bool] | None:
+def source_read(
+    reference: str, platform: str | None, platforms: tuple[str, ...] = ()
+) -> tuple[str, bool] | None:
     """What to ask the source registry for (reference, whether the body is needed), or None
     for a reference pinned by digest, which needs no request."""
     parsed = ImageReference.parse(reference)
-    if parsed.digest is not None and platform is None:
+    if parsed.digest is not None and platform is None and not platforms:
         return None
-    # A `--platform=` line picks its platform's manifest from the image index's body.
-    return parsed.manifest_reference, platform is not None
+    # A `--platform=` line picks its platform's manifest from the image index's body, and
+    # `platforms` filters it.
+    return parsed.manifest_reference, platform is not None or bool(platforms)
 
 
 def resolve_source(
-    reference: str, platform: str | None, reads: RegistryReads
+    reference: str, platform: str | None, reads: RegistryReads, platforms: tuple[str, ...] = ()
 ) -> ResolvedSource:
     """The source as the registry probe saw it (see `source_read`)."""
-    unresolved = ResolvedSource(reference, platform)
-    read = source_read(reference, platform)
+    unresolved = ResolvedSource(reference, platform, subset=platforms)
+    read = source_read(reference, platform, platforms)
     if read is None:
         return ResolvedSource(reference, None, digest=ImageReference.parse(reference).digest)
     probed = reads.get(read[0])
     subject = f"source {at_registry(reference)}"
     if not probed.found:
         return _failed(unresolved, read_failure(probed, subject))
-    if platform is None and probed.body is None:
+    if platform is None and not platforms and probed.body is None:
         return ResolvedSource(
             reference, None, digest=probed.digest, media_type=probed.media_type
         )
     if probed.body is None:
         return _failed(unresolved, f"{subject}: the registry sent no image index")
+    if platforms:
+        try:
+            manifest = parse_manifest(probed.body)
+            narrowed = narrowed_index(probed.body, platforms)
+        except ManifestError as e:
+            return _failed(unresolved, f"{subject}: {e}")
+        return ResolvedSource(
+            reference,
+            None,
+            digest=narrowed.digest,
+            media_type=manifest.media_type,
+            platforms=narrowed.kept if manifest.is_index else None,
+            index_digest=manifest.digest,
+            subset=platforms,
+            missing=narrowed.missing,
+            source_platforms=manifest.platforms,
+        )
     try:
         manifest = parse_manifest(probed.body)
         if platform is None or not manifest.is_index:
@@ -338,17 +385,19 @@ def source_referrers(source: ResolvedSource, reads: RegistryReads) -> ReferrersR
     if source.digest is None:
         return None
     manifest_reference = ImageReference.parse(source.reference).manifest_reference
-    referrers = reads.referrers_of(manifest_reference, source.platform)
-    if referrers.error is None and referrers.subject != source.digest:
+    referrers = reads.referrers_of(manifest_reference, source.platform, source.subset)
+    # Those of a filtered index are its platform manifests', read with the source's index.
+    read_for = source.index_digest if source.subset else source.digest
+    if referrers.error is None and referrers.subject != read_for:
         return dataclasses.replace(
             referrers,
-            error=f"they were read for {referrers.subject}, not for {source.digest}",
+            error=f"they were read for {referrers.subject}, not for {read_for}",
         )
     return referrers
 
 
 def _failed(source: ResolvedSource, error: str) -> ResolvedSource:
-    return ResolvedSource(source.reference, source.platform, error=error)
+    return ResolvedSource(source.reference, source.platform, error=error, subset=source.subset)
 
 
 def image_destinations(
@@ -381,7 +430,8 @@ def reads_needed(
     referrers: list[ReferrersRead] = []
     for target in images:
         source, platform = target[DockerMirrorSourceImageField].value, target[DockerMirrorPlatformField].value
-        read = source_read(source, platform)
+        platforms = target[DockerMirrorPlatformsField].value or ()
+        read = source_read(source, platform, platforms)
         if read is not None:
             needs.append(read)
         to_check = destinations_to_check(
@@ -395,6 +445,7 @@ def reads_needed(
                     ImageReference.parse(source).manifest_reference,
                     platform,
                     destination_repositories(to_check),
+                    platforms,
                 )
             )
     return merge_needs(needs), merge_reads(referrers)

@@ -31,7 +31,7 @@ from docker_mirror.util_rules.registry_reads import (
     source_read,
     source_referrers,
 )
-from docker_mirror.oci.manifests import digest_of
+from docker_mirror.oci.manifests import digest_of, narrowed_index
 from docker_mirror.oci.media_types import OCI_INDEX, OCI_MANIFEST
 from docker_mirror.oci.probe_protocol import (
     CopyItem,
@@ -314,7 +314,7 @@ def test_referrers_must_be_those_of_the_resolved_digest() -> None:
     def with_referrers(found_subject: str) -> RegistryReads:
         return RegistryReads(
             reads.by_reference,
-            referrers=FrozenDict({(reference, None): ReferrersResult(reference, None, subject=found_subject)}),
+            referrers=FrozenDict({(reference, None, ()): ReferrersResult(reference, None, subject=found_subject)}),
         )
 
     assert source_referrers(source, with_referrers(subject)).error is None  # type: ignore[union-attr]
@@ -324,3 +324,29 @@ def test_referrers_must_be_those_of_the_resolved_digest() -> None:
     )
     unread = source_referrers(source, reads)
     assert unread is not None and unread.error == "they were not read"
+
+
+def test_a_subset_of_platforms_resolves_to_the_filtered_index_and_pins_the_sources() -> None:
+    reads = probed(served(SOURCE, INDEX))
+    assert source_read(SOURCE, None, ("linux/arm64",)) == (SOURCE, True)
+    source = resolve_source(SOURCE, None, reads, ("linux/arm64", "linux/riscv64"))
+    assert source.error is None
+    assert source.digest == narrowed_index(INDEX, ("linux/arm64",)).digest != digest_of(INDEX)
+    assert (source.index_digest, source.platforms, source.missing) == (digest_of(INDEX), ("linux/arm64",), ("linux/riscv64",))
+    assert source.pinned == f"127.0.0.1:5000/team/app@{digest_of(INDEX)}"
+    assert source.summary.endswith(
+        f"1 of 2 platforms: linux/arm64 (filtered from the source's index {digest_of(INDEX)[:19]}, "
+        "whose own signatures do not name this digest; it has no linux/riscv64)"
+    )
+    whole = resolve_source(SOURCE, None, reads, ("linux/arm64", "linux/amd64"))
+    assert whole.digest == whole.index_digest == digest_of(INDEX)
+    assert whole.summary.endswith("2 platforms: linux/amd64, linux/arm64 (all it has, so the source's index as it is)")
+    none = resolve_source(SOURCE, None, reads, ("windows/amd64",))
+    assert none.error == (
+        "source 127.0.0.1:5000/team/app:1 at registry 127.0.0.1:5000: the image index has none of the platforms "
+        "windows/amd64 (it has: linux/amd64, linux/arm64)"
+    )
+    # The platforms' referrers are read with the source's index, whose digest they carry.
+    referrers = ReferrersResult("127.0.0.1:5000/team/app:1", None, digest_of(INDEX), platforms=("linux/arm64", "linux/riscv64"))
+    reads = dataclasses.replace(reads, referrers=FrozenDict({referrers.key: referrers}))
+    assert source_referrers(source, reads) == referrers
