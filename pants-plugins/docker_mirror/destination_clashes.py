@@ -40,11 +40,13 @@ class MirroredImage:
     platform: tuple[str, str, str | None] | None
     # `image_labels` (`method="build"`): a label changes the image's digest.
     labels: tuple[tuple[str, str], ...]
+    # `platforms` (`method="copy"`): a filtered index has a digest of its own.
+    platforms: tuple[tuple[str, str, str | None], ...] = ()
 
     @property
     def content(self) -> tuple[Any, ...]:
         """Equal for two images that write the same manifests."""
-        return (self.method, self.source, self.platform, self.labels)
+        return (self.method, self.source, self.platform, self.labels, self.platforms)
 
 
 def mirrored_image(
@@ -60,6 +62,9 @@ def mirrored_image(
         source=str(entry.reference.identity),
         platform=normalized_platform(entry.platform) if entry.platform else None,
         labels=tuple(sorted((str(k), str(v)) for k, v in dict(labels).items())),
+        platforms=tuple(
+            sorted({normalized_platform(str(p)) for p in values.get("platforms") or ()}, key=str)
+        ),
     )
 
 
@@ -151,5 +156,8 @@ def _described(image: MirroredImage, images: Sequence[MirroredImage]) -> str:
         details.append(f'method="{image.method}"')
     if len({i.labels for i in images}) > 1:
         details.append(f"image_labels={dict(image.labels)!r}")
+    if len({i.platforms for i in images}) > 1:
+        shown = ", ".join("/".join(part for part in p if part) for p in image.platforms)
+        details.append(f"platforms: {shown}" if shown else "every platform")
     suffix = f" ({', '.join(details)})" if details else ""
     return f"{image.location}: {image.target} mirrors {image.line}{suffix}"

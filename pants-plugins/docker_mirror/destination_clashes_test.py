@@ -158,3 +158,15 @@ def test_every_shared_reference_of_one_pair_is_one_clash() -> None:
 )
 def test_images_that_write_nowhere_known_write_nothing(template: dict[str, Any]) -> None:
     assert writes("a", "nginx:1.25\n", template=template) == []
+
+
+def test_another_subset_of_platforms_clashes_and_the_same_one_however_written_does_not() -> None:
+    whole = writes("a", "nginx:1.25\n", method="copy")
+    subset = writes("b", "nginx:1.25\n", method="copy", template={"platforms": ["linux/amd64", "linux/arm64"]})
+    same = writes("c", "nginx:1.25\n", method="copy", template={"platforms": ["linux/arm64/v8", "linux/amd64"]})
+    clashes = find_destination_clashes([*whole, *subset])
+    assert [clash.references for clash in clashes] == [(f"{MIRROR}/nginx:1.25",)]
+    message = clash_message("a:mirror", clashes) or ""
+    assert "a:mirror#nginx mirrors nginx:1.25 (every platform)" in message
+    assert "b:mirror#nginx mirrors nginx:1.25 (platforms: linux/amd64, linux/arm64)" in message
+    assert find_destination_clashes([*subset, *same]) == ()

@@ -206,7 +206,8 @@ class DockerMirrorImagesRepositoryField(StringField):
         `mirror/{target_repository}` makes it `mirror/ghcr/org/app`.
 
         The same image listed by two generators (equal as Docker reads them, with the same
-        `--platform=`, `method` and `image_labels`) is no clash: both write the same manifests.
+        `--platform=`, `platforms`, `method` and `image_labels`) is no clash: both write the
+        same manifests.
         """
     )
 
