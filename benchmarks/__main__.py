@@ -29,6 +29,8 @@ Scenarios (benchmarks/scenarios/):
      `skopeo sync --all`: requests per image at each registry, by method.
   10. images of 16 MiB over a WAN-like link (20 ms per round trip, 6 MB/s per connection):
      copy mode with the default process limit and raised to 8, against `skopeo sync --all`.
+  11. images of 3 platforms, 8 MiB a platform: a first mirror with every platform and with
+     `platforms` keeping 2, against `skopeo sync --all`: wall time and bytes stored (issue 26).
   25. only with `--only before_after --before CHECKOUT`: a no-op re-mirror of 20, 200 and 1,000
      images with nothing attached, by this checkout's plugin and by CHECKOUT's, and
      `skopeo sync --all`, in rounds: marginal cost per image and requests per image (issue 25).
@@ -53,7 +55,7 @@ from benchmarks import REPO
 from benchmarks.harness import Bench, progress, side_by_side, since_start
 from benchmarks.report import Report, Section, machine_notes
 from benchmarks.scenarios import (
-    before_after, changed_line, generation, large_images, mirroring, referrers, scale, startup,
+    before_after, changed_line, generation, large_images, mirroring, platforms, referrers, scale, startup,
 )
 from benchmarks.scenarios.startup import Startup
 
@@ -71,6 +73,7 @@ class Sizes:
     referrers: referrers.ReferrerSizes  # images with signatures, attestations and SBOMs
     large: large_images.LargeSizes  # images with real layers over a WAN-like link
     before_after: before_after.BeforeAfterSizes  # a no-op by two checkouts' plugins
+    platforms: platforms.PlatformSizes  # images of 3 platforms, whole and with 2
 
 
 # Sized to finish in about thirty minutes on a quiet 2-core machine (the scale scenario: about 15).
@@ -83,6 +86,7 @@ FULL = Sizes(
     referrers.ReferrerSizes((20, 200), noop_runs=3),
     large_images.LargeSizes(24, runs=1),
     before_after.BeforeAfterSizes((20, 200, 1000), runs=11),
+    platforms.PlatformSizes(6, runs=3),
 )
 # Checks the harness, at small sizes, in a few minutes.
 QUICK = Sizes(
@@ -93,6 +97,7 @@ QUICK = Sizes(
     referrers.ReferrerSizes((5,), noop_runs=1),
     large_images.LargeSizes(4, runs=1),
     before_after.BeforeAfterSizes((5, 20, 50), runs=2),
+    platforms.PlatformSizes(2, runs=1),
 )
 
 MODES = (
@@ -112,7 +117,7 @@ class Results:
 
 
 # What `--only` can name; "Where Pants' time goes" (startup) runs every time, the others need it.
-SCENARIOS = ("generation", "mirroring", "changed", "scale", "referrers", "large", "before_after")
+SCENARIOS = ("generation", "mirroring", "changed", "scale", "referrers", "large", "platforms", "before_after")
 # Run by default: before_after needs `--before`.
 DEFAULT_SCENARIOS = SCENARIOS[:-1]
 
@@ -128,6 +133,7 @@ class Prepared:
     referrers: referrers.Setup | None
     large: large_images.Setup | None
     before_after: before_after.Setup | None
+    platforms: platforms.Setup | None
 
 
 def warm_up_mirror_repository(
@@ -152,6 +158,9 @@ def warm_up_mirror_repository(
     if prepared.before_after:
         before_after.seed(prepared.before_after)
         before_after.warm_up(bench, prepared.before_after)
+    if prepared.platforms:
+        platforms.seed(prepared.platforms)
+        platforms.warm_up(bench, prepared.platforms)
 
 
 def prepare(bench: Bench, sizes: Sizes, wanted: Sequence[str], before: Path | None) -> Prepared:
@@ -168,6 +177,7 @@ def prepare(bench: Bench, sizes: Sizes, wanted: Sequence[str], before: Path | No
         before_after.prepare(bench, mirror_repo, sizes.before_after, before)
         if "before_after" in wanted and before
         else None,
+        platforms.prepare(bench, mirror_repo, sizes.platforms) if "platforms" in wanted else None,
     )
     mirror_repo.write({"BUILD": ""})  # so that a repository with no scenario in it still lists
     mirror_repo.git("init", "-q")
@@ -222,6 +232,8 @@ def run_all(bench: Bench, sizes: Sizes, wanted: Sequence[str], before: Path | No
         bench.check_daemon(mirror_repo, "the referrers runs")
     if prepared.before_after:
         sections.append(before_after.run_scenario(bench, prepared.before_after))
+    if prepared.platforms:
+        sections.append(platforms.run_scenario(bench, prepared.platforms))
     if prepared.large:
         # Last: it leaves the daemon with a raised process limit.
         sections.append(large_images.run_scenario(bench, prepared.large))

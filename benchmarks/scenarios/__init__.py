@@ -6,6 +6,8 @@
   changed_line.py  one changed line: `pants --changed-since=HEAD~1 publish`
   scale.py         copy mode at scale against `skopeo sync --all`
   referrers.py     carrying signatures, attestations and SBOMs
+  large_images.py  a first mirror of images with real layers over a WAN-like link
+  platforms.py     images of 3 platforms mirrored whole and with `platforms` keeping 2
   before_after.py  a no-op by this checkout's plugin and another's (`--before`), with skopeo sync
 
 Each has an untimed `prepare` (files, registries, images) where it needs one, and timed

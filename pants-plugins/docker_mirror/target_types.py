@@ -333,7 +333,10 @@ class DockerMirrorReferrersField(BoolField):
           `sha256-<hex>` fallback tag, keeping every entry it already lists.
 
         `<hex>` is the digest the mirror serves: the image index, or with a `--platform=` line
-        that platform's manifest. Every manifest and blob keeps its digest, so a signature
+        that platform's manifest. What refers to each platform manifest of an index (`cosign
+        sign --recursive`, per-platform SBOMs) is copied with it too, under that manifest's own
+        tags; with `platforms`, only the kept platforms' are, since the filtered index has a
+        digest of its own. Every manifest and blob keeps its digest, so a signature
         verifies at the mirror as it does upstream (`cosign verify`, Kyverno, Sigstore
         policy-controller, Ratify). They are copied before the image, so the mirror never
         serves an image without them; if they cannot be copied, the image is not copied

@@ -97,13 +97,15 @@ def push_image(
 
 def push_index(
     address: str, repository: str, tag: str, label: str, platforms: Sequence[Tuple[str, str]], *,
-    authorization: Optional[str] = None,
+    authorization: Optional[str] = None, layers: Optional[Sequence[bytes]] = None,
 ) -> Tuple[str, bytes]:
-    """Pushes a multi-platform image; returns the index digest and its exact bytes."""
+    """Pushes a multi-platform image (each platform's layer a line naming it, or the one of
+    `layers` in `platforms`' order); returns the index digest and its exact bytes."""
     entries: List[dict] = []
-    for os_name, arch in platforms:
+    for n, (os_name, arch) in enumerate(platforms):
         manifest = image_manifest(address, repository, f"{label} {os_name}/{arch}",
-                                  platform=(os_name, arch), authorization=authorization)
+                                  platform=(os_name, arch), authorization=authorization,
+                                  layer=layers[n] if layers else None)  # fmt: skip
         digest = push_manifest(address, repository, digest_of(manifest), manifest, OCI_MANIFEST,
                                authorization=authorization)
         entries.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest),

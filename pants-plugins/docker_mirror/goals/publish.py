@@ -126,6 +126,8 @@ def up_to_date_packages(
     """A destination that already serves the source digest. If what refers to the image was
     copied to its repository meanwhile, that is reported as published (or failed) here."""
     already = f"{destination.registry_name} already serves {short_digest(source.digest)}"
+    if source.subset and source.index_digest and source.digest != source.index_digest:
+        already += f", the source's index {short_digest(source.index_digest)} filtered to {', '.join(source.platforms or ())}"
     if referrers is None:
         return PublishPackages(
             names=(destination.reference,),

@@ -96,7 +96,10 @@ def test_a_subset_of_platforms_is_mirrored_as_a_filtered_index_with_each_kept_pl
     before, before_upstream = len(mirror.settled_access_log()), len(upstream.settled_access_log())
     again = pants_repo.pants("publish", "src::", registry=mirror, daemon=True)
     assert again.returncode == 0, again
-    assert f"- {mirror.address}/mirror/team/app:1 skipped (up to date: @mirror already serves {filtered[:19]})" in again.stderr, again
+    assert (
+        f"- {mirror.address}/mirror/team/app:1 skipped (up to date: @mirror already serves {filtered[:19]}, "
+        f"the source's index {image.index[:19]} filtered to linux/amd64, linux/arm64)"
+    ) in again.stderr, again
     assert not [line for line in mirror.settled_access_log()[before:] if '"PUT ' in line or '"POST ' in line]
     asked = [line.split('"')[1] for line in upstream.settled_access_log()[before_upstream:] if '"GET /v2/' in line or '"HEAD /v2/' in line]
     # (and once per registry and run, the referrers API, for a kept platform: answered 404)
