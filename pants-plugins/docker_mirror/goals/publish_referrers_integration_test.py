@@ -30,6 +30,19 @@ def manifest_gets(log: list[str]) -> list[str]:
     return [line for line in log if '"GET /v2/' in line and "/manifests/" in line]
 
 
+def assert_a_re_mirror_reads_no_source_manifest_and_writes_nothing(
+    upstream: Registry, mirror: Registry, pants_repo: PantsRepo
+) -> None:
+    """`mirror/team/app:1` is up to date: a publish skips it, reads no manifest at the source
+    (`HEAD`s only) and writes nothing."""
+    before_upstream, before_mirror = len(upstream.settled_access_log()), len(mirror.settled_access_log())
+    again = pants_repo.pants("publish", "src::", registry=mirror, daemon=True)
+    assert again.returncode == 0, again
+    assert f"- {mirror.address}/mirror/team/app:1 skipped (up to date" in again.stderr, again
+    assert manifest_gets(upstream.settled_access_log()[before_upstream:]) == []
+    assert not [l for l in mirror.settled_access_log()[before_mirror:] if '"PUT ' in l or '"POST ' in l]
+
+
 def test_signatures_attestations_and_sboms_travel_with_their_digests_and_a_re_mirror_reads_no_manifest(
     registries: Callable[..., Registry], pants_repo: PantsRepo
 ) -> None:
@@ -73,12 +86,7 @@ def test_signatures_attestations_and_sboms_travel_with_their_digests_and_a_re_mi
     cosign.verify_attestation(mirror, "mirror/team/app", subject, cosign.public_key_pem(key))
 
     # Nothing new: no manifest GET at the source (HEADs only), nothing written.
-    before_upstream, before_mirror = len(upstream.settled_access_log()), len(mirror.settled_access_log())
-    again = pants_repo.pants("publish", "src::", registry=mirror, daemon=True)
-    assert again.returncode == 0, again
-    assert f"- {mirror.address}/mirror/team/app:1 skipped (up to date" in again.stderr, again
-    assert manifest_gets(upstream.settled_access_log()[before_upstream:]) == []
-    assert not [l for l in mirror.settled_access_log()[before_mirror:] if '"PUT ' in l or '"POST ' in l]
+    assert_a_re_mirror_reads_no_source_manifest_and_writes_nothing(upstream, mirror, pants_repo)
 
     # A signature added upstream later is copied by the next run, and nothing else.
     other = cosign.generate_key()
@@ -128,13 +136,7 @@ def test_each_platform_manifests_signature_and_sbom_travel_with_the_index(
     assert [e["digest"] for e in listed_referrers(mirror, "mirror/team/app", amd64)] == [spdx["digest"]]
     assert mirror.manifest_digest("mirror/team/app", spdx["digest"]) == spdx["digest"]
 
-    # Nothing new: no manifest GET at the source, nothing written.
-    before_upstream, before_mirror = len(upstream.settled_access_log()), len(mirror.settled_access_log())
-    again = pants_repo.pants("publish", "src::", registry=mirror, daemon=True)
-    assert again.returncode == 0, again
-    assert f"- {mirror.address}/mirror/team/app:1 skipped (up to date" in again.stderr, again
-    assert manifest_gets(upstream.settled_access_log()[before_upstream:]) == []
-    assert not [l for l in mirror.settled_access_log()[before_mirror:] if '"PUT ' in l or '"POST ' in l]
+    assert_a_re_mirror_reads_no_source_manifest_and_writes_nothing(upstream, mirror, pants_repo)
 
 
 def test_require_signature_keeps_unsigned_images_out_and_copies_signed_ones(
