@@ -6,14 +6,17 @@ registries; digests come from the registries' own API."""
 
 from __future__ import annotations
 
+import json
 import zipfile
 from email.parser import Parser
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+from docker_mirror_testutil import cosign
 from docker_mirror_testutil.images import OciImage, push_oci_image
 from docker_mirror_testutil.machine import REPO_ROOT
+from docker_mirror_testutil.oci import digest_tag
 from docker_mirror_testutil.pants_repo import NO_DOCKER
 from docker_mirror_testutil.registries import Registry
 from docker_mirror_testutil.user_repo import PluginInstall, UserRepo, build_wheel
@@ -251,3 +254,34 @@ def test_extract_and_pin_in_a_users_repository(
     assert pinned.returncode == 0, pinned
     assert spec.read_text().splitlines() == [*lines[:-1], f"{upstream.address}/team/web:2@{image.index}"]
     assert repo.pants("docker-mirror-pin", "--check", "images::", daemon=True).returncode == 0
+
+
+def test_a_subset_of_platforms_and_a_platforms_signature_from_the_wheel(
+    user: tuple[UserRepo, Registry], registries: Callable[..., Registry]
+) -> None:
+    """`platforms` keeps two of three platforms, and the kept platform's own signature travels;
+    a second run under the same pantsd writes nothing."""
+    repo, mirror = user
+    upstream = registries()
+    image = push_oci_image(f"{upstream.address}/team/multi:1", "user-multi", "linux/amd64", "linux/arm64", "linux/s390x")
+    arm64, s390x = image.manifests["linux/arm64"], image.manifests["linux/s390x"]
+    signature = cosign.sign(upstream, "team/multi", arm64, cosign.generate_key())
+    repo.write(
+        {
+            "platforms/BUILD": "docker_mirror_images(name='mirror', method='copy', platforms=['linux/amd64', 'linux/arm64'])\n",
+            "platforms/images.txt": f"{upstream.address}/team/multi:1\n",
+        }
+    )
+    first = repo.pants("publish", "platforms::", daemon=True, env=NO_DOCKER)
+    assert first.returncode == 0, first
+    assert "2 of 3 platforms: linux/amd64, linux/arm64 (filtered from the source's index" in first.stderr, first
+    served = json.loads(mirror.manifest("team/multi", "1")[0])
+    assert [entry["digest"] for entry in served["manifests"]] == [image.manifests["linux/amd64"], arm64]
+    assert mirror.manifest_digest("team/multi", s390x) is None
+    assert mirror.manifest_digest("team/multi", digest_tag(arm64, "sig")) == signature
+
+    before = len(mirror.settled_access_log())
+    again = repo.pants("publish", "platforms::", daemon=True, env=NO_DOCKER)
+    assert again.returncode == 0, again
+    assert "skipped (up to date" in again.stderr, again
+    assert not [line for line in mirror.settled_access_log()[before:] if '"PUT ' in line or '"POST ' in line]
