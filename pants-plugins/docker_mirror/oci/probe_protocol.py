@@ -238,6 +238,36 @@ class CopyRequest:
 
 
 @dataclass(frozen=True)
+class ExportImage:
+    """An image to write into an archive: `reference` as written, with `platform` or `platforms`
+    as its target has them, what refers to it with `referrers`, behind `keys` ((name, PEM)) if
+    any; named in the archive by its source `registry/repository:tag` (or `@digest`)."""
+
+    reference: str
+    platform: Optional[str] = None
+    platforms: Tuple[str, ...] = ()
+    referrers: bool = True
+    keys: Tuple[Tuple[str, str], ...] = ()
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "reference": self.reference, "platform": self.platform, "platforms": list(self.platforms),
+            "referrers": self.referrers, "require_signature": [{"name": n, "pem": p} for n, p in self.keys],
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """Copy `images` into the OCI layout whose blobs are kept in the directory `store`."""
+
+    store: str
+    images: Tuple[ExportImage, ...]
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"store": self.store, "images": [image.to_json() for image in self.images]}
+
+
+@dataclass(frozen=True)
 class ProbeRequest:
     """One request file: manifests and referrers to read, or one copy; and the settings."""
 
@@ -251,6 +281,11 @@ class ProbeRequest:
     deadline_seconds: float = 600.0
     referrers: Tuple[ReferrersRead, ...] = ()
     copy: Optional[CopyRequest] = None
+    # Sources read from an archive (an OCI layout's tar) instead of their registries: `archived`
+    # names their `registry/repository`.
+    archive: Optional[str] = None
+    archived: Tuple[str, ...] = ()
+    export: Optional[ExportRequest] = None
 
     def to_json(self) -> Dict[str, Any]:
         document: Dict[str, Any] = {"version": VERSION, "requests": [r.to_json() for r in self.requests]}
@@ -258,6 +293,10 @@ class ProbeRequest:
             document["referrers"] = [read.to_json() for read in self.referrers]
         if self.copy is not None:
             document["copy"] = self.copy.to_json()
+        if self.archive is not None:
+            document.update(archive=self.archive, archived=list(self.archived))
+        if self.export is not None:
+            document["export"] = self.export.to_json()
         document.update(
             insecure_registries=list(self.insecure_registries),
             max_concurrency_per_registry=self.max_concurrency_per_registry,
@@ -338,20 +377,56 @@ def _copy_request(entry: Any) -> CopyRequest:
             raise RequestError(f"copy.{key} must be a string")
     if not DIGEST.fullmatch(entry["subject"]):
         raise RequestError("copy.subject must be a sha256 digest")
-    keys = entry.get("require_signature") or []
-    if not isinstance(keys, list) or not all(
-        isinstance(k, dict) and isinstance(k.get("name"), str) and isinstance(k.get("pem"), str) for k in keys
-    ):
-        raise RequestError("copy.require_signature must be a list of {name, pem} objects")
+    keys = _keys(entry.get("require_signature"), "copy.require_signature")
     platforms = _strings(entry.get("platforms", []), "copy.platforms")
     index_digest = entry.get("index_digest")
     if platforms and not (isinstance(index_digest, str) and DIGEST.fullmatch(index_digest)):
         raise RequestError("copy.index_digest must be a sha256 digest with copy.platforms")
     return CopyRequest(
         entry["source"], entry["subject"], entry["destination"], _checked_plan(entry, "copy"),
-        tuple((k["name"], k["pem"]) for k in keys), _tag_copies(entry.get("tags", [])),
+        keys, _tag_copies(entry.get("tags", [])),
         platforms, index_digest if platforms else None,
     )
+
+
+def _optional_string(document: Mapping[str, Any], key: str) -> Optional[str]:
+    value = document.get(key)
+    if value is not None and not (isinstance(value, str) and value):
+        raise RequestError(f"{key} must be a non-empty string or absent")
+    return value
+
+
+def _keys(value: Any, what: str) -> Tuple[Tuple[str, str], ...]:
+    keys = value or []
+    if not isinstance(keys, list) or not all(
+        isinstance(k, dict) and isinstance(k.get("name"), str) and isinstance(k.get("pem"), str) for k in keys
+    ):
+        raise RequestError(f"{what} must be a list of {{name, pem}} objects")
+    return tuple((k["name"], k["pem"]) for k in keys)
+
+
+def _export_request(entry: Any) -> ExportRequest:
+    if not isinstance(entry, dict) or not isinstance(entry.get("store"), str) or not entry["store"]:
+        raise RequestError("export must be an object with a store directory")
+    images = entry.get("images")
+    if not isinstance(images, list):
+        raise RequestError("export.images must be a list")
+    exported = []
+    for index, image in enumerate(images):
+        what = f"export.images[{index}]"
+        if not isinstance(image, dict) or not isinstance(image.get("reference"), str):
+            raise RequestError(f"{what} must be an object with a string reference")
+        platform = image.get("platform")
+        if platform is not None and not isinstance(platform, str):
+            raise RequestError(f"{what}.platform must be a string or null")
+        referrers = image.get("referrers", True)
+        if not isinstance(referrers, bool):
+            raise RequestError(f"{what}.referrers must be true or false")
+        exported.append(ExportImage(
+            image["reference"], platform, _strings(image.get("platforms", []), f"{what}.platforms"), referrers,
+            _keys(image.get("require_signature"), f"{what}.require_signature"),
+        ))  # fmt: skip
+    return ExportRequest(entry["store"], tuple(exported))
 
 
 def _tag_copies(entries: Any) -> Tuple[TagCopy, ...]:
@@ -378,7 +453,8 @@ def parse_request(document: Any) -> ProbeRequest:
     if document.get("version") != VERSION:
         raise RequestError(f"unsupported request version (this probe reads version {VERSION})")
     copy = _copy_request(document["copy"]) if "copy" in document else None
-    entries = document.get("requests", [] if copy else None)
+    export = _export_request(document["export"]) if "export" in document else None
+    entries = document.get("requests", [] if copy or export else None)
     if not isinstance(entries, list):
         raise RequestError("requests must be a list")
     referrers = document.get("referrers", [])
@@ -388,6 +464,9 @@ def parse_request(document: Any) -> ProbeRequest:
         requests=tuple(_manifest_read(i, entry) for i, entry in enumerate(entries)),
         referrers=tuple(_referrers_read(i, entry) for i, entry in enumerate(referrers)),
         copy=copy,
+        archive=_optional_string(document, "archive"),
+        archived=_strings(document.get("archived", []), "archived"),
+        export=export,
         insecure_registries=_strings(document.get("insecure_registries", []), "insecure_registries"),
         max_concurrency_per_registry=_integer(document, "max_concurrency_per_registry", 8, 1, 256),
         attempts=_integer(document, "attempts", 4, 1, 20),
@@ -626,6 +705,44 @@ class CopyResult:
         return next((t for t in self.tags if t.tag == tag), None)
 
 
+@dataclass(frozen=True)
+class ExportedImage:
+    """What an export did with one image: `name` and `digest` in the archive once it is there,
+    and the copy's result (its gate, referrers and tag)."""
+
+    reference: str
+    result: CopyResult
+    name: Optional[str] = None
+    digest: Optional[str] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"reference": self.reference, "name": self.name, "digest": self.digest, "result": self.result.to_json()}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> ExportedImage:
+        if not isinstance(value["reference"], str):
+            raise TypeError("no reference")
+        return cls(value["reference"], CopyResult.from_json(value["result"]), _text(value.get("name")),
+                   _text(value.get("digest")))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """An export: the archive's `index.json` (every image written, by name), and each image's."""
+
+    index: str
+    images: Tuple[ExportedImage, ...] = ()
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"index": self.index, "images": [image.to_json() for image in self.images]}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> ExportResult:
+        if not isinstance(value["index"], str):
+            raise TypeError("no index")
+        return cls(value["index"], tuple(_readable(value.get("images"), ExportedImage.from_json)))
+
+
 @dataclass
 class ProbeResult:
     """One result file: a `ManifestResult` per request, in order, a `ReferrersResult` per
@@ -635,6 +752,7 @@ class ProbeResult:
     requests_sent: Dict[str, RequestCounts] = field(default_factory=dict)
     referrers: List[ReferrersResult] = field(default_factory=list)
     copy: Optional[CopyResult] = None
+    export: Optional[ExportResult] = None
     # The process's peak resident memory (KiB) and CPU time (user + system, seconds): what tests
     # and benchmarks hold a probe process to.
     peak_rss_kib: Optional[int] = None
@@ -652,6 +770,8 @@ class ProbeResult:
             document["referrers"] = [r.to_json() for r in self.referrers]
         if self.copy is not None:
             document["copy"] = self.copy.to_json()
+        if self.export is not None:
+            document["export"] = self.export.to_json()
         if self.peak_rss_kib is not None:
             document["peak_rss_kib"] = self.peak_rss_kib
         if self.cpu_seconds is not None:
@@ -682,12 +802,13 @@ def parse_result(content: bytes) -> ProbeResult:
             raise TypeError("no list of results")
     except (ValueError, KeyError, TypeError) as e:
         raise ResultError(str(e)) from None
-    copy = document.get("copy")
+    copy, export = document.get("copy"), document.get("export")
     peak, cpu = document.get("peak_rss_kib"), document.get("cpu_seconds")
     return ProbeResult(
         results=_readable(document["results"], ManifestResult.from_json),
         referrers=_readable(document.get("referrers"), ReferrersResult.from_json),
         copy=next(iter(_readable([copy], CopyResult.from_json)), None) if copy is not None else None,
+        export=next(iter(_readable([export], ExportResult.from_json)), None) if export is not None else None,
         peak_rss_kib=peak if isinstance(peak, int) and not isinstance(peak, bool) else None,
         cpu_seconds=float(cpu) if isinstance(cpu, (int, float)) and not isinstance(cpu, bool) else None,
     )

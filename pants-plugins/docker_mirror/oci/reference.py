@@ -392,6 +392,17 @@ class ImageReference:
         return self.repository
 
     @property
+    def archive_repository(self) -> str:
+        """`registry/repository` as an archive names the image (Docker Hub's as `docker.io`)."""
+        host = DOCKER_HUB if self.is_docker_hub else self.registry_host.lower()
+        return f"{host}/{self.remote_name}"
+
+    @property
+    def archive_name(self) -> str:
+        """The name an archive's `index.json` gives the image (`archive_ref_name`)."""
+        return archive_ref_name(self.archive_repository, self.tag_or_digest)
+
+    @property
     def tag_or_digest(self) -> str:
         """The digest when there is one (a tag beside it is only a label), else the tag."""
         return self.digest or self.tag or "latest"
@@ -405,6 +416,13 @@ class ImageReference:
         """`repository:tag` or `repository@digest`, for messages."""
         separator = "@" if self.digest else ":"
         return f"{self.repository}{separator}{self.tag_or_digest}"
+
+
+def archive_ref_name(repository: str, reference: str) -> str:
+    """`registry/repository:tag` or `registry/repository@sha256:...`: the name an archive's
+    `index.json` gives an image (`org.opencontainers.image.ref.name`), which `skopeo copy
+    oci-archive:<tar>:<name>` reads."""
+    return f"{repository}@{reference}" if reference.startswith("sha256:") else f"{repository}:{reference}"
 
 
 class InvalidReference(ValueError):

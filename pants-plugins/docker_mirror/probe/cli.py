@@ -1,5 +1,8 @@
 """`python -m docker_mirror.probe REQUEST.json RESULT.json`: exit 0 when the probe ran, 2 for a
-request it cannot read, 1 for an internal error; stderr is one scrubbed line."""
+request it cannot read, 1 for an internal error; stderr is one scrubbed line.
+
+`python -m docker_mirror.probe tar INDEX.json STORE OUTPUT.tar` writes the OCI layout of an
+export (its `index.json`, blobs from the store) as a tar; stdout says how many blobs and bytes."""
 
 from __future__ import annotations
 
@@ -13,11 +16,13 @@ from pathlib import Path
 from typing import List, Optional, TextIO
 
 from docker_mirror.oci.probe_protocol import ProbeRequest, RequestError, encoded, parse_request
+from docker_mirror.probe.oci_layout import BlobStore, write_archive
 from docker_mirror.probe.referrers import ReferrersError, index_entries
+from docker_mirror.probe.registry import RegistryError
 from docker_mirror.probe.run import run
 from docker_mirror.probe.secrets import SECRETS
 
-USAGE = "usage: python -m docker_mirror.probe REQUEST.json RESULT.json"
+USAGE = "usage: python -m docker_mirror.probe REQUEST.json RESULT.json | tar INDEX.json STORE OUTPUT.tar"
 _MAX_REQUEST_SIZE = 64 * 1024 * 1024
 
 
@@ -70,8 +75,26 @@ def _checked(request: ProbeRequest) -> ProbeRequest:
     return request
 
 
-def main(argv: Optional[List[str]] = None, stderr: TextIO = sys.stderr) -> int:
+def _tar(args: List[str], stderr: TextIO, stdout: TextIO) -> int:
+    if len(args) != 3:
+        return _fail(stderr, 2, USAGE)
+    index_path, store, output = (Path(a) for a in args)
+    try:
+        index = index_path.read_bytes()
+        output.parent.mkdir(parents=True, exist_ok=True)
+        blobs, size = write_archive(BlobStore(store), index, output)
+    except RegistryError as e:
+        return _fail(stderr, 1, str(e))
+    except OSError as e:
+        return _fail(stderr, 1, f"cannot write the archive {output}: {e.strerror or e}")
+    stdout.write(json.dumps({"blobs": blobs, "bytes": size}) + "\n")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None, stderr: TextIO = sys.stderr, stdout: TextIO = sys.stdout) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "tar":
+        return _tar(args[1:], stderr, stdout)
     if len(args) != 2:
         return _fail(stderr, 2, USAGE)
     request_path, result_path = Path(args[0]), Path(args[1])

@@ -83,7 +83,7 @@ def _run(tmp_path: Path, *args: str) -> "tuple[int, str]":
 
 def test_usage(tmp_path: Path) -> None:
     code, stderr = _run(tmp_path, "only-one")
-    assert code == 2 and stderr == "docker_mirror.probe: usage: python -m docker_mirror.probe REQUEST.json RESULT.json\n"
+    assert code == 2 and stderr == "docker_mirror.probe: usage: python -m docker_mirror.probe REQUEST.json RESULT.json | tar INDEX.json STORE OUTPUT.tar\n"
 
 
 @pytest.mark.parametrize("content, message", [

@@ -114,7 +114,9 @@ class Location:
     repository: str
 
     def __str__(self) -> str:
-        return f"{self.registry.name}/{self.repository}"
+        # An archive says where in it: `registry/repository in the archive <path>`.
+        where = getattr(self.registry, "where", None)
+        return where(self.repository) if where is not None else f"{self.registry.name}/{self.repository}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from docker_mirror.probe import mirror_referrers
@@ -14,9 +15,16 @@ from docker_mirror.probe.distribution import Distribution
 from docker_mirror.probe.manifests import probe_manifest
 from docker_mirror.probe.mirror_image import copy_image
 from docker_mirror.probe.mirror_referrers import Location
+from docker_mirror.probe.oci_layout import ArchiveReader, BlobStore, LayoutWriter, StoreFirst
 from docker_mirror.oci.probe_protocol import (
     CopyRequest,
     CopyResult,
+    ExportedImage,
+    ExportImage,
+    ExportRequest,
+    ExportResult,
+    Plan,
+    TagCopy,
     ProbeRequest,
     ProbeResult,
     ManifestResult,
@@ -27,8 +35,8 @@ from docker_mirror.oci.probe_protocol import (
 from docker_mirror.oci.reference import ImageReference, InvalidReference, parse_reference
 from docker_mirror.probe.referrers import ReferrersError
 from docker_mirror.probe.registry import RegistryError, RegistrySession
-from docker_mirror.probe.signatures import InvalidKey, load_public_key
-from docker_mirror.oci.manifests import ManifestError, narrowed_index, parse_manifest, select_platform
+from docker_mirror.probe.signatures import InvalidKey, PublicKey, load_public_key
+from docker_mirror.oci.manifests import ManifestError, digest_of, narrowed_index, parse_manifest, select_platform
 from docker_mirror.oci.media_types import OCI_MANIFEST
 from docker_mirror.probe.retry import RetryPolicy
 from docker_mirror.probe.secrets import SECRETS, Secrets, one_line
@@ -69,6 +77,12 @@ class _Run:
         self.jobs: Dict[Key, "asyncio.Future[ManifestResult]"] = {}
         self.early: Dict[Key, ManifestResult] = {}  # invalid references: answered without a job
         self.registry_of: Dict[Key, str] = {}
+        # Sources read from an archive instead of their registries.
+        self.archive = ArchiveReader(request.archive) if request.archive else None
+        self.archived = frozenset(request.archived)
+
+    def in_archive(self, reference: ImageReference) -> bool:
+        return self.archive is not None and reference.archive_repository in self.archived
 
     def session_for(self, reference: ImageReference) -> RegistrySession:
         key = "docker.io" if reference.is_docker_hub else reference.registry_host.lower()
@@ -93,6 +107,8 @@ class _Run:
         return self.distributions[session.registry]
 
     def location(self, reference: ImageReference) -> Location:
+        if self.archive is not None and self.in_archive(reference):
+            return Location(self.archive, reference.archive_repository)
         return Location(self.distribution(reference), reference.remote_name)
 
     def expect(self, read: ReferrersRead) -> None:
@@ -101,6 +117,8 @@ class _Run:
         try:
             reference = parse_reference(read.reference)
         except InvalidReference:
+            return
+        if self.in_archive(reference):
             return
         self.distribution(reference).images[reference.remote_name] += 1
 
@@ -113,6 +131,10 @@ class _Run:
         except InvalidReference as e:
             self.early[key] = ManifestResult(text, "error", message=one_line(f"{e}: {text}", 200))
             return None
+        if self.archive is not None and self.in_archive(reference):
+            self.registry_of[key] = f"the archive {self.archive.name}"
+            self.jobs[key] = asyncio.ensure_future(_archived_manifest(self.archive, reference, need_body))
+            return self.jobs[key]
         session = self.session_for(reference)
         self.registry_of[key] = session.registry
         self.jobs[key] = asyncio.ensure_future(probe_manifest(session, reference, need_body))
@@ -120,28 +142,8 @@ class _Run:
 
     async def referrers_of(self, read: ReferrersRead) -> ReferrersResult:
         try:
-            reference = parse_reference(read.reference)
-            needs_body = read.platform is not None or bool(read.platforms)
-            subject = None if needs_body else reference.digest
-            # An image index's platform manifests have referrers of their own: not a platform's.
-            media_type = None if read.platform is None else OCI_MANIFEST
-            kept: Optional[Tuple[str, ...]] = None
-            if subject is None:
-                key = (read.reference, needs_body)
-                job = self.manifest_job(*key)
-                source = await job if job is not None else self.early[key]
-                subject = _subject(source, read.platform)
-                media_type = media_type or source.media_type
-                if read.platforms:
-                    if source.body is None:
-                        raise _Unresolved("the registry sent no image index")
-                    narrowed = narrowed_index(source.body, read.platforms)
-                    # Unless something is left out, the image keeps its digest and its referrers.
-                    kept = narrowed.manifests if narrowed.body != source.body else None
             destinations = [self.location(parse_reference(d)) for d in read.destinations]
-            found = await mirror_referrers.find(
-                self.location(reference), subject, destinations, media_type, platform_manifests=kept
-            )
+            subject, found = await self.find(read, destinations)
         except (RegistryError, ReferrersError, InvalidReference, ManifestError, _Unresolved) as e:
             return ReferrersResult(
                 read.reference, read.platform, error=self.secrets.clean(str(e)), error_kind=_kind(e),
@@ -152,6 +154,31 @@ class _Run:
             tuple(zip(read.destinations, found.plans)),
             on_platforms=tuple(sorted(found.platform_counts().items())), platforms=read.platforms,
         )  # fmt: skip
+
+    async def find(self, read: ReferrersRead, destinations: List[Location]) -> Tuple[str, mirror_referrers.Found]:
+        """The digest `read` resolves to, and what refers to it (and what `destinations` lack)."""
+        reference = parse_reference(read.reference)
+        needs_body = read.platform is not None or bool(read.platforms)
+        subject = None if needs_body else reference.digest
+        # An image index's platform manifests have referrers of their own: not a platform's.
+        media_type = None if read.platform is None else OCI_MANIFEST
+        kept: Optional[Tuple[str, ...]] = None
+        if subject is None:
+            key = (read.reference, needs_body)
+            job = self.manifest_job(*key)
+            source = await job if job is not None else self.early[key]
+            subject = _subject(source, read.platform)
+            media_type = media_type or source.media_type
+            if read.platforms:
+                if source.body is None:
+                    raise _Unresolved("the registry sent no image index")
+                narrowed = narrowed_index(source.body, read.platforms)
+                # Unless something is left out, the image keeps its digest and its referrers.
+                kept = narrowed.manifests if narrowed.body != source.body else None
+        found = await mirror_referrers.find(
+            self.location(reference), subject, destinations, media_type, platform_manifests=kept
+        )
+        return subject, found
 
     def manifest_results(self) -> Dict[Key, ManifestResult]:
         """Every read's result, once the deadline has passed or all are done: a job that raised
@@ -193,7 +220,10 @@ async def answer(
     referrers = [asyncio.ensure_future(run.referrers_of(read)) for read in request.referrers]
     copy_deadline = time.monotonic() + copy_deadline_seconds(request.deadline_seconds)
     copying = asyncio.ensure_future(_copy(request.copy, run.location, secrets, copy_deadline)) if request.copy else None
-    everything: "List[asyncio.Future[object]]" = [*run.jobs.values(), *referrers, *([copying] if copying else [])]  # type: ignore[list-item]
+    exporting = asyncio.ensure_future(_export(run, request.export, copy_deadline)) if request.export else None
+    everything: "List[asyncio.Future[Any]]" = [
+        *run.jobs.values(), *referrers, *([copying] if copying else []), *([exporting] if exporting else []),
+    ]
     try:
         if everything:
             await asyncio.wait(everything, timeout=request.deadline_seconds)
@@ -211,6 +241,14 @@ async def answer(
             copied = _outcome(copying) or _cut_short(
                 request.copy, _failure(copying, late_copy, secrets), "unreachable" if not copying.done() else "error"
             )
+        exported = None
+        if exporting is not None:
+            assert request.export is not None
+            late_export = secrets.clean(late + _under_way(run.sessions.values()))
+            exported = _outcome(exporting) or _export_failed(
+                request.export, _failure(exporting, late_export, secrets),
+                "unreachable" if not exporting.done() else "error",
+            )  # fmt: skip
     finally:
         await _cancelled(everything)
         await run.http.aclose()
@@ -219,6 +257,7 @@ async def answer(
         requests_sent={s.registry: s.counts for s in run.sessions.values()},
         referrers=referrer_results,
         copy=copied,
+        export=exported,
     )
 
 
@@ -303,6 +342,77 @@ def _copy_failed(request: CopyRequest, message: str, kind: str) -> CopyResult:
     """A copy that came to nothing: with tags, each "not_attempted" (nothing was written)."""
     tags = tuple(TagOutcome(tag.tag, "not_attempted", message) for tag in request.tags)
     return CopyResult("error", message, error_kind=kind, tags=tags)
+
+
+async def _archived_manifest(archive: ArchiveReader, reference: ImageReference, need_body: bool) -> ManifestResult:
+    """What an archive holds under `reference`, as a registry's answer would say it."""
+    try:
+        got = await archive.get_manifest(reference.archive_repository, reference.tag_or_digest)
+    except RegistryError as e:
+        return ManifestResult(str(reference), e.outcome, method="archive", message=str(e))
+    if got is None:
+        name = reference.archive_name
+        return ManifestResult(str(reference), "not_found", method="archive",
+                              message=f"the archive {archive.name} has no {name}")  # fmt: skip
+    body, media_type = got
+    return ManifestResult(str(reference), "ok", digest_of(body), media_type, len(body),
+                          body if need_body else None, method="archive")  # fmt: skip
+
+
+async def _export(run: _Run, request: ExportRequest, deadline: float) -> ExportResult:
+    """Every image of `request` (with what refers to it) into one OCI layout, at once."""
+    layout = LayoutWriter(BlobStore(Path(request.store)))
+    for image in request.images:
+        run.expect(ReferrersRead(image.reference, image.platform, (), image.platforms))
+    images = await asyncio.gather(*(_export_image(run, layout, image, deadline) for image in request.images))
+    return ExportResult(layout.index().decode(), tuple(images))
+
+
+async def _export_image(run: _Run, layout: LayoutWriter, image: ExportImage, deadline: float) -> ExportedImage:
+    """One image into the layout, as a copy to a registry goes (the gate, its graph, what refers
+    to it, then its name); named by its source's `registry/repository:tag` (or `@digest`)."""
+    try:
+        keys: List[PublicKey] = [load_public_key(name, pem.encode()) for name, pem in image.keys]
+        reference = parse_reference(image.reference)
+        repository = reference.archive_repository
+        destination = Location(layout, repository)
+        read = ReferrersRead(reference.manifest_reference, image.platform, (), image.platforms)
+        subject, found = await run.find(read, [destination])
+        platforms: Tuple[str, ...] = ()
+        index_digest = None
+        if image.platforms:  # `subject` is the source's index: the archive keeps it filtered
+            job = run.manifest_job(read.reference, True)
+            body = (await job).body if job is not None else None
+            if body is None:
+                raise _Unresolved("the registry sent no image index")
+            narrowed = narrowed_index(body, image.platforms)
+            if narrowed.body != body:
+                platforms, index_digest, subject = image.platforms, subject, narrowed.digest
+        tags = (TagCopy(reference.tag or "latest", None),) if reference.digest is None else ()
+        request = CopyRequest(
+            repository, subject, repository, found.plans[0] if image.referrers else Plan(), image.keys, tags,
+            platforms, index_digest if platforms else None,
+        )  # fmt: skip
+        source = run.location(reference)
+        source = Location(StoreFirst(source.registry, layout.store), source.repository)
+        result = await copy_image(source, destination, request, keys, clean=run.secrets.clean, deadline=deadline)
+        if result.ok and all(t.outcome in ("copied", "up_to_date") for t in result.tags):
+            if not tags:  # a line pinned by digest only: named by it
+                got = await source.registry.get_manifest(source.repository, subject)
+                if got is None:
+                    raise RegistryError("not_found", f"{source} no longer serves {subject}")
+                await layout.put_manifest(repository, subject, got[0], got[1])
+                layout.name_digest(repository, subject, subject)
+            return ExportedImage(image.reference, result, reference.archive_name, subject)
+        return ExportedImage(image.reference, result, digest=subject)
+    except (RegistryError, ReferrersError, InvalidReference, InvalidKey, ManifestError, _Unresolved) as e:
+        return ExportedImage(image.reference, CopyResult("error", run.secrets.clean(str(e)), error_kind=_kind(e)))
+
+
+def _export_failed(request: ExportRequest, message: str, kind: str) -> ExportResult:
+    """An export cut short: each image fails, and nothing is named."""
+    return ExportResult("", tuple(ExportedImage(i.reference, CopyResult("error", message, error_kind=kind))
+                                  for i in request.images))  # fmt: skip
 
 
 def _kind(error: Exception) -> str:
