@@ -4,9 +4,13 @@ Enable with `backend_packages.add = ["pants.backend.docker", "docker_mirror"]`.
 """
 
 from docker_mirror import generator
-from docker_mirror.goals import extract, package, pin, publish
+from docker_mirror.goals import archive, extract, package, pin, publish
 from docker_mirror.subsystems import extractor, registry_probe
-from docker_mirror.target_types import DockerMirrorImagesTargetGenerator, DockerMirrorImageTarget
+from docker_mirror.target_types import (
+    DockerMirrorArchiveTarget,
+    DockerMirrorImagesTargetGenerator,
+    DockerMirrorImageTarget,
+)
 from docker_mirror.util_rules import copies, registry_client, registry_reads
 from pants.backend.python.util_rules import pex
 
@@ -21,6 +25,7 @@ def rules():
         *extractor.rules(),
         *extract.rules(),
         *package.rules(),
+        *archive.rules(),
         *pin.rules(),
         *publish.rules(),
         *pex.rules(),
@@ -28,4 +33,4 @@ def rules():
 
 
 def target_types():
-    return [DockerMirrorImagesTargetGenerator, DockerMirrorImageTarget]
+    return [DockerMirrorImagesTargetGenerator, DockerMirrorImageTarget, DockerMirrorArchiveTarget]

@@ -32,6 +32,7 @@ from pants.engine.target import (
     OptionalSingleSourceField,
     OverridesField,
     SourcesField,
+    SpecialCasedDependencies,
     StringField,
     StringSequenceField,
     Target,
@@ -723,5 +724,52 @@ class DockerMirrorImageTarget(Target):
         (signatures, attestations, SBOMs; see `referrers`) is copied to each destination
         repository that lacks it, after the `require_signature` check if one is set. A failing image is reported as failed
         without stopping the others.
+        """
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The air gap: an archive of mirrored images
+
+
+class DockerMirrorArchiveImagesField(SpecialCasedDependencies):
+    alias = "images"
+    required = True
+    help = help_text(
+        """
+        The images the archive carries: addresses of `docker_mirror_images` targets (each
+        stands for every image of its spec files) or of single `docker_mirror_image` targets,
+        e.g. `[":base", "//third_party/images:tools"]`. Each image goes in as copy mode would
+        mirror it: every platform (or its `platforms`), what refers to it (`referrers`), behind
+        its `require_signature` check.
+        """
+    )
+
+
+class DockerMirrorArchiveOutputPathField(OutputPathField):
+    help = help_text(
+        """
+        Where `pants package` writes the archive, a tar of an OCI image layout, relative to
+        `--distdir`. By default `<dir with dots>/<name>.tar`.
+        """
+    )
+
+
+class DockerMirrorArchiveTarget(Target):
+    alias = "docker_mirror_archive"
+    core_fields = (*COMMON_TARGET_FIELDS, DockerMirrorArchiveImagesField, DockerMirrorArchiveOutputPathField)
+    help = help_text(
+        """
+        An archive of mirrored images for an air gap: `pants package` writes one OCI image
+        layout (image-spec 1.1) as a tar under `dist/`, with every image that `images` names,
+        its signatures, attestations and SBOMs, each blob once. The same images always give
+        the same bytes. Each image is named in `index.json` by its source,
+        `registry/repository:tag` (`org.opencontainers.image.ref.name`), so `skopeo copy
+        oci-archive:<tar>:<name> ...` reads it too.
+
+        On the other side of the gap, `pants publish --docker-mirror-from-archive=<tar>` reads
+        every source from the archive instead of its registry, and mirrors as usual. Blobs are
+        kept in Pants' named cache between runs: packaging again fetches only what changed.
+        See docs/air-gap.md.
         """
     )

@@ -13,6 +13,7 @@ else:
 
 # The helpers that make engine requests (the others are types and `concurrently`).
 HELPERS = (
+    "addresses_of",
     "address_families",
     "address_family",
     "created_digest",

@@ -14,7 +14,7 @@ from pants.backend.python.util_rules.pex import (
     setup_venv_pex_process,
 )
 from pants.base.specs import RawSpecsWithoutFileOwners
-from pants.engine.addresses import Addresses
+from pants.engine.addresses import Addresses, UnparsedAddressInputs
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import CreateDigest, Digest, DigestContents, DigestSubset, PathGlobs
 from pants.engine.internals.build_files import AddressFamilyDir, parse_address_family
@@ -24,6 +24,7 @@ from pants.engine.internals.graph import (
     resolve_generator_target_requests,
     resolve_targets,
     resolve_unexpanded_targets,
+    resolve_unparsed_address_inputs,
 )
 from pants.engine.internals.mapper import AddressFamilies, AddressFamily
 # Defined in `specs_rules` up to Pants 2.27; moved to `graph` since, and imported there.
@@ -72,6 +73,10 @@ async def environment_vars(request: EnvironmentVarsRequest) -> EnvironmentVars:
     return await environment_vars_subset(request, **implicitly())
 
 
+async def addresses_of(inputs: UnparsedAddressInputs) -> Addresses:
+    return await resolve_unparsed_address_inputs(inputs, **implicitly())
+
+
 async def targets(addresses: Addresses) -> Targets:
     return await resolve_targets(**implicitly({addresses: Addresses}))
 
@@ -115,6 +120,7 @@ def rule_call(rule: Callable[..., Awaitable[_Out]]) -> Callable[[Any], Coroutine
 __all__ = (
     "AddressFamilyDir",
     "UnmatchedBuildFileGlobs",
+    "addresses_of",
     "address_families",
     "address_family",
     "concurrently",

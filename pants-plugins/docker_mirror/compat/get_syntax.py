@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine, TypeVar
 
 from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
 from pants.base.specs import RawSpecsWithoutFileOwners
-from pants.engine.addresses import Addresses
+from pants.engine.addresses import Addresses, UnparsedAddressInputs
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import CreateDigest, Digest, DigestContents, DigestSubset, PathGlobs
 from pants.engine.internals.build_files import AddressFamilyDir
@@ -60,6 +60,10 @@ def environment_vars(request: EnvironmentVarsRequest) -> Awaits[EnvironmentVars]
     return Get(EnvironmentVars, EnvironmentVarsRequest, request)
 
 
+def addresses_of(inputs: UnparsedAddressInputs) -> Awaits[Addresses]:
+    return Get(Addresses, UnparsedAddressInputs, inputs)
+
+
 def targets(addresses: Addresses) -> Awaits[Targets]:
     return Get(Targets, Addresses, addresses)
 
@@ -104,6 +108,7 @@ def rule_call(rule: Callable[..., Coroutine[Any, Any, _Out]]) -> Callable[[Any],
 __all__ = (
     "AddressFamilyDir",
     "UnmatchedBuildFileGlobs",
+    "addresses_of",
     "address_families",
     "address_family",
     "concurrently",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pants.core.util_rules.search_paths import ExecutableSearchPathsOptionMixin
-from pants.option.option_types import IntOption, ShellStrListOption, StrListOption
+from pants.option.option_types import IntOption, ShellStrListOption, StrListOption, StrOption
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import softwrap
 
@@ -148,6 +148,25 @@ class DockerMirrorSubsystem(Subsystem):
             Any other registry is refused when the targets are generated, with
             `path:line: registry not allowed: ...`, for both methods, and nothing of that
             generator is mirrored. Empty (the default): any registry.
+            """
+        ),
+        advanced=False,
+    )
+
+    from_archive = StrOption(
+        default=None,
+        help=softwrap(
+            """
+            An archive that a `docker_mirror_archive` target packaged (a tar of an OCI image
+            layout), to read every source image from instead of its registry: for the
+            disconnected side of an air gap. `pants publish --docker-mirror-from-archive=<tar>`
+            then mirrors into the destinations as usual, keeping every digest, signature and
+            SBOM, and sends no request to any source registry. A path relative to the build
+            root, or absolute.
+
+            An image the archive lacks fails alone, naming the archive and the reference; a
+            truncated or altered archive fails its images, and nothing is written under a
+            digest that was not checked. Only `method="copy"` images read it.
             """
         ),
         advanced=False,

@@ -35,11 +35,13 @@ from docker_mirror.util_rules.registry_failures import (
 from docker_mirror.util_rules.registry_reads import (
     OUTCOME_MEANINGS,
     REQUEST_FILE,
+    archive_settings,
     failed_probe_message,
     probe_process,
     probe_settings,
     read_result,
 )
+from pants.base.build_root import BuildRoot
 from pants.engine.fs import CreateDigest, FileContent, GlobMatchErrorBehavior, PathGlobs
 from pants.engine.process import ProcessCacheScope
 from pants.engine.rules import collect_rules, rule
@@ -189,6 +191,7 @@ async def copy_image(
     probe: RegistryProbe,
     subsystem: DockerMirrorSubsystem,
     environment: RegistryClientEnvironment,
+    build_root: BuildRoot,
 ) -> CopyResult:
     """Runs the probe's copy once, in the Pants run `request.run_id` (`RunId`), and never again.
 
@@ -214,6 +217,7 @@ async def copy_image(
         (),
         copy=request.copy_request(keys),
         **{**probe_settings(subsystem), "deadline_seconds": copy_deadline(subsystem.copy_timeout)},
+        **archive_settings(subsystem, build_root, [f"{request.source_repository}@{request.subject}"]),
     )
     input_digest = await created_digest(CreateDigest([FileContent(REQUEST_FILE, encoded(probe_request))]))
     process = await venv_pex_process(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
@@ -54,6 +55,7 @@ from docker_mirror.util_rules.registry_client import RegistryClientEnvironment
 from docker_mirror.util_rules.registry_failures import ACCESS_DENIED, access_denied, at_registry
 from pants.backend.docker.subsystems.docker_options import DockerOptions
 from pants.backend.python.util_rules.pex import VenvPexProcess
+from pants.base.build_root import BuildRoot
 from pants.engine.addresses import Address, Addresses
 from pants.engine.fs import CreateDigest, Digest, FileContent
 from pants.engine.process import ProcessCacheScope
@@ -108,6 +110,15 @@ def probe_settings(subsystem: DockerMirrorSubsystem) -> dict[str, Any]:
     )
 
 
+def archive_settings(subsystem: DockerMirrorSubsystem, build_root: BuildRoot, sources: Iterable[str]) -> dict[str, Any]:
+    """The `ProbeRequest` fields that make it read `sources` (references) from
+    `[docker-mirror].from_archive` instead of their registries; none without it."""
+    if not subsystem.from_archive:
+        return {}
+    repositories = {ImageReference.parse(source).archive_repository for source in sources}
+    return dict(archive=os.path.join(build_root.path, subsystem.from_archive), archived=tuple(sorted(repositories)))
+
+
 def manifest_reads(references: Mapping[str, bool]) -> tuple[ManifestRead, ...]:
     """A read per reference (reference -> whether its body is needed), in order."""
     return tuple(ManifestRead(reference, need_body) for reference, need_body in sorted(references.items()))
@@ -141,17 +152,22 @@ def probe_process(
     description: str,
     env: Mapping[str, str],
     cache_scope: ProcessCacheScope,
+    argv: tuple[str, ...] = (REQUEST_FILE, RESULT_FILE),
+    output_files: tuple[str, ...] = (RESULT_FILE,),
+    append_only_caches: Mapping[str, str] | None = None,
 ) -> VenvPexProcess:
-    """The probe, reading `REQUEST_FILE` from `input_digest` and writing `RESULT_FILE`."""
+    """The probe, reading `REQUEST_FILE` from `input_digest` and writing `RESULT_FILE` (or
+    another of its commands, by `argv`)."""
     return VenvPexProcess(
         probe.pex,
-        argv=(REQUEST_FILE, RESULT_FILE),
+        argv=argv,
         description=description,
         input_digest=input_digest,
-        output_files=(RESULT_FILE,),
+        output_files=output_files,
         extra_env=FrozenDict(env),
         level=LogLevel.DEBUG,
         cache_scope=cache_scope,
+        append_only_caches=append_only_caches,
     )
 
 
@@ -468,6 +484,8 @@ class RegistryReadsRequest:
     references: FrozenDict[str, bool]
     description: str
     referrers: tuple[ReferrersRead, ...] = ()
+    # The source references, which `[docker-mirror].from_archive` reads from its archive.
+    sources: tuple[str, ...] = ()
 
 
 @rule(desc="Reading registries", level=LogLevel.DEBUG)
@@ -476,11 +494,15 @@ async def read_registries(
     probe: RegistryProbe,
     subsystem: DockerMirrorSubsystem,
     environment: RegistryClientEnvironment,
+    build_root: BuildRoot,
 ) -> RegistryReads:
     if not request.references and not request.referrers:
         return RegistryReads(FrozenDict())
     probe_request = ProbeRequest(
-        manifest_reads(request.references), referrers=request.referrers, **probe_settings(subsystem)
+        manifest_reads(request.references),
+        referrers=request.referrers,
+        **probe_settings(subsystem),
+        **archive_settings(subsystem, build_root, request.sources),
     )
     input_digest = await created_digest(CreateDigest([FileContent(REQUEST_FILE, encoded(probe_request))]))
     process = await venv_pex_process(
@@ -521,8 +543,11 @@ async def generator_reads(
     generated = await targets(Addresses([request.owner]))
     images = [target for target in generated if target.has_field(DockerMirrorSourceImageField)]
     references, referrers = reads_needed(images, docker, union_membership)
+    sources = tuple(sorted({str(target[DockerMirrorSourceImageField].value) for target in images}))
     return await registry_reads_for(
-        RegistryReadsRequest(FrozenDict(references), description=str(request.owner), referrers=referrers)
+        RegistryReadsRequest(
+            FrozenDict(references), description=str(request.owner), referrers=referrers, sources=sources
+        )
     )
 
 
