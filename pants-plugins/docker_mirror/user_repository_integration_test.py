@@ -285,3 +285,30 @@ def test_a_subset_of_platforms_and_a_platforms_signature_from_the_wheel(
     assert again.returncode == 0, again
     assert "skipped (up to date" in again.stderr, again
     assert not [line for line in mirror.settled_access_log()[before:] if '"PUT ' in line or '"POST ' in line]
+
+
+def test_an_air_gap_from_the_wheel(user: tuple[UserRepo, Registry], registries: Callable[..., Registry]) -> None:
+    """`pants package` of a `docker_mirror_archive` at its default path, then, with the source
+    registry stopped, `pants publish --docker-mirror-from-archive` under the same pantsd: the
+    digest and its signature arrive."""
+    repo, mirror = user
+    upstream = registries()
+    image = push_oci_image(f"{upstream.address}/team/gapped:1", "user-gapped", "linux/amd64", "linux/arm64")
+    signature = cosign.sign(upstream, "team/gapped", image.index, cosign.generate_key())
+    repo.write(
+        {
+            "airgap/BUILD": "docker_mirror_images(name='mirror', method='copy')\n"
+            "docker_mirror_archive(name='offline', images=[':mirror'])\n",
+            "airgap/images.txt": f"{upstream.address}/team/gapped:1\n",
+        }
+    )
+    packaged = repo.pants("package", "airgap:offline", daemon=True, env=NO_DOCKER)
+    assert packaged.returncode == 0, packaged
+    archive = repo.root / "dist" / "airgap" / "offline.tar"
+    assert archive.is_file(), packaged
+
+    upstream.stop()
+    published = repo.pants("publish", "airgap::", f"--docker-mirror-from-archive={archive}", daemon=True, env=NO_DOCKER)
+    assert published.returncode == 0, published
+    assert mirror.manifest_digest("team/gapped", "1") == image.index
+    assert mirror.manifest_digest("team/gapped", digest_tag(image.index, "sig")) == signature
