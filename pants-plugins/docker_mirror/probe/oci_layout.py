@@ -6,6 +6,7 @@ as a registry would, every byte checked against its digest before it is passed o
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -169,6 +170,9 @@ class LayoutWriter:
         self.name = name
         self.names: Dict[str, Named] = {}
         self.written: Set[str] = set()
+        # One write per blob at a time: the images of an export are copied at once, and a blob
+        # they share is fetched by the first, then found in the store by the others.
+        self._blob_locks: Dict[str, asyncio.Lock] = {}
 
     def index(self) -> bytes:
         """`index.json`: every name written, in order."""
@@ -223,7 +227,9 @@ class LayoutWriter:
     async def put_blob(
         self, repository: str, digest: str, size: int, chunks: Callable[[], AsyncIterable[bytes]]
     ) -> None:
-        await self.store.write(digest, size, chunks(), f"blob {digest} for {repository}")
+        async with self._blob_locks.setdefault(digest, asyncio.Lock()):
+            if not self.store.has(digest):
+                await self.store.write(digest, size, chunks(), f"blob {digest} for {repository}")
 
     async def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> bool:
         digest = digest_of(body)

@@ -5,6 +5,7 @@ unchecked. Against real registries and the real `./pants`: goals/archive_integra
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import tarfile
@@ -143,3 +144,34 @@ def test_a_blob_store_never_names_bytes_of_another_digest(tmp_path: Path) -> Non
         run(store.write("sha256:" + "0" * 64, 21, chunks(), "blob"))
     assert not store.has("sha256:" + "0" * 64)
     assert [p.name for p in (tmp_path / "blobs" / "sha256").iterdir()] == []
+
+
+class SlowSource(MemoryRegistry):
+    """A registry whose blobs take a moment to arrive, so that concurrent copies overlap."""
+
+    async def blob_chunks(self, repository: str, d: str, size: int) -> AsyncIterator[bytes]:
+        await asyncio.sleep(0.05)
+        async for chunk in super().blob_chunks(repository, d, size):
+            yield chunk
+
+
+def test_a_blob_two_images_share_is_fetched_once_when_they_are_exported_at_once(tmp_path: Path) -> None:
+    source = SlowSource("src", referrers_api=False)
+    shared = source.blob("one", b"a layer both images have")
+    source.blob("two", b"a layer both images have")
+    subjects = []
+    for n, repository in enumerate(("one", "two")):
+        config = source.blob(repository, json.dumps({"n": n}).encode())
+        body = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": config, "layers": [shared]}).encode()  # fmt: skip
+        subjects.append(source.manifest(repository, body, "application/vnd.oci.image.manifest.v1+json", tag="1"))
+    layout = LayoutWriter(BlobStore(tmp_path / "store"))
+
+    async def both() -> None:
+        await asyncio.gather(*(
+            _copy(Location(source, repository), Location(layout, f"registry.example/{repository}"), subject, "1")
+            for repository, subject in zip(("one", "two"), subjects)
+        ))  # fmt: skip
+
+    run(both())
+    assert source.asked["GET blob"] == 3  # two configs, and the shared layer once
