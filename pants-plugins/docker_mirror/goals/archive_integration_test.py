@@ -144,6 +144,11 @@ def test_an_archive_is_reproducible_and_mirrors_every_digest_with_the_source_reg
     assert "Traceback" not in published.stderr and "Traceback" not in published.stdout, published
     for destination in ("mirror/team/app:1", "mirror/team/tool:2"):
         assert f"✓ {mirror.address}/{destination} published to @mirror" in published.stderr, (destination, published)
+    # The summary says where the image came from.
+    assert (
+        f"✓ {mirror.address}/mirror/team/app:1 published to @mirror (copied from "
+        f"{upstream.address}/team/app:1 in the archive dist/offline.tar, {app.index[:19]}, 2 platforms"
+    ) in published.stderr, published
     assert mirror.manifest_digest("mirror/team/app", "1") == app.index
     for platform_manifest in app.manifests.values():
         assert mirror.manifest_digest("mirror/team/app", platform_manifest) == platform_manifest

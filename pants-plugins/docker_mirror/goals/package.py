@@ -4,6 +4,7 @@ not raised, so that `publish` still copies every other image."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Sequence
 
 from docker_mirror.compat import concurrently, created_digest, digest_subset, rule_call, targets
 from docker_mirror.oci.reference import registry_host
+from docker_mirror.subsystems.docker_mirror import DockerMirrorSubsystem
 from docker_mirror.target_types import (
     DockerMirrorImageOutputPathField,
     DockerMirrorImageRegistriesField,
@@ -126,7 +128,7 @@ def package_line(
     and anything that will keep it from being copied."""
     if source.error:
         return f"Could not resolve {source.error}"
-    line = f"Resolved {source.reference} to {source.summary}"
+    line = f"Resolved {source.shown} to {source.summary}"
     if referrers is not None and referrers.error:
         return f"{line}; {unread_referrers_message(source, referrers, unreadable)}"
     if unreadable:
@@ -177,6 +179,7 @@ def mirror_record(
             "platforms": list(source.platforms) if source.platforms is not None else None,
             "index_digest": source.index_digest,
             "pinned": source.pinned if source.digest else None,
+            "archive": source.archive,
             # `platforms`: those asked for, and those of them the source's index lacks.
             "platforms_asked": list(source.subset) if source.subset else None,
             "platforms_missing": list(source.missing) if source.subset else None,
@@ -205,11 +208,15 @@ def image_package(
     signature_keys: tuple[str, ...],
     docker: DockerOptions,
     union_membership: UnionMembership,
+    archive: str | None = None,
 ) -> tuple[FileContent, BuiltMirrorImage]:
-    """One image's record file and package artifact, from its generator's registry reads."""
+    """One image's record file and package artifact, from its generator's registry reads (of
+    `archive` instead of the source registry, with `[docker-mirror].from_archive`)."""
     source = resolve_source(
         field_set.source_image.value, field_set.platform.value, reads, field_set.platforms.value or ()
     )
+    if archive:
+        source = dataclasses.replace(source, archive=archive)
     destinations = mirror_destinations(
         field_set.address,
         registries=field_set.registries.value,
@@ -279,6 +286,7 @@ async def generator_packages(
     request: GeneratorPackagesRequest,
     docker: DockerOptions,
     union_membership: UnionMembership,
+    subsystem: DockerMirrorSubsystem,
 ) -> GeneratorPackages:
     reads = await reads_of(GeneratorReadsRequest(request.owner))
     generated = await targets(Addresses([request.owner]))
@@ -301,7 +309,12 @@ async def generator_packages(
     key_paths = {field_set.address: found.paths for field_set, found in zip(signed, keys)}
     packages = [
         image_package(
-            field_set, reads, key_paths.get(field_set.address, ()), docker, union_membership
+            field_set,
+            reads,
+            key_paths.get(field_set.address, ()),
+            docker,
+            union_membership,
+            subsystem.from_archive,
         )
         for field_set in field_sets
     ]

@@ -101,6 +101,7 @@ def test_record_has_source_digest_media_type_platforms_and_destinations() -> Non
             "platforms": ["linux/amd64", "linux/arm64"],
             "index_digest": None,
             "pinned": f"127.0.0.1:5000/team/app@{digest_of(INDEX)}",
+            "archive": None,
             "platforms_asked": None,
             "platforms_missing": None,
         },

@@ -231,7 +231,7 @@ def copied_packages(
             names=(destination.reference,),
             process=report_process(bash, exit_code=0),
             description=(
-                f"{destination.registry_name} (copied from {source.reference}, {written.summary}"
+                f"{destination.registry_name} (copied from {source.shown}, {written.summary}"
                 f"{referrers_note(referrers)})"
             ),
             data=_data(source, "copied", referrers),

@@ -281,6 +281,13 @@ class ResolvedSource:
     missing: tuple[str, ...] = ()
     # With `subset`, every platform of the source's index.
     source_platforms: tuple[str, ...] | None = None
+    # The archive it was read from instead of its registry (`[docker-mirror].from_archive`).
+    archive: str | None = None
+
+    @property
+    def shown(self) -> str:
+        """The reference, and the archive it was read from if any."""
+        return f"{self.reference} in the archive {self.archive}" if self.archive else self.reference
 
     @property
     def pinned(self) -> str:
