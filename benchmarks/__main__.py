@@ -31,6 +31,10 @@ Scenarios (benchmarks/scenarios/):
      copy mode with the default process limit and raised to 8, against `skopeo sync --all`.
   11. images of 3 platforms, 8 MiB a platform: a first mirror with every platform and with
      `platforms` keeping 2, against `skopeo sync --all`: wall time and bytes stored (issue 26).
+  12. air gap: `pants package` of a `docker_mirror_archive` of 4 images of 2 platforms, 32 MiB a
+     platform and a 16 MiB layer they share, cold (fresh named caches and store) and again, then
+     `pants publish --docker-mirror-from-archive` into an empty registry, twice, against skopeo
+     copies into one OCI layout and `tar`: wall time, bytes fetched, kept and written (issue 27).
   25. only with `--only before_after --before CHECKOUT`: a no-op re-mirror of 20, 200 and 1,000
      images with nothing attached, by this checkout's plugin and by CHECKOUT's, and
      `skopeo sync --all`, in rounds: marginal cost per image and requests per image (issue 25).
@@ -55,7 +59,7 @@ from benchmarks import REPO
 from benchmarks.harness import Bench, progress, side_by_side, since_start
 from benchmarks.report import Report, Section, machine_notes
 from benchmarks.scenarios import (
-    before_after, changed_line, generation, large_images, mirroring, platforms, referrers, scale, startup,
+    air_gap, before_after, changed_line, generation, large_images, mirroring, platforms, referrers, scale, startup,
 )
 from benchmarks.scenarios.startup import Startup
 
@@ -74,6 +78,7 @@ class Sizes:
     large: large_images.LargeSizes  # images with real layers over a WAN-like link
     before_after: before_after.BeforeAfterSizes  # a no-op by two checkouts' plugins
     platforms: platforms.PlatformSizes  # images of 3 platforms, whole and with 2
+    air_gap: air_gap.AirGapSizes  # an archive for an air gap, made and loaded
 
 
 # Sized to finish in about thirty minutes on a quiet 2-core machine (the scale scenario: about 15).
@@ -87,6 +92,7 @@ FULL = Sizes(
     large_images.LargeSizes(24, runs=1),
     before_after.BeforeAfterSizes((20, 200, 1000), runs=11),
     platforms.PlatformSizes(6, runs=3),
+    air_gap.AirGapSizes(4, runs=3, layer=32 * 2**20, shared=16 * 2**20),
 )
 # Checks the harness, at small sizes, in a few minutes.
 QUICK = Sizes(
@@ -98,6 +104,7 @@ QUICK = Sizes(
     large_images.LargeSizes(4, runs=1),
     before_after.BeforeAfterSizes((5, 20, 50), runs=2),
     platforms.PlatformSizes(2, runs=1),
+    air_gap.AirGapSizes(2, runs=1, layer=4 * 2**20, shared=2 * 2**20),
 )
 
 MODES = (
@@ -117,7 +124,7 @@ class Results:
 
 
 # What `--only` can name; "Where Pants' time goes" (startup) runs every time, the others need it.
-SCENARIOS = ("generation", "mirroring", "changed", "scale", "referrers", "large", "platforms", "before_after")
+SCENARIOS = ("generation", "mirroring", "changed", "scale", "referrers", "large", "platforms", "air_gap", "before_after")
 # Run by default: before_after needs `--before`.
 DEFAULT_SCENARIOS = SCENARIOS[:-1]
 
@@ -134,6 +141,7 @@ class Prepared:
     large: large_images.Setup | None
     before_after: before_after.Setup | None
     platforms: platforms.Setup | None
+    air_gap: air_gap.Setup | None  # in a repository and pantsd of its own
 
 
 def warm_up_mirror_repository(
@@ -161,6 +169,8 @@ def warm_up_mirror_repository(
     if prepared.platforms:
         platforms.seed(prepared.platforms)
         platforms.warm_up(bench, prepared.platforms)
+    if prepared.air_gap:
+        air_gap.seed(prepared.air_gap)  # its pantsd starts in each run, on fresh caches
 
 
 def prepare(bench: Bench, sizes: Sizes, wanted: Sequence[str], before: Path | None) -> Prepared:
@@ -178,6 +188,7 @@ def prepare(bench: Bench, sizes: Sizes, wanted: Sequence[str], before: Path | No
         if "before_after" in wanted and before
         else None,
         platforms.prepare(bench, mirror_repo, sizes.platforms) if "platforms" in wanted else None,
+        air_gap.prepare(bench, sizes.air_gap) if "air_gap" in wanted else None,
     )
     mirror_repo.write({"BUILD": ""})  # so that a repository with no scenario in it still lists
     mirror_repo.git("init", "-q")
@@ -234,6 +245,8 @@ def run_all(bench: Bench, sizes: Sizes, wanted: Sequence[str], before: Path | No
         sections.append(before_after.run_scenario(bench, prepared.before_after))
     if prepared.platforms:
         sections.append(platforms.run_scenario(bench, prepared.platforms))
+    if prepared.air_gap:
+        sections.append(air_gap.run_scenario(bench, prepared.air_gap))
     if prepared.large:
         # Last: it leaves the daemon with a raised process limit.
         sections.append(large_images.run_scenario(bench, prepared.large))

@@ -8,6 +8,7 @@
   referrers.py     carrying signatures, attestations and SBOMs
   large_images.py  a first mirror of images with real layers over a WAN-like link
   platforms.py     images of 3 platforms mirrored whole and with `platforms` keeping 2
+  air_gap.py       an archive for an air gap: `pants package` cold and again, publishing from it
   before_after.py  a no-op by this checkout's plugin and another's (`--before`), with skopeo sync
 
 Each has an untimed `prepare` (files, registries, images) where it needs one, and timed
