@@ -22,6 +22,7 @@ from docker_mirror.target_types import (
     DockerMirrorPlatformsField,
     DockerMirrorReferrersField,
     DockerMirrorRequireSignatureField,
+    DockerMirrorSignatureIdentityField,
     DockerMirrorSourceImageField,
     TARGET_REPOSITORY,
 )
@@ -54,6 +55,7 @@ COPY_ONLY_FIELDS = (
     DockerMirrorReferrersField.alias,
     DockerMirrorRequireSignatureField.alias,
     DockerMirrorPlatformsField.alias,
+    DockerMirrorSignatureIdentityField.alias,
 )
 # What `docker build` needs that a copied image has no use for.
 _DOCKER_BUILD_VALUES = (

@@ -364,6 +364,7 @@ def p256_pem() -> str:
         (", referrers=False", "`referrers`", "a rebuilt image has a digest of its own"),
         (", overrides={'python': {'referrers': True}}", "`referrers`", "a rebuilt image has a digest of its own"),
         (", platforms=['linux/amd64']", "`platforms`", "built for the platform of the engine that builds it"),
+        (", signature_identity='source_repository'", "`signature_identity`", "a rebuilt image has a digest of its own"),
     ],
 )
 def test_copy_only_fields_are_refused_with_the_build_method(build_extra: str, named: str, why: str) -> None:

@@ -443,6 +443,24 @@ class DockerMirrorRequireSignatureField(StringSequenceField):
         return value
 
 
+class DockerMirrorSignatureIdentityField(StringField):
+    alias = "signature_identity"
+    valid_choices = ("key", "source_repository")
+    help = help_text(
+        """
+        With `require_signature`: what a verifying signature must say besides the digest.
+        `"key"`: nothing more, as `cosign verify --key` without identity checks. A signature
+        by the key of any image then admits it, so a source that serves an older signed
+        release, or another repository's signed image, under the mirrored tag is mirrored.
+        `"source_repository"`: the repository the signature was signed for, its
+        `critical.identity.docker-reference` (cosign writes the repository it signs,
+        `cosign sign --key cosign.pub ghcr.io/team/app@sha256:...`), must be the line's source
+        repository; a Sigstore bundle (cosign v3), which names no repository, never passes.
+        Unset: `[docker-mirror].signature_identity` (by default `"key"`).
+        """
+    )
+
+
 class DockerMirrorImagesTargetGenerator(TargetGenerator):
     alias = "docker_mirror_images"
     help = softwrap(
@@ -498,6 +516,7 @@ class DockerMirrorImagesTargetGenerator(TargetGenerator):
         DockerMirrorReferrersField,
         DockerMirrorRequireSignatureField,
         DockerMirrorPlatformsField,
+        DockerMirrorSignatureIdentityField,
     )
 
 
@@ -705,6 +724,7 @@ class DockerMirrorImageTarget(Target):
         DockerMirrorReferrersField,
         DockerMirrorRequireSignatureField,
         DockerMirrorPlatformsField,
+        DockerMirrorSignatureIdentityField,
         DockerMirrorImageSpecFileField,
     )
     help = help_text(

@@ -42,8 +42,10 @@ from docker_mirror.target_types import (
     DockerMirrorPlatformsField,
     DockerMirrorReferrersField,
     DockerMirrorRequireSignatureField,
+    DockerMirrorSignatureIdentityField,
     DockerMirrorSourceImageField,
 )
+from docker_mirror.goals.package import required_identity
 from docker_mirror.util_rules.copies import copy_deadline
 from docker_mirror.util_rules.registry_client import RegistryClientEnvironment
 from docker_mirror.util_rules.registry_reads import (
@@ -80,14 +82,18 @@ class DockerMirrorArchiveFieldSet(PackageFieldSet):
     output_path: DockerMirrorArchiveOutputPathField
 
 
-def export_image(target: Target, keys: Sequence[tuple[str, bytes]]) -> ExportImage:
+def export_image(target: Target, keys: Sequence[tuple[str, bytes]], identity_mode: str = "key") -> ExportImage:
     """What the probe is asked to archive of one `docker_mirror_image`."""
+    source = str(target[DockerMirrorSourceImageField].value)
     return ExportImage(
-        str(target[DockerMirrorSourceImageField].value),
+        source,
         target[DockerMirrorPlatformField].value,
         tuple(target[DockerMirrorPlatformsField].value or ()),
         bool(target[DockerMirrorReferrersField].value),
         tuple((path, pem.decode("ascii", errors="replace")) for path, pem in keys),
+        required_identity(
+            target[DockerMirrorSignatureIdentityField].value, identity_mode, source, [path for path, _ in keys]
+        ),
     )
 
 
@@ -173,7 +179,8 @@ async def package_docker_mirror_archive(
     )
     contents = {t.address: found.contents for t, found in zip(signed, keys)}
     exports = export_images(
-        field_set.address, ((t.address, export_image(t, contents.get(t.address, ()))) for t in images)
+        field_set.address,
+        ((t.address, export_image(t, contents.get(t.address, ()), subsystem.signature_identity)) for t in images),
     )
     output = field_set.output_path.value_or_default(file_ending="tar")
     caches = {BLOB_CACHE: BLOB_STORE}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from docker_mirror.compat import concurrently, created_digest, digest_subset, rule_call, targets
-from docker_mirror.oci.reference import registry_host
+from docker_mirror.oci.reference import ImageReference, registry_host
 from docker_mirror.subsystems.docker_mirror import DockerMirrorSubsystem
 from docker_mirror.target_types import (
     DockerMirrorImageOutputPathField,
@@ -23,6 +23,7 @@ from docker_mirror.target_types import (
     DockerMirrorPlatformsField,
     DockerMirrorReferrersField,
     DockerMirrorRequireSignatureField,
+    DockerMirrorSignatureIdentityField,
     DockerMirrorSourceImageField,
 )
 from docker_mirror.util_rules.destinations import Destination, mirror_destinations
@@ -67,6 +68,7 @@ class DockerMirrorCopyPackageFieldSet(PackageFieldSet):
     output_path: DockerMirrorImageOutputPathField
     referrers: DockerMirrorReferrersField
     require_signature: DockerMirrorRequireSignatureField
+    signature_identity: DockerMirrorSignatureIdentityField
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,9 @@ class BuiltMirrorImage(BuiltPackageArtifact):
     referrers: ReferrersResult | None = None
     # `require_signature`: the keys (paths from the build root) a signature must verify against.
     signature_keys: tuple[str, ...] = ()
+    # With `signature_identity="source_repository"`: the repository a verifying signature must
+    # have been signed for.
+    signed_identity: str | None = None
     # How each destination whose read failed (other than "not found") failed: refused, say.
     unreadable: tuple[str, ...] = ()
     # Whose registry reads these are, and their `fingerprint`: `publish` copies only while its
@@ -202,6 +207,24 @@ def mirror_record(
     return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
 
 
+IDENTITY_MODES = ("key", "source_repository")
+
+
+def required_identity(
+    mode: str | None, default_mode: str, source: str, signature_keys: Sequence[str]
+) -> str | None:
+    """The repository a signature must have been signed for to pass `require_signature`
+    (`signature_identity`, else `[docker-mirror].signature_identity`), or None."""
+    chosen = mode or default_mode
+    if chosen not in IDENTITY_MODES:
+        raise ValueError(
+            f"`[docker-mirror].signature_identity` must be one of {', '.join(IDENTITY_MODES)}, not {chosen!r}"
+        )
+    if not signature_keys or chosen == "key":
+        return None
+    return ImageReference.parse(source).archive_repository
+
+
 def image_package(
     field_set: DockerMirrorCopyPackageFieldSet,
     reads: RegistryReads,
@@ -209,6 +232,7 @@ def image_package(
     docker: DockerOptions,
     union_membership: UnionMembership,
     archive: str | None = None,
+    identity_mode: str = "key",
 ) -> tuple[FileContent, BuiltMirrorImage]:
     """One image's record file and package artifact, from its generator's registry reads (of
     `archive` instead of the source registry, with `[docker-mirror].from_archive`)."""
@@ -242,6 +266,9 @@ def image_package(
         served=served,
         referrers=referrers,
         signature_keys=signature_keys,
+        signed_identity=required_identity(
+            field_set.signature_identity.value, identity_mode, field_set.source_image.value or "", signature_keys
+        ),
         unreadable=unreadable,
         reads_owner=reads_owner(field_set.address),
         reads_fingerprint=reads.fingerprint,
@@ -315,6 +342,7 @@ async def generator_packages(
             docker,
             union_membership,
             subsystem.from_archive,
+            subsystem.signature_identity,
         )
         for field_set in field_sets
     ]

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from docker_mirror.goals.package import (
     mirror_record,
+    required_identity,
     package_line,
     shared_record_paths,
     unreadable_destinations,
@@ -488,3 +491,12 @@ def test_one_digest_holds_the_records_that_only_one_image_writes() -> None:
     records = [FileContent(path, b"{}") for path in ("a.json", "b.json", "c.json", "b.json")]
     assert shared_record_paths(records) == {"a.json", "c.json"}
     assert shared_record_paths([]) == frozenset()
+
+
+def test_the_identity_a_signature_must_name_is_the_source_repository_only_when_asked_and_gated() -> None:
+    assert required_identity("source_repository", "key", "python:3.12", ["k.pub"]) == "docker.io/library/python"
+    assert required_identity(None, "source_repository", "ghcr.io/team/app:1", ["k.pub"]) == "ghcr.io/team/app"
+    assert required_identity("key", "source_repository", "ghcr.io/team/app:1", ["k.pub"]) is None
+    assert required_identity("source_repository", "key", "ghcr.io/team/app:1", []) is None
+    with pytest.raises(ValueError, match="must be one of key, source_repository, not 'repo'"):
+        required_identity(None, "repo", "ghcr.io/team/app:1", ["k.pub"])

@@ -288,6 +288,7 @@ class CopyToRepositoryRequest:
     referrers: Plan = Plan()
     # `require_signature`, checked only when the image itself is copied.
     signature_keys: tuple[str, ...] = ()
+    signed_identity: str | None = None
     # Whose registry reads the copy was decided from, and their fingerprint (`BuiltMirrorImage`).
     reads_owner: Address | None = None
     reads_fingerprint: str | None = None
@@ -331,6 +332,7 @@ def copy_step(request: CopyToRepositoryRequest, run_id: int) -> CopyImageRequest
         destination_repository=request.repository,
         plan=request.referrers,
         signature_keys=gated_keys(request),
+        identity=request.signed_identity if gated_keys(request) else None,
         run_id=run_id,
         tags=request.tags,
         platform=source.platform,
@@ -516,6 +518,7 @@ async def publish_docker_mirror_image(
                     else Plan()
                 ),
                 signature_keys=image.signature_keys,
+                signed_identity=image.signed_identity,
                 reads_owner=image.reads_owner,
                 reads_fingerprint=image.reads_fingerprint,
             )

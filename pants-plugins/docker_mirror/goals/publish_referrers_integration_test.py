@@ -182,6 +182,39 @@ def test_require_signature_keeps_unsigned_images_out_and_copies_signed_ones(
     cosign.verify_signature(mirror, "mirror/team/signed", signed.index, cosign.public_key_pem(trusted))
 
 
+def test_signature_identity_admits_only_a_signature_made_for_the_source_repository(
+    registries: Callable[..., Registry], pants_repo: PantsRepo
+) -> None:
+    """With `signature_identity="source_repository"`, a signature by the trusted key that was
+    made for another repository (an image of `team/other` served under `team/moved`) is refused;
+    one made for the source's own repository passes."""
+    upstream, mirror = registries(), registries()
+    trusted = cosign.generate_key()
+    own = push_oci_image(f"{upstream.address}/team/own:1", "signed for its own repository")
+    cosign.sign(upstream, "team/own", own.index, trusted)
+    moved = push_oci_image(f"{upstream.address}/team/moved:1", "signed for another repository")
+    cosign.sign(upstream, "team/moved", moved.index, trusted, docker_reference=f"{upstream.address}/team/other")
+    extra = ", require_signature=['keys/cosign.pub'], signature_identity='source_repository'"
+    pants_repo.write(
+        {
+            "keys/cosign.pub": cosign.public_key_pem(trusted).decode(),
+            "src/BUILD": BUILD.format(extra=extra),
+            "src/images.txt": f"{upstream.address}/team/own:1\n{upstream.address}/team/moved:1\n",
+        }
+    )
+
+    result = pants_repo.pants("publish", "src::", registry=mirror)
+    assert result.returncode != 0, result
+    assert (
+        f"✕ {mirror.address}/mirror/team/moved:1 failed for `require_signature`: no cosign signature of "
+        f"{moved.index} at {upstream.address}/team/moved verifies against keys/cosign.pub: "
+        f"sha256-{moved.index[7:]}.sig layer 1 verifies against keys/cosign.pub and names {moved.index}, but it "
+        f"was signed for {upstream.address}/team/other, not {upstream.address}/team/moved (`signature_identity`)"
+    ) in result.stderr, result
+    assert f"✓ {mirror.address}/mirror/team/own:1 published to @mirror" in result.stderr, result
+    assert mirror.repositories() == ["mirror/team/own"]
+
+
 def test_through_the_referrers_api_with_cosign_v3_bundles_checked_by_the_gate(
     registries: Callable[..., Registry], pants_repo: PantsRepo
 ) -> None:

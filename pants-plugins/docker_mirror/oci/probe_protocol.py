@@ -215,6 +215,9 @@ class CopyRequest:
     # signature gate verifies `index_digest`.
     platforms: Tuple[str, ...] = ()
     index_digest: Optional[str] = None
+    # With `keys`: the repository (`registry/repository`, `ImageReference.archive_repository`)
+    # a verifying signature must have been signed for (`critical.identity.docker-reference`).
+    identity: Optional[str] = None
 
     @property
     def signed(self) -> str:
@@ -234,6 +237,8 @@ class CopyRequest:
         if self.platforms:
             document["platforms"] = list(self.platforms)
             document["index_digest"] = self.index_digest
+        if self.identity is not None:
+            document["identity"] = self.identity
         return document
 
 
@@ -248,11 +253,13 @@ class ExportImage:
     platforms: Tuple[str, ...] = ()
     referrers: bool = True
     keys: Tuple[Tuple[str, str], ...] = ()
+    identity: Optional[str] = None  # as `CopyRequest.identity`
 
     def to_json(self) -> Dict[str, Any]:
         return {
             "reference": self.reference, "platform": self.platform, "platforms": list(self.platforms),
             "referrers": self.referrers, "require_signature": [{"name": n, "pem": p} for n, p in self.keys],
+            "identity": self.identity,
         }  # fmt: skip
 
 
@@ -385,7 +392,7 @@ def _copy_request(entry: Any) -> CopyRequest:
     return CopyRequest(
         entry["source"], entry["subject"], entry["destination"], _checked_plan(entry, "copy"),
         keys, _tag_copies(entry.get("tags", [])),
-        platforms, index_digest if platforms else None,
+        platforms, index_digest if platforms else None, _optional_string(entry, "identity"),
     )
 
 
@@ -425,6 +432,7 @@ def _export_request(entry: Any) -> ExportRequest:
         exported.append(ExportImage(
             image["reference"], platform, _strings(image.get("platforms", []), f"{what}.platforms"), referrers,
             _keys(image.get("require_signature"), f"{what}.require_signature"),
+            _optional_string(image, "identity"),
         ))  # fmt: skip
     return ExportRequest(entry["store"], tuple(exported))
 

@@ -94,7 +94,7 @@ async def copy_image(
     try:
         result = await mirror_referrers.copy(
             source, destination, request.subject, request.plan, keys, image=image, deadline=deadline,
-            signed=request.signed,
+            signed=request.signed, identity=request.identity,
         )  # fmt: skip
     except _ImageFailed as failed:
         message, kind = clean(str(failed.error)), _kind(failed.error)

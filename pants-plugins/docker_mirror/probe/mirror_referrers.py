@@ -383,13 +383,14 @@ async def _signatures(
 
 async def check_signature(
     source: Location, subject: str, keys: Sequence[PublicKey], listing: Optional[Listing],
-    budget: Optional[CopyBudget] = None,
+    budget: Optional[CopyBudget] = None, identity: Optional[str] = None,
 ) -> Verdict:
-    """Whether `subject` may enter the mirror; refused when `budget`'s deadline comes first."""
+    """Whether `subject` may enter the mirror (signed for the repository `identity`, if given);
+    refused when `budget`'s deadline comes first."""
     signatures = await _signatures(source, subject, listing, budget)
     if budget is None or budget.deadline is None:
-        return verify(subject, signatures, keys)
-    return verify(subject, signatures, keys, deadline=budget.deadline, clock=budget.clock)
+        return verify(subject, signatures, keys, identity=identity)
+    return verify(subject, signatures, keys, deadline=budget.deadline, clock=budget.clock, identity=identity)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -521,6 +522,7 @@ async def copy(
     image: Optional[Callable[[], Awaitable[None]]] = None,
     deadline: Optional[float] = None,
     signed: Optional[str] = None,
+    identity: Optional[str] = None,
 ) -> CopyResult:
     """The gate first (with `keys`), then `image` (what of the image itself goes before its
     referrers, when the image is copied too), then every item of `plan`, then its listings.
@@ -545,7 +547,7 @@ async def copy(
             digest, listing, _ = await _source_listing(source, signed)
             if listing is None and digest is not None:
                 listing = await _read_listing(source, digest, signed)
-        verdict = await check_signature(source, signed, keys, listing, budget)
+        verdict = await check_signature(source, signed, keys, listing, budget, identity)
         if not verdict.verified:
             names = ", ".join(key.name for key in keys)
             return CopyResult(

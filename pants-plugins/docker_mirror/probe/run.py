@@ -332,7 +332,7 @@ async def _copy(
         if request.tags:
             return await copy_image(source, destination, request, keys, clean=secrets.clean, deadline=deadline)
         return await mirror_referrers.copy(
-            source, destination, request.subject, request.plan, keys, deadline=deadline
+            source, destination, request.subject, request.plan, keys, deadline=deadline, identity=request.identity
         )
     except (RegistryError, ReferrersError, InvalidReference, InvalidKey) as e:
         return _copy_failed(request, secrets.clean(str(e)), _kind(e))
@@ -391,7 +391,7 @@ async def _export_image(run: _Run, layout: LayoutWriter, image: ExportImage, dea
         tags = (TagCopy(reference.tag or "latest", None),) if reference.digest is None else ()
         request = CopyRequest(
             repository, subject, repository, found.plans[0] if image.referrers else Plan(), image.keys, tags,
-            platforms, index_digest if platforms else None,
+            platforms, index_digest if platforms else None, image.identity,
         )  # fmt: skip
         source = run.location(reference)
         source = Location(StoreFirst(source.registry, layout.store), source.repository)

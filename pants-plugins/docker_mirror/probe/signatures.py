@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Seque
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
+from docker_mirror.oci.reference import InvalidReference, parse_reference
 from docker_mirror.oci.media_types import (
     COSIGN_SIGN_PREDICATE,
     COSIGN_SIMPLE_SIGNING,
@@ -66,6 +67,9 @@ class Signature:
     # The image digest the signed document names, or why it names none.
     names_digest: Optional[str]
     problem: Optional[str] = None
+    # The repository it was signed for (a simple-signing payload's
+    # `critical.identity.docker-reference`); None if it names none (Sigstore bundles).
+    identity: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -117,13 +121,28 @@ def simple_signing_signatures(
         critical = document.get("critical") if isinstance(document, dict) else None
         image = critical.get("image") if isinstance(critical, dict) else None
         digest = image.get("docker-manifest-digest") if isinstance(image, dict) else None
+        named = critical.get("identity") if isinstance(critical, dict) else None
+        identity = named.get("docker-reference") if isinstance(named, dict) else None
         problem = None
         if not isinstance(digest, str):
             digest, problem = None, "its payload names no image digest"
         elif critical.get("type") != SIMPLE_SIGNING_TYPE:  # type: ignore[union-attr]
             digest, problem = None, "its payload is not a cosign container image signature"
-        found.append(Signature(where, payload, signature, digest, problem))
+        signed_for = identity if isinstance(identity, str) else None
+        found.append(Signature(where, payload, signature, digest, problem, signed_for))
     return found
+
+
+def same_repository(signed_for: Optional[str], repository: str) -> bool:
+    """Whether a signature's `docker-reference` (as cosign writes it: `index.docker.io/library/x`,
+    `ghcr.io/team/app`, a tag or digest beside it ignored) names `repository`, a source's
+    `registry/repository` as an archive names it (Docker Hub's as `docker.io/library/x`)."""
+    if signed_for is None:
+        return False
+    try:
+        return parse_reference(signed_for).archive_repository == repository
+    except InvalidReference:
+        return False
 
 
 def pre_authentication_encoding(payload_type: str, payload: bytes) -> bytes:
@@ -186,10 +205,12 @@ def _verifies(key: PublicKey, signature: Signature) -> bool:
 def verify(
     digest: str, signatures: Iterable[Signature], keys: Sequence[PublicKey], *,
     deadline: Optional[float] = None, clock: Callable[[], float] = time.monotonic,
+    identity: Optional[str] = None,
 ) -> Verdict:  # fmt: skip
-    """Whether one of `signatures` verifies against one of `keys` and names `digest`; with
-    `deadline` (a `clock` time), not after it: then the image is refused (each ECDSA check
-    costs about 0.1 ms of CPU, and nothing else runs meanwhile)."""
+    """Whether one of `signatures` verifies against one of `keys` and names `digest` (and, with
+    `identity`, was signed for that repository: `same_repository`); with `deadline` (a `clock`
+    time), not after it: then the image is refused (each ECDSA check costs about 0.1 ms of CPU,
+    and nothing else runs meanwhile)."""
     signatures = list(signatures)
     key_names = ", ".join(key.name for key in keys)
     if not signatures:
@@ -207,6 +228,15 @@ def verify(
                 ))  # fmt: skip
             checked += 1
             if not signature.signature or not signature.signed or not _verifies(key, signature):
+                continue
+            if signature.names_digest == digest and identity is not None and not same_repository(
+                signature.identity, identity
+            ):
+                signed_for = f"was signed for {signature.identity}" if signature.identity else "names no repository"
+                wrong_digest.append(
+                    f"{signature.where} verifies against {key.name} and names {digest}, but it {signed_for}, "
+                    f"not {identity} (`signature_identity`)"
+                )
                 continue
             if signature.names_digest == digest:
                 return Verdict(True, key=key.name, where=signature.where)

@@ -21,6 +21,7 @@ from docker_mirror.probe.signatures import (
     bundle_signatures,
     load_public_key,
     pre_authentication_encoding,
+    same_repository,
     simple_signing_signatures,
     verify,
 )
@@ -41,11 +42,13 @@ def sign(private: ec.EllipticCurvePrivateKey, data: bytes) -> str:
     return base64.b64encode(private.sign(data, ec.ECDSA(hashes.SHA256()))).decode()
 
 
-def simple_signing(digest: str, kind: str = "cosign container image signature") -> bytes:
+def simple_signing(
+    digest: str, kind: str = "cosign container image signature", reference: str = "registry.example.com/app"
+) -> bytes:
     return json.dumps(
         {
             "critical": {
-                "identity": {"docker-reference": "registry.example.com/app"},
+                "identity": {"docker-reference": reference},
                 "image": {"docker-manifest-digest": digest},
                 "type": kind,
             },
@@ -238,3 +241,40 @@ def test_verification_stops_at_the_deadline_and_refuses(keys: Tuple[ec.EllipticC
     assert verify(IMAGE, strangers + good, [public], deadline=1000, clock=lambda: 0).verified
     # Past it from the start, nothing is checked.
     assert "after 0 checks" in (verify(IMAGE, good, [public], deadline=0, clock=lambda: 0).reason or "")
+
+
+def test_with_an_identity_only_a_signature_for_the_source_repository_passes(
+    keys: Tuple[ec.EllipticCurvePrivateKey, PublicKey]
+) -> None:
+    private, public = keys
+    ours, theirs = simple_signing(IMAGE), simple_signing(IMAGE, reference="registry.example.com/other")
+    mine = simple_signing_signatures("t.sig", [sig_layer(ours, sign(private, ours))])
+    other = simple_signing_signatures("t.sig", [sig_layer(theirs, sign(private, theirs))])
+    assert verify(IMAGE, mine, [public], identity="registry.example.com/app").verified
+    assert verify(IMAGE, other, [public]).verified  # without an identity, any repository
+    refused = verify(IMAGE, other, [public], identity="registry.example.com/app")
+    assert not refused.verified
+    assert refused.reason == (
+        f"t.sig layer 1 verifies against keys/cosign.pub and names {IMAGE}, but it was signed for "
+        "registry.example.com/other, not registry.example.com/app (`signature_identity`)"
+    )
+    # A Sigstore bundle names no repository.
+    signed = bundle_signatures("referrer sha256:1", bundle(private, IMAGE))
+    assert "names no repository" in (verify(IMAGE, signed, [public], identity="registry.example.com/app").reason or "")
+
+
+@pytest.mark.parametrize(
+    "signed_for, repository, same",
+    [
+        ("index.docker.io/library/python", "docker.io/library/python", True),
+        ("docker.io/python:3.12", "docker.io/library/python", True),
+        ("ghcr.io/team/app@sha256:" + "ab" * 32, "ghcr.io/team/app", True),
+        ("GHCR.io/team/app", "ghcr.io/team/app", True),
+        ("ghcr.io/team/app2", "ghcr.io/team/app", False),
+        ("ghcr.io/team", "ghcr.io/team/app", False),
+        ("not a reference", "ghcr.io/team/app", False),
+        (None, "ghcr.io/team/app", False),
+    ],
+)
+def test_the_signed_repository_is_read_as_docker_reads_it(signed_for: Optional[str], repository: str, same: bool) -> None:
+    assert same_repository(signed_for, repository) is same

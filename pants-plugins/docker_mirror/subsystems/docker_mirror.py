@@ -171,3 +171,17 @@ class DockerMirrorSubsystem(Subsystem):
         ),
         advanced=False,
     )
+
+    signature_identity = StrOption(
+        default="key",
+        help=softwrap(
+            """
+            What a signature must say, besides the digest, for `require_signature` to admit an
+            image, where a target's `signature_identity` does not say: `key` (nothing more: the
+            key and the digest, as `cosign verify --key`) or `source_repository` (also the
+            repository it was signed for, `critical.identity.docker-reference`, must be the
+            source's). See `pants help docker_mirror_images`.
+            """
+        ),
+        advanced=True,
+    )

@@ -76,6 +76,8 @@ class CopyImageRequest:
     # `subject` is the source's index `index_digest` filtered to `platforms` (`narrowed_index`).
     platforms: tuple[str, ...] = ()
     index_digest: str | None = None
+    # With `signature_keys`: the repository a verifying signature must have been signed for.
+    identity: str | None = None
 
     def copy_request(self, keys: tuple[tuple[str, bytes], ...]) -> CopyRequest:
         """What the probe is asked, with the keys' (path, PEM) as read."""
@@ -88,6 +90,7 @@ class CopyImageRequest:
             self.tags,
             self.platforms,
             self.index_digest,
+            self.identity,
         )
 
     @property
