@@ -102,6 +102,8 @@ def referrers_note(referrers: CopyResult | None) -> str:
     copied = counted(_kinds(referrers))
     if copied:
         notes.append(f"with {copied}")
+    if referrers.attested:
+        notes.append("provenance attested")
     return "".join(f"; {note}" for note in notes)
 
 
@@ -333,6 +335,7 @@ def copy_step(request: CopyToRepositoryRequest, run_id: int) -> CopyImageRequest
         plan=request.referrers,
         signature_keys=gated_keys(request),
         identity=request.signed_identity if gated_keys(request) else None,
+        provenance_source=source.reference if request.referrers.attest else None,
         run_id=run_id,
         tags=request.tags,
         platform=source.platform,

@@ -101,25 +101,32 @@ class Plan:
     listing: Optional[Listing] = None
     children: Tuple[str, ...] = ()
     child_listings: Tuple[Tuple[str, Listing], ...] = ()
+    # The destination lacks the mirror's own provenance attestation (`provenance_key`).
+    attest: bool = False
 
     @property
     def empty(self) -> bool:
-        return not self.items and self.listing is None and not self.child_listings
+        return not self.items and self.listing is None and not self.child_listings and not self.attest
 
     @property
     def summary(self) -> str:
         counts: Dict[str, int] = {}
         for item in self.items:
             counts[item.kind] = counts.get(item.kind, 0) + 1
-        return counted(counts) or "the referrers listing"
+        if counts or self.listing is not None or self.child_listings:
+            return counted(counts) or "the referrers listing"
+        return "the mirror's provenance attestation"
 
     def to_json(self) -> Dict[str, Any]:
-        return {
+        document: Dict[str, Any] = {
             "items": [item.to_json() for item in self.items],
             "listing": _listing_json(self.listing),
             "children": list(self.children),
             "child_listings": {child: _listing_json(listing) for child, listing in self.child_listings},
         }
+        if self.attest:
+            document["attest"] = True
+        return document
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> Plan:
@@ -134,6 +141,7 @@ class Plan:
                 for listing in [_listing_from_json(raw)]
                 if listing is not None
             ),
+            value.get("attest") is True,
         )
 
 
@@ -218,6 +226,8 @@ class CopyRequest:
     # With `keys`: the repository (`registry/repository`, `ImageReference.archive_repository`)
     # a verifying signature must have been signed for (`critical.identity.docker-reference`).
     identity: Optional[str] = None
+    # With `plan.attest`: the source reference as written, which the mirror's attestation names.
+    provenance_source: Optional[str] = None
 
     @property
     def signed(self) -> str:
@@ -239,6 +249,8 @@ class CopyRequest:
             document["index_digest"] = self.index_digest
         if self.identity is not None:
             document["identity"] = self.identity
+        if self.provenance_source is not None:
+            document["provenance_source"] = self.provenance_source
         return document
 
 
@@ -293,6 +305,9 @@ class ProbeRequest:
     archive: Optional[str] = None
     archived: Tuple[str, ...] = ()
     export: Optional[ExportRequest] = None
+    # The mirror's provenance key (a path the probe reads itself; never its bytes): what the
+    # reads check each destination for, and what a copy signs its attestation with.
+    provenance_key: Optional[str] = None
 
     def to_json(self) -> Dict[str, Any]:
         document: Dict[str, Any] = {"version": VERSION, "requests": [r.to_json() for r in self.requests]}
@@ -304,6 +319,8 @@ class ProbeRequest:
             document.update(archive=self.archive, archived=list(self.archived))
         if self.export is not None:
             document["export"] = self.export.to_json()
+        if self.provenance_key is not None:
+            document["provenance_key"] = self.provenance_key
         document.update(
             insecure_registries=list(self.insecure_registries),
             max_concurrency_per_registry=self.max_concurrency_per_registry,
@@ -393,6 +410,7 @@ def _copy_request(entry: Any) -> CopyRequest:
         entry["source"], entry["subject"], entry["destination"], _checked_plan(entry, "copy"),
         keys, _tag_copies(entry.get("tags", [])),
         platforms, index_digest if platforms else None, _optional_string(entry, "identity"),
+        _optional_string(entry, "provenance_source"),
     )
 
 
@@ -475,6 +493,7 @@ def parse_request(document: Any) -> ProbeRequest:
         archive=_optional_string(document, "archive"),
         archived=_strings(document.get("archived", []), "archived"),
         export=export,
+        provenance_key=_optional_string(document, "provenance_key"),
         insecure_registries=_strings(document.get("insecure_registries", []), "insecure_registries"),
         max_concurrency_per_registry=_integer(document, "max_concurrency_per_registry", 8, 1, 256),
         attempts=_integer(document, "attempts", 4, 1, 20),
@@ -679,6 +698,8 @@ class CopyResult:
     verified_by: Optional[str] = None
     error_kind: Optional[str] = None
     tags: Tuple[TagOutcome, ...] = ()
+    # The mirror's provenance attestation was written.
+    attested: bool = False
 
     @property
     def ok(self) -> bool:
@@ -694,6 +715,8 @@ class CopyResult:
         }
         if self.tags:
             document["tags"] = [tag.to_json() for tag in self.tags]
+        if self.attested:
+            document["attested"] = True
         return document
 
     @classmethod
@@ -706,6 +729,7 @@ class CopyResult:
             _text(value.get("verified_by")),
             _text(value.get("error_kind")),
             tuple(_readable(value.get("tags"), TagOutcome.from_json)),
+            value.get("attested") is True,
         )
 
     def tag_outcome(self, tag: str) -> Optional[TagOutcome]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import dataclasses
+import datetime
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
@@ -16,6 +18,10 @@ from docker_mirror.probe.manifests import probe_manifest
 from docker_mirror.probe.mirror_image import copy_image
 from docker_mirror.probe.mirror_referrers import Location
 from docker_mirror.probe.oci_layout import ArchiveReader, BlobStore, LayoutWriter, StoreFirst
+from docker_mirror.probe.provenance import (
+    ProvenanceKey, ProvenanceKeyError, append_attestation, attested_by, envelope, load_provenance_key, statement,
+)  # fmt: skip
+from docker_mirror.probe.referrers import digest_tag
 from docker_mirror.oci.probe_protocol import (
     CopyRequest,
     CopyResult,
@@ -77,6 +83,10 @@ class _Run:
         self.jobs: Dict[Key, "asyncio.Future[ManifestResult]"] = {}
         self.early: Dict[Key, ManifestResult] = {}  # invalid references: answered without a job
         self.registry_of: Dict[Key, str] = {}
+        # With a provenance key: the key, once loaded, and the digest each read's image has at
+        # the destination where it is not the one its referrers are read for (a subset).
+        self._provenance: Optional[ProvenanceKey] = None
+        self.image_digest: Dict[Tuple[str, Optional[str], Tuple[str, ...]], str] = {}
         # Sources read from an archive instead of their registries.
         self.archive = ArchiveReader(request.archive) if request.archive else None
         self.archived = frozenset(request.archived)
@@ -144,14 +154,17 @@ class _Run:
         try:
             destinations = [self.location(parse_reference(d)) for d in read.destinations]
             subject, found = await self.find(read, destinations)
-        except (RegistryError, ReferrersError, InvalidReference, ManifestError, _Unresolved) as e:
+            plans = found.plans
+            if self.request.provenance_key is not None:
+                plans = await self.attest_plans(plans, destinations, self.image_digest.get(read.key, subject))
+        except (RegistryError, ReferrersError, InvalidReference, ManifestError, _Unresolved, ProvenanceKeyError) as e:
             return ReferrersResult(
                 read.reference, read.platform, error=self.secrets.clean(str(e)), error_kind=_kind(e),
                 platforms=read.platforms,
             )  # fmt: skip
         return ReferrersResult(
             read.reference, read.platform, subject, tuple(sorted(found.counts().items())),
-            tuple(zip(read.destinations, found.plans)),
+            tuple(zip(read.destinations, plans)),
             on_platforms=tuple(sorted(found.platform_counts().items())), platforms=read.platforms,
         )  # fmt: skip
 
@@ -175,10 +188,31 @@ class _Run:
                 narrowed = narrowed_index(source.body, read.platforms)
                 # Unless something is left out, the image keeps its digest and its referrers.
                 kept = narrowed.manifests if narrowed.body != source.body else None
+                if kept is not None:
+                    self.image_digest[read.key] = narrowed.digest
         found = await mirror_referrers.find(
             self.location(reference), subject, destinations, media_type, platform_manifests=kept
         )
         return subject, found
+
+    def provenance(self) -> ProvenanceKey:
+        """The provenance key, loaded once; a `ProvenanceKeyError` if it cannot sign."""
+        if self._provenance is None:
+            assert self.request.provenance_key is not None
+            self._provenance = load_provenance_key(self.request.provenance_key)
+        return self._provenance
+
+    async def attest_plans(self, plans: Sequence[Plan], destinations: Sequence[Location], image: str) -> List[Plan]:
+        """`plans`, each marked `attest` where its destination lacks the mirror's attestation of
+        `image` (one `GET` of the `.att` manifest, no blob)."""
+        key = self.provenance()
+
+        async def lacks(destination: Location) -> bool:
+            current = await destination.registry.get_manifest(destination.repository, digest_tag(image, "att"))
+            return not attested_by(current[0] if current else None, key.key_id)
+
+        missing = await asyncio.gather(*(lacks(d) for d in destinations))
+        return [dataclasses.replace(plan, attest=True) if m else plan for plan, m in zip(plans, missing)]
 
     def manifest_results(self) -> Dict[Key, ManifestResult]:
         """Every read's result, once the deadline has passed or all are done: a job that raised
@@ -219,7 +253,10 @@ async def answer(
         run.expect(read)
     referrers = [asyncio.ensure_future(run.referrers_of(read)) for read in request.referrers]
     copy_deadline = time.monotonic() + copy_deadline_seconds(request.deadline_seconds)
-    copying = asyncio.ensure_future(_copy(request.copy, run.location, secrets, copy_deadline)) if request.copy else None
+    copying = (
+        asyncio.ensure_future(_copy(request.copy, run.location, secrets, copy_deadline, run.provenance))
+        if request.copy else None
+    )  # fmt: skip
     exporting = asyncio.ensure_future(_export(run, request.export, copy_deadline)) if request.export else None
     everything: "List[asyncio.Future[Any]]" = [
         *run.jobs.values(), *referrers, *([copying] if copying else []), *([exporting] if exporting else []),
@@ -323,19 +360,49 @@ def _failure(job: "asyncio.Future[T]", late: str, secrets: Secrets) -> str:
 
 
 async def _copy(
-    request: CopyRequest, location: Callable[[ImageReference], Location], secrets: Secrets, deadline: float
+    request: CopyRequest, location: Callable[[ImageReference], Location], secrets: Secrets, deadline: float,
+    provenance: Optional[Callable[[], ProvenanceKey]] = None,
 ) -> CopyResult:
     try:
         keys = [load_public_key(name, pem.encode()) for name, pem in request.keys]
+        signer = provenance() if request.plan.attest and provenance is not None else None
         source = location(parse_reference(f"{request.source}@{request.subject}"))
         destination = location(parse_reference(request.destination))
+        started = datetime.datetime.now(datetime.timezone.utc)
         if request.tags:
-            return await copy_image(source, destination, request, keys, clean=secrets.clean, deadline=deadline)
-        return await mirror_referrers.copy(
-            source, destination, request.subject, request.plan, keys, deadline=deadline, identity=request.identity
-        )
-    except (RegistryError, ReferrersError, InvalidReference, InvalidKey) as e:
+            result = await copy_image(source, destination, request, keys, clean=secrets.clean, deadline=deadline)
+        else:
+            result = await mirror_referrers.copy(
+                source, destination, request.subject, request.plan, keys, deadline=deadline, identity=request.identity
+            )
+    except (RegistryError, ReferrersError, InvalidReference, InvalidKey, ProvenanceKeyError) as e:
         return _copy_failed(request, secrets.clean(str(e)), _kind(e))
+    if signer is None or not result.ok or any(t.outcome not in ("copied", "up_to_date") for t in result.tags):
+        return result
+    return await _attested(request, destination, result, signer, started, secrets)
+
+
+async def _attested(
+    request: CopyRequest, destination: Location, result: CopyResult, key: ProvenanceKey,
+    started: datetime.datetime, secrets: Secrets,
+) -> CopyResult:  # fmt: skip
+    """`result`, once the mirror's provenance attestation of the image is appended to its `.att`
+    tag at `destination`; if it cannot be, the copy fails (the image is there without it, and
+    the next run writes it)."""
+    document = statement(
+        subject=request.subject, destination=str(destination), source=request.provenance_source or request.source,
+        source_digest=request.index_digest or request.subject, platforms=request.platforms,
+        verified_by=result.verified_by, identity=request.identity if result.verified_by else None,
+        started=started, finished=datetime.datetime.now(datetime.timezone.utc),
+    )  # fmt: skip
+    try:
+        written = await append_attestation(destination.registry, destination.repository, request.subject, key,
+                                           envelope(key, document))  # fmt: skip
+    except (RegistryError, ReferrersError) as e:
+        message = secrets.clean(f"copied, but the mirror's provenance attestation could not be written: {e}")
+        failed = tuple(TagOutcome(t.tag, "failed", message, _kind(e)) for t in result.tags)
+        return dataclasses.replace(result, outcome="error", message=message, error_kind=_kind(e), tags=failed)
+    return dataclasses.replace(result, attested=written)
 
 
 def _copy_failed(request: CopyRequest, message: str, kind: str) -> CopyResult:

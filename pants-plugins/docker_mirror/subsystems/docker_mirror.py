@@ -185,3 +185,26 @@ class DockerMirrorSubsystem(Subsystem):
         ),
         advanced=True,
     )
+
+    provenance_key = StrOption(
+        default=None,
+        help=softwrap(
+            """
+            An ECDSA P-256 private key (PEM, PKCS#8 or SEC1, unencrypted; `openssl ecparam -genkey
+            -name prime256v1 | openssl pkcs8 -topk8 -nocrypt`), a path relative to the build root
+            or absolute. With it, every image copy mode mirrors gets the mirror's own attestation
+            at the destination: a SLSA provenance v1 statement about the destination's digest
+            (the source reference as written, its digest, the destination, the times, and which
+            key `require_signature` verified it with), in a DSSE envelope signed with this key,
+            appended to the image's cosign `.att` tag as `cosign attest` appends. An image
+            already mirrored without one gets it on the next run; a no-op writes none again (one
+            `GET` of the `.att` manifest per image and destination repository tells). Needs
+            `referrers` (on by default). Verify with `cosign verify-attestation --key
+            <public key> --type slsaprovenance1 --insecure-ignore-tlog=true <image>@<digest>`.
+
+            The probe reads the file itself: the key never goes on a command line, into Pants'
+            store or into a log. A key readable by others than its owner is warned about.
+            """
+        ),
+        advanced=True,
+    )

@@ -37,6 +37,7 @@ from docker_mirror.util_rules.registry_reads import (
     REQUEST_FILE,
     archive_settings,
     failed_probe_message,
+    provenance_settings,
     probe_process,
     probe_settings,
     read_result,
@@ -78,6 +79,8 @@ class CopyImageRequest:
     index_digest: str | None = None
     # With `signature_keys`: the repository a verifying signature must have been signed for.
     identity: str | None = None
+    # With `plan.attest`: the source reference as written, which the attestation names.
+    provenance_source: str | None = None
 
     def copy_request(self, keys: tuple[tuple[str, bytes], ...]) -> CopyRequest:
         """What the probe is asked, with the keys' (path, PEM) as read."""
@@ -91,6 +94,7 @@ class CopyImageRequest:
             self.platforms,
             self.index_digest,
             self.identity,
+            self.provenance_source,
         )
 
     @property
@@ -221,6 +225,7 @@ async def copy_image(
         copy=request.copy_request(keys),
         **{**probe_settings(subsystem), "deadline_seconds": copy_deadline(subsystem.copy_timeout)},
         **archive_settings(subsystem, build_root, [f"{request.source_repository}@{request.subject}"]),
+        **provenance_settings(subsystem, build_root),
     )
     input_digest = await created_digest(CreateDigest([FileContent(REQUEST_FILE, encoded(probe_request))]))
     process = await venv_pex_process(

@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import logging
 import os
+import stat
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
@@ -65,6 +67,8 @@ from pants.engine.unions import UnionMembership
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
+logger = logging.getLogger(__name__)
+
 REQUEST_FILE = "probe-request.json"
 RESULT_FILE = "probe-result.json"
 
@@ -117,6 +121,31 @@ def archive_settings(subsystem: DockerMirrorSubsystem, build_root: BuildRoot, so
         return {}
     repositories = {ImageReference.parse(source).archive_repository for source in sources}
     return dict(archive=os.path.join(build_root.path, subsystem.from_archive), archived=tuple(sorted(repositories)))
+
+
+def provenance_settings(subsystem: DockerMirrorSubsystem, build_root: BuildRoot) -> dict[str, Any]:
+    """The `ProbeRequest` field that makes it check, and write, the mirror's provenance
+    attestation: the key's path (the probe reads the key itself: its bytes go through no argv,
+    no Pants store, no log); none without `[docker-mirror].provenance_key`."""
+    if not subsystem.provenance_key:
+        return {}
+    path = os.path.join(build_root.path, subsystem.provenance_key)
+    _warn_if_open(path)
+    return dict(provenance_key=path)
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_if_open(path: str) -> None:
+    """Once per key file and pantsd: a private key others may read is worth a warning."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # the probe says what is wrong with it
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        logger.warning(
+            f"The `[docker-mirror].provenance_key` file {path} may be read by others than its owner "
+            f"(mode {stat.S_IMODE(mode):o}): `chmod 600` it."
+        )
 
 
 def manifest_reads(references: Mapping[str, bool]) -> tuple[ManifestRead, ...]:
@@ -510,6 +539,7 @@ async def read_registries(
         referrers=request.referrers,
         **probe_settings(subsystem),
         **archive_settings(subsystem, build_root, request.sources),
+        **provenance_settings(subsystem, build_root),
     )
     input_digest = await created_digest(CreateDigest([FileContent(REQUEST_FILE, encoded(probe_request))]))
     process = await venv_pex_process(
