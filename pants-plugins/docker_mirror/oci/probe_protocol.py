@@ -113,9 +113,9 @@ class Plan:
         counts: Dict[str, int] = {}
         for item in self.items:
             counts[item.kind] = counts.get(item.kind, 0) + 1
-        if counts or self.listing is not None or self.child_listings:
-            return counted(counts) or "the referrers listing"
-        return "the mirror's provenance attestation"
+        if self.attest and not counts and self.listing is None and not self.child_listings:
+            return "the mirror's provenance attestation"
+        return counted(counts) or "the referrers listing"
 
     def to_json(self) -> Dict[str, Any]:
         document: Dict[str, Any] = {
