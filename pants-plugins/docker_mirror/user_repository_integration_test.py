@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from docker_mirror_testutil import cosign
 from docker_mirror_testutil.images import OciImage, push_oci_image
 from docker_mirror_testutil.machine import REPO_ROOT
@@ -312,3 +314,36 @@ def test_an_air_gap_from_the_wheel(user: tuple[UserRepo, Registry], registries: 
     assert published.returncode == 0, published
     assert mirror.manifest_digest("team/gapped", "1") == image.index
     assert mirror.manifest_digest("team/gapped", digest_tag(image.index, "sig")) == signature
+
+
+def test_the_mirrors_provenance_from_the_wheel_under_pantsd(
+    user: tuple[UserRepo, Registry], registries: Callable[..., Registry]
+) -> None:
+    """With a provenance key, the image gets the mirror's attestation, which verifies against
+    the public key; a second run under the same pantsd writes nothing."""
+    repo, mirror = user
+    upstream = registries()
+    image = push_oci_image(f"{upstream.address}/team/attested:1", "user-attested", "linux/amd64")
+    key = ec.generate_private_key(ec.SECP256R1())
+    repo.write(
+        {
+            "provenance/BUILD": "docker_mirror_images(name='mirror', method='copy')\n",
+            "provenance/images.txt": f"{upstream.address}/team/attested:1\n",
+            "provenance/mirror.key": key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ).decode(),
+        }
+    )
+    (repo.root / "provenance" / "mirror.key").chmod(0o600)
+    option = "--docker-mirror-provenance-key=provenance/mirror.key"
+    first = repo.pants("publish", "provenance::", option, daemon=True, env=NO_DOCKER)
+    assert first.returncode == 0, first
+    assert "provenance attested" in first.stderr, first
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    [statement] = cosign.verify_attestation(mirror, "team/attested", image.index, public)
+    assert statement["predicate"]["buildDefinition"]["resolvedDependencies"][0]["uri"] == f"{upstream.address}/team/attested:1"
+
+    before = len(mirror.settled_access_log())
+    again = repo.pants("publish", "provenance::", option, daemon=True, env=NO_DOCKER)
+    assert again.returncode == 0, again
+    assert not [line for line in mirror.settled_access_log()[before:] if '"PUT ' in line or '"POST ' in line]
