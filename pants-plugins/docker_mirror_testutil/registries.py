@@ -311,6 +311,11 @@ def requests_for(log: list[str], method: str, path: str) -> list[str]:
     return [line for line in log if f'"{method} {path} HTTP/' in line]
 
 
+def writes(log: list[str]) -> list[str]:
+    """The lines of an access log that write something: `PUT`, `POST`, `PATCH` or `DELETE`."""
+    return [line for line in log if re.search(r'"(PUT|POST|PATCH|DELETE) ', line)]
+
+
 def more_than_heads(log: list[str]) -> list[str]:
     """The lines of an access log that do more than a no-op may: anything but a manifest `HEAD`,
     such as a manifest `GET` (Docker Hub's pull), any blob request or any write. The referrers

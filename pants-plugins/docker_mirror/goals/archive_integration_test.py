@@ -29,7 +29,7 @@ from docker_mirror_testutil.oci import digest_tag
 from docker_mirror_testutil.pants_repo import COPY_BUILD, NO_DOCKER, PantsRepo, PantsResult
 from docker_mirror_testutil.pushes import push_image
 from docker_mirror_testutil.referrers import attach_spdx_sbom, listed_referrers
-from docker_mirror_testutil.registries import Registry
+from docker_mirror_testutil.registries import Registry, writes
 
 BUILD = COPY_BUILD + "docker_mirror_archive(name='offline', images=[':mirror'], output_path='offline.tar')\n"
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -82,11 +82,6 @@ def skopeo_digest(archive: Path, ref_name: str) -> str:
     )
     assert inspected.returncode == 0, (ref_name, inspected.stderr.decode())
     return f"sha256:{hashlib.sha256(inspected.stdout).hexdigest()}"
-
-
-def writes(log: list[str]) -> list[str]:
-    """The lines of an access log that write something."""
-    return [line for line in log if any(f'"{method} ' in line for method in ("PUT", "POST", "PATCH", "DELETE"))]
 
 
 def failed_lines(result: PantsResult) -> list[str]:

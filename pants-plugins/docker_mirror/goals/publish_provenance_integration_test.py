@@ -17,7 +17,7 @@ from docker_mirror_testutil import cosign
 from docker_mirror_testutil.images import push_oci_image
 from docker_mirror_testutil.oci import digest_tag
 from docker_mirror_testutil.pants_repo import NO_DOCKER, PantsRepo
-from docker_mirror_testutil.registries import Registry
+from docker_mirror_testutil.registries import Registry, writes
 
 SLSA_V1 = "https://slsa.dev/provenance/v1"
 BUILD = "docker_mirror_images(name='mirror', sources=['images.txt'], method='copy', require_signature=['//keys/cosign.pub'])\n"
@@ -41,10 +41,6 @@ def provenance(mirror: Registry, repository: str, digest: str, public_pem: bytes
     statements = [s for s in cosign.verify_attestation(mirror, repository, digest, public_pem) if s["predicateType"] == SLSA_V1]
     assert len(statements) == 1, statements
     return statements[0]
-
-
-def writes(log: list[str]) -> list[str]:
-    return [line for line in log if any(f'"{method} ' in line for method in ("PUT", "POST", "PATCH", "DELETE"))]
 
 
 def test_each_mirrored_image_is_attested_once_with_the_mirrors_key(
