@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import dataclasses
 import datetime
+import os
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
