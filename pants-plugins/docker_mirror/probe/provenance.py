@@ -10,8 +10,6 @@ import base64
 import datetime
 import hashlib
 import json
-import os
-import stat
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Dict, Optional
 
@@ -46,16 +44,6 @@ class ProvenanceKey:
     key: Any  # an `ec.EllipticCurvePrivateKey` (P-256)
     key_id: str  # `sha256:<hex>` of the public key's DER
 
-    @property
-    def public_pem(self) -> bytes:
-        from cryptography.hazmat.primitives import serialization
-
-        return bytes(
-            self.key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
-
 
 def load_provenance_key(path: str) -> ProvenanceKey:
     """The PEM PKCS#8 (or SEC1) ECDSA P-256 private key at `path`, unencrypted. Its bytes are
@@ -81,14 +69,6 @@ def load_provenance_key(path: str) -> ProvenanceKey:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return ProvenanceKey(key, f"sha256:{hashlib.sha256(der).hexdigest()}")
-
-
-def too_open(path: str) -> bool:
-    """Whether others than the owner may read the key file."""
-    try:
-        return bool(os.stat(path).st_mode & (stat.S_IRWXG | stat.S_IRWXO))
-    except OSError:
-        return False
 
 
 def _time(moment: datetime.datetime) -> str:

@@ -445,16 +445,12 @@ async def _export_image(run: _Run, layout: LayoutWriter, image: ExportImage, dea
         destination = Location(layout, repository)
         read = ReferrersRead(reference.manifest_reference, image.platform, (), image.platforms)
         subject, found = await run.find(read, [destination])
-        platforms: Tuple[str, ...] = ()
-        index_digest = None
-        if image.platforms:  # `subject` is the source's index: the archive keeps it filtered
-            job = run.manifest_job(read.reference, True)
-            body = (await job).body if job is not None else None
-            if body is None:
-                raise _Unresolved("the registry sent no image index")
-            narrowed = narrowed_index(body, image.platforms)
-            if narrowed.body != body:
-                platforms, index_digest, subject = image.platforms, subject, narrowed.digest
+        # With `platforms`, `subject` is the source's index, which the archive keeps filtered
+        # (as `find` made it), unless nothing is left out.
+        filtered = run.image_digest.get(read.key)
+        platforms: Tuple[str, ...] = image.platforms if filtered else ()
+        index_digest = subject if filtered else None
+        subject = filtered or subject
         tags = (TagCopy(reference.tag or "latest", None),) if reference.digest is None else ()
         request = CopyRequest(
             repository, subject, repository, found.plans[0] if image.referrers else Plan(), image.keys, tags,
